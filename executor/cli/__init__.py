@@ -1,0 +1,100 @@
+"""The ``rexec`` command.
+
+One module per subcommand, each with ``register(sub)`` and a handler that
+returns an exit code. ``main`` catches :class:`~executor.errors.RexecError`
+exactly once; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from executor import __version__
+from executor.errors import ExitCode, RexecError
+
+# Subcommand modules, in the order `rexec --help` lists them. A module that
+# is not there yet (a feature still being built) is simply left out.
+SUBCOMMANDS = (
+    "run",
+    "verify",
+    "replay",
+    "diff",
+    "rerun",
+    "lock",
+    "snapshot",
+    "env",
+    "keygen",
+    "submit",
+)
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  internal error (a bug in rexec; please report it with -v output)
+  2  bad input: the spec, an argument or a file you named
+  3  signature or trust policy does not hold
+  4  content differs from its pin or signed digest (snapshot, image, output)
+  5  the job ran and failed (non-zero exit, timeout, out of memory)
+  6  infrastructure unreachable (Docker engine, registry, Slurm, Sigstore)
+  7  replay finished and did not reproduce the original outputs
+
+typical use:
+  rexec keygen                         create a local signing key (air-gapped)
+  rexec snapshot hash data/            print the digest to pin an input
+  rexec run specs/demo.toml            pin, verify, run, record and sign
+  rexec verify runs/<run-id> --key K   prove a record is intact and signed
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rexec",
+        description=(
+            "Run ML training in a hardened container with every input pinned, "
+            "record what ran on what, sign the record, and verify or replay it later."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rexec {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show tracebacks and debug detail"
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"executor.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"executor.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return int(ExitCode.BAD_INPUT)
+    try:
+        return int(handler(args))
+    except RexecError as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(exc.render(), file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
