@@ -1,0 +1,126 @@
+"""``rexec run``: pin, verify, run, record and sign one training job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from executor import pipeline, spec
+from executor.errors import JobFailed
+from executor.signing import SignOptions
+
+EPILOG = """\
+examples:
+  rexec run specs/demo.toml
+  rexec run specs/demo.toml --param learning_rate=0.1 --param epochs=50
+  rexec run specs/demo.toml --sign none --runs-dir /tmp/runs --json
+
+The job's stdout and stderr stream to this terminal's stderr and to
+RUN_DIR/logs/. The record lands in RUNS_DIR/<run-id>/ only when complete.
+A job that fails is still recorded and signed (with its status), and rexec
+exits 5.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run a spec in a hardened container and write a signed record",
+        description=(
+            "Read a TOML run spec, verify every input against its pin, run the job in a "
+            "container with no network, a read-only root and no capabilities, hash the "
+            "outputs and write an in-toto/SLSA manifest signed as a Sigstore bundle."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("spec", type=Path, help="the run spec (TOML); see docs/spec.md")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='override a [params] value (VALUE is read as TOML: 0.1, true, "text"); '
+        "the manifest records default and override",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="where run records are written (default: ./runs)",
+    )
+    p.add_argument(
+        "--sign",
+        choices=("key", "sigstore", "none"),
+        help="signing method (default: the spec's [signing] method, else key)",
+    )
+    p.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="FILE",
+        help="PEM private key for --sign key (default: [signing] key, else "
+        "$REXEC_SIGNING_KEY / $REXEC_SIGNING_KEY_FILE)",
+    )
+    p.add_argument(
+        "--identity-token",
+        metavar="JWT",
+        help="OIDC token for --sign sigstore (else $REXEC_IDENTITY_TOKEN, ambient CI "
+        "credentials, or a browser on a terminal)",
+    )
+    p.add_argument(
+        "--trust-config",
+        type=Path,
+        metavar="FILE",
+        help="Sigstore ClientTrustConfig JSON for a private Fulcio/Rekor",
+    )
+    p.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run code with uncommitted changes (recorded as dirty=true)",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="do not echo the job's output or progress"
+    )
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    overrides = [spec.parse_override(text) for text in args.param]
+    run_spec = spec.load(args.spec, overrides=overrides)
+    method = args.sign or run_spec.signing.method
+    sign = SignOptions(
+        method=method,
+        key_path=args.signing_key or run_spec.signing.key,
+        identity_token=args.identity_token,
+        trust_config=args.trust_config,
+    )
+
+    def say(text: str) -> None:
+        if not args.quiet:
+            print(f"rexec: {text}", file=sys.stderr, flush=True)
+
+    options = pipeline.RunOptions(
+        runs_dir=args.runs_dir.resolve(),
+        sign=sign,
+        allow_dirty=args.allow_dirty,
+        echo_logs=not args.quiet,
+        say=say,
+    )
+    result = pipeline.run(run_spec, options=options)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    else:
+        print(f"run {result.run_id}: {result.status.status}")
+        print(f"record: {result.run_dir}")
+        for subject in result.subjects:
+            print(f"  {subject.sha256[:16]}  {subject.name}")
+    if result.status.status != "succeeded":
+        raise JobFailed(
+            f"the job {result.status.status} (exit code {result.status.exit_code}); "
+            f"the failure is recorded and signed in {result.run_dir}",
+            hint=f"read {result.run_dir}/logs/stderr.log",
+        )
+    return 0

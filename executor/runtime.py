@@ -1,0 +1,407 @@
+"""The container engine seam: a small protocol and its Docker implementation.
+
+This is the only module that imports ``docker``. The pipeline talks to a
+:class:`ContainerRuntime`, so stages can be tested with a fake at this seam
+while end-to-end tests drive a real engine. Connecting is lazy: nothing
+touches the Docker socket until a method needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from executor.errors import InfrastructureError, InputError, MismatchError
+
+RUN_LABEL = "dev.rexec.run-id"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """What the container may do. Every field defaults to the locked-down value;
+    anything looser is an explicit opt-in that the manifest records."""
+
+    network: bool = False
+    read_only_root: bool = True
+    tmpfs_size: str = "256m"
+    cap_drop_all: bool = True
+    no_new_privileges: bool = True
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "network": "bridge" if self.network else "none",
+            "readOnlyRootFilesystem": self.read_only_root,
+            "tmpfs": {"/tmp": f"size={self.tmpfs_size},nosuid,nodev"},
+            "capabilities": "drop ALL" if self.cap_drop_all else "engine default",
+            "noNewPrivileges": self.no_new_privileges,
+        }
+
+
+@dataclass(frozen=True)
+class ContainerRequest:
+    image: str
+    command: Sequence[str]
+    workdir: str
+    env: Mapping[str, str]
+    mounts: Sequence[Mount]
+    user: str
+    labels: Mapping[str, str]
+    hardening: Hardening = field(default_factory=Hardening)
+    cpus: float | None = None
+    memory_bytes: int | None = None
+    pids_limit: int = 512
+    gpu_uuids: Sequence[str] = ()
+    timeout_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ContainerResult:
+    exit_code: int | None
+    started_on: datetime
+    finished_on: datetime
+    timed_out: bool
+    oom_killed: bool
+    container_id: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str  # "sha256:<hex>" of the image config
+    repo_digests: tuple[str, ...]
+    user: str
+    os: str
+    architecture: str
+
+
+LogSink = Callable[[str, bytes], None]  # (stream name "stdout"|"stderr", chunk)
+
+
+class ContainerRuntime(Protocol):
+    def engine_info(self) -> dict[str, Any]: ...
+    def inspect_image(self, ref: str) -> ImageInfo | None: ...
+    def pull(self, ref: str) -> ImageInfo: ...
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        args: Mapping[str, str],
+        target: str | None,
+        log: Callable[[str], None],
+    ) -> ImageInfo: ...
+    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult: ...
+    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str: ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class DockerRuntime:
+    """:class:`ContainerRuntime` over the Docker Engine API (docker-py)."""
+
+    def __init__(self, base_url: str | None = None) -> None:
+        self._base_url = base_url
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+            import docker.errors
+
+            try:
+                self._client = (
+                    docker.DockerClient(base_url=self._base_url)
+                    if self._base_url
+                    else docker.from_env()
+                )
+                self._client.ping()
+            except docker.errors.DockerException as exc:
+                raise InfrastructureError(
+                    f"cannot reach the Docker engine: {exc}",
+                    hint="start it (`bash scripts/setup` starts one) or set DOCKER_HOST",
+                ) from exc
+        return self._client
+
+    def engine_info(self) -> dict[str, Any]:
+        info = self.client.info()
+        version = self.client.version()
+        return {
+            "name": "docker",
+            "version": version.get("Version"),
+            "api_version": version.get("ApiVersion"),
+            "os": info.get("OperatingSystem"),
+            "kernel": info.get("KernelVersion"),
+            "runtimes": sorted(info.get("Runtimes", {})),
+            "default_runtime": info.get("DefaultRuntime"),
+            "storage_driver": info.get("Driver"),
+            "cgroup_driver": info.get("CgroupDriver"),
+            "cgroup_version": info.get("CgroupVersion"),
+        }
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        import docker.errors
+
+        try:
+            image = self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot inspect image {ref}: {exc}") from exc
+        return _image_info(image.attrs)
+
+    def pull(self, ref: str) -> ImageInfo:
+        import docker.errors
+
+        try:
+            self.client.api.pull(ref)
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(
+                f"cannot pull {ref}: {exc.explanation or exc}",
+                hint="check the registry is reachable and you are logged in (docker login)",
+            ) from exc
+        info = self.inspect_image(ref)
+        if info is None:
+            raise InfrastructureError(f"pulled {ref} but the engine does not list it")
+        return info
+
+    def build(
+        self,
+        *,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        args: Mapping[str, str],
+        target: str | None,
+        log: Callable[[str], None],
+    ) -> ImageInfo:
+        import docker.errors
+
+        try:
+            rel = dockerfile.relative_to(context)
+        except ValueError:
+            raise InputError(
+                f"image.build.dockerfile {dockerfile} is outside the build context {context}",
+                hint="put the Dockerfile inside the context directory",
+            ) from None
+        try:
+            stream = self.client.api.build(
+                path=str(context),
+                dockerfile=str(rel),
+                tag=tag,
+                buildargs=dict(args),
+                target=target,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                pull=False,
+            )
+            image_id = None
+            for chunk in stream:
+                if "stream" in chunk:
+                    log(chunk["stream"])
+                if "error" in chunk:
+                    raise InputError(
+                        f"building {dockerfile} failed: {chunk['error'].strip()}",
+                        hint="the build log above shows the failing step",
+                    )
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot build {dockerfile}: {exc}") from exc
+        info = self.inspect_image(image_id or tag)
+        if info is None:
+            raise InfrastructureError(f"built {tag} but the engine does not list it")
+        return info
+
+    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult:
+        import docker.errors
+
+        container = self._create(request)
+        reader = threading.Thread(target=self._pump_logs, args=(container, sink), daemon=True)
+        timed_out = False
+        started = _now()
+        try:
+            container.start()
+            started = _now()
+            reader.start()
+            try:
+                status = container.wait(timeout=request.timeout_s)
+                exit_code: int | None = int(status.get("StatusCode", -1))
+            except Exception as exc:  # requests' ReadTimeout: the job ran past its timeout
+                if not _is_timeout(exc):
+                    raise
+                timed_out = True
+                exit_code = None
+                with contextlib.suppress(docker.errors.APIError):
+                    container.kill()
+                container.wait(timeout=60)
+            finished = _now()
+            reader.join(timeout=30)
+            container.reload()
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            return ContainerResult(
+                exit_code=exit_code,
+                started_on=started,
+                finished_on=finished,
+                timed_out=timed_out,
+                oom_killed=oom,
+                container_id=container.id,
+            )
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"the engine failed running the job: {exc}") from exc
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+
+    def _create(self, request: ContainerRequest) -> Any:
+        import docker.errors
+        from docker.types import DeviceRequest
+        from docker.types import Mount as DockerMount
+
+        h = request.hardening
+        kwargs: dict[str, Any] = {
+            "image": request.image,
+            "command": list(request.command),
+            "working_dir": request.workdir,
+            "environment": dict(request.env),
+            "user": request.user,
+            "labels": dict(request.labels),
+            "mounts": [
+                DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
+                for m in request.mounts
+            ],
+            "network_mode": "bridge" if h.network else "none",
+            "read_only": h.read_only_root,
+            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={h.tmpfs_size}"},
+            "cap_drop": ["ALL"] if h.cap_drop_all else None,
+            "security_opt": ["no-new-privileges:true"] if h.no_new_privileges else None,
+            "pids_limit": request.pids_limit,
+            "detach": True,
+            "stdin_open": False,
+            "tty": False,
+        }
+        if request.cpus:
+            kwargs["nano_cpus"] = int(request.cpus * 1e9)
+        if request.memory_bytes:
+            kwargs["mem_limit"] = request.memory_bytes
+            kwargs["memswap_limit"] = request.memory_bytes  # no swap: OOM is visible, not slow
+        if request.gpu_uuids:
+            kwargs["device_requests"] = [
+                DeviceRequest(
+                    driver="nvidia",
+                    device_ids=list(request.gpu_uuids),
+                    capabilities=[["gpu", "compute", "utility"]],
+                )
+            ]
+        try:
+            return self.client.containers.create(**kwargs)
+        except docker.errors.ImageNotFound as exc:
+            raise InputError(f"image {request.image} is not present in the engine") from exc
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot create the job container: {exc}") from exc
+
+    @staticmethod
+    def _pump_logs(container: Any, sink: LogSink) -> None:
+        for out, err in container.attach(
+            stdout=True, stderr=True, stream=True, logs=True, demux=True
+        ):
+            if out:
+                sink("stdout", out)
+            if err:
+                sink("stderr", err)
+
+    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
+        """Run a short hardened helper command in ``image`` and return its stdout."""
+        chunks: list[bytes] = []
+        request = ContainerRequest(
+            image=image,
+            command=command,
+            workdir="/",
+            env={},
+            mounts=(),
+            user=user,
+            labels={"dev.rexec.helper": "1"},
+            timeout_s=120,
+        )
+        result = self.run(
+            request, lambda name, data: chunks.append(data) if name == "stdout" else None
+        )
+        if result.exit_code != 0:
+            raise InfrastructureError(f"helper command in {image} exited {result.exit_code}")
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    def containers_labelled(self, label: str) -> list[str]:
+        """IDs of all containers (any state) carrying ``label``; for tests and cleanup."""
+        return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    import requests.exceptions
+
+    return isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.ConnectionError)
+
+
+def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
+    config = attrs.get("Config") or {}
+    return ImageInfo(
+        id=attrs["Id"],
+        repo_digests=tuple(attrs.get("RepoDigests") or ()),
+        user=config.get("User") or "",
+        os=attrs.get("Os", ""),
+        architecture=attrs.get("Architecture", ""),
+    )
+
+
+def check_repo_digest(ref: str, info: ImageInfo) -> None:
+    """The image the engine holds for a pinned ref must carry that exact digest."""
+    wanted = ref.rsplit("@", 1)[1]
+    if not any(d.endswith("@" + wanted) for d in info.repo_digests):
+        raise MismatchError(
+            f"image {ref}: the engine's image {info.id} does not carry digest {wanted}",
+            details=[f"repo digests present: {', '.join(info.repo_digests) or 'none'}"],
+            hint="remove the local image and pull again; the registry may have been tampered with",
+        )
+
+
+@contextlib.contextmanager
+def log_files(directory: Path, echo: IO[bytes] | None) -> Iterator[LogSink]:
+    """A sink that appends each stream to ``<stream>.log`` and echoes it live."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "stdout.log", "wb") as out, open(directory / "stderr.log", "wb") as err:
+        files = {"stdout": out, "stderr": err}
+
+        def sink(name: str, data: bytes) -> None:
+            files[name].write(data)
+            if echo is not None:
+                echo.write(data)
+                echo.flush()
+
+        yield sink
+
+
+_default: DockerRuntime | None = None
+
+
+def engine_info() -> dict[str, Any]:
+    """Engine facts for host capture; ``available: False`` when it cannot be reached."""
+    global _default
+    _default = _default or DockerRuntime()
+    try:
+        return {"available": True, **_default.engine_info()}
+    except InfrastructureError as exc:
+        return {"available": False, "reason": exc.message}
