@@ -30,7 +30,12 @@ class ResolvedCode:
         entry: dict[str, Any] = {
             "name": "code",
             "digest": {self.tree_digest.split(":")[0]: self.tree_digest.split(":")[1]},
-            "annotations": {"mount": self.mount, "path": self.repo_path, "dirty": self.dirty},
+            "annotations": {
+                "mount": self.mount,
+                "path": self.repo_path,
+                "dirty": self.dirty,
+                "hostPath": str(self.path),
+            },
         }
         if self.commit:
             entry["digest"]["gitCommit"] = self.commit

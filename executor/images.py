@@ -46,6 +46,8 @@ class ResolvedImage:
 def resolve_image(
     image: ImageSpec, *, runtime: ContainerRuntime, spec_name: str, log: Callable[[str], None]
 ) -> ResolvedImage:
+    if image.image_id is not None:
+        return _resolve_local_id(image.image_id, runtime=runtime)
     if image.ref is not None:
         return _resolve_ref(image.ref, runtime=runtime, log=log)
     assert image.build is not None  # the spec parser guarantees exactly one
@@ -62,6 +64,19 @@ def _resolve_ref(
     check_repo_digest(ref, info)
     repository, digest = ref.rsplit("@", 1)
     return ResolvedImage(run_ref=ref, image_id=info.id, digest=digest, uri=f"oci://{repository}")
+
+
+def _resolve_local_id(image_id: str, *, runtime: ContainerRuntime) -> ResolvedImage:
+    info = runtime.inspect_image(image_id)
+    if info is None or info.id != image_id:
+        raise InputError(
+            f"image {image_id} is not present in this Docker engine",
+            hint="rebuild it from the recorded Dockerfile and context, or load it with "
+            "`docker load`; a rebuild only matches if the build is reproducible",
+        )
+    return ResolvedImage(
+        run_ref=image_id, image_id=image_id, digest=image_id, uri=f"docker-image-id:{image_id}"
+    )
 
 
 def _build(

@@ -56,6 +56,9 @@ class RunOptions:
     allow_dirty: bool = False
     echo_logs: bool = True
     say: Say = field(default=lambda text: None)
+    # Where this run comes from when it is not a fresh run (replay, rerun):
+    # recorded under internalParameters.lineage and so signed.
+    lineage: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ def _execute_and_record(
             "allowDirty": bool(checked.code and checked.code.dirty),
             **{k: v for k, v in spec.resolved_view(run_spec)["security"].items()},
         },
+        **({"lineage": dict(options.lineage)} if options.lineage else {}),
         "snapshotCache": {
             name: {"used": s.cache_used, "hits": s.cache_hits, "files": s.files}
             for name, s in sorted(checked.snapshots.items())
@@ -396,7 +400,7 @@ def _dependencies(
             {
                 "name": f"input:{item.name}",
                 "digest": {algo: hexdigest},
-                "annotations": {"mount": item.mount, "readOnly": True},
+                "annotations": {"mount": item.mount, "readOnly": True, "hostPath": str(item.path)},
             }
         )
     return deps

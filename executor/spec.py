@@ -45,6 +45,8 @@ class BuildSpec:
 class ImageSpec:
     ref: str | None = None
     build: BuildSpec | None = None
+    # Not settable from TOML: replay pins the exact local image a record names.
+    image_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,15 @@ class Security:
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How far a numeric output may drift and still count as reproduced."""
+
+    pattern: str  # fnmatch pattern over output paths, e.g. "*.npz" or "metrics.json"
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
 class ParamOverride:
     key: str
     default: Any
@@ -125,6 +136,7 @@ class RunSpec:
     determinism: Determinism
     signing: Signing
     security: Security
+    tolerances: tuple[Tolerance, ...] = ()
 
     @property
     def base_dir(self) -> Path:
@@ -441,6 +453,33 @@ def _parse_small_tables(top: _Table, base: Path) -> tuple[Determinism, Signing, 
     )
 
 
+def _parse_replay(top: _Table) -> tuple[Tolerance, ...]:
+    tab = top.table("replay")
+    if tab is None:
+        return ()
+    raw = tab.get("tolerance", list) or []
+    tab.finish()
+    tolerances = []
+    for i, item in enumerate(raw):
+        key = f"replay.tolerance[{i}]"
+        if not isinstance(item, dict):
+            top.errors.add(key, "expected a table with pattern, rtol, atol")
+            continue
+        entry = _Table(item, key, top.errors)
+        pattern = entry.get("pattern", str, required=True)
+        rtol = entry.get("rtol", (int, float))
+        atol = entry.get("atol", (int, float))
+        entry.finish()
+        if rtol is None and atol is None:
+            top.errors.add(key, "set rtol, atol or both")
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if value is not None and value < 0:
+                top.errors.add(f"{key}.{name}", "expected a non-negative number")
+        if pattern:
+            tolerances.append(Tolerance(pattern, float(rtol or 0.0), float(atol or 0.0)))
+    return tuple(tolerances)
+
+
 def _json_value(value: Any, key: str, errors: _Errors) -> Any:
     """Params go to the job as JSON; TOML dates and times have no JSON form."""
     if isinstance(value, dict):
@@ -521,6 +560,7 @@ def loads(data: bytes, *, source: Path, overrides: Sequence[tuple[str, Any]] = (
     applied = _apply_overrides(params, overrides, errors)
     resources = _parse_resources(top)
     determinism, signing, security = _parse_small_tables(top, base)
+    tolerances = _parse_replay(top)
     top.finish()
     _check_mounts(inputs, code, outputs_mount, errors)
     _check_unique(inputs, "name", lambda i: i.name, errors)
@@ -542,6 +582,7 @@ def loads(data: bytes, *, source: Path, overrides: Sequence[tuple[str, Any]] = (
         determinism=determinism,
         signing=signing,
         security=security,
+        tolerances=tolerances,
     )
 
 
@@ -626,6 +667,12 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
     }
     if spec.code:
         view["code"] = {"mount": spec.code.mount}
+    if spec.tolerances:
+        view["replay"] = {
+            "tolerance": [
+                {"pattern": t.pattern, "rtol": t.rtol, "atol": t.atol} for t in spec.tolerances
+            ]
+        }
     # Make sure the view is what will be hashed: canonical JSON must accept it.
     canonical_json(view)
     return view

@@ -62,6 +62,15 @@ key = "keys/k.pem"
 
 [security]
 allow_network = true
+
+[[replay.tolerance]]
+pattern = "*.npz"
+rtol = 1e-6
+atol = 0
+
+[[replay.tolerance]]
+pattern = "metrics.json"
+atol = 0.01
 """
 
 
@@ -111,6 +120,10 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert s.determinism == spec.Determinism(("numpy", "torch"), strict=False)
     assert s.signing == spec.Signing("sigstore", tmp_path / "keys" / "k.pem")
     assert s.security == spec.Security(allow_network=True)
+    assert s.tolerances == (
+        spec.Tolerance("*.npz", rtol=1e-6, atol=0.0),
+        spec.Tolerance("metrics.json", rtol=0.0, atol=0.01),
+    )
     assert s.base_dir == tmp_path
 
 
@@ -317,3 +330,4 @@ def test_resolved_view_has_no_host_paths(tmp_path: Path) -> None:
     assert str(tmp_path) not in repr(view)
     assert view["inputs"] == [{"name": "data", "digest": DIGEST, "mount": "/data"}]
     assert view["security"]["allowNetwork"] is True
+    assert view["replay"]["tolerance"][0] == {"pattern": "*.npz", "rtol": 1e-6, "atol": 0.0}
