@@ -1,0 +1,72 @@
+"""``rexec keygen``: create the local key pair that air-gapped runs are signed with."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from executor.errors import ExitCode, InputError
+from executor.signing import generate_keypair
+
+DEFAULT_PREFIX = "~/.config/rexec/signing"
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "keygen",
+        help="create a local ECDSA P-256 signing key pair",
+        description=(
+            "Create PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub. Sign runs with "
+            '`[signing] method = "key"`; give PREFIX.pub to whoever verifies them '
+            "(`rexec verify RUN --key PREFIX.pub`). Existing files are never overwritten. "
+            "The key is encrypted when a password is given: from --password-env, or typed "
+            "at the prompt when stdin is a terminal (empty = unencrypted)."
+        ),
+    )
+    p.add_argument(
+        "--out",
+        metavar="PREFIX",
+        default=DEFAULT_PREFIX,
+        help=f"path prefix of the two files (default {DEFAULT_PREFIX})",
+    )
+    p.add_argument(
+        "--password-env",
+        metavar="VAR",
+        help="encrypt the private key with the password in environment variable VAR",
+    )
+    p.set_defaults(handler=handle)
+
+
+def _password(args: argparse.Namespace) -> bytes | None:
+    if args.password_env:
+        value = os.environ.get(args.password_env)
+        if not value:
+            raise InputError(
+                f"--password-env {args.password_env}: the variable is unset or empty",
+                hint=f"export {args.password_env}=... first, or leave out --password-env",
+            )
+        return value.encode("utf-8")
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    first = getpass.getpass("password for the new key (empty: unencrypted): ")
+    if not first:
+        return None
+    if getpass.getpass("repeat the password: ") != first:
+        raise InputError("the two passwords differ", hint="run `rexec keygen` again")
+    return first.encode("utf-8")
+
+
+def handle(args: argparse.Namespace) -> int:
+    prefix = Path(os.path.expanduser(args.out))
+    private_path = prefix.with_name(prefix.name + ".key")
+    public_path = prefix.with_name(prefix.name + ".pub")
+    password = _password(args)
+    hint = generate_keypair(private_path, public_path, password=password)
+    print(f"private key: {private_path}{' (encrypted)' if password else ''}")
+    print(f"public key:  {public_path}")
+    print(f"key hint:    {hint}")
+    return int(ExitCode.OK)
