@@ -1,0 +1,171 @@
+"""``rexec verify``: prove a run record (or any bundle) is intact and signed by whom you trust.
+
+Meant as a deployment gate: the exit code alone says what failed (2 bad input,
+3 signature or policy, 4 artifacts differ), and ``--json`` gives a pipeline one
+document with every detail. Trust is always named on the command line; a key
+shipped inside the record is never trusted, since a record cannot vouch for itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from executor.errors import InputError, RexecError
+from executor.signing.key import KeyPolicy
+from executor.signing.types import TrustPolicy
+from executor.verification import RECORD_PUBLIC_KEY, Verdict, verify_artifact, verify_record
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="verify a run record's signature, signer and artifacts",
+        description=(
+            "Check, in order: the bundle parses; its signature holds and the signer "
+            "satisfies exactly one trust policy (--key, or --identity/--identity-regexp "
+            "with --issuer); the record's statement.json is the signed payload byte for "
+            "byte; every artifact matches its signed sha256, with none missing or extra. "
+            "A record of a failed run verifies (its signature is fine) and shows its status."
+        ),
+        epilog=(
+            "examples:\n"
+            "  rexec verify runs/<run-id> --key signing.pub\n"
+            "  rexec verify runs/<run-id> --identity ci@example.com "
+            "--issuer https://accounts.google.com\n"
+            "  rexec verify --bundle model.sigstore.json --artifact model.bin --key signing.pub\n"
+            "exit codes: 0 verified, 2 bad input, 3 signature or policy, 4 artifacts differ"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("target", nargs="?", metavar="RUN_DIR|BUNDLE", help="run record or bundle")
+    p.add_argument("--artifacts", type=Path, metavar="DIR", help="verify these files, not outputs/")
+    p.add_argument("--bundle", type=Path, metavar="B", help="any Sigstore bundle (with --artifact)")
+    p.add_argument("--artifact", type=Path, metavar="FILE", help="the file --bundle signs")
+    trust = p.add_argument_group("trust policy (exactly one)")
+    trust.add_argument("--key", type=Path, metavar="PUB", help="trust this PEM public key")
+    trust.add_argument("--identity", metavar="ID", help="keyless: the exact signer identity")
+    trust.add_argument("--identity-regexp", metavar="RE", help="keyless: identity pattern")
+    trust.add_argument("--issuer", metavar="URL", help="keyless: the OIDC issuer")
+    trust.add_argument(
+        "--trusted-root", type=Path, metavar="FILE", help="keyless: Sigstore trusted_root.json"
+    )
+    trust.add_argument(
+        "--refresh-trust-root",
+        action="store_true",
+        help="keyless: fetch the current public-good root through TUF (network)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
+    p.set_defaults(handler=handle)
+
+
+def _policy(args: argparse.Namespace) -> TrustPolicy:
+    keyless = any((args.identity, args.identity_regexp, args.issuer))
+    if args.key is not None and keyless:
+        raise InputError(
+            "two trust policies given: --key and --identity/--identity-regexp/--issuer",
+            hint="name exactly one: the signer's public key, or its keyless identity and issuer",
+        )
+    if args.key is not None:
+        if args.trusted_root or args.refresh_trust_root:
+            raise InputError(
+                "--trusted-root/--refresh-trust-root apply to keyless verification only",
+                hint="leave them out with --key",
+            )
+        return KeyPolicy.from_file(args.key)
+    if keyless:
+        if not args.issuer or not (args.identity or args.identity_regexp):
+            raise InputError(
+                "keyless verification needs --issuer and one of --identity/--identity-regexp",
+                hint="e.g. --identity ci@example.com --issuer https://accounts.google.com",
+            )
+        from executor.signing import sigstore as keyless_signing
+
+        root: Path | None = args.trusted_root
+        if args.refresh_trust_root:
+            if root is not None:
+                raise InputError(
+                    "--trusted-root and --refresh-trust-root exclude each other",
+                    hint="pin a root file, or fetch the current one, not both",
+                )
+            root = keyless_signing.refresh_trust_root()
+        policy: TrustPolicy = keyless_signing.KeylessPolicy(
+            identity=args.identity,
+            identity_regexp=args.identity_regexp,
+            issuer=args.issuer,
+            trusted_root=root,
+        )
+        return policy
+    hint = "pass --key PUB (the signer's public key) or --identity ID --issuer URL"
+    target = Path(args.target) if args.target else None
+    if target is not None and (target / RECORD_PUBLIC_KEY).is_file():
+        hint = (
+            f"{target / RECORD_PUBLIC_KEY} is not trusted automatically: a record cannot "
+            "vouch for itself. Pass --key with the public key you obtained from the signer "
+            "(compare its hint out of band)"
+        )
+    raise InputError("no trust policy given", hint=hint)
+
+
+def _check(args: argparse.Namespace) -> Verdict:
+    if args.bundle is not None or args.artifact is not None:
+        if args.target is not None or args.artifacts is not None:
+            raise InputError(
+                "give either RUN_DIR|BUNDLE [--artifacts DIR] or --bundle B --artifact FILE",
+                hint="the two forms cannot be mixed",
+            )
+        if args.bundle is None or args.artifact is None:
+            raise InputError(
+                "--bundle and --artifact go together",
+                hint="rexec verify --bundle B --artifact FILE --key PUB",
+            )
+        return verify_artifact(args.bundle, args.artifact, _policy(args))
+    if args.target is None:
+        raise InputError(
+            "nothing to verify",
+            hint="rexec verify runs/<run-id> --key PUB, or --bundle B --artifact FILE",
+        )
+    return verify_record(Path(args.target), _policy(args), artifacts=args.artifacts)
+
+
+def _status_text(verdict: Verdict) -> str:
+    if verdict.status is None and verdict.exit_code is None:
+        return "unknown (not recorded in the statement)"
+    text = verdict.status or "finished"
+    if verdict.exit_code is not None:
+        text += f" (exit {verdict.exit_code})"
+    return text
+
+
+def _print_human(verdict: Verdict, what: str) -> None:
+    if verdict.signer:
+        print(f"signature: ok, signed by {verdict.signer}")
+    if verdict.run_id or verdict.statement_digest:
+        print(f"run id:    {verdict.run_id or '(none)'}")
+        print(f"status:    {_status_text(verdict)}")
+        print(f"statement: sha256:{verdict.statement_digest}")
+    if verdict.error is None:
+        count = verdict.artifacts.verified if verdict.artifacts else 0
+        print(f"artifacts: {count} verified")
+        print(f"VERIFIED {what}")
+        if verdict.status not in (None, "succeeded", "success"):
+            print(
+                "note: the record is authentic, but the run it records did not succeed "
+                f"(status {_status_text(verdict)}); do not deploy its outputs as a success"
+            )
+
+
+def handle(args: argparse.Namespace) -> int:
+    what = str(args.target or args.artifact or "")
+    try:
+        verdict = _check(args)
+    except RexecError as exc:
+        verdict = Verdict(error=exc)
+    if args.json:
+        print(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
+        return verdict.process_exit_code
+    _print_human(verdict, what)
+    if verdict.error is not None:
+        raise verdict.error
+    return verdict.process_exit_code
