@@ -59,6 +59,8 @@ class RunOptions:
     # Where this run comes from when it is not a fresh run (replay, rerun):
     # recorded under internalParameters.lineage and so signed.
     lineage: Mapping[str, Any] | None = None
+    # Adds files to the record before it is published (replay writes its verdict here).
+    before_commit: Callable[[store.RecordWriter, RunResult, Mapping[str, Any]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,8 @@ def _execute_and_record(
     record.write_json(
         store.RECORD, {**result.to_json(), "run_dir": None, "spec": str(run_spec.source)}
     )
+    if options.before_commit is not None:
+        options.before_commit(record, result, statement)
     record.commit()
     if interrupted:
         raise KeyboardInterrupt
