@@ -1,0 +1,192 @@
+"""Fixtures for end-to-end tests: the real `rexec` command against a real Docker engine.
+
+`scripts/setup` starts the engine and builds the base image. Outside CI a
+machine without an engine skips these tests with that reason; in CI
+(`CI=true`) a missing engine is a failure, so the suite cannot go green by
+silently skipping its most important tests.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BASE_IMAGE = "rexec/base:bookworm"
+
+
+def _engine_problem() -> str | None:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+        client.images.get(BASE_IMAGE)
+    except Exception as exc:  # any failure here means "no usable engine"
+        return f"no usable Docker engine with {BASE_IMAGE} ({exc}); run `bash scripts/setup`"
+    return None
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    problem = _engine_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Rexec:
+    """Runs the real `rexec` command with an isolated cache directory."""
+
+    env: dict[str, str]
+    cwd: Path
+
+    def __call__(self, *args: str | Path, check: int | None = 0) -> Result:
+        proc = subprocess.run(
+            [sys.executable, "-m", "executor", *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
+        result = Result(proc.returncode, proc.stdout, proc.stderr)
+        if check is not None and proc.returncode != check:
+            raise AssertionError(
+                f"rexec {' '.join(map(str, args))} exited {proc.returncode}, expected {check}\n"
+                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+            )
+        return result
+
+
+@pytest.fixture
+def rexec(tmp_path: Path) -> Rexec:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REXEC_")}
+    env["REXEC_CACHE_DIR"] = str(tmp_path / "cache")
+    return Rexec(env=env, cwd=tmp_path)
+
+
+@pytest.fixture
+def keys(rexec: Rexec, tmp_path: Path) -> tuple[Path, Path]:
+    rexec("keygen", "--out", tmp_path / "keys" / "signing")
+    return tmp_path / "keys" / "signing.key", tmp_path / "keys" / "signing.pub"
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@dataclass
+class Project:
+    """A throwaway project: a git repo with code, one data input and a spec."""
+
+    root: Path
+    rexec: Rexec
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def write_code(self, name: str, source: str) -> None:
+        (self.code / name).write_text(textwrap.dedent(source))
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-qm", f"add {name}")
+
+    def spec(self, command: list[str], *, extra: str = "", pin: str | None = None) -> Path:
+        digest = pin or self.rexec("snapshot", "hash", self.data, "--quiet").stdout.strip()
+        cmd = ", ".join(f'"{c}"' for c in command)
+        text = textwrap.dedent(f"""\
+            version = 1
+            name = "e2e"
+
+            [image]
+            build = {{ dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo" }}
+
+            [run]
+            command = [{cmd}]
+            workdir = "/code"
+            seed = 7
+            timeout = "2m"
+
+            [[inputs]]
+            name = "data"
+            path = "data"
+            digest = "{digest}"
+            mount = "/data"
+
+            [code]
+            path = "code"
+
+            [params]
+            scale = 2
+
+            [resources]
+            cpus = 1
+            memory = "512m"
+            """) + textwrap.dedent(extra)
+        path = self.root / "spec.toml"
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, rexec: Rexec) -> Project:
+    root = tmp_path / "project"
+    (root / "code").mkdir(parents=True)
+    (root / "data" / "sub").mkdir(parents=True)
+    (root / "data" / "numbers.txt").write_text("1\n2\n3\n")
+    (root / "data" / "sub" / "more.txt").write_text("4\n5\n")
+    git(root, "init", "-q")
+    (root / ".gitignore").write_text("spec.toml\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "init")
+    return Project(root=root, rexec=rexec)
+
+
+@pytest.fixture
+def job_containers_created() -> Callable[[], list[dict[str, object]]]:
+    """Returns a function listing `create` events of rexec job containers since the test began."""
+    import docker
+
+    client = docker.from_env()
+    since = int(time.time()) - 1
+
+    def created() -> list[dict[str, object]]:
+        return list(
+            client.events(
+                since=since,
+                until=int(time.time()) + 1,
+                decode=True,
+                filters={"type": "container", "event": "create", "label": "dev.rexec.run-id"},
+            )
+        )
+
+    return created

@@ -1,0 +1,253 @@
+"""`rexec run` and `rexec verify` end to end: real command, real engine, real containers."""
+
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+from executor.errors import ExitCode
+from tests.e2e.conftest import Project, Rexec
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+PROBE = """\
+import json, os
+
+def try_write(path):
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+        return "ok"
+    except OSError as exc:
+        return exc.errno
+
+status = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
+              if ":\\t" in line)
+report = {
+    "uid": os.getuid(),
+    "write": {p: try_write(p) for p in ("/probe", "/data/probe", "/code/probe", "/tmp/probe")},
+    "cap_eff": int(status["CapEff"], 16),
+    "cap_bnd": int(status["CapBnd"], 16),
+    "no_new_privs": int(status["NoNewPrivs"]),
+    "interfaces": sorted(os.listdir("/sys/class/net")),
+    "env": {k: os.environ.get(k) for k in ("REXEC_SEED", "PYTHONHASHSEED", "OMP_NUM_THREADS")},
+    "params": json.load(open(os.environ["REXEC_PARAMS"])),
+    "data": sorted(os.listdir("/data")),
+}
+with open(os.path.join(os.environ["REXEC_OUTPUTS"], "probe.json"), "w") as f:
+    json.dump(report, f, sort_keys=True)
+print("probe done")
+"""
+
+
+def record_of(stdout: str) -> Path:
+    return Path(json.loads(stdout)["run_dir"])
+
+
+def statement(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((run_dir / "statement.json").read_bytes())
+
+
+def status_of(run_dir: Path) -> dict:  # type: ignore[type-arg]
+    products = statement(run_dir)["predicate"]["runDetails"]["byproducts"]
+    return next(p["annotations"] for p in products if p["name"] == "exit-status")
+
+
+def test_job_is_hardened_as_seen_from_inside(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    project.write_code("probe.py", PROBE)
+    spec = project.spec(["python3", "/code/probe.py"])
+    out = rexec(
+        "run",
+        spec,
+        "--signing-key",
+        keys[0],
+        "--runs-dir",
+        tmp_path / "runs",
+        "--json",
+        "--param",
+        "scale=3",
+    )
+    run_dir = record_of(out.stdout)
+    report = json.loads((run_dir / "outputs" / "probe.json").read_text())
+    assert report["uid"] != 0
+    assert report["write"] == {
+        "/probe": errno.EROFS,
+        "/data/probe": errno.EROFS,
+        "/code/probe": errno.EROFS,
+        "/tmp/probe": "ok",
+    }
+    assert report["cap_eff"] == 0 and report["cap_bnd"] == 0
+    assert report["no_new_privs"] == 1
+    assert report["interfaces"] == ["lo"]
+    assert report["env"] == {"REXEC_SEED": "7", "PYTHONHASHSEED": "7", "OMP_NUM_THREADS": "1"}
+    assert report["params"] == {"scale": 3}
+    assert report["data"] == ["numbers.txt", "sub"]
+    assert "probe done" in (run_dir / "logs" / "stdout.log").read_text()
+
+    spec_view = statement(run_dir)["predicate"]["buildDefinition"]["externalParameters"]["spec"]
+    assert spec_view["params"] == {"scale": 3}
+    assert spec_view["paramOverrides"] == [{"key": "scale", "default": 2, "value": 3}]
+    internal = statement(run_dir)["predicate"]["buildDefinition"]["internalParameters"]
+    assert internal["hardening"]["network"] == "none"
+    assert internal["hardening"]["readOnlyRootFilesystem"] is True
+
+
+def test_failed_job_is_recorded_and_signed(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    project.write_code("fail.py", "import sys\nprint('boom', file=sys.stderr)\nsys.exit(3)\n")
+    spec = project.spec(["python3", "/code/fail.py"])
+    runs = tmp_path / "runs"
+    out = rexec(
+        "run",
+        spec,
+        "--signing-key",
+        keys[0],
+        "--runs-dir",
+        runs,
+        "--json",
+        check=ExitCode.JOB_FAILED,
+    )
+    run_dir = record_of(out.stdout)
+    assert "failed (exit code 3)" in out.stderr
+    assert status_of(run_dir) == {"status": "failed", "exitCode": 3, "oomKilled": False}
+    assert "boom" in (run_dir / "logs" / "stderr.log").read_text()
+    assert [p.name for p in runs.iterdir()] == [run_dir.name]  # no leftover staging dir
+    verified = rexec("verify", run_dir, "--key", keys[1])
+    assert "failed" in verified.stdout
+
+
+def test_timeout_is_recorded(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    project.write_code("slow.py", "import time\ntime.sleep(60)\n")
+    spec = project.spec(["python3", "/code/slow.py"])
+    text = spec.read_text().replace('timeout = "2m"', 'timeout = "2s"')
+    spec.write_text(text)
+    out = rexec(
+        "run",
+        spec,
+        "--signing-key",
+        keys[0],
+        "--runs-dir",
+        tmp_path / "runs",
+        "--json",
+        check=ExitCode.JOB_FAILED,
+    )
+    assert status_of(record_of(out.stdout))["status"] == "timed-out"
+
+
+def test_changed_snapshot_stops_the_run_before_any_container(
+    project: Project,
+    rexec: Rexec,
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    job_containers_created,  # type: ignore[no-untyped-def]
+) -> None:
+    project.write_code("noop.py", "print('should never run')\n")
+    spec = project.spec(["python3", "/code/noop.py"])
+    numbers = project.data / "numbers.txt"
+    numbers.write_bytes(numbers.read_bytes().replace(b"2", b"7"))
+    runs = tmp_path / "runs"
+    out = rexec("run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.MISMATCH)
+    assert "numbers.txt" in out.stderr
+    assert "sub/more.txt" not in out.stderr
+    assert job_containers_created() == []
+    assert not runs.exists() or list(runs.iterdir()) == []
+
+
+def test_dirty_code_is_refused_unless_allowed(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    project.write_code("job.py", "print('hi')\n")
+    spec = project.spec(["python3", "/code/job.py"])
+    (project.code / "job.py").write_text("print('changed')\n")
+    out = rexec(
+        "run",
+        spec,
+        "--signing-key",
+        keys[0],
+        "--runs-dir",
+        tmp_path / "runs",
+        check=ExitCode.BAD_INPUT,
+    )
+    assert "uncommitted changes" in out.stderr and "job.py" in out.stderr
+    out = rexec(
+        "run",
+        spec,
+        "--signing-key",
+        keys[0],
+        "--runs-dir",
+        tmp_path / "runs",
+        "--allow-dirty",
+        "--json",
+    )
+    deps = statement(record_of(out.stdout))["predicate"]["buildDefinition"]["resolvedDependencies"]
+    code = next(d for d in deps if d["name"] == "code")
+    assert code["annotations"]["dirty"] is True
+    assert len(code["digest"]["gitCommit"]) == 40
+
+
+def test_verify_catches_tampering(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    project.write_code(
+        "out.py",
+        """\
+        import os
+        out = os.environ["REXEC_OUTPUTS"]
+        os.makedirs(out + "/nested", exist_ok=True)
+        open(out + "/a.txt", "w").write("alpha")
+        open(out + "/nested/b.txt", "w").write("beta")
+        """,
+    )
+    spec = project.spec(["python3", "/code/out.py"])
+    run_dir = record_of(
+        rexec(
+            "run", spec, "--signing-key", keys[0], "--runs-dir", tmp_path / "runs", "--json"
+        ).stdout
+    )
+    rexec("verify", run_dir, "--key", keys[1])
+
+    output = run_dir / "outputs" / "nested" / "b.txt"
+    output.write_text("BETA")
+    tampered_output = rexec("verify", run_dir, "--key", keys[1], check=ExitCode.MISMATCH)
+    assert "nested/b.txt" in tampered_output.stderr
+    output.write_text("beta")
+
+    statement_file = run_dir / "statement.json"
+    original = statement_file.read_bytes()
+    statement_file.write_bytes(original.replace(b'"e2e"', b'"e2f"', 1))
+    tampered_statement = rexec("verify", run_dir, "--key", keys[1], check=ExitCode.SIGNATURE)
+    statement_file.write_bytes(original)
+
+    rexec("keygen", "--out", tmp_path / "other" / "k")
+    wrong_key = rexec(
+        "verify", run_dir, "--key", tmp_path / "other" / "k.pub", check=ExitCode.SIGNATURE
+    )
+    messages = {tampered_output.stderr, tampered_statement.stderr, wrong_key.stderr}
+    assert len(messages) == 3
+    rexec("verify", run_dir, "--key", keys[1])  # restored: verifies again
+
+
+def test_unreachable_engine_is_an_infrastructure_error(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    project.write_code("job.py", "print('hi')\n")
+    spec = project.spec(["python3", "/code/job.py"])
+    rexec.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-such.sock"
+    out = rexec(
+        "run",
+        spec,
+        "--signing-key",
+        keys[0],
+        "--runs-dir",
+        tmp_path / "runs",
+        check=ExitCode.INFRASTRUCTURE,
+    )
+    assert "cannot reach the Docker engine" in out.stderr
