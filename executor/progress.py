@@ -1,0 +1,78 @@
+"""A byte-counting progress bar on stderr, shown only to a person at a terminal.
+
+Hashing a large dataset takes minutes; a bar with bytes/s and an ETA tells the
+user it is working and how long to wait. Pipelines and log files get nothing
+(stderr not a TTY, or ``--quiet``), so their output stays clean and parseable.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Protocol
+
+
+class Progress(Protocol):
+    def advance(self, nbytes: int) -> None: ...
+    def __enter__(self) -> Progress: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class NoProgress:
+    """Does nothing: used when nobody is watching."""
+
+    def advance(self, nbytes: int) -> None:
+        pass
+
+    def __enter__(self) -> NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class BarProgress:
+    """A rich bar over a known byte total, drawn on stderr."""
+
+    def __init__(self, *, total: int, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichProgress
+
+        self._bar = RichProgress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._task = self._bar.add_task(label, total=max(total, 1))
+
+    def advance(self, nbytes: int) -> None:
+        self._bar.advance(self._task, nbytes)
+
+    def __enter__(self) -> BarProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+
+def make_progress(*, enabled: bool, total: int, label: str) -> Progress:
+    """A bar when asked for and stderr is a terminal; otherwise nothing."""
+    if enabled and sys.stderr.isatty():
+        return BarProgress(total=total, label=label)
+    return NoProgress()

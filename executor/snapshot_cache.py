@@ -1,0 +1,157 @@
+"""The verification cache: reuse a file's digest while its stat says it is unchanged.
+
+Why SQLite (WAL mode, busy timeout) and not a JSON or pickle file:
+
+* two ``rexec`` processes hashing at once must not corrupt the cache or lose
+  each other's rows. SQLite serialises writers with a file lock and WAL lets
+  readers go on while one process writes; ``busy_timeout`` makes the second
+  writer wait instead of failing;
+* a crash (or ``kill -9``) mid-write must leave the previous state readable.
+  Each batch of rows is one transaction, which SQLite commits atomically;
+* a warm check of 100,000 files must cost well under a second, so rows are
+  read one directory at a time (one indexed query per directory), which also
+  keeps memory bounded by the widest directory rather than the whole tree.
+
+The cache is only an accelerator. If it cannot be opened or is damaged, hashing
+goes on without it (the digest is the same, only slower), so a broken cache
+never blocks a run. Rows are keyed by ``(algo, directory, name)`` and match only
+when ``dev, ino, size, mtime_ns, ctime_ns`` are all equal to the current
+``lstat``; anything else is a miss and the row is replaced after re-hashing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    algo     TEXT    NOT NULL,
+    dir      BLOB    NOT NULL,
+    name     BLOB    NOT NULL,
+    dev      INTEGER NOT NULL,
+    ino      INTEGER NOT NULL,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    digest   BLOB    NOT NULL,
+    PRIMARY KEY (algo, dir, name)
+) WITHOUT ROWID
+"""
+
+# A row is trusted only when the file's timestamps are older than this margin
+# at the time it was hashed: file timestamps come from a coarse kernel clock,
+# so a write in the same tick as our read could leave mtime unchanged
+# ("racily clean" in git's words). Such files are hashed but not cached.
+RACY_MARGIN_NS = 1_000_000_000
+
+
+def cache_dir() -> Path:
+    """``$REXEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/rexec``, else ``~/.cache/rexec``."""
+    explicit = os.environ.get("REXEC_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "rexec"
+    return Path.home() / ".cache" / "rexec"
+
+
+@dataclass(frozen=True)
+class StatKey:
+    """The stat fields that must all be unchanged for a cached digest to count."""
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> StatKey:
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+class StatCache:
+    """Per-directory reads and batched, transactional writes of file digests."""
+
+    def __init__(self, path: Path, *, batch: int = 20_000) -> None:
+        self.path = path
+        self._batch = batch
+        self._pending: list[tuple[str, bytes, bytes, int, int, int, int, int, bytes]] = []
+        self._db: sqlite3.Connection | None = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            db.execute("PRAGMA busy_timeout = 30000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute(SCHEMA)
+            self._db = db
+        except (OSError, sqlite3.Error):
+            self._db = None  # no cache: slower, never wrong
+
+    @property
+    def usable(self) -> bool:
+        return self._db is not None
+
+    def directory(self, *, algo: str, dir_path: bytes) -> dict[bytes, tuple[StatKey, bytes]]:
+        """Every cached row of one directory: name → (stat key, raw digest)."""
+        if self._db is None:
+            return {}
+        try:
+            rows = self._db.execute(
+                "SELECT name, dev, ino, size, mtime_ns, ctime_ns, digest FROM files "
+                "WHERE algo = ? AND dir = ?",
+                (algo, dir_path),
+            ).fetchall()
+        except sqlite3.Error:
+            self._disable()
+            return {}
+        return {r[0]: (StatKey(r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
+
+    def put(self, *, algo: str, dir_path: bytes, name: bytes, key: StatKey, digest: bytes) -> None:
+        """Queue one row; rows are written in batches, each one transaction."""
+        if self._db is None:
+            return
+        self._pending.append(
+            (algo, dir_path, name, key.dev, key.ino, key.size, key.mtime_ns, key.ctime_ns, digest)
+        )
+        if len(self._pending) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._db is None or not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        self._write(rows)
+
+    def _write(
+        self, rows: Iterable[tuple[str, bytes, bytes, int, int, int, int, int, bytes]]
+    ) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            self._disable()
+
+    def _disable(self) -> None:
+        if self._db is not None:
+            self._db.close()
+        self._db = None
+
+    def close(self) -> None:
+        self.flush()
+        self._disable()
+
+
+def open_cache() -> StatCache:
+    return StatCache(cache_dir() / "snapshot-cache.sqlite3")
