@@ -12,6 +12,7 @@ timeout, interrupt) is recorded and signed with its status.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -40,8 +41,6 @@ from executor.runtime import (
 )
 from executor.signing import Signer, SignOptions, make_signer
 
-JOB_HELPER_DIR = Path(__file__).parent / "job"
-JOB_HELPER_MOUNT = "/opt/rexec"
 PARAMS_MOUNT = "/rexec/params.json"
 JOB_META_DIR = ".rexec"  # inside the outputs mount; moved out of outputs after the run
 NOBODY = "65534:65534"
@@ -105,6 +104,7 @@ def run(
     )
     say(f"image {image.digest}")
     host = hardware.capture_host(engine=checked.engine)
+    inventory = image_inventory(image, runtime=runtime, say=say)
     record = store.RecordWriter(options.runs_dir, store.new_run_id(run_spec.name))
     try:
         result = _execute_and_record(
@@ -112,6 +112,7 @@ def run(
             checked=checked,
             image=image,
             host=host,
+            inventory=inventory,
             record=record,
             signer=signer,
             runtime=runtime,
@@ -185,7 +186,7 @@ def _job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str])
             "REXEC_PARAMS": PARAMS_MOUNT,
             "REXEC_OUTPUTS": run_spec.outputs_mount,
             "REXEC_DETERMINISM_REPORT": f"{run_spec.outputs_mount}/{JOB_META_DIR}/determinism.json",
-            "PYTHONPATH": JOB_HELPER_MOUNT,
+            "PYTHONPATH": determinism.CONTAINER_HELPER_DIR,
             "PYTHONDONTWRITEBYTECODE": "1",
             "HOME": "/tmp",
         }
@@ -199,6 +200,7 @@ def _execute_and_record(
     checked: Verified,
     image: ResolvedImage,
     host: Mapping[str, Any],
+    inventory: Mapping[str, Any],
     record: store.RecordWriter,
     signer: Signer | None,
     runtime: ContainerRuntime,
@@ -223,7 +225,7 @@ def _execute_and_record(
         *(Mount(i.path, i.mount) for i in run_spec.inputs),
         *([Mount(checked.code.path, checked.code.mount)] if checked.code else []),
         Mount(params_file, PARAMS_MOUNT),
-        Mount(JOB_HELPER_DIR, JOB_HELPER_MOUNT),
+        Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
         Mount(outputs, run_spec.outputs_mount, read_only=False),
     ]
     hardening = Hardening(
@@ -276,7 +278,9 @@ def _execute_and_record(
             for name, s in sorted(checked.snapshots.items())
         },
     }
-    byproducts = _byproducts(record, host=host, listings=checked.snapshots, job_meta=job_meta)
+    byproducts = _byproducts(
+        record, host=host, inventory=inventory, listings=checked.snapshots, job_meta=job_meta
+    )
     statement = manifest.build_statement(
         subjects=subjects,
         external={"spec": spec.resolved_view(run_spec), "specSha256": run_spec.source_sha256},
@@ -317,6 +321,28 @@ def _execute_and_record(
     if interrupted:
         raise KeyboardInterrupt
     return result
+
+
+def image_inventory(image: ResolvedImage, *, runtime: ContainerRuntime, say: Say) -> dict[str, Any]:
+    """The job's view of its image (Python, pip, dpkg, torch/CUDA versions).
+
+    Read once per image id, in a hardened helper container, and cached: an
+    image id names immutable content, so the cache can never be stale.
+    """
+    cache = hardware.inventory_cache_path(image.image_id)
+    if cache.is_file():
+        cached: dict[str, Any] = json.loads(cache.read_bytes())
+        return cached
+    say("reading the image's package inventory (once per image)")
+    stdout = runtime.run_capture(
+        image.run_ref, ["sh", "-c", hardware.INVENTORY_SCRIPT], user=NOBODY
+    )
+    inventory = {"imageId": image.image_id, **hardware.parse_inventory(stdout)}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(canonical_json(inventory))
+    os.replace(tmp, cache)
+    return inventory
 
 
 def _status(outcome: ContainerResult, *, interrupted: bool) -> RunStatus:
@@ -368,12 +394,15 @@ def _byproducts(
     record: store.RecordWriter,
     *,
     host: Mapping[str, Any],
+    inventory: Mapping[str, Any],
     listings: Mapping[str, snapshot.Snapshot],
     job_meta: Mapping[str, bytes],
 ) -> list[Byproduct]:
-    host_bytes = canonical_json(host)
-    record.write(store.HOST, host_bytes)
-    products = [Byproduct(store.HOST, host_bytes, "application/json")]
+    products = []
+    for name, value in ((store.HOST, host), (store.INVENTORY, inventory)):
+        data = canonical_json(value)
+        record.write(name, data)
+        products.append(Byproduct(name, data, "application/json"))
     for name, snap in sorted(listings.items()):
         data = canonical_json(snap.listing.to_json())
         rel = f"{store.INPUTS}/{name}.listing.json"

@@ -232,7 +232,10 @@ class DockerRuntime:
         import docker.errors
 
         container = self._create(request)
-        reader = threading.Thread(target=self._pump_logs, args=(container, sink), daemon=True)
+        # Attach before start, as `docker run` does: a job that exits at once
+        # would otherwise be gone before a late attach, and its output lost.
+        stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
+        reader = threading.Thread(target=_pump_logs, args=(stream, sink), daemon=True)
         timed_out = False
         started = _now()
         try:
@@ -315,16 +318,6 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"cannot create the job container: {exc}") from exc
 
-    @staticmethod
-    def _pump_logs(container: Any, sink: LogSink) -> None:
-        for out, err in container.attach(
-            stdout=True, stderr=True, stream=True, logs=True, demux=True
-        ):
-            if out:
-                sink("stdout", out)
-            if err:
-                sink("stderr", err)
-
     def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
         """Run a short hardened helper command in ``image`` and return its stdout."""
         chunks: list[bytes] = []
@@ -348,6 +341,14 @@ class DockerRuntime:
     def containers_labelled(self, label: str) -> list[str]:
         """IDs of all containers (any state) carrying ``label``; for tests and cleanup."""
         return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
+
+
+def _pump_logs(stream: Iterator[tuple[bytes | None, bytes | None]], sink: LogSink) -> None:
+    for out, err in stream:
+        if out:
+            sink("stdout", out)
+        if err:
+            sink("stderr", err)
 
 
 def _is_timeout(exc: BaseException) -> bool:
