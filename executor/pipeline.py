@@ -31,6 +31,7 @@ from executor.images import ResolvedImage, resolve_image
 from executor.manifest import Byproduct, RunStatus, Subject
 from executor.runtime import (
     RUN_LABEL,
+    SPEC_LABEL,
     ContainerRequest,
     ContainerResult,
     ContainerRuntime,
@@ -239,7 +240,7 @@ def _execute_and_record(
         env={**env, **secret_env},
         mounts=mounts,
         user=user,
-        labels={RUN_LABEL: record.run_id},
+        labels={RUN_LABEL: record.run_id, SPEC_LABEL: str(run_spec.source)},
         hardening=hardening,
         cpus=run_spec.resources.cpus,
         memory_bytes=run_spec.resources.memory_bytes,

@@ -19,6 +19,9 @@ from typing import IO, Any, Protocol
 from executor.errors import InfrastructureError, InputError, MismatchError
 
 RUN_LABEL = "dev.rexec.run-id"
+SPEC_LABEL = (
+    "dev.rexec.spec"  # the spec file a job came from: lets tests and tools find its containers
+)
 
 
 @dataclass(frozen=True)

@@ -172,20 +172,21 @@ def project(tmp_path: Path, rexec: Rexec) -> Project:
 
 
 @pytest.fixture
-def job_containers_created() -> Callable[[], list[dict[str, object]]]:
-    """Returns a function listing `create` events of rexec job containers since the test began."""
+def job_containers_created() -> Callable[[Path], list[dict[str, object]]]:
+    """Returns a function listing `create` events, since the test began, of rexec job
+    containers for one spec (other tests may run jobs on the same engine meanwhile)."""
     import docker
 
     client = docker.from_env()
     since = int(time.time()) - 1
 
-    def created() -> list[dict[str, object]]:
+    def created(spec: Path) -> list[dict[str, object]]:
         return list(
             client.events(
                 since=since,
                 until=int(time.time()) + 1,
                 decode=True,
-                filters={"type": "container", "event": "create", "label": "dev.rexec.run-id"},
+                filters={"type": "container", "event": "create", "label": f"dev.rexec.spec={spec}"},
             )
         )
 

@@ -157,7 +157,7 @@ def test_changed_snapshot_stops_the_run_before_any_container(
     out = rexec("run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.MISMATCH)
     assert "numbers.txt" in out.stderr
     assert "sub/more.txt" not in out.stderr
-    assert job_containers_created() == []
+    assert job_containers_created(spec) == []
     assert not runs.exists() or list(runs.iterdir()) == []
 
 
