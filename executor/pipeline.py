@@ -59,6 +59,9 @@ class RunOptions:
     # Where this run comes from when it is not a fresh run (replay, rerun):
     # recorded under internalParameters.lineage and so signed.
     lineage: Mapping[str, Any] | None = None
+    # A signer the caller already made (replay signs its verdict with the same one,
+    # so an encrypted key's password is asked once); else made from `sign`.
+    signer: Signer | None = None
     # Adds files to the record before it is published (replay writes its verdict here).
     before_commit: Callable[[store.RecordWriter, RunResult, Mapping[str, Any]], None] | None = None
 
@@ -98,7 +101,8 @@ def run(
 ) -> RunResult:
     runtime = runtime or DockerRuntime()
     say = options.say
-    signer = make_signer(options.sign)  # a missing key must fail before anything runs
+    # A missing key must fail before anything runs.
+    signer = options.signer if options.signer is not None else make_signer(options.sign)
     checked = preflight(run_spec, runtime=runtime, allow_dirty=options.allow_dirty, say=say)
     image = resolve_image(
         run_spec.image, runtime=runtime, spec_name=run_spec.name, log=_line_logger(say)

@@ -190,6 +190,7 @@ def execute(
     """Run the plan through the normal pipeline; a replay also gets its verdict."""
     is_replay = not plan.changed_inputs
     holder: dict[str, Any] = {}
+    signer = make_signer(options.sign)  # one signer for the run and its verdict
 
     def before_commit(
         writer: store.RecordWriter, result: pipeline.RunResult, statement: Mapping[str, Any]
@@ -208,7 +209,6 @@ def execute(
         doc = verdict_statement(plan, result=result, verdict=verdict, comparison=comparison)
         payload = canonical_json(doc)
         writer.write(VERDICT, payload)
-        signer = make_signer(options.sign)
         if signer is not None:
             writer.write(VERDICT_BUNDLE, signer.sign_dsse(payload))
         holder.update(verdict=verdict, sha256=sha256_hex(payload), signed=signer is not None)
@@ -216,6 +216,7 @@ def execute(
     run_options = pipeline.RunOptions(
         runs_dir=options.runs_dir,
         sign=options.sign,
+        signer=signer,
         allow_dirty=True,  # the code tree was matched against its recorded digest in planning
         echo_logs=options.echo_logs,
         say=options.say,
@@ -340,7 +341,7 @@ def spec_from_record(
             secrets=tuple(view.get("secrets", [])),
             seed=int(view["seed"]),
             timeout_s=float(view["timeoutSeconds"]),
-            user=None,
+            user=view.get("user"),  # absent in records made before it was recorded
         ),
         inputs=tuple(inputs),
         code=_code_spec(record),

@@ -633,6 +633,7 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
         "name": spec.name,
         "command": list(spec.run.command),
         "workdir": spec.run.workdir,
+        "user": spec.run.user,
         "env": dict(sorted(spec.run.env.items())),
         "secrets": sorted(spec.run.secrets),
         "seed": spec.run.seed,

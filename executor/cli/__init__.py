@@ -46,6 +46,9 @@ typical use:
   rexec snapshot hash data/            print the digest to pin an input
   rexec run specs/demo.toml            pin, verify, run, record and sign
   rexec verify runs/<run-id> --key K   prove a record is intact and signed
+  rexec replay runs/<run-id> --key K   re-run from the manifest; signed verdict
+  rexec diff runs/<a> runs/<b>         what differs between two runs
+  rexec rerun runs/<id> --input data=NEW --key K   the same run on corrected data
 """
 
 

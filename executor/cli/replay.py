@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from executor import replay
 from executor.cli.diff import console, print_env, print_outputs
-from executor.cli.verify import _policy
+from executor.cli.options import add_signing_options, add_trust_options, sign_options
+from executor.cli.options import trust_policy as policy_from_args
 from executor.errors import InputError, NotReproduced
-from executor.signing import SignOptions, TrustPolicy
+from executor.signing import TrustPolicy
 
 EPILOG = """\
 examples:
@@ -62,15 +63,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """Options replay and rerun share: trust policy, inputs, signing, output."""
-    trust = p.add_argument_group("trust policy for the original record (as for `rexec verify`)")
-    trust.add_argument("--key", type=Path, metavar="PUB", help="trust this PEM public key")
-    trust.add_argument("--identity", metavar="ID", help="keyless: the exact signer identity")
-    trust.add_argument("--identity-regexp", metavar="RE", help="keyless: identity pattern")
-    trust.add_argument("--issuer", metavar="URL", help="keyless: the OIDC issuer")
-    trust.add_argument("--trusted-root", type=Path, metavar="FILE", help="keyless: trusted root")
-    trust.add_argument(
-        "--refresh-trust-root", action="store_true", help="keyless: fetch the current root (TUF)"
-    )
+    trust = add_trust_options(p, "trust policy for the original record (as for `rexec verify`)")
     trust.add_argument(
         "--no-verify",
         action="store_true",
@@ -84,10 +77,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="where input NAME is now (replay: its digest must still match)",
     )
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
-    p.add_argument("--sign", choices=("key", "sigstore", "none"), default="key")
-    p.add_argument("--signing-key", type=Path, metavar="FILE", help="PEM private key (--sign key)")
-    p.add_argument("--identity-token", metavar="JWT", help="OIDC token for --sign sigstore")
-    p.add_argument("--trust-config", type=Path, metavar="FILE", help="Sigstore ClientTrustConfig")
+    add_signing_options(p, default="key")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no job output or progress")
 
@@ -114,16 +104,7 @@ def trust_policy(args: argparse.Namespace) -> TrustPolicy | None:
                 hint="name the signer to verify, or --no-verify to skip verification",
             )
         return None
-    return _policy(args)
-
-
-def sign_options(args: argparse.Namespace) -> SignOptions:
-    return SignOptions(
-        method=args.sign,
-        key_path=args.signing_key,
-        identity_token=args.identity_token,
-        trust_config=args.trust_config,
-    )
+    return policy_from_args(args)
 
 
 def exec_options(args: argparse.Namespace) -> replay.ExecOptions:

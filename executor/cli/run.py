@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from executor import pipeline, spec
+from executor.cli.options import add_signing_options, sign_options
 from executor.errors import JobFailed
-from executor.signing import SignOptions
 
 EPILOG = """\
 examples:
@@ -51,30 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=Path("runs"),
         help="where run records are written (default: ./runs)",
     )
-    p.add_argument(
-        "--sign",
-        choices=("key", "sigstore", "none"),
-        help="signing method (default: the spec's [signing] method, else key)",
-    )
-    p.add_argument(
-        "--signing-key",
-        type=Path,
-        metavar="FILE",
-        help="PEM private key for --sign key (default: [signing] key, else "
-        "$REXEC_SIGNING_KEY / $REXEC_SIGNING_KEY_FILE)",
-    )
-    p.add_argument(
-        "--identity-token",
-        metavar="JWT",
-        help="OIDC token for --sign sigstore (else $REXEC_IDENTITY_TOKEN, ambient CI "
-        "credentials, or a browser on a terminal)",
-    )
-    p.add_argument(
-        "--trust-config",
-        type=Path,
-        metavar="FILE",
-        help="Sigstore ClientTrustConfig JSON for a private Fulcio/Rekor",
-    )
+    add_signing_options(p, default=None)
     p.add_argument(
         "--allow-dirty",
         action="store_true",
@@ -90,13 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def handle(args: argparse.Namespace) -> int:
     overrides = [spec.parse_override(text) for text in args.param]
     run_spec = spec.load(args.spec, overrides=overrides)
-    method = args.sign or run_spec.signing.method
-    sign = SignOptions(
-        method=method,
-        key_path=args.signing_key or run_spec.signing.key,
-        identity_token=args.identity_token,
-        trust_config=args.trust_config,
-    )
+    sign = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
 
     def say(text: str) -> None:
         if not args.quiet:

@@ -12,10 +12,9 @@ import argparse
 import json
 from pathlib import Path
 
+from executor.cli.options import add_trust_options, trust_policy
 from executor.errors import InputError, RexecError
-from executor.signing.key import KeyPolicy
-from executor.signing.types import TrustPolicy
-from executor.verification import RECORD_PUBLIC_KEY, Verdict, verify_artifact, verify_record
+from executor.verification import Verdict, verify_artifact, verify_record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,69 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="verify these files, not outputs/")
     p.add_argument("--bundle", type=Path, metavar="B", help="any Sigstore bundle (with --artifact)")
     p.add_argument("--artifact", type=Path, metavar="FILE", help="the file --bundle signs")
-    trust = p.add_argument_group("trust policy (exactly one)")
-    trust.add_argument("--key", type=Path, metavar="PUB", help="trust this PEM public key")
-    trust.add_argument("--identity", metavar="ID", help="keyless: the exact signer identity")
-    trust.add_argument("--identity-regexp", metavar="RE", help="keyless: identity pattern")
-    trust.add_argument("--issuer", metavar="URL", help="keyless: the OIDC issuer")
-    trust.add_argument(
-        "--trusted-root", type=Path, metavar="FILE", help="keyless: Sigstore trusted_root.json"
-    )
-    trust.add_argument(
-        "--refresh-trust-root",
-        action="store_true",
-        help="keyless: fetch the current public-good root through TUF (network)",
-    )
+    add_trust_options(p, "trust policy (exactly one)")
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.set_defaults(handler=handle)
-
-
-def _policy(args: argparse.Namespace) -> TrustPolicy:
-    keyless = any((args.identity, args.identity_regexp, args.issuer))
-    if args.key is not None and keyless:
-        raise InputError(
-            "two trust policies given: --key and --identity/--identity-regexp/--issuer",
-            hint="name exactly one: the signer's public key, or its keyless identity and issuer",
-        )
-    if args.key is not None:
-        if args.trusted_root or args.refresh_trust_root:
-            raise InputError(
-                "--trusted-root/--refresh-trust-root apply to keyless verification only",
-                hint="leave them out with --key",
-            )
-        return KeyPolicy.from_file(args.key)
-    if keyless:
-        if not args.issuer or not (args.identity or args.identity_regexp):
-            raise InputError(
-                "keyless verification needs --issuer and one of --identity/--identity-regexp",
-                hint="e.g. --identity ci@example.com --issuer https://accounts.google.com",
-            )
-        from executor.signing import sigstore as keyless_signing
-
-        root: Path | None = args.trusted_root
-        if args.refresh_trust_root:
-            if root is not None:
-                raise InputError(
-                    "--trusted-root and --refresh-trust-root exclude each other",
-                    hint="pin a root file, or fetch the current one, not both",
-                )
-            root = keyless_signing.refresh_trust_root()
-        policy: TrustPolicy = keyless_signing.KeylessPolicy(
-            identity=args.identity,
-            identity_regexp=args.identity_regexp,
-            issuer=args.issuer,
-            trusted_root=root,
-        )
-        return policy
-    hint = "pass --key PUB (the signer's public key) or --identity ID --issuer URL"
-    target = Path(args.target) if args.target else None
-    if target is not None and (target / RECORD_PUBLIC_KEY).is_file():
-        hint = (
-            f"{target / RECORD_PUBLIC_KEY} is not trusted automatically: a record cannot "
-            "vouch for itself. Pass --key with the public key you obtained from the signer "
-            "(compare its hint out of band)"
-        )
-    raise InputError("no trust policy given", hint=hint)
 
 
 def _check(args: argparse.Namespace) -> Verdict:
@@ -120,13 +59,13 @@ def _check(args: argparse.Namespace) -> Verdict:
                 "--bundle and --artifact go together",
                 hint="rexec verify --bundle B --artifact FILE --key PUB",
             )
-        return verify_artifact(args.bundle, args.artifact, _policy(args))
+        return verify_artifact(args.bundle, args.artifact, trust_policy(args))
     if args.target is None:
         raise InputError(
             "nothing to verify",
             hint="rexec verify runs/<run-id> --key PUB, or --bundle B --artifact FILE",
         )
-    return verify_record(Path(args.target), _policy(args), artifacts=args.artifacts)
+    return verify_record(Path(args.target), trust_policy(args), artifacts=args.artifacts)
 
 
 def _status_text(verdict: Verdict) -> str:

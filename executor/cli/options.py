@@ -1,0 +1,124 @@
+"""Command-line options that several subcommands share, defined once.
+
+Trust policy (``verify``, ``replay``, ``rerun``) and signing (``run``,
+``replay``, ``rerun``) must mean exactly the same thing wherever they appear,
+so their flags and their interpretation live here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from executor.errors import InputError
+from executor.signing import SignOptions
+from executor.signing.key import KeyPolicy
+from executor.signing.types import TrustPolicy
+from executor.verification import RECORD_PUBLIC_KEY
+
+
+def add_trust_options(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
+    """Add the trust-policy flags; returns their group so a caller can add related ones."""
+    trust = parser.add_argument_group(title)
+    trust.add_argument("--key", type=Path, metavar="PUB", help="trust this PEM public key")
+    trust.add_argument("--identity", metavar="ID", help="keyless: the exact signer identity")
+    trust.add_argument("--identity-regexp", metavar="RE", help="keyless: identity pattern")
+    trust.add_argument("--issuer", metavar="URL", help="keyless: the OIDC issuer")
+    trust.add_argument(
+        "--trusted-root", type=Path, metavar="FILE", help="keyless: Sigstore trusted_root.json"
+    )
+    trust.add_argument(
+        "--refresh-trust-root",
+        action="store_true",
+        help="keyless: fetch the current public-good root through TUF (network)",
+    )
+    return trust
+
+
+def trust_policy(args: argparse.Namespace) -> TrustPolicy:
+    """Exactly one policy from the trust options, or a clear InputError."""
+    keyless = any((args.identity, args.identity_regexp, args.issuer))
+    if args.key is not None and keyless:
+        raise InputError(
+            "two trust policies given: --key and --identity/--identity-regexp/--issuer",
+            hint="name exactly one: the signer's public key, or its keyless identity and issuer",
+        )
+    if args.key is not None:
+        if args.trusted_root or args.refresh_trust_root:
+            raise InputError(
+                "--trusted-root/--refresh-trust-root apply to keyless verification only",
+                hint="leave them out with --key",
+            )
+        return KeyPolicy.from_file(args.key)
+    if keyless:
+        if not args.issuer or not (args.identity or args.identity_regexp):
+            raise InputError(
+                "keyless verification needs --issuer and one of --identity/--identity-regexp",
+                hint="e.g. --identity ci@example.com --issuer https://accounts.google.com",
+            )
+        from executor.signing import sigstore as keyless_signing
+
+        root: Path | None = args.trusted_root
+        if args.refresh_trust_root:
+            if root is not None:
+                raise InputError(
+                    "--trusted-root and --refresh-trust-root exclude each other",
+                    hint="pin a root file, or fetch the current one, not both",
+                )
+            root = keyless_signing.refresh_trust_root()
+        policy: TrustPolicy = keyless_signing.KeylessPolicy(
+            identity=args.identity,
+            identity_regexp=args.identity_regexp,
+            issuer=args.issuer,
+            trusted_root=root,
+        )
+        return policy
+    hint = "pass --key PUB (the signer's public key) or --identity ID --issuer URL"
+    target = Path(args.target) if getattr(args, "target", None) else None
+    if target is not None and (target / RECORD_PUBLIC_KEY).is_file():
+        hint = (
+            f"{target / RECORD_PUBLIC_KEY} is not trusted automatically: a record cannot "
+            "vouch for itself. Pass --key with the public key you obtained from the signer "
+            "(compare its hint out of band)"
+        )
+    raise InputError("no trust policy given", hint=hint)
+
+
+def add_signing_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    parser.add_argument(
+        "--sign",
+        choices=("key", "sigstore", "none"),
+        default=default,
+        help="signing method" + (f" (default: {default})" if default else ""),
+    )
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="FILE",
+        help="PEM private key for --sign key (else $REXEC_SIGNING_KEY with the PEM itself, "
+        "or $REXEC_SIGNING_KEY_FILE; password from $REXEC_SIGNING_KEY_PASSWORD or a prompt)",
+    )
+    parser.add_argument(
+        "--identity-token",
+        metavar="JWT",
+        help="OIDC token for --sign sigstore (else $REXEC_IDENTITY_TOKEN / $SIGSTORE_ID_TOKEN, "
+        "ambient CI credentials, or a browser on a terminal)",
+    )
+    parser.add_argument(
+        "--trust-config",
+        type=Path,
+        metavar="FILE",
+        help="Sigstore ClientTrustConfig JSON for a private Fulcio/Rekor",
+    )
+
+
+def sign_options(
+    args: argparse.Namespace, *, method: str | None = None, key: Path | None = None
+) -> SignOptions:
+    """The signing the user asked for; ``method``/``key`` are the spec's defaults."""
+    return SignOptions(
+        method=args.sign or method or "key",
+        key_path=args.signing_key or key,
+        identity_token=args.identity_token,
+        trust_config=args.trust_config,
+    )
