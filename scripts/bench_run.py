@@ -1,0 +1,161 @@
+"""`scripts/bench run [--repeat N]`: what `rexec run` costs over a bare `docker run`.
+
+Same image, same trivial job, same machine, in one script: a bare
+`docker run --rm --network none IMAGE python3 -c pass`, a hardened bare run
+(the flags rexec uses), and `rexec run` of a spec with that command (which
+adds snapshot verification, code pinning, host capture, hashing, the
+manifest, signing and the atomic record). Then the demo spec end to end.
+Prints the median of N runs of each and the ratio to the bare run. A
+benchmark, not a test: it prints, it does not assert.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+REXEC = str(REPO / ".venv" / "bin" / "rexec")
+BASE = "rexec/base:bookworm"
+HARDENED = [
+    "--network",
+    "none",
+    "--read-only",
+    "--tmpfs",
+    "/tmp",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges:true",
+    "--pids-limit",
+    "512",
+    "-u",
+    "65534:65534",
+]
+
+
+def timed(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(
+        cmd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - t0
+
+
+def median(cmd: Sequence[str], repeat: int, env: dict[str, str] | None = None) -> float:
+    timed(cmd, env=env)  # warm-up: page cache, image layers, Python bytecode
+    return statistics.median(timed(cmd, env=env) for _ in range(repeat))
+
+
+def trivial_project(root: Path) -> Path:
+    (root / "code").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "data" / "x.txt").write_text("x\n")
+    (root / "code" / "job.py").write_text("pass\n")
+    git = ["git", "-C", str(root), "-c", "user.name=b", "-c", "user.email=b@example.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "bench"], check=True)
+    digest = subprocess.run(
+        [REXEC, "snapshot", "hash", str(root / "data"), "--quiet"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    spec = root / "spec.toml"
+    spec.write_text(
+        textwrap.dedent(f"""\
+        version = 1
+        name = "bench"
+        [image]
+        build = {{ dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo" }}
+        [run]
+        command = ["python3", "/code/job.py"]
+        workdir = "/code"
+        seed = 1
+        [[inputs]]
+        name = "data"
+        path = "data"
+        digest = "{digest}"
+        mount = "/data"
+        [code]
+        path = "code"
+        """)
+    )
+    return spec
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench run", description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=7, help="runs per case (median reported)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="rexec-bench-run-") as tmp:
+        root = Path(tmp)
+        env = {**os.environ, "REXEC_CACHE_DIR": str(root / "cache")}
+        key = root / "keys" / "k"
+        subprocess.run(
+            [REXEC, "keygen", "--out", str(key)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        spec = trivial_project(root / "project")
+        rexec_run = [
+            REXEC,
+            "run",
+            str(spec),
+            "--quiet",
+            "--signing-key",
+            f"{key}.key",
+            "--runs-dir",
+            str(root / "runs"),
+        ]
+        demo = [
+            REXEC,
+            "run",
+            str(REPO / "specs" / "demo.toml"),
+            "--quiet",
+            "--allow-dirty",
+            "--signing-key",
+            f"{key}.key",
+            "--runs-dir",
+            str(root / "runs"),
+        ]
+        cases = {
+            "docker run (bare)": (["docker", "run", "--rm", BASE, "python3", "-c", "pass"], None),
+            "docker run (rexec's hardening)": (
+                ["docker", "run", "--rm", *HARDENED, BASE, "python3", "-c", "pass"],
+                None,
+            ),
+            "rexec run (trivial job)": (rexec_run, env),
+            "rexec run specs/demo.toml": (demo, env),
+        }
+        results = {name: median(cmd, args.repeat, env) for name, (cmd, env) in cases.items()}
+    bare = results["docker run (bare)"]
+    print(f"median of {args.repeat} runs each, after one warm-up")
+    print(f"{'case':34} {'seconds':>8} {'× bare docker run':>18}")
+    for name, seconds in results.items():
+        print(f"{name:34} {seconds:8.3f} {seconds / bare:18.2f}")
+    overhead = results["rexec run (trivial job)"] - results["docker run (rexec's hardening)"]
+    print(f"rexec overhead over the same hardened docker run: {overhead:.3f} s")
+    print(json.dumps({k: round(v, 4) for k, v in results.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
