@@ -21,15 +21,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from executor import manifest
 from executor.canonical import sha256_file
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
+from executor.manifest import STATEMENT_TYPE
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
-
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-RECORD_STATEMENT = "statement.json"
-RECORD_BUNDLE = "statement.sigstore.json"
-RECORD_OUTPUTS = "outputs"
-RECORD_PUBLIC_KEY = "signing-key.pub"
+from executor.store import BUNDLE as RECORD_BUNDLE
+from executor.store import OUTPUTS as RECORD_OUTPUTS
+from executor.store import STATEMENT as RECORD_STATEMENT
 
 
 @dataclass(frozen=True)
@@ -161,23 +160,9 @@ def _dig(doc: Any, *keys: str) -> Any:
 
 
 def run_status(statement: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The job's status and exit code as the signed Statement records them.
-
-    Read from ``predicate.runDetails.metadata`` (``status``, ``exitCode``), else
-    from the ``exit-status`` byproduct's annotations.
-    """
-    metadata = _dig(statement, "predicate", "runDetails", "metadata")
-    status = _dig(metadata, "status")
-    code = _dig(metadata, "exitCode")
-    byproducts = _dig(statement, "predicate", "runDetails", "byproducts")
-    if isinstance(byproducts, list):
-        for item in byproducts:
-            if isinstance(item, dict) and item.get("name") == "exit-status":
-                notes = item.get("annotations")
-                if status is None:
-                    status = _dig(notes, "status")
-                if code is None:
-                    code = _dig(notes, "exitCode")
+    """The job's status and exit code as the signed Statement records them."""
+    notes = manifest.run_status(statement) or {}
+    status, code = notes.get("status"), notes.get("exitCode")
     return (
         status if isinstance(status, str) else None,
         code if isinstance(code, int) and not isinstance(code, bool) else None,

@@ -14,7 +14,7 @@ from executor.errors import InputError
 from executor.signing import SignOptions
 from executor.signing.key import KeyPolicy
 from executor.signing.types import TrustPolicy
-from executor.verification import RECORD_PUBLIC_KEY
+from executor.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
 
 
 def add_trust_options(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:

@@ -114,7 +114,14 @@ def make_record(tmp_path: Path) -> Callable[..., Record]:
             "predicateType": "https://slsa.dev/provenance/v1",
             "predicate": {
                 "runDetails": {
-                    "metadata": {"invocationId": run_id, "status": status, "exitCode": exit_code}
+                    "metadata": {"invocationId": run_id},
+                    # Where rexec's pipeline records how the job ended (executor/manifest.py).
+                    "byproducts": [
+                        {
+                            "name": "exit-status",
+                            "annotations": {"status": status, "exitCode": exit_code},
+                        }
+                    ],
                 }
             },
         }
