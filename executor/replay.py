@@ -358,7 +358,7 @@ def spec_from_record(
             pids=int(res.get("pids", 512)),
         ),
         determinism=spec.Determinism(tuple(det["frameworks"]), bool(det["strict"])),
-        signing=spec.Signing(method=str(view.get("signing", {}).get("method", "key")), key=None),
+        signing=spec.Signing(method=view.get("signing", {}).get("method", "key"), key=None),
         security=spec.Security(
             allow_network=bool(sec.get("allowNetwork")),
             allow_root=bool(sec.get("allowRoot")),

@@ -17,10 +17,14 @@ from typing import Any
 
 from executor.canonical import canonical_json, sha256_hex
 from executor.errors import SpecError
+from executor.signing.types import SigningMethod
 
 SPEC_VERSION = 1
 TREE_DIGEST_RE = re.compile(r"^(sha256|blake3)-tree-v1:[0-9a-f]{64}$")
 IMAGE_DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
+IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+LOCK_HINT = "`rexec lock SPEC -o LOCKED` pins it (or `rexec run --allow-unpinned` pins at run time)"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Values of these must never be written into a spec (and so into a manifest).
@@ -39,12 +43,24 @@ class BuildSpec:
     context: Path
     args: Mapping[str, str] = field(default_factory=dict)
     target: str | None = None
+    # A recorded opt-in: FROM lines without a digest use the engine's local image
+    # (its id is recorded, with pinned=false). Off unless the spec says so.
+    allow_unpinned_from: bool = False
+
+
+@dataclass(frozen=True)
+class ArchiveSpec:
+    """An image saved with ``docker save`` (or an OCI layout tar), for air-gapped hosts."""
+
+    path: Path
+    image_id: str  # sha256:<hex> of the image config inside the archive
 
 
 @dataclass(frozen=True)
 class ImageSpec:
     ref: str | None = None
     build: BuildSpec | None = None
+    archive: ArchiveSpec | None = None
     # Not settable from TOML: replay pins the exact local image a record names.
     image_id: str | None = None
 
@@ -72,6 +88,9 @@ class InputSpec:
 class CodeSpec:
     path: Path
     mount: str
+    # Written by `rexec lock`; when present, the run checks the code against them.
+    commit: str | None = None
+    tree: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +109,7 @@ class Determinism:
 
 @dataclass(frozen=True)
 class Signing:
-    method: str
+    method: SigningMethod
     key: Path | None
 
 
@@ -253,7 +272,7 @@ def _container_path(
 
 
 def _host_path(table: _Table, name: str, base: Path, *, required: bool = True) -> Path | None:
-    value = table.get(name, str, required=required)
+    value: str | None = table.get(name, str, required=required)
     if value is None:
         return None
     return (base / value).resolve()
@@ -265,11 +284,27 @@ def _parse_image(top: _Table, base: Path) -> ImageSpec:
         return ImageSpec()
     ref = image.get("ref", str)
     build_tab = image.table("build")
+    archive_tab = image.table("archive")
     image.finish()
-    if (ref is None) == (build_tab is None):
+    if [ref, build_tab, archive_tab].count(None) != 2:
         top.errors.add(
-            "image", "set exactly one of `ref` (a pinned image) or `build` (a Dockerfile)"
+            "image",
+            "set exactly one of `ref` (a pinned image), `build` (a Dockerfile) "
+            "or `archive` (a `docker save` tar)",
         )
+    archive = None
+    if archive_tab is not None:
+        archive_path = _host_path(archive_tab, "path", base)
+        archive_id = archive_tab.get("id", str, required=True)
+        archive_tab.finish()
+        if archive_id is not None and not IMAGE_ID_RE.match(archive_id):
+            top.errors.add(
+                "image.archive.id",
+                f"expected the image id 'sha256:<64 hex>', got {archive_id!r}; "
+                "`docker inspect --format '{{.Id}}' IMAGE` prints it",
+            )
+        elif archive_path and archive_id:
+            archive = ArchiveSpec(archive_path, archive_id)
     build = None
     if build_tab is not None:
         dockerfile = _host_path(build_tab, "dockerfile", base)
@@ -279,17 +314,16 @@ def _parse_image(top: _Table, base: Path) -> ImageSpec:
             if not isinstance(value, str):
                 top.errors.add(f"image.build.args.{key}", "expected a string")
         target = build_tab.get("target", str)
+        allow_from = bool(build_tab.get("allow_unpinned_from", bool))
         build_tab.finish()
         if dockerfile and context:
-            build = BuildSpec(dockerfile, context, dict(args), target)
+            build = BuildSpec(dockerfile, context, dict(args), target, allow_from)
     if ref is not None and not IMAGE_DIGEST_RE.search(ref):
         top.errors.add(
             "image.ref",
-            f"{ref!r} is not pinned: a reference must end in @sha256:<64 hex>. Pin it with "
-            f"`docker pull {ref}` then `docker inspect --format '{{{{index .RepoDigests 0}}}}' "
-            f"{ref}` and use that value",
+            f"{ref!r} is not pinned: a reference must end in @sha256:<64 hex>. {LOCK_HINT}",
         )
-    return ImageSpec(ref=ref, build=build)
+    return ImageSpec(ref=ref, build=build, archive=archive)
 
 
 def _parse_run(top: _Table) -> RunSection | None:
@@ -361,7 +395,10 @@ def _parse_inputs(top: _Table, base: Path) -> tuple[InputSpec, ...]:
         if name is not None and not NAME_RE.match(name):
             top.errors.add(f"inputs[{i}].name", "use letters, digits, '.', '_' or '-'")
         path = _host_path(tab, "path", base)
-        digest = tab.get("digest", str, required=True)
+        if "digest" not in item:
+            tab.seen.add("digest")
+            top.errors.add(f"inputs[{i}].digest", f"missing: the input is not pinned. {LOCK_HINT}")
+        digest = tab.get("digest", str)
         if digest is not None and not TREE_DIGEST_RE.match(digest):
             top.errors.add(
                 f"inputs[{i}].digest",
@@ -428,7 +465,8 @@ def _parse_small_tables(top: _Table, base: Path) -> tuple[Determinism, Signing, 
         strict = True if value is None else value
         det.finish()
     sign = top.table("signing")
-    method, key = "key", None
+    method: SigningMethod = "key"
+    key = None
     if sign is not None:
         method = sign.get("method", str) or "key"
         if method not in SIGNING_METHODS:
@@ -548,9 +586,15 @@ def loads(data: bytes, *, source: Path, overrides: Sequence[tuple[str, Any]] = (
     if code_tab is not None:
         code_path = _host_path(code_tab, "path", base)
         code_mount = _container_path(code_tab, "mount", "/code")
+        commit = code_tab.get("commit", str)
+        if commit is not None and not COMMIT_RE.match(commit):
+            errors.add("code.commit", f"expected a full git commit id (40 hex), got {commit!r}")
+        tree = code_tab.get("tree", str)
+        if tree is not None and not TREE_DIGEST_RE.match(tree):
+            errors.add("code.tree", f"expected 'sha256-tree-v1:<64 hex>', got {tree!r}")
         code_tab.finish()
         if code_path and code_mount:
-            code = CodeSpec(code_path, code_mount)
+            code = CodeSpec(code_path, code_mount, commit, tree)
     out_tab = top.table("outputs")
     outputs_mount = "/outputs"
     if out_tab is not None:

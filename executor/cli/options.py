@@ -13,7 +13,7 @@ from pathlib import Path
 from executor.errors import InputError
 from executor.signing import SignOptions
 from executor.signing.key import KeyPolicy
-from executor.signing.types import TrustPolicy
+from executor.signing.types import SigningMethod, TrustPolicy
 from executor.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
 
 
@@ -113,11 +113,12 @@ def add_signing_options(parser: argparse.ArgumentParser, *, default: str | None)
 
 
 def sign_options(
-    args: argparse.Namespace, *, method: str | None = None, key: Path | None = None
+    args: argparse.Namespace, *, method: SigningMethod | None = None, key: Path | None = None
 ) -> SignOptions:
     """The signing the user asked for; ``method``/``key`` are the spec's defaults."""
+    chosen: SigningMethod = args.sign or method or "key"
     return SignOptions(
-        method=args.sign or method or "key",
+        method=chosen,
         key_path=args.signing_key or key,
         identity_token=args.identity_token,
         trust_config=args.trust_config,

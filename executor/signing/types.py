@@ -15,6 +15,8 @@ from typing import Literal, Protocol
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 BUNDLE_V03_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
+SigningMethod = Literal["key", "sigstore", "none"]
+
 
 @dataclass(frozen=True)
 class SignOptions:
@@ -30,7 +32,7 @@ class SignOptions:
     means the public-good production instance (network).
     """
 
-    method: Literal["key", "sigstore", "none"]
+    method: SigningMethod
     key_path: Path | None = None
     key_password: bytes | None = None
     identity_token: str | None = None
