@@ -1,23 +1,35 @@
 """Turn the spec's ``[image]`` into an image identity the engine holds.
 
 A ``ref`` must already name a digest: it is used when present, pulled when
-absent, and checked against that digest either way. A ``build`` is built
-through the Engine API and identified by the resulting image id, with the
-Dockerfile digest and the build-context tree digest recorded so anyone can
-see what it was built from.
+absent, and checked against that digest either way. An ``archive`` is checked
+against its pinned image id before ``docker load`` (``image_archive``). A
+``build`` must name every base by digest (``FROM repo@sha256:…``, usually via
+a build argument that ``rexec lock`` pins); its provenance (Dockerfile sha256,
+build-context tree digest, base digests, args, target) is recorded, and a
+build whose inputs match an earlier one reuses that image instead of
+building again: the same inputs must not yield a second, different image id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from executor import snapshot
-from executor.canonical import sha256_file
-from executor.errors import InputError
+from executor.canonical import canonical_json, sha256_file, sha256_hex
+from executor.dockerfile import read_from_lines, unpinned_error
+from executor.errors import InputError, MismatchError
+from executor.image_archive import check_archive
 from executor.runtime import ContainerRuntime, check_repo_digest
-from executor.spec import BuildSpec, ImageSpec
+from executor.snapshot_cache import cache_dir
+from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
+
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,8 @@ class ResolvedImage:
     digest: str  # the pin: repo digest for pulled images, image id for local builds
     uri: str  # oci://… for registry images, docker-image-id:… for local builds
     build: dict[str, Any] | None = field(default=None)
+    archive: dict[str, Any] | None = field(default=None)
+    pushed: str | None = None  # registry/repo@sha256:… after `rexec run --push`
 
     def dependency(self) -> dict[str, Any]:
         """The SLSA ``resolvedDependencies`` entry for this image."""
@@ -40,30 +54,53 @@ class ResolvedImage:
         }
         if self.build:
             entry["annotations"]["build"] = self.build
+        if self.archive:
+            entry["annotations"]["archive"] = self.archive
+        if self.pushed:
+            entry["annotations"]["pushed"] = self.pushed
         return entry
 
 
 def resolve_image(
-    image: ImageSpec, *, runtime: ContainerRuntime, spec_name: str, log: Callable[[str], None]
+    image: ImageSpec,
+    *,
+    runtime: ContainerRuntime,
+    spec_name: str,
+    log: Log,
+    allow_unpinned: bool = False,
 ) -> ResolvedImage:
     if image.image_id is not None:
         return _resolve_local_id(image.image_id, runtime=runtime)
     if image.ref is not None:
         return _resolve_ref(image.ref, runtime=runtime, log=log)
+    if image.archive is not None:
+        return _load_archive(image.archive, runtime=runtime, log=log)
     assert image.build is not None  # the spec parser guarantees exactly one
-    return _build(image.build, runtime=runtime, spec_name=spec_name, log=log)
+    return _build(
+        image.build,
+        runtime=runtime,
+        spec_name=spec_name,
+        log=log,
+        allow_unpinned=allow_unpinned or image.build.allow_unpinned_from,
+    )
 
 
-def _resolve_ref(
-    ref: str, *, runtime: ContainerRuntime, log: Callable[[str], None]
-) -> ResolvedImage:
+def _resolve_ref(ref: str, *, runtime: ContainerRuntime, log: Log) -> ResolvedImage:
     info = runtime.inspect_image(ref)
     if info is None:
         log(f"pulling {ref}\n")
         info = runtime.pull(ref)
     check_repo_digest(ref, info)
-    repository, digest = ref.rsplit("@", 1)
-    return ResolvedImage(run_ref=ref, image_id=info.id, digest=digest, uri=f"oci://{repository}")
+    name, digest = ref.rsplit("@", 1)
+    return ResolvedImage(
+        run_ref=ref, image_id=info.id, digest=digest, uri=f"oci://{_repository(name)}"
+    )
+
+
+def _repository(name: str) -> str:
+    """``host:5000/repo:tag`` → ``host:5000/repo``; a port is not a tag."""
+    last = name.rsplit("/", 1)[-1]
+    return name[: len(name) - len(last)] + last.split(":", 1)[0]
 
 
 def _resolve_local_id(image_id: str, *, runtime: ContainerRuntime) -> ResolvedImage:
@@ -79,9 +116,33 @@ def _resolve_local_id(image_id: str, *, runtime: ContainerRuntime) -> ResolvedIm
     )
 
 
-def _build(
-    build: BuildSpec, *, runtime: ContainerRuntime, spec_name: str, log: Callable[[str], None]
-) -> ResolvedImage:
+def _load_archive(archive: ArchiveSpec, *, runtime: ContainerRuntime, log: Log) -> ResolvedImage:
+    info = runtime.inspect_image(archive.image_id)
+    checked = check_archive(archive.path, image_id=archive.image_id)
+    if info is None or info.id != archive.image_id:
+        log(
+            f"loading {archive.path} ({checked.layers} layers, "
+            f"checked against {archive.image_id})\n"
+        )
+        runtime.load(archive.path)
+        info = runtime.inspect_image(archive.image_id)
+        if info is None or info.id != archive.image_id:
+            raise MismatchError(
+                f"image.archive: loading {archive.path} did not yield image {archive.image_id}",
+                hint="the engine rewrote the image; load it by hand and compare `docker inspect`",
+            )
+    resolved = _resolve_local_id(archive.image_id, runtime=runtime)
+    return dataclasses.replace(
+        resolved,
+        archive={
+            "sha256": checked.sha256,
+            "file": archive.path.name,
+            "repoTags": sorted(checked.repo_tags),
+        },
+    )
+
+
+def _check_paths(build: BuildSpec) -> None:
     if not build.dockerfile.is_file():
         raise InputError(
             f"image.build.dockerfile: {build.dockerfile} does not exist",
@@ -92,29 +153,134 @@ def _build(
             f"image.build.context: {build.context} is not a directory",
             hint="the path is relative to the spec file's directory",
         )
+
+
+def base_images(
+    build: BuildSpec, *, runtime: ContainerRuntime, allow_unpinned: bool
+) -> list[dict[str, Any]]:
+    """Each external ``FROM`` with its pin; a tag is refused unless allowed, and
+    then pinned to the local image id it stands for right now."""
+    lines = read_from_lines(build.dockerfile, args=build.args)
+    unpinned = [f for f in lines if not f.pinned]
+    if unpinned and not allow_unpinned:
+        raise unpinned_error(build.dockerfile, unpinned)
+    bases: list[dict[str, Any]] = []
+    for f in lines:
+        if f.kind != "image":
+            continue
+        if f.pinned:
+            bases.append({"line": f.line, "ref": f.image, "digest": f.image.rsplit("@", 1)[1]})
+            continue
+        info = runtime.inspect_image(f.image)
+        if info is None:
+            raise InputError(
+                f"{build.dockerfile}:{f.line}: base {f.image!r} is not in this Docker engine",
+                hint="an unpinned base is never pulled; build or pull it first, or pin it "
+                "by digest with `rexec lock`",
+            )
+        bases.append({"line": f.line, "ref": f.image, "imageId": info.id, "pinned": False})
+    return bases
+
+
+def build_key(provenance: Mapping[str, Any]) -> str:
+    """What decides a build's result: same key, same image (so reuse it)."""
+    inputs = {
+        "dockerfileSha256": provenance["dockerfileSha256"],
+        "contextDigest": provenance["contextDigest"],
+        "bases": [b.get("digest") or b["imageId"] for b in provenance["bases"]],
+        "args": provenance["args"],
+        "target": provenance["target"],
+    }
+    return "sha256:" + sha256_hex(canonical_json(inputs))
+
+
+def _cache_file(key: str) -> Path:
+    return cache_dir() / "builds" / f"{key.removeprefix('sha256:')}.json"
+
+
+def _reusable(key: str, runtime: ContainerRuntime) -> str | None:
+    try:
+        image_id = str(json.loads(_cache_file(key).read_bytes())["imageId"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    info = runtime.inspect_image(image_id)
+    return image_id if info is not None and info.id == image_id else None
+
+
+def _remember(key: str, image_id: str) -> None:
+    path = _cache_file(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(canonical_json({"buildKey": key, "imageId": image_id}))
+    os.replace(tmp, path)
+
+
+def _build(
+    build: BuildSpec,
+    *,
+    runtime: ContainerRuntime,
+    spec_name: str,
+    log: Log,
+    allow_unpinned: bool,
+) -> ResolvedImage:
+    _check_paths(build)
+    bases = base_images(build, runtime=runtime, allow_unpinned=allow_unpinned)
     context = snapshot.hash_tree(build.context)
-    dockerfile_sha256 = sha256_file(build.dockerfile)
-    tag = f"rexec-build/{spec_name.lower()}:{context.digest.rsplit(':', 1)[1][:16]}"
-    log(f"building {build.dockerfile} (context {context.digest})\n")
-    info = runtime.build(
-        context=build.context,
-        dockerfile=build.dockerfile,
-        tag=tag,
-        args=build.args,
-        target=build.target,
-        log=log,
-    )
-    provenance = {
-        "dockerfileSha256": dockerfile_sha256,
+    provenance: dict[str, Any] = {
+        "dockerfileSha256": sha256_file(build.dockerfile),
         "contextDigest": context.digest,
+        "bases": bases,
         "args": dict(sorted(build.args.items())),
         "target": build.target,
-        "tag": tag,
+        "tag": f"rexec-build/{spec_name.lower()}:{context.digest.rsplit(':', 1)[1][:16]}",
     }
+    key = build_key(provenance)
+    provenance["buildKey"] = key
+    image_id = _reusable(key, runtime)
+    reused = image_id is not None
+    if image_id is not None:
+        log(f"reusing image {image_id}: built before from the same inputs ({key})\n")
+    else:
+        log(f"building {build.dockerfile} (context {context.digest})\n")
+        info = runtime.build(
+            context=build.context,
+            dockerfile=build.dockerfile,
+            tag=provenance["tag"],
+            args=build.args,
+            target=build.target,
+            log=log,
+        )
+        image_id = info.id
+        _remember(key, image_id)
+    provenance["imageId"] = image_id
+    provenance["reused"] = reused
     return ResolvedImage(
-        run_ref=info.id,
-        image_id=info.id,
-        digest=info.id,
-        uri=f"docker-image-id:{info.id}",
+        run_ref=image_id,
+        image_id=image_id,
+        digest=image_id,
+        uri=f"docker-image-id:{image_id}",
         build=provenance,
     )
+
+
+def push_image(
+    image: ResolvedImage, *, target: str, runtime: ContainerRuntime, log: Log
+) -> ResolvedImage:
+    """Push the image to ``REGISTRY/REPO[:TAG]`` and record the repository digest."""
+    repository = _repository(target)
+    tag = target[len(repository) + 1 :] or f"rexec-{image.image_id.removeprefix('sha256:')[:12]}"
+    if "@" in target or not repository or "/" not in repository:
+        raise InputError(
+            f"--push {target!r}: expected REGISTRY/REPOSITORY[:TAG]",
+            hint="for example --push 127.0.0.1:5000/team/trainer",
+        )
+    log(f"pushing {image.image_id} to {repository}:{tag}\n")
+    digest = runtime.push(image.run_ref, repository=repository, tag=tag)
+    pinned = f"{repository}@{digest}"
+    info = runtime.inspect_image(pinned)
+    if info is None or info.id != image.image_id:
+        raise MismatchError(
+            f"pushed {image.image_id} to {repository}:{tag}, but {pinned} is not that image",
+            hint="another push to the same tag may have raced this one; push again",
+        )
+    return dataclasses.replace(image, pushed=pinned)

@@ -27,7 +27,8 @@ from executor import __version__, determinism, hardware, manifest, snapshot, spe
 from executor.canonical import canonical_json, sha256_file, sha256_hex
 from executor.code import ResolvedCode, resolve_code
 from executor.errors import InputError, RexecError
-from executor.images import ResolvedImage, resolve_image
+from executor.images import ResolvedImage, push_image, resolve_image
+from executor.lock import check_code_pins
 from executor.manifest import Byproduct, RunStatus, Subject
 from executor.runtime import (
     RUN_LABEL,
@@ -64,6 +65,12 @@ class RunOptions:
     signer: Signer | None = None
     # Adds files to the record before it is published (replay writes its verdict here).
     before_commit: Callable[[store.RecordWriter, RunResult, Mapping[str, Any]], None] | None = None
+    # `rexec run --allow-unpinned`: FROM tags use the local image (recorded as
+    # pinned=false), and what the CLI pinned in memory is recorded here.
+    allow_unpinned: bool = False
+    pinned_at_run_time: Mapping[str, Any] | None = None
+    # `rexec run --push REGISTRY/REPO[:TAG]`: push the image, record its repo digest.
+    push: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,15 @@ def run(
     signer = options.signer if options.signer is not None else make_signer(options.sign)
     checked = preflight(run_spec, runtime=runtime, allow_dirty=options.allow_dirty, say=say)
     image = resolve_image(
-        run_spec.image, runtime=runtime, spec_name=run_spec.name, log=_line_logger(say)
+        run_spec.image,
+        runtime=runtime,
+        spec_name=run_spec.name,
+        log=_line_logger(say),
+        allow_unpinned=options.allow_unpinned,
     )
+    if options.push:
+        image = push_image(image, target=options.push, runtime=runtime, log=_line_logger(say))
+        say(f"pushed {image.pushed}")
     say(f"image {image.digest}")
     host = hardware.capture_host(engine=checked.engine)
     inventory = image_inventory(image, runtime=runtime, say=say)
@@ -154,6 +168,13 @@ def preflight(
     if run_spec.code is not None:
         code = resolve_code(run_spec.code.path, mount=run_spec.code.mount, allow_dirty=allow_dirty)
         say(f"code {code.repo_path} at {code.commit} ({code.tree_digest})")
+        check_code_pins(
+            commit=run_spec.code.commit,
+            tree=run_spec.code.tree,
+            actual_commit=code.commit,
+            actual_tree=code.tree_digest,
+            say=say,
+        )
     gpus = hardware.resolve_gpus(run_spec.resources.gpus)
     _check_secrets(run_spec)
     return Verified(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
@@ -275,9 +296,15 @@ def _execute_and_record(
         "gpuUuids": sorted(checked.gpu_uuids),
         "optIns": {
             "allowDirty": bool(checked.code and checked.code.dirty),
+            "allowUnpinned": options.allow_unpinned,
             **{k: v for k, v in spec.resolved_view(run_spec)["security"].items()},
         },
         **({"lineage": dict(options.lineage)} if options.lineage else {}),
+        **(
+            {"pinnedAtRunTime": dict(options.pinned_at_run_time)}
+            if options.pinned_at_run_time is not None
+            else {}
+        ),
         "snapshotCache": {
             name: {"used": s.cache_used, "hits": s.cache_hits, "files": s.files}
             for name, s in sorted(checked.snapshots.items())

@@ -107,6 +107,9 @@ class ContainerRuntime(Protocol):
     ) -> ImageInfo: ...
     def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult: ...
     def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str: ...
+    def registry_digest(self, ref: str) -> str: ...
+    def push(self, image: str, *, repository: str, tag: str) -> str: ...
+    def load(self, archive: Path) -> None: ...
 
 
 def _now() -> datetime:
@@ -181,6 +184,67 @@ class DockerRuntime:
         if info is None:
             raise InfrastructureError(f"pulled {ref} but the engine does not list it")
         return info
+
+    def registry_digest(self, ref: str) -> str:
+        """The manifest digest a registry serves for ``ref``, without pulling layers.
+
+        Uses the Engine's distribution endpoint, so credentials come from the
+        user's Docker config exactly as for a pull."""
+        import docker.errors
+
+        try:
+            data = self.client.images.get_registry_data(ref)
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(
+                f"cannot resolve {ref} in its registry: {exc.explanation or exc}",
+                hint="check the tag exists (docker push it first) and the registry is reachable; "
+                "credentials are read from ~/.docker/config.json (docker login)",
+            ) from exc
+        digest = str(data.id)
+        if not digest.startswith("sha256:"):
+            raise InfrastructureError(f"the registry answered {ref} with digest {digest!r}")
+        return digest
+
+    def push(self, image: str, *, repository: str, tag: str) -> str:
+        """Tag ``image`` as ``repository:tag``, push it, return the registry's digest."""
+        import docker.errors
+
+        try:
+            self.client.api.tag(image, repository, tag)
+            digest = None
+            for chunk in self.client.api.push(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise InfrastructureError(
+                        f"cannot push {repository}:{tag}: {chunk['error'].strip()}",
+                        hint="check the registry is reachable and you are logged in (docker login)",
+                    )
+                aux = chunk.get("aux") or {}
+                if aux.get("Digest"):
+                    digest = str(aux["Digest"])
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(
+                f"cannot push {repository}:{tag}: {exc.explanation or exc}",
+                hint="check the registry is reachable and you are logged in (docker login)",
+            ) from exc
+        if digest is None:
+            raise InfrastructureError(f"pushed {repository}:{tag} but the registry sent no digest")
+        return digest
+
+    def load(self, archive: Path) -> None:
+        """``docker load`` a tar archive (docker-archive or OCI layout)."""
+        import docker.errors
+
+        try:
+            with open(archive, "rb") as fh:
+                for chunk in self.client.api.load_image(fh, quiet=True):
+                    if isinstance(chunk, dict) and chunk.get("error"):
+                        raise InfrastructureError(
+                            f"the engine refused to load {archive}: {chunk['error'].strip()}"
+                        )
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(
+                f"the engine refused to load {archive}: {exc.explanation or exc}"
+            ) from exc
 
     def build(
         self,

@@ -57,6 +57,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="run code with uncommitted changes (recorded as dirty=true)",
     )
+    p.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="pin tags, input digests and FROM bases at run time instead of refusing the spec "
+        "(what was pinned is recorded; prefer `rexec lock`)",
+    )
+    p.add_argument(
+        "--push",
+        metavar="REGISTRY/REPO[:TAG]",
+        help="push the job's image there before running and record the repository digest",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument(
         "-q", "--quiet", action="store_true", help="do not echo the job's output or progress"
@@ -66,7 +77,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     overrides = [spec.parse_override(text) for text in args.param]
-    run_spec = spec.load(args.spec, overrides=overrides)
+    pinned_at_run_time: dict[str, object] | None = None
+    if args.allow_unpinned:
+        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides)
+    else:
+        run_spec = spec.load(args.spec, overrides=overrides)
     sign = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
 
     def say(text: str) -> None:
@@ -79,6 +94,9 @@ def handle(args: argparse.Namespace) -> int:
         allow_dirty=args.allow_dirty,
         echo_logs=not args.quiet,
         say=say,
+        allow_unpinned=args.allow_unpinned,
+        pinned_at_run_time=pinned_at_run_time,
+        push=args.push,
     )
     result = pipeline.run(run_spec, options=options)
     if args.json:
@@ -95,3 +113,31 @@ def handle(args: argparse.Namespace) -> int:
             hint=f"read {result.run_dir}/logs/stderr.log",
         )
     return 0
+
+
+def _pin_at_run_time(
+    path: Path, overrides: list[tuple[str, object]]
+) -> tuple[spec.RunSpec, dict[str, object]]:
+    """What `rexec lock` would pin, resolved in memory now; the record says so."""
+    from executor import lock
+    from executor.canonical import sha256_hex
+    from executor.cli.lock import read_document
+    from executor.runtime import DockerRuntime
+
+    source = path.resolve()
+    locked = lock.lock_document(
+        read_document(source),
+        base=source.parent,
+        resolver=DockerRuntime(),
+        strict=False,
+        code=False,
+    )
+    text = lock.dumps(locked.document, source=str(path))
+    for pin in locked.pins:
+        print(f"rexec: pinned at run time: {pin.describe()}", file=sys.stderr)
+    record: dict[str, object] = {
+        "specSha256": sha256_hex(source.read_bytes()),
+        "pins": [p.to_json() for p in locked.pins],
+        "unresolved": list(locked.unresolved),
+    }
+    return spec.loads(text.encode(), source=source, overrides=overrides), record
