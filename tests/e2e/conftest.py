@@ -20,7 +20,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-BASE_IMAGE = "rexec/base:bookworm"
+LOCAL_BASE = "rexec/base:bookworm"
+# Every FROM must name a digest. scripts/setup pushes the base to the local
+# registry and writes its pinned reference here (the digest is machine-specific,
+# so it is never committed). Reading a file at import touches no socket.
+BASE_REF_FILE = REPO / "build" / "base" / "registry-ref"
+BASE_IMAGE = BASE_REF_FILE.read_text().strip() if BASE_REF_FILE.is_file() else LOCAL_BASE
+REGISTRY = os.environ.get("REXEC_REGISTRY_ADDR", "127.0.0.1:5000")
 
 
 def _engine_problem() -> str | None:
@@ -29,10 +35,36 @@ def _engine_problem() -> str | None:
 
         client = docker.from_env()
         client.ping()
+        client.images.get(LOCAL_BASE)
+        if BASE_IMAGE == LOCAL_BASE:
+            return f"{BASE_REF_FILE} is missing: the base is not pinned; run `bash scripts/setup`"
         client.images.get(BASE_IMAGE)
     except Exception as exc:  # any failure here means "no usable engine"
         return f"no usable Docker engine with {BASE_IMAGE} ({exc}); run `bash scripts/setup`"
     return None
+
+
+def _registry_problem() -> str | None:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=5) as response:
+            if response.status == 200:
+                return None
+            return f"registry at {REGISTRY} answered HTTP {response.status}"
+    except OSError as exc:
+        return f"no registry at {REGISTRY} ({exc}); run `bash scripts/setup`"
+
+
+@pytest.fixture(scope="session")
+def registry(engine: None) -> str:
+    """The local registry scripts/setup starts (no auth, 127.0.0.1 only)."""
+    problem = _registry_problem()
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return REGISTRY
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +160,7 @@ class Project:
             name = "e2e"
 
             [image]
-            build = {{ dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo" }}
+            build = {{ dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo", args = {{ BASE_IMAGE = "{BASE_IMAGE}" }} }}
 
             [run]
             command = [{cmd}]
