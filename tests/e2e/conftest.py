@@ -8,6 +8,7 @@ silently skipping its most important tests.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,6 +110,32 @@ class Rexec:
                 f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
             )
         return result
+
+    def run(
+        self, spec: Path, key: Path, runs: Path, *more: str | Path, check: int | None = 0
+    ) -> Path:
+        """`rexec run SPEC --json` with a signing key; returns the record directory."""
+        out = self(
+            "run", spec, "--signing-key", key, "--runs-dir", runs, "--json", *more, check=check
+        )
+        return Path(json.loads(out.stdout)["run_dir"])
+
+
+def statement(run_dir: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((run_dir / "statement.json").read_bytes())
+    return loaded
+
+
+def exit_status(run_dir: Path) -> dict[str, Any]:
+    """The signed `exit-status` byproduct's annotations."""
+    products = statement(run_dir)["predicate"]["runDetails"]["byproducts"]
+    found: dict[str, Any] = next(p["annotations"] for p in products if p["name"] == "exit-status")
+    return found
+
+
+def build_definition(run_dir: Path) -> dict[str, Any]:
+    found: dict[str, Any] = statement(run_dir)["predicate"]["buildDefinition"]
+    return found
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, Rexec
+from tests.e2e.conftest import REPO, Rexec, statement
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -16,8 +16,7 @@ DEMO = REPO / "specs" / "demo.toml"
 
 def run_demo(rexec: Rexec, key: Path, runs: Path) -> Path:
     # The CI checkout is clean; a developer's may not be, and that is not what this tests.
-    out = rexec("run", DEMO, "--signing-key", key, "--runs-dir", runs, "--json", "--allow-dirty")
-    return Path(json.loads(out.stdout)["run_dir"])
+    return rexec.run(DEMO, key, runs, "--allow-dirty")
 
 
 def test_demo_runs_twice_bit_identical_and_verifies(
@@ -30,7 +29,7 @@ def test_demo_runs_twice_bit_identical_and_verifies(
     assert names == ["metrics.json", "model.npz"]
     for name in names:
         assert (first / "outputs" / name).read_bytes() == (second / "outputs" / name).read_bytes()
-    subjects = [json.loads((d / "statement.json").read_bytes())["subject"] for d in (first, second)]
+    subjects = [statement(d)["subject"] for d in (first, second)]
     assert subjects[0] == subjects[1]
     metrics = json.loads((first / "outputs" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.8  # it really learned something

@@ -59,19 +59,7 @@ def make_spec(project: Project, tmp_path: Path, *, params: str = "", extra: str 
 
 
 def run(rexec: Rexec, spec: Path, keys: tuple[Path, Path], runs: Path, *params: str) -> Path:
-    args: list[str | Path] = [
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        runs,
-        "--json",
-        "-q",
-    ]
-    for p in params:
-        args += ["--param", p]
-    return Path(json.loads(rexec(*args).stdout)["run_dir"])
+    return rexec.run(spec, keys[0], runs, "-q", *(f"--param={p}" for p in params))
 
 
 def replay(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import Project, Rexec
+from tests.e2e.conftest import Project, Rexec, build_definition, exit_status
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -43,36 +43,12 @@ print("probe done")
 """
 
 
-def record_of(stdout: str) -> Path:
-    return Path(json.loads(stdout)["run_dir"])
-
-
-def statement(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((run_dir / "statement.json").read_bytes())
-
-
-def status_of(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    products = statement(run_dir)["predicate"]["runDetails"]["byproducts"]
-    return next(p["annotations"] for p in products if p["name"] == "exit-status")
-
-
 def test_job_is_hardened_as_seen_from_inside(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     project.write_code("probe.py", PROBE)
     spec = project.spec(["python3", "/code/probe.py"])
-    out = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        "--json",
-        "--param",
-        "scale=3",
-    )
-    run_dir = record_of(out.stdout)
+    run_dir = rexec.run(spec, keys[0], tmp_path / "runs", "--param", "scale=3")
     report = json.loads((run_dir / "outputs" / "probe.json").read_text())
     assert report["uid"] != 0
     assert report["write"] == {
@@ -89,10 +65,10 @@ def test_job_is_hardened_as_seen_from_inside(
     assert report["data"] == ["numbers.txt", "sub"]
     assert "probe done" in (run_dir / "logs" / "stdout.log").read_text()
 
-    spec_view = statement(run_dir)["predicate"]["buildDefinition"]["externalParameters"]["spec"]
+    spec_view = build_definition(run_dir)["externalParameters"]["spec"]
     assert spec_view["params"] == {"scale": 3}
     assert spec_view["paramOverrides"] == [{"key": "scale", "default": 2, "value": 3}]
-    internal = statement(run_dir)["predicate"]["buildDefinition"]["internalParameters"]
+    internal = build_definition(run_dir)["internalParameters"]
     assert internal["hardening"]["network"] == "none"
     assert internal["hardening"]["readOnlyRootFilesystem"] is True
 
@@ -104,20 +80,12 @@ def test_failed_job_is_recorded_and_signed(
     spec = project.spec(["python3", "/code/fail.py"])
     runs = tmp_path / "runs"
     out = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        runs,
-        "--json",
-        check=ExitCode.JOB_FAILED,
+        "run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.JOB_FAILED
     )
-    run_dir = record_of(out.stdout)
     assert "failed (exit code 3)" in out.stderr
-    assert status_of(run_dir) == {"status": "failed", "exitCode": 3, "oomKilled": False}
+    (run_dir,) = runs.iterdir()  # the record, and no leftover staging directory
+    assert exit_status(run_dir) == {"status": "failed", "exitCode": 3, "oomKilled": False}
     assert "boom" in (run_dir / "logs" / "stderr.log").read_text()
-    assert [p.name for p in runs.iterdir()] == [run_dir.name]  # no leftover staging dir
     verified = rexec("verify", run_dir, "--key", keys[1])
     assert "failed" in verified.stdout
 
@@ -129,17 +97,8 @@ def test_timeout_is_recorded(
     spec = project.spec(["python3", "/code/slow.py"])
     text = spec.read_text().replace('timeout = "2m"', 'timeout = "2s"')
     spec.write_text(text)
-    out = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        "--json",
-        check=ExitCode.JOB_FAILED,
-    )
-    assert status_of(record_of(out.stdout))["status"] == "timed-out"
+    run_dir = rexec.run(spec, keys[0], tmp_path / "runs", check=ExitCode.JOB_FAILED)
+    assert exit_status(run_dir)["status"] == "timed-out"
 
 
 def test_changed_snapshot_stops_the_run_before_any_container(
@@ -167,27 +126,11 @@ def test_dirty_code_is_refused_unless_allowed(
     project.write_code("job.py", "print('hi')\n")
     spec = project.spec(["python3", "/code/job.py"])
     (project.code / "job.py").write_text("print('changed')\n")
-    out = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        check=ExitCode.BAD_INPUT,
-    )
+    runs = tmp_path / "runs"
+    out = rexec("run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT)
     assert "uncommitted changes" in out.stderr and "job.py" in out.stderr
-    out = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        "--allow-dirty",
-        "--json",
-    )
-    deps = statement(record_of(out.stdout))["predicate"]["buildDefinition"]["resolvedDependencies"]
+    run_dir = rexec.run(spec, keys[0], runs, "--allow-dirty")
+    deps = build_definition(run_dir)["resolvedDependencies"]
     code = next(d for d in deps if d["name"] == "code")
     assert code["annotations"]["dirty"] is True
     assert len(code["digest"]["gitCommit"]) == 40
@@ -207,11 +150,7 @@ def test_verify_catches_tampering(
         """,
     )
     spec = project.spec(["python3", "/code/out.py"])
-    run_dir = record_of(
-        rexec(
-            "run", spec, "--signing-key", keys[0], "--runs-dir", tmp_path / "runs", "--json"
-        ).stdout
-    )
+    run_dir = rexec.run(spec, keys[0], tmp_path / "runs")
     rexec("verify", run_dir, "--key", keys[1])
 
     output = run_dir / "outputs" / "nested" / "b.txt"
@@ -241,13 +180,8 @@ def test_unreachable_engine_is_an_infrastructure_error(
     project.write_code("job.py", "print('hi')\n")
     spec = project.spec(["python3", "/code/job.py"])
     rexec.env["DOCKER_HOST"] = f"unix://{tmp_path}/no-such.sock"
+    runs = tmp_path / "runs"
     out = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        check=ExitCode.INFRASTRUCTURE,
+        "run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.INFRASTRUCTURE
     )
     assert "cannot reach the Docker engine" in out.stderr

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import Project, Rexec
+from tests.e2e.conftest import Project, Rexec, build_definition, exit_status
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
-
-
-def run_json(rexec: Rexec, spec: Path, key: Path, runs: Path, check: int = 0) -> Path:
-    out = rexec("run", spec, "--signing-key", key, "--runs-dir", runs, "--json", check=check)
-    return Path(json.loads(out.stdout)["run_dir"])
 
 
 def test_memory_limit_kills_and_is_recorded(
@@ -25,21 +19,12 @@ def test_memory_limit_kills_and_is_recorded(
     project.write_code("hog.py", "blocks = [bytearray(16 << 20) for _ in range(64)]\n")
     spec = project.spec(["python3", "/code/hog.py"])
     spec.write_text(spec.read_text().replace('memory = "512m"', 'memory = "64m"'))
-    run_dir = run_json(rexec, spec, keys[0], tmp_path / "runs", check=ExitCode.JOB_FAILED)
-    statement = json.loads((run_dir / "statement.json").read_bytes())
-    status = next(
-        p["annotations"]
-        for p in statement["predicate"]["runDetails"]["byproducts"]
-        if p["name"] == "exit-status"
-    )
+    run_dir = rexec.run(spec, keys[0], tmp_path / "runs", check=ExitCode.JOB_FAILED)
+    status = exit_status(run_dir)
     assert status["status"] == "failed"
     assert status["oomKilled"] is True
-    assert (
-        statement["predicate"]["buildDefinition"]["externalParameters"]["spec"]["resources"][
-            "memoryBytes"
-        ]
-        == 64 << 20
-    )
+    resources = build_definition(run_dir)["externalParameters"]["spec"]["resources"]
+    assert resources["memoryBytes"] == 64 << 20
 
 
 def test_secret_reaches_the_job_but_never_the_record(
@@ -57,28 +42,18 @@ def test_secret_reaches_the_job_but_never_the_record(
     spec = project.spec(["python3", "/code/secret.py"])
     text = spec.read_text().replace('timeout = "2m"', 'timeout = "2m"\nsecrets = ["SERVICE_TOKEN"]')
     spec.write_text(text)
-    rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        check=ExitCode.BAD_INPUT,
-    )  # not set: refused before anything runs
+    runs = tmp_path / "runs"
+    # Not set: refused before anything runs.
+    rexec("run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT)
     secret = "s3cr3t-value-that-must-not-leak"
     rexec.env["SERVICE_TOKEN"] = secret
-    run_dir = run_json(rexec, spec, keys[0], tmp_path / "runs")
-    assert (run_dir / "outputs" / "token.sha256").read_text() == hashlib.sha256(
-        secret.encode()
-    ).hexdigest()
+    run_dir = rexec.run(spec, keys[0], runs)
+    expected = hashlib.sha256(secret.encode()).hexdigest()
+    assert (run_dir / "outputs" / "token.sha256").read_text() == expected
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
-    internal = json.loads((run_dir / "statement.json").read_bytes())["predicate"][
-        "buildDefinition"
-    ]["internalParameters"]
-    assert internal["secretNames"] == ["SERVICE_TOKEN"]
+    assert build_definition(run_dir)["internalParameters"]["secretNames"] == ["SERVICE_TOKEN"]
 
 
 def test_root_needs_an_explicit_opt_in(
@@ -86,28 +61,17 @@ def test_root_needs_an_explicit_opt_in(
 ) -> None:
     project.write_code(
         "whoami.py",
-        """\
-        import os
-        open(os.environ["REXEC_OUTPUTS"] + "/uid", "w").write(str(os.getuid()))
-        """,
+        'import os\nopen(os.environ["REXEC_OUTPUTS"] + "/uid", "w").write(str(os.getuid()))\n',
     )
     spec = project.spec(["python3", "/code/whoami.py"])
     base = spec.read_text().replace('timeout = "2m"', 'timeout = "2m"\nuser = "0:0"')
     spec.write_text(base)
+    runs = tmp_path / "runs"
     refused = rexec(
-        "run",
-        spec,
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        tmp_path / "runs",
-        check=ExitCode.BAD_INPUT,
+        "run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT
     )
     assert "allow_root" in refused.stderr
     spec.write_text(base + "\n[security]\nallow_root = true\n")
-    run_dir = run_json(rexec, spec, keys[0], tmp_path / "runs")
+    run_dir = rexec.run(spec, keys[0], runs)
     assert (run_dir / "outputs" / "uid").read_text() == "0"
-    opt_ins = json.loads((run_dir / "statement.json").read_bytes())["predicate"]["buildDefinition"][
-        "internalParameters"
-    ]["optIns"]
-    assert opt_ins["allowRoot"] is True
+    assert build_definition(run_dir)["internalParameters"]["optIns"]["allowRoot"] is True
