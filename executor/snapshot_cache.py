@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlite3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -84,6 +87,9 @@ class StatCache:
         self._batch = batch
         self._pending: list[tuple[str, bytes, bytes, int, int, int, int, int, bytes]] = []
         self._db: sqlite3.Connection | None = None
+        import sqlite3  # here, not at module level: `--rehash` runs never pay for loading it
+
+        self._error: type[Exception] = sqlite3.Error
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
@@ -109,7 +115,7 @@ class StatCache:
                 "WHERE algo = ? AND dir = ?",
                 (algo, dir_path),
             ).fetchall()
-        except sqlite3.Error:
+        except self._error:
             self._disable()
             return {}
         return {r[0]: (StatKey(r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
@@ -138,8 +144,8 @@ class StatCache:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?,?,?,?)", rows)
             self._db.execute("COMMIT")
-        except sqlite3.Error:
-            with contextlib.suppress(sqlite3.Error):
+        except self._error:
+            with contextlib.suppress(self._error):
                 self._db.execute("ROLLBACK")
             self._disable()
 

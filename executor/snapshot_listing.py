@@ -25,11 +25,13 @@ the same data made by different users at different times pin the same.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
+from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import repeat
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any, NamedTuple
 
 import blake3
@@ -45,10 +47,23 @@ _TYPE_WORDS = {"f": "file", "l": "symlink", "d": "directory"}
 
 def new_hasher(algo: str, *, threads: bool = False) -> Any:
     """A fresh hasher; ``threads`` lets BLAKE3 split one large input over all cores."""
-    if algo == "sha256":
-        return hashlib.sha256()
     if algo == "blake3":
         return blake3.blake3(max_threads=blake3.blake3.AUTO if threads else 1)
+    return hasher_factory(algo)()
+
+
+def hasher_factory(algo: str) -> Callable[..., Any]:
+    """The hasher constructor (``f(data)``), looked up once for a loop over many files.
+
+    ``hashlib`` is imported here, not at module level: loading OpenSSL is a
+    noticeable share of the start-up of a ``--algo blake3`` run.
+    """
+    if algo == "sha256":
+        import hashlib
+
+        return hashlib.sha256
+    if algo == "blake3":
+        return blake3.blake3  # max_threads defaults to 1
     raise InputError(
         f"unknown snapshot algorithm {algo!r}",
         hint="use --algo sha256 (the default) or --algo blake3",
@@ -84,6 +99,31 @@ class Entry(NamedTuple):
         return text + "/" if self.type == "d" else text
 
 
+_TYPE_BYTES = {t: t.encode() for t in TYPES}
+
+
+def records(entries: Iterable[Entry]) -> bytes:
+    """The concatenated :meth:`Entry.record` bytes of ``entries``, built in one pass."""
+    tb = _TYPE_BYTES
+    return b"".join([b"%s %d %s %s\x00" % (tb[e[1]], e[2], hexlify(e[3]), e[0]) for e in entries])
+
+
+_new_tuple = tuple.__new__
+
+
+def make_entries(
+    paths: Iterable[bytes], types: Iterable[str], sizes: Iterable[int], digests: Iterable[bytes]
+) -> list[Entry]:
+    """``[Entry(p, t, s, d) ...]`` for parallel sequences, without a Python call per entry.
+
+    A NamedTuple's constructor is a Python function; ``tuple.__new__`` mapped
+    over zipped fields builds the same tuples in C, which matters at 10^5-10^6 entries.
+    """
+    return list(
+        map(_new_tuple, repeat(Entry), zip(paths, types, sizes, digests, strict=False))
+    )  # repeat() never ends
+
+
 def sort_key(path: bytes) -> list[bytes]:
     """Component-wise order (see the module docstring)."""
     return path.split(b"/")
@@ -99,6 +139,10 @@ class RootHasher:
 
     def add(self, entry: Entry) -> None:
         self._h.update(entry.record())
+
+    def add_many(self, entries: Iterable[Entry]) -> None:
+        """Same as :meth:`add` for each entry, in one hash update (the many-files hot path)."""
+        self._h.update(records(entries))
 
     def hexdigest(self) -> str:
         return f"{ALGOS[self.algo]}:{self._h.digest().hex()}"
@@ -150,8 +194,10 @@ class Listing:
         """Stream the same document as :meth:`to_json` without building it in memory."""
         head = {"algo": self.algo, "digest": self.digest, "schema": LISTING_SCHEMA}
         out.write(json.dumps(head, sort_keys=True)[:-1] + ', "entries": [')
-        for i, e in enumerate(self.entries):
-            out.write(("," if i else "") + "\n" + json.dumps(_entry_json(e)))
+        sep = "\n"
+        for start in range(0, len(self.entries), 4096):
+            out.write(sep + ",\n".join(_entry_lines(self.entries[start : start + 4096])))
+            sep = ",\n"
         out.write("\n]}\n")
 
     @classmethod
@@ -184,6 +230,20 @@ def _entry_json(e: Entry) -> list[Any]:
     except UnicodeDecodeError:
         path = {"base64": base64.b64encode(e.path).decode()}
     return [e.type, e.size, e.digest.hex(), path]
+
+
+def _entry_lines(entries: tuple[Entry, ...]) -> list[str]:
+    """``json.dumps(_entry_json(e))`` for each entry, byte for byte, at a fraction of the cost.
+
+    ``json.dumps`` escapes strings with ``encode_basestring_ascii``; calling it
+    directly skips the encoder's per-call set-up. A block holding a path that is
+    not UTF-8 (rare) takes the general route.
+    """
+    enc = encode_basestring_ascii
+    try:
+        return [f'["{e[1]}", {e[2]}, "{e[3].hex()}", {enc(e[0].decode("utf-8"))}]' for e in entries]
+    except UnicodeDecodeError:
+        return [json.dumps(_entry_json(e)) for e in entries]
 
 
 def _entry_from_json(item: Any) -> Entry:
