@@ -115,7 +115,7 @@ def test_unreadable_file_is_named(data: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_unreadable_directory_is_named(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _deny(monkeypatch, "listdir", b"/dir")
+    _deny(monkeypatch, "scandir", b"/dir")
     with pytest.raises(SnapshotError, match=r"dir: cannot read \(Permission denied\)"):
         hash_tree(data)
 

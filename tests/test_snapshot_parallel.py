@@ -1,0 +1,204 @@
+"""The fast paths of hash_tree: process pool, large-file streaming and mapping, bulk listing code.
+
+Small test trees normally never reach these paths, so each test shrinks the
+thresholds (FORK_AFTER, BATCH_FILES, BIG, MAP_WINDOW) to force them, and
+checks the result against digests computed here by hand from the definition
+in docs/snapshots.md (hashlib / blake3 only), never against rexec's output.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import json
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import blake3
+import pytest
+
+import executor.snapshot as snap_mod
+from executor.errors import ExitCode, SnapshotError
+from executor.snapshot import hash_tree
+from executor.snapshot_listing import Entry, Listing, RootHasher, records
+
+MIB = 1 << 20
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REXEC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture
+def pooled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Send every batch of three files to the process pool."""
+    monkeypatch.setattr(snap_mod, "FORK_AFTER", 0)
+    monkeypatch.setattr(snap_mod, "BATCH_FILES", 3)
+
+
+def by_hand(root: Path, h: Callable[[bytes], bytes], name: str) -> str:
+    """The tree digest from the written definition: component order, one record per entry."""
+    rows: list[tuple[list[bytes], bytes]] = []
+    for dirpath, dirs, files in os.walk(os.fsencode(root)):
+        for n in dirs + files:
+            full = os.path.join(dirpath, n)
+            rel = os.path.relpath(full, os.fsencode(root))
+            st = os.lstat(full)
+            if stat.S_ISLNK(st.st_mode):
+                kind, content = b"l", os.readlink(full)
+            elif stat.S_ISDIR(st.st_mode):
+                kind, content = b"d", b""
+            else:
+                kind, content = b"f", Path(os.fsdecode(full)).read_bytes()
+            rec = b"%s %d %s %s\x00" % (kind, len(content), h(content).hex().encode(), rel)
+            rows.append((rel.split(b"/"), rec))
+    data = name.encode() + b"\n" + b"".join(r for _, r in sorted(rows))
+    return f"{name}:{h(data).hex()}"
+
+
+def sha(b: bytes) -> bytes:
+    return hashlib.sha256(b).digest()
+
+
+def b3(b: bytes) -> bytes:
+    return blake3.blake3(b).digest()
+
+
+def build(root: Path) -> None:
+    for d in range(3):
+        sub = root / f"d{d}" / "deeper"
+        sub.mkdir(parents=True)
+        for i in range(7):
+            (root / f"d{d}" / f"f{i}").write_bytes(b"file %d/%d\n" % (d, i) * (i + 1))
+        (sub / "x").write_bytes(b"")
+    (root / "d1" / "link").symlink_to("f0")
+    (root / "empty").mkdir()
+    (root / "a.b").write_bytes(os.urandom(MIB + 5))  # more than one read buffer
+
+
+@pytest.mark.parametrize(("algo", "h"), [("sha256", sha), ("blake3", b3)])
+def test_pool_matches_definition(tmp_path: Path, pooled: None, algo: str, h: Callable) -> None:
+    build(tmp_path)
+    want = by_hand(tmp_path, h, f"{algo}-tree-v1")
+    assert hash_tree(tmp_path, algo=algo, use_cache=False).digest == want
+    assert hash_tree(tmp_path, algo=algo).digest == want  # cache on: walk lstat keys
+
+
+def test_pool_fills_the_cache(
+    tmp_path: Path, pooled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snap_mod, "RACY_MARGIN_NS", 0)
+    build(tmp_path)
+    first = hash_tree(tmp_path)
+    second = hash_tree(tmp_path)
+    assert (first.cache_hits, second.cache_hits) == (0, second.files)
+    assert second.files == 3 * 8 + 1
+    assert second.digest == first.digest == by_hand(tmp_path, sha, "sha256-tree-v1")
+
+
+def test_pool_error_names_the_file(
+    tmp_path: Path, pooled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error raised in a worker process reaches the caller whole: message, hint, exit code."""
+    build(tmp_path)
+    real = os.open
+
+    def deny(path: bytes, *args: object, **kw: object) -> int:
+        if os.fsencode(path).endswith(b"d2/f5"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", deny)  # the forked workers inherit it
+    with pytest.raises(SnapshotError) as info:
+        hash_tree(tmp_path, use_cache=False)
+    assert info.value.message == f"{tmp_path}/d2/f5: cannot read (Permission denied)"
+    assert info.value.hint and "chmod" in info.value.hint
+    assert info.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_pool_detects_a_file_changing(
+    tmp_path: Path, pooled: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    build(tmp_path)
+    real = os.fstat
+
+    def grown(fd: int) -> os.stat_result:
+        values = list(real(fd))
+        values[stat.ST_SIZE] += 1
+        return os.stat_result(values)
+
+    monkeypatch.setattr(os, "fstat", grown)
+    with pytest.raises(SnapshotError, match="changed while it was being hashed"):
+        hash_tree(tmp_path, use_cache=False)
+
+
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize(("algo", "h"), [("sha256", sha), ("blake3", b3)])
+def test_large_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, h: Callable, pool: bool
+) -> None:
+    """Large files: SHA-256 on helper threads, BLAKE3 mapped window by window, same digests."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    monkeypatch.setattr(snap_mod, "MAP_WINDOW", MIB)
+    if pool:
+        monkeypatch.setattr(snap_mod, "FORK_AFTER", 0)
+    blobs = {f"big{i}": os.urandom(2 * MIB + 4096 * i + 7) for i in range(3)}
+    blobs["small"] = b"small"
+    for name, blob in blobs.items():
+        (tmp_path / name).write_bytes(blob)
+    snap = hash_tree(tmp_path, algo=algo, use_cache=False)
+    got = {e.path.decode(): e.digest for e in snap.listing.entries}
+    assert got == {name: h(blob) for name, blob in blobs.items()}
+    assert snap.digest == by_hand(tmp_path, h, f"{algo}-tree-v1")
+
+
+def test_large_file_changing_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    (tmp_path / "big").write_bytes(os.urandom(3 * MIB))
+    real = os.fstat
+    calls = []
+
+    def moving(fd: int) -> os.stat_result:
+        """The first look is true; every later one sees the file a byte longer."""
+        calls.append(fd)
+        values = list(real(fd))
+        values[stat.ST_SIZE] += len(calls) > 1
+        return os.stat_result(values)
+
+    monkeypatch.setattr(os, "fstat", moving)
+    for algo in ("sha256", "blake3"):
+        calls.clear()
+        with pytest.raises(SnapshotError, match="big: changed while it was being hashed"):
+            hash_tree(tmp_path, algo=algo, use_cache=False)
+
+
+def test_records_equal_entry_records() -> None:
+    entries = [
+        Entry(b"a", "d", 0, sha(b"")),
+        Entry(b"a/\xff name", "f", 12, sha(b"x")),
+        Entry(b"l", "l", 3, sha(b"abc")),
+    ]
+    assert records(entries) == b"".join(e.record() for e in entries)
+    one, many = RootHasher("sha256"), RootHasher("sha256")
+    for e in entries:
+        one.add(e)
+    many.add_many(entries)
+    assert one.hexdigest() == many.hexdigest()
+
+
+@pytest.mark.parametrize(
+    "paths", [[b"plain", b"caf\xc3\xa9", b'q"uote\\', b"tab\tnl\n"], [b"ok", b"bad\xff"]]
+)
+def test_streamed_json_is_json_dumps(paths: list[bytes]) -> None:
+    """The fast listing writer gives exactly the bytes json.dumps gives (non-ASCII escaped)."""
+    entries = tuple(Entry(p, "f", len(p), sha(p)) for p in paths)
+    listing = Listing(algo="sha256", digest="sha256-tree-v1:" + "0" * 64, entries=entries)
+    out = io.StringIO()
+    listing.write_json(out)
+    lines = out.getvalue().splitlines()[1:-1]
+    want = [json.dumps(row) for row in listing.to_json()["entries"]]
+    assert [line.rstrip(",") for line in lines] == want
