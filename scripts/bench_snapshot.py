@@ -198,7 +198,14 @@ def main() -> int:
     big, many, tiny = (128 << 20, 5_000, 20_000) if args.small else (2 << 30, 100_000, 1_000_000)
     work = Path(tempfile.mkdtemp(prefix="rexec-bench-", dir=args.dir))
     print(f"rexec snapshot bench: {os.cpu_count()} cores, data in {work}")
-    row("rexec --version (fixed start-up cost)", best([*REXEC, "--version"]))
+    empty = work / "empty"
+    empty.mkdir()
+    row(
+        "rexec snapshot hash EMPTY_DIR (start-up)",
+        best(
+            [*REXEC, "snapshot", "hash", str(empty), "-q", "--rehash"], env=rexec_env(work / "c0")
+        ),
+    )
     try:
         if args.only in (None, "big"):
             bench_big(work, big)
