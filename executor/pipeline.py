@@ -246,6 +246,9 @@ def _execute_and_record(
         gpus=bool(checked.gpu_uuids),
     )
     env = _job_env(run_spec, run_id=record.run_id, det_env=det_env)
+    if checked.gpu_uuids:
+        # Only the driver libraries a training job needs (CUDA, NVML), not graphics or video.
+        env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
     secret_env = {name: os.environ[name] for name in run_spec.run.secrets}
     mounts = [
         *(Mount(i.path, i.mount) for i in run_spec.inputs),

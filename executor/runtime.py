@@ -375,7 +375,7 @@ class DockerRuntime:
                 DeviceRequest(
                     driver="nvidia",
                     device_ids=list(request.gpu_uuids),
-                    capabilities=[["gpu", "compute", "utility"]],
+                    capabilities=[["gpu"]],
                 )
             ]
         try:
