@@ -12,10 +12,7 @@ timeout, interrupt) is recorded and signed with its status.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,14 +20,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, determinism, hardware, manifest, snapshot, spec, store
-from executor.canonical import canonical_json, sha256_file, sha256_hex
+from executor import attest, determinism, hardware, manifest, snapshot, spec, store
+from executor.canonical import sha256_hex
 from executor.code import ResolvedCode, resolve_code
-from executor.errors import InputError, RexecError
-from executor.images import ResolvedImage, push_image, resolve_image
+from executor.errors import InputError
+from executor.images import ResolvedImage, image_inventory, push_image, resolve_image
 from executor.lock import check_code_pins
-from executor.manifest import Byproduct, RunStatus, Subject
+from executor.manifest import RunStatus, Subject
 from executor.runtime import (
+    NOBODY,
     RUN_LABEL,
     SPEC_LABEL,
     ContainerRequest,
@@ -44,8 +42,6 @@ from executor.runtime import (
 from executor.signing import Signer, SignOptions, make_signer
 
 PARAMS_MOUNT = "/rexec/params.json"
-JOB_META_DIR = ".rexec"  # inside the outputs mount; moved out of outputs after the run
-NOBODY = "65534:65534"
 
 Say = Callable[[str], None]
 
@@ -204,6 +200,7 @@ def container_user(run_spec: spec.RunSpec) -> str:
 
 
 def _job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str]) -> dict[str, str]:
+    meta_dir = f"{run_spec.outputs_mount}/{attest.JOB_META_DIR}"
     env = dict(run_spec.run.env)
     env.update(det_env)
     env.update(
@@ -211,7 +208,7 @@ def _job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str])
             "REXEC_RUN_ID": run_id,
             "REXEC_PARAMS": PARAMS_MOUNT,
             "REXEC_OUTPUTS": run_spec.outputs_mount,
-            "REXEC_DETERMINISM_REPORT": f"{run_spec.outputs_mount}/{JOB_META_DIR}/determinism.json",
+            "REXEC_DETERMINISM_REPORT": f"{meta_dir}/determinism.json",
             "PYTHONPATH": determinism.CONTAINER_HELPER_DIR,
             "PYTHONDONTWRITEBYTECODE": "1",
             "HOME": "/tmp",
@@ -234,7 +231,7 @@ def _execute_and_record(
 ) -> RunResult:
     say = options.say
     outputs = record.path(store.OUTPUTS)
-    (outputs / JOB_META_DIR).mkdir(parents=True)
+    (outputs / attest.JOB_META_DIR).mkdir(parents=True)
     user = container_user(run_spec)
     _hand_outputs_to(outputs, user)
     params_file = record.write_json(store.PARAMS, run_spec.params)
@@ -288,47 +285,31 @@ def _execute_and_record(
             now = datetime.now(UTC)
             outcome = ContainerResult(None, started, now, False, False, "")
     _reclaim_outputs(outputs)
-    status = _status(outcome, interrupted=interrupted)
-    subjects, job_meta = _collect(record, outputs)
-    internal = {
-        "hardening": hardening.describe(),
-        "user": user,
-        "pidsLimit": run_spec.resources.pids,
-        "environment": dict(sorted(env.items())),
-        "secretNames": sorted(secret_env),
-        "gpuUuids": sorted(checked.gpu_uuids),
-        "optIns": {
-            "allowDirty": bool(checked.code and checked.code.dirty),
-            "allowUnpinned": options.allow_unpinned,
-            **{k: v for k, v in spec.resolved_view(run_spec)["security"].items()},
-        },
-        **({"lineage": dict(options.lineage)} if options.lineage else {}),
-        **(
-            {"pinnedAtRunTime": dict(options.pinned_at_run_time)}
-            if options.pinned_at_run_time is not None
-            else {}
-        ),
-        "snapshotCache": {
-            name: {"used": s.cache_used, "hits": s.cache_hits, "files": s.files}
-            for name, s in sorted(checked.snapshots.items())
-        },
-    }
-    byproducts = _byproducts(
-        record, host=host, inventory=inventory, listings=checked.snapshots, job_meta=job_meta
-    )
-    statement = manifest.build_statement(
-        subjects=subjects,
-        external={"spec": spec.resolved_view(run_spec), "specSha256": run_spec.source_sha256},
-        internal=internal,
-        dependencies=_dependencies(run_spec, checked=checked, image=image),
-        builder_id=f"rexec://{socket.gethostname()}",
-        builder_dependencies=_builder_dependencies(host),
+    status = attest.run_status(outcome, interrupted=interrupted)
+    collected = attest.collect(record, outputs)
+    statement = attest.statement(
+        run_spec,
         run_id=record.run_id,
-        started_on=outcome.started_on,
-        finished_on=outcome.finished_on,
+        request=request,
+        outcome=outcome,
         status=status,
-        byproducts=byproducts,
-        rexec_version=__version__,
+        collected=collected,
+        code=checked.code,
+        snapshots=checked.snapshots,
+        image=image,
+        host=host,
+        inventory=inventory,
+        record=record,
+        secret_names=sorted(secret_env),
+        extra_internal={
+            "optIns": {"allowUnpinned": options.allow_unpinned},
+            **({"lineage": dict(options.lineage)} if options.lineage else {}),
+            **(
+                {"pinnedAtRunTime": dict(options.pinned_at_run_time)}
+                if options.pinned_at_run_time is not None
+                else {}
+            ),
+        },
     )
     payload = manifest.dumps(statement)
     record.write(store.STATEMENT, payload)
@@ -344,7 +325,7 @@ def _execute_and_record(
         run_dir=record.final,
         status=status,
         statement_sha256=sha256_hex(payload),
-        subjects=tuple(subjects),
+        subjects=tuple(collected.subjects),
         signer=signer_text,
     )
     record.write_json(
@@ -358,43 +339,11 @@ def _execute_and_record(
     return result
 
 
-def image_inventory(image: ResolvedImage, *, runtime: ContainerRuntime, say: Say) -> dict[str, Any]:
-    """The job's view of its image (Python, pip, dpkg, torch/CUDA versions).
-
-    Read once per image id, in a hardened helper container, and cached: an
-    image id names immutable content, so the cache can never be stale.
-    """
-    cache = hardware.inventory_cache_path(image.image_id)
-    if cache.is_file():
-        cached: dict[str, Any] = json.loads(cache.read_bytes())
-        return cached
-    say("reading the image's package inventory (once per image)")
-    stdout = runtime.run_capture(
-        image.run_ref, ["sh", "-c", hardware.INVENTORY_SCRIPT], user=NOBODY
-    )
-    inventory = {"imageId": image.image_id, **hardware.parse_inventory(stdout)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(canonical_json(inventory))
-    os.replace(tmp, cache)
-    return inventory
-
-
-def _status(outcome: ContainerResult, *, interrupted: bool) -> RunStatus:
-    if interrupted:
-        return RunStatus("interrupted", None)
-    if outcome.timed_out:
-        return RunStatus("timed-out", None, outcome.oom_killed)
-    if outcome.exit_code == 0 and not outcome.oom_killed:
-        return RunStatus("succeeded", 0)
-    return RunStatus("failed", outcome.exit_code, outcome.oom_killed)
-
-
 def _hand_outputs_to(outputs: Path, user: str) -> None:
     """Only the outputs directory is writable, and only by the job's user."""
     if os.geteuid() == 0:
         uid, _, gid = user.partition(":")
-        for path in (outputs, outputs / JOB_META_DIR):
+        for path in (outputs, outputs / attest.JOB_META_DIR):
             os.chown(path, int(uid), int(gid or uid))
 
 
@@ -405,97 +354,3 @@ def _reclaim_outputs(outputs: Path) -> None:
             for name in [*dirnames, *filenames]:
                 os.lchown(os.path.join(dirpath, name), 0, 0)
         os.chown(outputs, 0, 0)
-
-
-def _collect(record: store.RecordWriter, outputs: Path) -> tuple[list[Subject], dict[str, bytes]]:
-    """Hash every output file; move rexec's own job metadata out of the outputs."""
-    meta_dir = outputs / JOB_META_DIR
-    job_meta: dict[str, bytes] = {}
-    if meta_dir.is_dir():
-        for path in store.iter_files(meta_dir):
-            job_meta[path.relative_to(meta_dir).as_posix()] = path.read_bytes()
-        shutil.rmtree(meta_dir)
-    for name, data in job_meta.items():
-        record.write(f"{store.JOB_META}/{name}", data)
-    subjects = []
-    for path in store.iter_files(outputs):
-        if path.is_symlink() or not path.is_file():
-            continue  # only regular files are artefacts; links could point anywhere
-        subjects.append(Subject(path.relative_to(outputs).as_posix(), sha256_file(path)))
-    return subjects, job_meta
-
-
-def _byproducts(
-    record: store.RecordWriter,
-    *,
-    host: Mapping[str, Any],
-    inventory: Mapping[str, Any],
-    listings: Mapping[str, snapshot.Snapshot],
-    job_meta: Mapping[str, bytes],
-) -> list[Byproduct]:
-    products = []
-    for name, value in ((store.HOST, host), (store.INVENTORY, inventory)):
-        data = canonical_json(value)
-        record.write(name, data)
-        products.append(Byproduct(name, data, "application/json"))
-    for name, snap in sorted(listings.items()):
-        data = canonical_json(snap.listing.to_json())
-        rel = f"{store.INPUTS}/{name}.listing.json"
-        record.write(rel, data)
-        products.append(Byproduct(rel, data, "application/json"))
-    for rel in (f"{store.LOGS}/stdout.log", f"{store.LOGS}/stderr.log", store.PARAMS):
-        products.append(
-            Byproduct(
-                rel,
-                record.path(rel).read_bytes(),
-                "text/plain" if rel.endswith(".log") else "application/json",
-            )
-        )
-    for name, data in sorted(job_meta.items()):
-        products.append(Byproduct(f"{store.JOB_META}/{name}", data, "application/json"))
-    return products
-
-
-def _dependencies(
-    run_spec: spec.RunSpec, *, checked: Verified, image: ResolvedImage
-) -> list[dict[str, Any]]:
-    deps = [image.dependency()]
-    if checked.code:
-        deps.append(checked.code.dependency())
-    for item in run_spec.inputs:
-        algo, hexdigest = item.digest.split(":")
-        deps.append(
-            {
-                "name": f"input:{item.name}",
-                "digest": {algo: hexdigest},
-                "annotations": {"mount": item.mount, "readOnly": True, "hostPath": str(item.path)},
-            }
-        )
-    return deps
-
-
-def _builder_dependencies(host: Mapping[str, Any]) -> list[dict[str, Any]]:
-    deps: list[dict[str, Any]] = []
-    engine = host.get("engine") or {}
-    if engine.get("version"):
-        deps.append(
-            {
-                "name": "container-engine",
-                "uri": f"pkg:generic/{engine.get('name', 'docker')}@{engine['version']}",
-                "annotations": {k: engine[k] for k in sorted(engine) if k != "available"},
-            }
-        )
-    gpu = host.get("gpu") or {}
-    for key in ("driver_version", "cuda_driver_version", "nvml_version"):
-        if gpu.get(key):
-            deps.append({"name": key.replace("_", "-"), "uri": f"pkg:generic/{key}@{gpu[key]}"})
-    return deps
-
-
-def describe_error(exc: RexecError) -> dict[str, Any]:
-    return {
-        "code": int(exc.exit_code),
-        "message": exc.message,
-        "details": list(exc.details),
-        "hint": exc.hint,
-    }

@@ -19,9 +19,9 @@ from typing import IO, Any, Protocol
 from executor.errors import InfrastructureError, InputError, MismatchError
 
 RUN_LABEL = "dev.rexec.run-id"
-SPEC_LABEL = (
-    "dev.rexec.spec"  # the spec file a job came from: lets tests and tools find its containers
-)
+# The spec file a job came from: lets tests and tools find its containers.
+SPEC_LABEL = "dev.rexec.spec"
+NOBODY = "65534:65534"  # the job's user when rexec itself runs as root
 
 
 @dataclass(frozen=True)

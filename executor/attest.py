@@ -1,0 +1,187 @@
+"""Collect and attest: from a finished container to the run's in-toto Statement.
+
+``collect`` hashes what the job left in its outputs (and moves rexec's own
+job metadata out of them); ``statement`` maps everything the run used and
+produced onto SLSA Provenance v1 as ARCHITECTURE.md §4 lays out: outputs are
+subjects; image, code and snapshots are resolved dependencies; the resolved
+spec is the external parameters; rexec's hardening and environment are the
+internal parameters; host capture, inventory, listings, logs, params and the
+exit status are byproducts, each written to the record and named by digest.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from executor import __version__, manifest, snapshot, spec, store
+from executor.canonical import canonical_json, sha256_file
+from executor.code import ResolvedCode
+from executor.images import ResolvedImage
+from executor.manifest import Byproduct, RunStatus, Subject
+from executor.runtime import ContainerRequest, ContainerResult
+
+# Inside the outputs mount, for rexec's own job metadata (the determinism
+# report); moved out of the outputs after the run, so it is never a subject.
+JOB_META_DIR = ".rexec"
+
+
+@dataclass(frozen=True)
+class Collected:
+    subjects: tuple[Subject, ...]
+    job_meta: Mapping[str, bytes]  # name → bytes, from JOB_META_DIR
+
+
+def run_status(outcome: ContainerResult, *, interrupted: bool) -> RunStatus:
+    """``succeeded`` only for exit code 0 without an OOM kill; nothing else passes for it."""
+    if interrupted:
+        return RunStatus("interrupted", None)
+    if outcome.timed_out:
+        return RunStatus("timed-out", None, outcome.oom_killed)
+    if outcome.exit_code == 0 and not outcome.oom_killed:
+        return RunStatus("succeeded", 0)
+    return RunStatus("failed", outcome.exit_code, outcome.oom_killed)
+
+
+def collect(record: store.RecordWriter, outputs: Path) -> Collected:
+    """Hash every output file; move rexec's own job metadata out of the outputs."""
+    meta_dir = outputs / JOB_META_DIR
+    job_meta: dict[str, bytes] = {}
+    if meta_dir.is_dir():
+        for path in store.iter_files(meta_dir):
+            job_meta[path.relative_to(meta_dir).as_posix()] = path.read_bytes()
+        shutil.rmtree(meta_dir)
+    for name, data in job_meta.items():
+        record.write(f"{store.JOB_META}/{name}", data)
+    subjects = [
+        Subject(path.relative_to(outputs).as_posix(), sha256_file(path))
+        for path in store.iter_files(outputs)
+        # Only regular files are artefacts; a link could point anywhere.
+        if path.is_file() and not path.is_symlink()
+    ]
+    return Collected(tuple(subjects), job_meta)
+
+
+def statement(
+    run_spec: spec.RunSpec,
+    *,
+    run_id: str,
+    request: ContainerRequest,
+    outcome: ContainerResult,
+    status: RunStatus,
+    collected: Collected,
+    code: ResolvedCode | None,
+    snapshots: Mapping[str, snapshot.Snapshot],
+    image: ResolvedImage,
+    host: Mapping[str, Any],
+    inventory: Mapping[str, Any],
+    record: store.RecordWriter,
+    secret_names: Iterable[str],
+    extra_internal: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The Statement for this run; also writes the byproducts it names into the record."""
+    secrets = sorted(secret_names)
+    view = spec.resolved_view(run_spec)
+    internal = {
+        "hardening": request.hardening.describe(),
+        "user": request.user,
+        "pidsLimit": request.pids_limit,
+        # Secret values are in the job's environment, never in the record.
+        "environment": {k: v for k, v in sorted(request.env.items()) if k not in secrets},
+        "secretNames": secrets,
+        "gpuUuids": sorted(request.gpu_uuids),
+        **extra_internal,
+        "optIns": {
+            "allowDirty": bool(code and code.dirty),
+            **view["security"],
+            **extra_internal.get("optIns", {}),
+        },
+        "snapshotCache": {
+            name: {"used": s.cache_used, "hits": s.cache_hits, "files": s.files}
+            for name, s in sorted(snapshots.items())
+        },
+    }
+    return manifest.build_statement(
+        subjects=collected.subjects,
+        external={"spec": view, "specSha256": run_spec.source_sha256},
+        internal=internal,
+        dependencies=_dependencies(run_spec, code=code, image=image),
+        builder_id=f"rexec://{socket.gethostname()}",
+        builder_dependencies=_builder_dependencies(host),
+        run_id=run_id,
+        started_on=outcome.started_on,
+        finished_on=outcome.finished_on,
+        status=status,
+        byproducts=_byproducts(
+            record, host=host, inventory=inventory, listings=snapshots, job_meta=collected.job_meta
+        ),
+        rexec_version=__version__,
+    )
+
+
+def _byproducts(
+    record: store.RecordWriter,
+    *,
+    host: Mapping[str, Any],
+    inventory: Mapping[str, Any],
+    listings: Mapping[str, snapshot.Snapshot],
+    job_meta: Mapping[str, bytes],
+) -> list[Byproduct]:
+    products = []
+    for name, value in ((store.HOST, host), (store.INVENTORY, inventory)):
+        data = canonical_json(value)
+        record.write(name, data)
+        products.append(Byproduct(name, data, "application/json"))
+    for name, snap in sorted(listings.items()):
+        data = canonical_json(snap.listing.to_json())
+        rel = f"{store.INPUTS}/{name}.listing.json"
+        record.write(rel, data)
+        products.append(Byproduct(rel, data, "application/json"))
+    for rel in (f"{store.LOGS}/stdout.log", f"{store.LOGS}/stderr.log"):
+        products.append(Byproduct(rel, record.path(rel).read_bytes(), "text/plain"))
+    products.append(
+        Byproduct(store.PARAMS, record.path(store.PARAMS).read_bytes(), "application/json")
+    )
+    for name, data in sorted(job_meta.items()):
+        products.append(Byproduct(f"{store.JOB_META}/{name}", data, "application/json"))
+    return products
+
+
+def _dependencies(
+    run_spec: spec.RunSpec, *, code: ResolvedCode | None, image: ResolvedImage
+) -> list[dict[str, Any]]:
+    deps = [image.dependency()]
+    if code:
+        deps.append(code.dependency())
+    for item in run_spec.inputs:
+        algo, hexdigest = item.digest.split(":")
+        deps.append(
+            {
+                "name": f"input:{item.name}",
+                "digest": {algo: hexdigest},
+                "annotations": {"mount": item.mount, "readOnly": True, "hostPath": str(item.path)},
+            }
+        )
+    return deps
+
+
+def _builder_dependencies(host: Mapping[str, Any]) -> list[dict[str, Any]]:
+    deps: list[dict[str, Any]] = []
+    engine = host.get("engine") or {}
+    if engine.get("version"):
+        deps.append(
+            {
+                "name": "container-engine",
+                "uri": f"pkg:generic/{engine.get('name', 'docker')}@{engine['version']}",
+                "annotations": {k: engine[k] for k in sorted(engine) if k != "available"},
+            }
+        )
+    gpu = host.get("gpu") or {}
+    for key in ("driver_version", "cuda_driver_version", "nvml_version"):
+        if gpu.get(key):
+            deps.append({"name": key.replace("_", "-"), "uri": f"pkg:generic/{key}@{gpu[key]}"})
+    return deps
