@@ -1,0 +1,506 @@
+"""Reading a decoded run spec: typed tables, key paths, every problem at once.
+
+:func:`executor.spec.loads` decodes the TOML; this module walks the document
+table by table. Each read goes through :class:`Table`, which checks the type,
+remembers which keys were consumed (so unknown keys become errors) and
+reports problems to one :class:`Errors` under their full key path
+(``inputs[1].digest``), raised together at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from executor.errors import SpecError
+from executor.signing.types import SigningMethod
+from executor.spec import (
+    COMMIT_RE,
+    ENV_NAME_RE,
+    FRAMEWORKS,
+    IMAGE_DIGEST_RE,
+    IMAGE_ID_RE,
+    LOCK_HINT,
+    NAME_RE,
+    RESERVED_ENV_PREFIX,
+    SECRET_NAME_RE,
+    SIGNING_METHODS,
+    SPEC_VERSION,
+    TREE_DIGEST_RE,
+    ArchiveSpec,
+    BuildSpec,
+    CodeSpec,
+    Determinism,
+    ImageSpec,
+    InputSpec,
+    ParamOverride,
+    Resources,
+    RunSection,
+    RunSpec,
+    Security,
+    Signing,
+    Tolerance,
+    parse_duration,
+    parse_size,
+)
+
+
+class Errors:
+    """Collects every problem in a spec, then raises one SpecError."""
+
+    def __init__(self, source: Path) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.items.append(f"{key}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            count = len(self.items)
+            raise SpecError(
+                f"{self.source}: {count} problem{'s' if count > 1 else ''} in the run spec",
+                details=self.items,
+                hint="see docs/spec.md for every key, its type and an example",
+            )
+
+
+class Table:
+    """A TOML table being read: tracks which keys were consumed."""
+
+    def __init__(self, data: Mapping[str, Any], path: str, errors: Errors) -> None:
+        self.data = data
+        self.path = path
+        self.errors = errors
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type | tuple[type, ...], *, required: bool = False) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if required:
+                self.errors.add(self.key(name), "required key is missing")
+            return None
+        value = self.data[name]
+        # bool is an int in Python; a spec that says `seed = true` is wrong.
+        if isinstance(value, bool) and bool not in _as_tuple(kind):
+            self.errors.add(self.key(name), f"expected {_kind_name(kind)}, got a boolean")
+            return None
+        if not isinstance(value, kind):
+            self.errors.add(
+                self.key(name), f"expected {_kind_name(kind)}, got {type(value).__name__}"
+            )
+            return None
+        return value
+
+    def table(self, name: str, *, required: bool = False) -> Table | None:
+        value = self.get(name, dict, required=required)
+        return None if value is None else Table(value, self.key(name), self.errors)
+
+    def finish(self) -> None:
+        for extra in sorted(set(self.data) - self.seen):
+            self.errors.add(self.key(extra), "unknown key (check the spelling; see docs/spec.md)")
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def _container_path(
+    table: Table, name: str, default: str | None = None, *, required: bool = False
+) -> str | None:
+    value = table.get(name, str, required=required and default is None)
+    if value is None:
+        return default
+    if not value.startswith("/") or ".." in PurePosixPath(value).parts:
+        table.errors.add(table.key(name), f"expected an absolute container path, got {value!r}")
+        return default
+    return str(PurePosixPath(value))
+
+
+def _host_path(table: Table, name: str, base: Path, *, required: bool = True) -> Path | None:
+    value: str | None = table.get(name, str, required=required)
+    if value is None:
+        return None
+    return (base / value).resolve()
+
+
+def _parse_image(top: Table, base: Path) -> ImageSpec:
+    image = top.table("image", required=True)
+    if image is None:
+        return ImageSpec()
+    ref = image.get("ref", str)
+    build_tab = image.table("build")
+    archive_tab = image.table("archive")
+    image.finish()
+    if [ref, build_tab, archive_tab].count(None) != 2:
+        top.errors.add(
+            "image",
+            "set exactly one of `ref` (a pinned image), `build` (a Dockerfile) "
+            "or `archive` (a `docker save` tar)",
+        )
+    archive = None
+    if archive_tab is not None:
+        archive_path = _host_path(archive_tab, "path", base)
+        archive_id = archive_tab.get("id", str, required=True)
+        archive_tab.finish()
+        if archive_id is not None and not IMAGE_ID_RE.match(archive_id):
+            top.errors.add(
+                "image.archive.id",
+                f"expected the image id 'sha256:<64 hex>', got {archive_id!r}; "
+                "`docker inspect --format '{{.Id}}' IMAGE` prints it",
+            )
+        elif archive_path and archive_id:
+            archive = ArchiveSpec(archive_path, archive_id)
+    build = None
+    if build_tab is not None:
+        dockerfile = _host_path(build_tab, "dockerfile", base)
+        context = _host_path(build_tab, "context", base)
+        args = build_tab.get("args", dict) or {}
+        for key, value in args.items():
+            if not isinstance(value, str):
+                top.errors.add(f"image.build.args.{key}", "expected a string")
+        target = build_tab.get("target", str)
+        allow_from = bool(build_tab.get("allow_unpinned_from", bool))
+        build_tab.finish()
+        if dockerfile and context:
+            build = BuildSpec(dockerfile, context, dict(args), target, allow_from)
+    if ref is not None and not IMAGE_DIGEST_RE.search(ref):
+        top.errors.add(
+            "image.ref",
+            f"{ref!r} is not pinned: a reference must end in @sha256:<64 hex>. {LOCK_HINT}",
+        )
+    return ImageSpec(ref=ref, build=build, archive=archive)
+
+
+def _parse_run(top: Table) -> RunSection | None:
+    run = top.table("run", required=True)
+    if run is None:
+        return None
+    command = run.get("command", list, required=True) or []
+    if command and not all(isinstance(c, str) for c in command):
+        top.errors.add("run.command", "expected an array of strings")
+    elif run.data.get("command") == []:
+        top.errors.add("run.command", "must not be empty")
+    workdir = _container_path(run, "workdir", "/")
+    env = run.get("env", dict) or {}
+    for key, value in env.items():
+        if not ENV_NAME_RE.match(key):
+            top.errors.add(f"run.env.{key}", "not a valid environment variable name")
+        elif key.startswith(RESERVED_ENV_PREFIX):
+            top.errors.add(f"run.env.{key}", "names starting with REXEC_ are set by rexec itself")
+        elif SECRET_NAME_RE.search(key):
+            top.errors.add(
+                f"run.env.{key}",
+                "looks like a secret; a spec's env ends up in the signed manifest. "
+                f'List it in `run.secrets = ["{key}"]` to pass it from your environment unrecorded',
+            )
+        if not isinstance(value, str):
+            top.errors.add(f"run.env.{key}", "expected a string value (explicit values only)")
+    secrets = run.get("secrets", list) or []
+    for i, name in enumerate(secrets):
+        if not isinstance(name, str) or not ENV_NAME_RE.match(name):
+            top.errors.add(f"run.secrets[{i}]", "expected an environment variable name")
+    seed = run.get("seed", int, required=True)
+    if seed is not None and not 0 <= seed < 2**32:
+        top.errors.add("run.seed", "expected an integer in [0, 2**32)")
+    timeout_raw = run.get("timeout", (int, float, str))
+    timeout_s = 3600.0
+    if timeout_raw is not None:
+        try:
+            timeout_s = parse_duration(timeout_raw)
+            if timeout_s <= 0:
+                raise ValueError("expected a positive duration")
+        except ValueError as exc:
+            top.errors.add("run.timeout", str(exc))
+    user = run.get("user", str)
+    run.finish()
+    return RunSection(
+        command=tuple(c for c in command if isinstance(c, str)),
+        workdir=workdir or "/",
+        env={k: v for k, v in env.items() if isinstance(v, str)},
+        secrets=tuple(s for s in secrets if isinstance(s, str)),
+        seed=seed if isinstance(seed, int) else 0,
+        timeout_s=timeout_s,
+        user=user,
+    )
+
+
+def _parse_inputs(top: Table, base: Path) -> tuple[InputSpec, ...]:
+    top.seen.add("inputs")
+    raw = top.data.get("inputs", [])
+    if not isinstance(raw, list):
+        top.errors.add("inputs", "expected an array of tables ([[inputs]])")
+        return ()
+    inputs: list[InputSpec] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            top.errors.add(f"inputs[{i}]", "expected a table")
+            continue
+        tab = Table(item, f"inputs[{i}]", top.errors)
+        name = tab.get("name", str, required=True)
+        if name is not None and not NAME_RE.match(name):
+            top.errors.add(f"inputs[{i}].name", "use letters, digits, '.', '_' or '-'")
+        path = _host_path(tab, "path", base)
+        if "digest" not in item:
+            tab.seen.add("digest")
+            top.errors.add(f"inputs[{i}].digest", f"missing: the input is not pinned. {LOCK_HINT}")
+        digest = tab.get("digest", str)
+        if digest is not None and not TREE_DIGEST_RE.match(digest):
+            top.errors.add(
+                f"inputs[{i}].digest",
+                f"expected 'sha256-tree-v1:<64 hex>' (or blake3-tree-v1), got {digest!r}; "
+                "print the digest with `rexec snapshot hash PATH`",
+            )
+        mount = _container_path(tab, "mount", required=True)
+        tab.finish()
+        if name and path and digest and mount:
+            inputs.append(InputSpec(name, path, digest, mount))
+    return tuple(inputs)
+
+
+def _parse_resources(top: Table) -> Resources:
+    tab = top.table("resources")
+    if tab is None:
+        return Resources(cpus=None, memory_bytes=None, gpus=None, pids=512)
+    cpus = tab.get("cpus", (int, float))
+    if cpus is not None and cpus <= 0:
+        top.errors.add("resources.cpus", "expected a positive number")
+    memory_raw = tab.get("memory", (int, str))
+    memory = None
+    if memory_raw is not None:
+        try:
+            memory = parse_size(memory_raw)
+        except ValueError as exc:
+            top.errors.add("resources.memory", str(exc))
+    gpus_raw = tab.get("gpus", (str, int, list))
+    gpus: str | int | tuple[str, ...] | None = None
+    if isinstance(gpus_raw, str):
+        if gpus_raw != "all":
+            top.errors.add("resources.gpus", 'expected "all", a count, or a list of GPU UUIDs')
+        gpus = gpus_raw
+    elif isinstance(gpus_raw, int):
+        if gpus_raw < 0:
+            top.errors.add("resources.gpus", "expected a non-negative count")
+        gpus = gpus_raw or None
+    elif isinstance(gpus_raw, list):
+        if not all(isinstance(g, str) and g.startswith(("GPU-", "MIG-")) for g in gpus_raw):
+            top.errors.add("resources.gpus", "expected GPU UUIDs like 'GPU-1a2b…' or 'MIG-…'")
+        gpus = tuple(str(g) for g in gpus_raw) or None
+    pids = tab.get("pids", int)
+    if pids is not None and pids < 16:
+        top.errors.add("resources.pids", "expected at least 16")
+    tab.finish()
+    return Resources(
+        cpus=float(cpus) if cpus is not None else None,
+        memory_bytes=memory,
+        gpus=gpus,
+        pids=pids or 512,
+    )
+
+
+def _parse_small_tables(top: Table, base: Path) -> tuple[Determinism, Signing, Security]:
+    det = top.table("determinism")
+    frameworks: list[str] = ["numpy"]
+    strict = True
+    if det is not None:
+        frameworks = det.get("frameworks", list) or []
+        for i, fw in enumerate(frameworks):
+            if fw not in FRAMEWORKS:
+                top.errors.add(f"determinism.frameworks[{i}]", f"expected one of {FRAMEWORKS}")
+        value = det.get("strict", bool)
+        strict = True if value is None else value
+        det.finish()
+    sign = top.table("signing")
+    method: SigningMethod = "key"
+    key = None
+    if sign is not None:
+        method = sign.get("method", str) or "key"
+        if method not in SIGNING_METHODS:
+            top.errors.add(
+                "signing.method", f'expected one of "key", "sigstore", "none"; got {method!r}'
+            )
+        key = _host_path(sign, "key", base, required=False)
+        sign.finish()
+    sec = top.table("security")
+    security = Security()
+    if sec is not None:
+        security = Security(
+            allow_network=bool(sec.get("allow_network", bool)),
+            allow_root=bool(sec.get("allow_root", bool)),
+            allow_writable_root=bool(sec.get("allow_writable_root", bool)),
+        )
+        sec.finish()
+    return (
+        Determinism(tuple(f for f in frameworks if f in FRAMEWORKS), strict),
+        Signing(method, key),
+        security,
+    )
+
+
+def _parse_replay(top: Table) -> tuple[Tolerance, ...]:
+    tab = top.table("replay")
+    if tab is None:
+        return ()
+    raw = tab.get("tolerance", list) or []
+    tab.finish()
+    tolerances = []
+    for i, item in enumerate(raw):
+        key = f"replay.tolerance[{i}]"
+        if not isinstance(item, dict):
+            top.errors.add(key, "expected a table with pattern, rtol, atol")
+            continue
+        entry = Table(item, key, top.errors)
+        pattern = entry.get("pattern", str, required=True)
+        rtol = entry.get("rtol", (int, float))
+        atol = entry.get("atol", (int, float))
+        entry.finish()
+        if rtol is None and atol is None:
+            top.errors.add(key, "set rtol, atol or both")
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if value is not None and value < 0:
+                top.errors.add(f"{key}.{name}", "expected a non-negative number")
+        if pattern:
+            tolerances.append(Tolerance(pattern, float(rtol or 0.0), float(atol or 0.0)))
+    return tuple(tolerances)
+
+
+def _json_value(value: Any, key: str, errors: Errors) -> Any:
+    """Params go to the job as JSON; TOML dates and times have no JSON form."""
+    if isinstance(value, dict):
+        return {k: _json_value(v, f"{key}.{k}", errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v, f"{key}[{i}]", errors) for i, v in enumerate(value)]
+    if isinstance(value, str | int | float | bool):
+        return value
+    errors.add(key, f"{type(value).__name__} values cannot be passed as JSON; use a string")
+    return None
+
+
+def _apply_overrides(
+    params: dict[str, Any], overrides: Sequence[tuple[str, Any]], errors: Errors
+) -> tuple[ParamOverride, ...]:
+    applied = []
+    for key, value in overrides:
+        if key not in params:
+            errors.add(
+                f"--param {key}",
+                f"no such parameter in [params] (known: {', '.join(sorted(params)) or 'none'}); "
+                "add it to the spec first so its default is recorded",
+            )
+            continue
+        applied.append(ParamOverride(key=key, default=params[key], value=value))
+        params[key] = value
+    return tuple(applied)
+
+
+def parse_document(
+    doc: dict[str, Any],
+    *,
+    source: Path,
+    source_sha256: str,
+    overrides: Sequence[tuple[str, Any]] = (),
+) -> RunSpec:
+    """A decoded TOML document to a :class:`RunSpec`, or one SpecError listing every problem."""
+    errors = Errors(source)
+    base = source.parent
+    top = Table(doc, "", errors)
+    version = top.get("version", int, required=True)
+    if version is not None and version != SPEC_VERSION:
+        errors.add("version", f"this rexec reads spec version {SPEC_VERSION}, got {version}")
+    name = top.get("name", str, required=True)
+    if name is not None and not NAME_RE.match(name):
+        errors.add("name", "use letters, digits, '.', '_' or '-' (at most 63)")
+    image = _parse_image(top, base)
+    run = _parse_run(top)
+    inputs = _parse_inputs(top, base)
+    code_tab = top.table("code")
+    code = None
+    if code_tab is not None:
+        code_path = _host_path(code_tab, "path", base)
+        code_mount = _container_path(code_tab, "mount", "/code")
+        commit = code_tab.get("commit", str)
+        if commit is not None and not COMMIT_RE.match(commit):
+            errors.add("code.commit", f"expected a full git commit id (40 hex), got {commit!r}")
+        tree = code_tab.get("tree", str)
+        if tree is not None and not TREE_DIGEST_RE.match(tree):
+            errors.add("code.tree", f"expected 'sha256-tree-v1:<64 hex>', got {tree!r}")
+        code_tab.finish()
+        if code_path and code_mount:
+            code = CodeSpec(code_path, code_mount, commit, tree)
+    out_tab = top.table("outputs")
+    outputs_mount = "/outputs"
+    if out_tab is not None:
+        outputs_mount = _container_path(out_tab, "mount", "/outputs") or "/outputs"
+        out_tab.finish()
+    params = _json_value(top.get("params", dict) or {}, "params", errors)
+    applied = _apply_overrides(params, overrides, errors)
+    resources = _parse_resources(top)
+    determinism, signing, security = _parse_small_tables(top, base)
+    tolerances = _parse_replay(top)
+    top.finish()
+    _check_mounts(inputs, code, outputs_mount, errors)
+    _check_unique(inputs, "name", lambda i: i.name, errors)
+    errors.raise_if_any()
+    assert name is not None and version is not None and run is not None
+    return RunSpec(
+        source=source,
+        source_sha256=source_sha256,
+        version=version,
+        name=name,
+        image=image,
+        run=run,
+        inputs=inputs,
+        code=code,
+        outputs_mount=outputs_mount,
+        params=params,
+        overrides=applied,
+        resources=resources,
+        determinism=determinism,
+        signing=signing,
+        security=security,
+        tolerances=tolerances,
+    )
+
+
+def _check_mounts(
+    inputs: Sequence[InputSpec], code: CodeSpec | None, outputs: str, errors: Errors
+) -> None:
+    """Two mounts at one target would silently hide one of them."""
+    targets = [(f"inputs[{i}].mount", s.mount) for i, s in enumerate(inputs)]
+    if code:
+        targets.append(("code.mount", code.mount))
+    targets.append(("outputs.mount", outputs))
+    seen: dict[str, str] = {}
+    for key, target in targets:
+        if target in seen:
+            errors.add(key, f"{target} is already the target of {seen[target]}")
+        elif target == "/":
+            errors.add(key, "cannot mount over the container's root")
+        seen.setdefault(target, key)
+
+
+def _check_unique(
+    items: Sequence[InputSpec], what: str, key: Callable[[InputSpec], str], errors: Errors
+) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        value = key(item)
+        if value in seen:
+            errors.add(f"inputs[{i}].{what}", f"{value!r} is used twice")
+        seen.add(value)
