@@ -1,0 +1,381 @@
+"""Hashing the files the walk left to hash: per-file reads, a process pool, mapped windows.
+
+A module of its own because this is where the time of a cold snapshot goes,
+and each choice here is a measured trade-off (docs/performance.md) that the
+walk and the public API need not know about:
+
+* for small files the cost is Python and system calls per file, which holds
+  the GIL, so threads cannot spread it over cores (a second thread made it
+  slower). A small tree is hashed in this process; once a tree has shown
+  ``fork_after`` files to hash, batches go to a fork-based process pool, one
+  worker per core. Each file costs ``open``, one ``read`` into a reused buffer,
+  ``fstat`` and ``close``;
+* a file of a buffer or more is read with an ``fstat`` before and after (it
+  must not change underneath us). One of ``big`` bytes or more is mapped in
+  windows instead (no copy): BLAKE3 hashes each window on all cores, which its
+  tree structure allows without changing the digest; SHA-256 (sequential by
+  definition, the value ``sha256sum`` prints) runs on a helper thread so
+  several large files use several cores;
+* results come back in walk order, a few chunks in flight.
+
+The thresholds (``big``, ``map_window``, ``fork_after``) arrive as plain
+arguments from :mod:`executor.snapshot`, which owns their values: one place to
+turn them, and the workers get them with each batch. Plain ints rather than a
+frozen dataclass, whose creation alone would add half a millisecond to start-up.
+
+``concurrent.futures``, ``multiprocessing`` and ``mmap`` are imported only when
+a tree needs them: start-up time of ``rexec snapshot hash`` counts.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from executor.progress import NoProgress, Progress
+from executor.snapshot_cache import StatKey
+from executor.snapshot_listing import hasher_factory, new_hasher
+from executor.snapshot_walk import changed, os_error
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+
+    from executor.snapshot_walk import Chunk
+
+__all__ = ["BLOCK", "BatchResult", "Hashers"]
+
+BLOCK = 1 << 20  # read size: streams any file in bounded memory; smaller files take one read
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+# (sizes, digests) of one batch, in the order of its paths. A digest may be a
+# Future while a helper thread still hashes a large SHA-256 file.
+BatchResult = tuple[list[int], list[Any]]
+
+_Job = Any  # a Future of a BatchResult (process pool), a BatchResult (hashed here), or None
+
+
+class Hashers:
+    """Where each batch is hashed: in this process, or in the process pool once the tree is large.
+
+    The pool is forked only while this process has no other thread, so a child
+    never inherits a lock some other thread held at the fork.
+    """
+
+    def __init__(
+        self, algo: str, *, base: bytes, big: int, map_window: int, fork_after: int
+    ) -> None:
+        self.algo = algo
+        self.base = base
+        self.big = big
+        self.map_window = map_window
+        self.fork_after = fork_after
+        self.bar: Progress = NoProgress()
+        self.workers = max(2, os.cpu_count() or 1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._buf = memoryview(bytearray(BLOCK))
+        self._queued = 0
+
+    def start_pool(self) -> None:
+        """Fork the workers now, if this platform and moment allow it."""
+        if self._pool is not None or not sys.platform.startswith("linux"):
+            return
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)  # their futures keep their results
+            self._threads = None
+        if threading.active_count() != 1:
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int)  # forks every worker now, before any other thread starts
+        self._pool = pool
+
+    def in_order(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, BatchResult | None]]:
+        """Each chunk with its hashing result, in walk order; a few chunks in flight."""
+        pending: deque[tuple[Chunk, _Job, bool]] = deque()
+        for chunk in chunks:
+            pending.append(self._submit(chunk))
+            while len(pending) > 2 * self.workers:
+                yield self._collect(*pending.popleft())
+        while pending:
+            yield self._collect(*pending.popleft())
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
+
+    def _submit(self, chunk: Chunk) -> tuple[Chunk, _Job, bool]:
+        if not chunk.rels:
+            return chunk, None, False
+        self._queued += len(chunk.rels)
+        if self._pool is None and self._queued > self.fork_after:
+            self.start_pool()
+        if self._pool is not None:
+            job = self._pool.submit(
+                _hash_remote,
+                self.base,
+                chunk.rels,
+                chunk.keys,
+                self.algo,
+                self.big,
+                self.map_window,
+            )
+            return chunk, job, True
+        result = _hash_batch(
+            [self.base + r for r in chunk.rels],
+            chunk.keys,
+            algo=self.algo,
+            buf=self._buf,
+            bar=self.bar,
+            big=self.big,
+            map_window=self.map_window,
+            offload=self._offload,
+        )
+        return chunk, result, False
+
+    def _collect(self, chunk: Chunk, job: _Job, remote: bool) -> tuple[Chunk, BatchResult | None]:
+        if not remote:
+            return chunk, job
+        result: BatchResult = job.result()
+        self.bar.advance(sum(result[0]))
+        return chunk, result
+
+    def _offload(self, path: bytes, key: StatKey) -> Future[bytes]:
+        """Hash a large SHA-256 file on a helper thread (hashlib releases the GIL)."""
+        if self._threads is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="rexec-hash")
+        return self._threads.submit(
+            _hash_path, path, key, self.algo, self.bar, self.big, self.map_window
+        )
+
+
+def _hash_remote(
+    base: bytes,
+    rels: list[bytes],
+    keys: list[StatKey] | None,
+    algo: str,
+    big: int,
+    map_window: int,
+) -> BatchResult:
+    """Process-pool entry point: one batch, with this worker's own read buffer.
+
+    Paths travel relative and are joined here, so the parent does less per file.
+    No ``offload`` here, and so no BLAKE3 threads either: its thread pool may
+    have been started in the parent before the fork, and a forked child that
+    waits on it waits forever.
+    """
+    paths = [base + r for r in rels]
+    buf = _worker_buffer()
+    return _hash_batch(
+        paths,
+        keys,
+        algo=algo,
+        buf=buf,
+        bar=NoProgress(),
+        big=big,
+        map_window=map_window,
+        offload=None,
+    )
+
+
+_WORKER_BUFFERS: list[memoryview] = []
+
+
+def _worker_buffer() -> memoryview:
+    if not _WORKER_BUFFERS:
+        _WORKER_BUFFERS.append(memoryview(bytearray(BLOCK)))
+    return _WORKER_BUFFERS[0]
+
+
+def _hash_batch(
+    paths: list[bytes],
+    keys: list[StatKey] | None,
+    *,
+    algo: str,
+    buf: memoryview,
+    bar: Progress,
+    big: int,
+    map_window: int,
+    offload: Callable[[bytes, StatKey], Future[bytes]] | None,
+) -> BatchResult:
+    """Hash files in order; the hot loop of a cold many-files snapshot.
+
+    A file smaller than the buffer costs ``open``, one ``read``, ``fstat`` and
+    ``close``: the read returning less than asked means end of file, which the
+    ``fstat`` after it confirms (size equal to what was read; with the cache,
+    the whole stat key equal to the walk's ``lstat``). Larger files go to
+    :func:`_hash_open`, which stats before and after.
+    """
+    make = hasher_factory(algo)
+    sizes: list[int] = []
+    digests: list[Any] = []
+    bufs = [buf]
+    limit = len(buf)
+    os_open, readv, fstat, close = os.open, os.readv, os.fstat, os.close
+    is_reg = stat.S_ISREG
+    for j, path in enumerate(paths):
+        key = keys[j] if keys is not None else None
+        try:
+            fd = os_open(path, _OPEN_FLAGS)
+        except OSError as exc:
+            raise os_error(path, exc) from None
+        try:
+            n = readv(fd, bufs)
+            if n < limit:
+                st = fstat(fd)
+                if st.st_size != n or not is_reg(st.st_mode):
+                    raise changed(path)
+                if key is not None and StatKey.of(st) != key:
+                    raise changed(path)
+                digests.append(make(buf[:n]).digest())
+                sizes.append(n)
+                bar.advance(n)
+            else:
+                size, digest = _hash_open(
+                    fd,
+                    path,
+                    key,
+                    algo=algo,
+                    buf=buf,
+                    bar=bar,
+                    big=big,
+                    map_window=map_window,
+                    offload=offload,
+                )
+                sizes.append(size)
+                digests.append(digest)
+        except OSError as exc:
+            raise os_error(path, exc) from None
+        finally:
+            close(fd)
+    return sizes, digests
+
+
+def _hash_open(
+    fd: int,
+    path: bytes,
+    key: StatKey | None,
+    *,
+    algo: str,
+    buf: memoryview,
+    bar: Progress,
+    big: int,
+    map_window: int,
+    offload: Callable[[bytes, StatKey], Future[bytes]] | None,
+) -> tuple[int, Any]:
+    """A file of a buffer or more: stat it, then stream it from the start."""
+    st = os.fstat(fd)
+    before = StatKey.of(st)
+    if not stat.S_ISREG(st.st_mode) or (key is not None and before != key):
+        raise changed(path)
+    if offload is not None and algo == "sha256" and before.size >= big:
+        return before.size, offload(path, before)
+    threads = offload is not None  # in this process, not in a forked worker
+    digest = _stream(
+        fd,
+        path,
+        before,
+        algo=algo,
+        buf=buf,
+        bar=bar,
+        big=big,
+        map_window=map_window,
+        threads=threads,
+    )
+    return before.size, digest
+
+
+def _hash_path(
+    path: bytes, key: StatKey, algo: str, bar: Progress, big: int, map_window: int
+) -> bytes:
+    """Open and stream one large file (on a helper thread); it must still match ``key``."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    try:
+        if StatKey.of(os.fstat(fd)) != key:
+            raise changed(path)
+        buf = memoryview(bytearray(BLOCK))
+        return _stream(
+            fd,
+            path,
+            key,
+            algo=algo,
+            buf=buf,
+            bar=bar,
+            big=big,
+            map_window=map_window,
+            threads=False,
+        )
+    except OSError as exc:
+        raise os_error(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def _stream(
+    fd: int,
+    path: bytes,
+    before: StatKey,
+    *,
+    algo: str,
+    buf: memoryview,
+    bar: Progress,
+    big: int,
+    map_window: int,
+    threads: bool,
+) -> bytes:
+    """Hash an open file from offset 0; its stat afterwards must equal ``before``."""
+    if before.size >= big:
+        digest = _mapped(fd, before.size, algo=algo, bar=bar, window=map_window, threads=threads)
+    else:
+        h = new_hasher(algo)
+        os.lseek(fd, 0, os.SEEK_SET)
+        total = 0
+        bufs = [buf]
+        while n := os.readv(fd, bufs):
+            h.update(buf[:n])
+            total += n
+            bar.advance(n)
+        if total != before.size:
+            raise changed(path)
+        digest = h.digest()
+    if StatKey.of(os.fstat(fd)) != before:
+        raise changed(path)
+    return digest
+
+
+def _mapped(fd: int, size: int, *, algo: str, bar: Progress, window: int, threads: bool) -> bytes:
+    """The digest of a large file, mapping it a window at a time.
+
+    Mapping instead of reading saves copying every byte (BLAKE3 of 2 GiB:
+    0.18 s against 0.45 s with 1 MiB reads), and lets BLAKE3 split each window
+    over all cores. Windows bound the mapped memory. The one cost: if
+    another process truncates the file while it is mapped, the kernel kills
+    rexec with SIGBUS (exit 135), as it does ``b3sum``; a wrong digest is
+    never the result.
+    """
+    import mmap
+
+    h = new_hasher(algo, threads=threads)
+    offset = 0
+    while offset < size:
+        n = min(window, size - offset)
+        with mmap.mmap(fd, n, prot=mmap.PROT_READ, offset=offset) as view:
+            h.update(view)
+        offset += n
+        bar.advance(n)
+    digest: bytes = h.digest()
+    return digest
