@@ -24,7 +24,6 @@ the same data made by different users at different times pin the same.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from binascii import hexlify
@@ -228,6 +227,8 @@ def _entry_json(e: Entry) -> list[Any]:
     try:
         path: Any = e.path.decode("utf-8")
     except UnicodeDecodeError:
+        import base64  # here, not at the top: only such rare paths need it (start-up time)
+
         path = {"base64": base64.b64encode(e.path).decode()}
     return [e.type, e.size, e.digest.hex(), path]
 
@@ -250,7 +251,12 @@ def _entry_from_json(item: Any) -> Entry:
     kind, size, hexdigest, path = item
     if kind not in TYPES or not isinstance(size, int) or size < 0:
         raise ValueError(f"bad entry {item!r}")
-    raw = base64.b64decode(path["base64"]) if isinstance(path, dict) else path.encode("utf-8")
+    if isinstance(path, dict):
+        import base64  # here, not at the top: only paths that are not UTF-8 need it
+
+        raw = base64.b64decode(path["base64"])
+    else:
+        raw = path.encode("utf-8")
     return Entry(raw, kind, size, bytes.fromhex(hexdigest))
 
 
