@@ -57,11 +57,6 @@ class FakeRuntime:
         self.loaded.append(archive)
 
 
-@pytest.fixture(autouse=True)
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REXEC_CACHE_DIR", str(tmp_path / "cache"))
-
-
 def build_spec(tmp_path: Path, dockerfile: str, **kw: object) -> BuildSpec:
     ctx = tmp_path / "ctx"
     ctx.mkdir(exist_ok=True)

@@ -94,7 +94,6 @@ def workstation(monkeypatch: pytest.MonkeyPatch) -> Mapping[str, Any]:
 def test_gpus_are_handed_to_the_engine_by_uuid(
     tmp_path: Path, workstation: Mapping[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("REXEC_CACHE_DIR", str(tmp_path / "cache"))
     uuid = workstation["calls"]["nvmlDeviceGetUUID"]["gpu0"]["ok"]
     runtime = FakeRuntime()
     result = pipeline.run(make_spec(tmp_path, '"all"'), options=options(tmp_path), runtime=runtime)
@@ -122,7 +121,6 @@ def test_gpu_request_on_this_gpu_less_host_fails_before_any_container(tmp_path: 
 
 
 def test_cpu_run_gets_no_gpu_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REXEC_CACHE_DIR", str(tmp_path / "cache"))
     runtime = FakeRuntime()
     pipeline.run(make_spec(tmp_path, "0"), options=options(tmp_path), runtime=runtime)
     (request,) = runtime.requests

@@ -11,11 +11,6 @@ from executor.cli import main
 from executor.snapshot import hash_tree
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REXEC_CACHE_DIR", str(tmp_path / "cache"))
-
-
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     d = tmp_path / "data"
