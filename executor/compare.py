@@ -451,3 +451,46 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
             _flatten(item, f"{prefix}[{i}]", out)
     else:
         out[prefix or "$"] = value
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One numeric leaf of a JSON metrics file, before and after."""
+
+    file: str
+    key: str
+    before: float | None  # None: the key is new
+    after: float | None  # None: the key is gone
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "key": self.key, "before": self.before, "after": self.after}
+
+
+def metric_changes(before_dir: Path, after_dir: Path, names: Sequence[str]) -> list[MetricChange]:
+    """Every numeric leaf of the ``.json`` outputs both runs have, side by side.
+
+    What a data fix did to the metrics is the question a rerun answers, so all
+    metrics are listed, changed or not; unreadable or non-JSON files are skipped.
+    """
+    changes: list[MetricChange] = []
+    for name in sorted(names):
+        if not name.endswith(".json"):
+            continue
+        try:
+            before = _numeric_leaves((before_dir / name).read_bytes())
+            after = _numeric_leaves((after_dir / name).read_bytes())
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        for key in sorted(set(before) | set(after)):
+            changes.append(MetricChange(name, key, before.get(key), after.get(key)))
+    return changes
+
+
+def _numeric_leaves(data: bytes) -> dict[str, float]:
+    leaves: dict[str, Any] = {}
+    _flatten(json.loads(data), "", leaves)
+    return {
+        key: float(value)
+        for key, value in leaves.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }

@@ -25,6 +25,7 @@ from executor.compare import (
     WITHIN_TOLERANCE,
     compare_outputs,
     match_tolerance,
+    metric_changes,
     numeric_diff,
     read_numeric,
 )
@@ -262,3 +263,23 @@ def test_first_matching_tolerance_wins_and_basenames_match() -> None:
     assert match_tolerance("train/metrics.json", tols) == tols[1]
     assert match_tolerance("w.npy", tols) == tols[2]
     assert match_tolerance("w.npy", ()) is None
+
+
+def test_metric_changes_lists_every_numeric_leaf_side_by_side(tmp_path: Path) -> None:
+    before, after = tmp_path / "a", tmp_path / "b"
+    for d in (before, after):
+        d.mkdir()
+    (before / "metrics.json").write_text('{"acc": 0.9, "loss": {"train": 1, "val": 2}, "tag": "x"}')
+    (after / "metrics.json").write_text('{"acc": 0.8, "loss": {"train": 1}, "new": 5}')
+    (before / "model.npy").write_bytes(b"not json")
+    (after / "model.npy").write_bytes(b"not json")
+    changes = [
+        (c.key, c.before, c.after)
+        for c in metric_changes(before, after, ["metrics.json", "model.npy"])
+    ]
+    assert changes == [
+        ("acc", 0.9, 0.8),
+        ("loss.train", 1.0, 1.0),
+        ("loss.val", 2.0, None),
+        ("new", None, 5.0),
+    ]

@@ -17,6 +17,7 @@ from rich.markup import escape
 from executor import replay
 from executor.cli.diff import console, input_lines, print_env, print_outputs
 from executor.cli.replay import add_run_options, exec_options, parse_inputs, trust_policy
+from executor.compare import MetricChange, metric_changes
 from executor.errors import JobFailed
 from executor.recorddiff import diff_records, load_record
 
@@ -49,6 +50,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=handle)
 
 
+def _side_by_side(m: MetricChange) -> str:
+    if m.before is None or m.after is None:
+        return f"{m.before} → {m.after}"
+    if m.before == m.after:
+        return f"{m.before:.6g} (same)"
+    return f"{m.before:.6g} → {m.after:.6g} ({m.after - m.before:+.3g})"
+
+
 def handle(args: argparse.Namespace) -> int:
     options = exec_options(args)
     changes = parse_inputs(args.input)
@@ -57,11 +66,17 @@ def handle(args: argparse.Namespace) -> int:
     plan = replay.plan_rerun(original, changes=changes, runtime=runtime, say=options.say)
     outcome = replay.execute(plan, options=options, runtime=runtime)
     diff = diff_records(original.record, load_record(outcome.result.run_dir))
+    metrics = metric_changes(
+        original.record.outputs_dir,
+        outcome.result.run_dir / "outputs",
+        [f.name for f in diff.outputs.files if f.status != "missing" and f.status != "extra"],
+    )
     if args.json:
         doc = {
             "run": outcome.result.to_json(),
             "lineage": dict(plan.lineage),
             "diff": diff.to_json(),
+            "metrics": [m.to_json() for m in metrics],
         }
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
@@ -79,6 +94,10 @@ def handle(args: argparse.Namespace) -> int:
         print_env(out, plan.environment, indent="  ")
         out.print("[bold]outputs and metrics[/] (original → rerun)")
         print_outputs(out, diff.outputs, indent="  ")
+        if metrics:
+            out.print("[bold]metrics[/] (original → rerun)")
+            for m in metrics:
+                out.print(f"  {escape(m.file)} {escape(m.key)}: {_side_by_side(m)}")
     if outcome.result.status.status != "succeeded":
         raise JobFailed(
             f"the rerun {outcome.result.status.status} (exit {outcome.result.status.exit_code})",

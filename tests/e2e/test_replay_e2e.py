@@ -247,6 +247,9 @@ def test_rerun_with_a_corrected_input_names_changed_files_and_outputs(
     assert outputs["metrics.json"]["status"] == "different"
     # total went from 1+2+3+4+5 = 15 to 1+2+3+4+50 = 60
     assert outputs["metrics.json"]["numeric"]["maxAbsDiff"] >= 45
+    metrics = {m["key"]: m for m in doc["metrics"] if m["file"] == "metrics.json"}
+    assert (metrics["total"]["before"], metrics["total"]["after"]) == (15, 60)
+    assert metrics["mean"]["after"] - metrics["mean"]["before"] == pytest.approx(45)
     new = Path(doc["run"]["run_dir"])
     signed = json.loads((new / "statement.json").read_bytes())
     assert signed["predicate"]["buildDefinition"]["internalParameters"]["lineage"][
