@@ -9,8 +9,7 @@ from pathlib import Path
 
 from executor.errors import ExitCode, InputError
 from executor.signing import generate_keypair
-
-DEFAULT_PREFIX = "~/.config/rexec/signing"
+from executor.signing.key import default_key_prefix
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,8 +27,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--out",
         metavar="PREFIX",
-        default=DEFAULT_PREFIX,
-        help=f"path prefix of the two files (default {DEFAULT_PREFIX})",
+        help=f"path prefix of the two files (default {default_key_prefix()}, where "
+        "`rexec run` looks for a key when none is named)",
     )
     p.add_argument(
         "--password-env",
@@ -61,7 +60,7 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    prefix = Path(os.path.expanduser(args.out))
+    prefix = Path(os.path.expanduser(args.out)) if args.out else default_key_prefix()
     private_path = prefix.with_name(prefix.name + ".key")
     public_path = prefix.with_name(prefix.name + ".pub")
     password = _password(args)

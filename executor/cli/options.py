@@ -96,7 +96,8 @@ def add_signing_options(parser: argparse.ArgumentParser, *, default: str | None)
         type=Path,
         metavar="FILE",
         help="PEM private key for --sign key (else $REXEC_SIGNING_KEY with the PEM itself, "
-        "or $REXEC_SIGNING_KEY_FILE; password from $REXEC_SIGNING_KEY_PASSWORD or a prompt)",
+        "$REXEC_SIGNING_KEY_FILE, or the key `rexec keygen` made in ~/.config/rexec; "
+        "password from $REXEC_SIGNING_KEY_PASSWORD or a prompt)",
     )
     parser.add_argument(
         "--identity-token",

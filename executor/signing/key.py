@@ -119,6 +119,16 @@ def generate_keypair(private_path: Path, public_path: Path, *, password: bytes |
     return key_hint(private_key.public_key())
 
 
+def default_key_prefix() -> Path:
+    """Where `rexec keygen` writes and `rexec run` looks when no key is named."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "rexec" / "signing"
+
+
+def default_key_path() -> Path:
+    return default_key_prefix().with_suffix(".key")
+
+
 def _read_key_source(options: SignOptions, env: Mapping[str, str]) -> tuple[bytes, str]:
     """The private key PEM and a name for it in messages."""
     path = options.key_path
@@ -126,6 +136,8 @@ def _read_key_source(options: SignOptions, env: Mapping[str, str]) -> tuple[byte
         return env[ENV_KEY].encode("utf-8"), f"${ENV_KEY}"
     if path is None and env.get(ENV_KEY_FILE):
         path = Path(env[ENV_KEY_FILE])
+    if path is None and default_key_path().is_file():
+        path = default_key_path()  # where `rexec keygen` writes by default
     if path is None:
         raise InputError(
             "signing method 'key' needs a private key, and none was given",

@@ -6,9 +6,11 @@ import base64
 import hashlib
 import io
 import json
+import os
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +26,13 @@ from executor.signing import (
     generate_keypair,
     make_signer,
 )
-from executor.signing.key import ENV_KEY, ENV_KEY_FILE, ENV_PASSWORD, load_private_key
+from executor.signing.key import (
+    ENV_KEY,
+    ENV_KEY_FILE,
+    ENV_PASSWORD,
+    default_key_path,
+    load_private_key,
+)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sigstore"
 A_TXT = FIXTURES / "a.txt"
@@ -226,3 +234,23 @@ def test_keyless_bundle_is_refused_by_a_key_policy() -> None:
         KeyPolicy.from_file(HAPPY / "key.pub").verify_bundle(
             bundle, artifact=FIXTURES / "bundle_v3_github.whl"
         )
+
+
+def test_keygen_default_location_is_where_run_looks(tmp_path: Path) -> None:
+    """`rexec keygen` with no --out writes where a key-signed run finds it unnamed."""
+    with pytest.raises(InputError, match="needs a private key, and none was given"):
+        load_private_key(SignOptions(method="key"), env={})
+    subprocess.run(
+        [sys.executable, "-m", "executor", "keygen"],
+        check=True,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+    )
+    key = tmp_path / "config" / "rexec" / "signing.key"
+    assert default_key_path() == key and key.is_file()
+    loaded = load_private_key(SignOptions(method="key"), env={})
+    public = loaded.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert public == key.with_suffix(".pub").read_bytes()
