@@ -201,7 +201,10 @@ def test_inventory_script_in_a_locked_down_container() -> None:
         not shutil.which("docker")
         or subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode
     ):
-        pytest.skip(f"docker or the image {image} is not available (scripts/build-base builds it)")
+        problem = f"docker or the image {image} is not available (scripts/build-base builds it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(problem)  # CI sets the engine up; a skip there would hide a broken setup
+        pytest.skip(problem)
     out = subprocess.run(
         [
             "docker",
