@@ -69,9 +69,11 @@ def replay(
     runs: Path,
     *more: str | Path,
     check: int | None = 0,
+    verb: str = "replay",
 ):  # type: ignore[no-untyped-def]
+    """`rexec replay` (or `rerun`) of a record, trusting and signing with the test keys."""
     return rexec(
-        "replay",
+        verb,
         record,
         "--key",
         keys[1],
@@ -223,20 +225,7 @@ def test_rerun_with_a_corrected_input_names_changed_files_and_outputs(
     fixed = tmp_path / "data-fixed"
     shutil.copytree(project.data, fixed)
     (fixed / "sub" / "more.txt").write_text("4\n50\n")
-    out = rexec(
-        "rerun",
-        original,
-        "--input",
-        f"data={fixed}",
-        "--key",
-        keys[1],
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        runs,
-        "-q",
-        "--json",
-    )
+    out = replay(rexec, original, keys, runs, "--input", f"data={fixed}", "--json", verb="rerun")
     doc = json.loads(out.stdout)
     assert doc["lineage"]["derivedFrom"] == original.name
     (change,) = doc["lineage"]["changedInputs"]
@@ -257,17 +246,14 @@ def test_rerun_with_a_corrected_input_names_changed_files_and_outputs(
     ] == [change]
     rexec("verify", new, "--key", keys[1])
 
-    same = rexec(
-        "rerun",
+    same = replay(
+        rexec,
         original,
+        keys,
+        runs,
         "--input",
         f"data={project.data}",
-        "--key",
-        keys[1],
-        "--signing-key",
-        keys[0],
-        "--runs-dir",
-        runs,
         check=ExitCode.BAD_INPUT,
+        verb="rerun",
     )
     assert "unchanged" in same.stderr
