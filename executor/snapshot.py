@@ -13,9 +13,9 @@ so a test or benchmark shrinks them on ``executor.snapshot`` alone. Where the
 time goes, and so why the pipeline has this shape, is measured in
 docs/performance.md.
 
-Memory stays bounded: files are read in 1 MiB blocks or mapped 64 MiB at a
-time, a few chunks are in flight, the cache is read one directory at a time;
-the listing keeps one small tuple per entry.
+Memory stays bounded: files are read in 1 MiB blocks, large ones a few 4 MiB
+blocks ahead, a few chunks are in flight, the cache is read one directory at
+a time; the listing keeps one small tuple per entry.
 
 The digest format is defined in :mod:`executor.snapshot_listing` and
 ``docs/snapshots.md``.
@@ -32,7 +32,7 @@ from pathlib import Path
 from executor.errors import MismatchError
 from executor.progress import make_progress
 from executor.snapshot_cache import RACY_MARGIN_NS, cache_dir, open_cache
-from executor.snapshot_hashing import Hashers
+from executor.snapshot_hashing import Hashers, Sizes
 from executor.snapshot_listing import (
     ALGOS,
     DIGEST_RE,
@@ -60,8 +60,9 @@ __all__ = [
     "verify_tree",
 ]
 
-BIG = 64 << 20  # BLAKE3 maps a file this large and uses all cores; SHA-256 gives it a thread
-MAP_WINDOW = 64 << 20  # BLAKE3 maps large files this much at a time (bounds the mapped RSS)
+BIG = 8 << 20  # a file this large is read ahead on a thread; BLAKE3 uses all cores on it,
+# SHA-256 hashes it on a helper thread (so several large files use several cores)
+READ_BLOCK = 4 << 20  # read-ahead block of a large file (a few in flight bound the memory)
 BATCH_FILES = 1024  # files per process-pool task: amortises the pool's per-task cost
 CHUNK_ENTRIES = 4096  # entries per chunk, hashed or not (cache hits, links, directories)
 FORK_AFTER = 1024  # files to hash before starting the process pool pays for itself
@@ -105,8 +106,7 @@ def hash_tree(
     hashers = Hashers(
         algo,
         base=os.path.join(root, b""),
-        big=BIG,
-        map_window=MAP_WINDOW,
+        sizes=Sizes(BIG, READ_BLOCK),
         fork_after=FORK_AFTER,
     )
     if nfiles > FORK_AFTER:

@@ -1,4 +1,4 @@
-"""Hashing the files the walk left to hash: per-file reads, a process pool, mapped windows.
+"""Hashing the files the walk left to hash: per-file reads, a process pool, read-ahead.
 
 A module of its own because this is where the time of a cold snapshot goes,
 and each choice here is a measured trade-off (docs/performance.md) that the
@@ -11,20 +11,22 @@ walk and the public API need not know about:
   worker per core. Each file costs ``open``, one ``read`` into a reused buffer,
   ``fstat`` and ``close``;
 * a file of a buffer or more is read with an ``fstat`` before and after (it
-  must not change underneath us). One of ``big`` bytes or more is mapped in
-  windows instead (no copy): BLAKE3 hashes each window on all cores, which its
-  tree structure allows without changing the digest; SHA-256 (sequential by
-  definition, the value ``sha256sum`` prints) runs on a helper thread so
-  several large files use several cores;
+  must not change underneath us). One of ``sizes.big`` bytes or more is read
+  by a helper thread a few blocks ahead of the hasher (:func:`_large`).
+  BLAKE3 hashes each block on all cores, which its tree structure allows
+  without changing the digest; SHA-256 (sequential by definition, the value
+  ``sha256sum`` prints) runs on a helper thread so several large files use
+  several cores;
 * results come back in walk order, a few chunks in flight.
 
-The thresholds (``big``, ``map_window``, ``fork_after``) arrive as plain
-arguments from :mod:`executor.snapshot`, which owns their values: one place to
-turn them, and the workers get them with each batch. Plain ints rather than a
-frozen dataclass, whose creation alone would add half a millisecond to start-up.
+The thresholds (:class:`Sizes` and ``fork_after``) arrive as arguments from
+:mod:`executor.snapshot`, which owns their values: one place to turn them, and
+the workers get them with each batch. A NamedTuple rather than a frozen
+dataclass, whose import and creation would add milliseconds to start-up.
 
-``concurrent.futures``, ``multiprocessing`` and ``mmap`` are imported only when
-a tree needs them: start-up time of ``rexec snapshot hash`` counts.
+``concurrent.futures``, ``multiprocessing`` and ``queue`` are imported only
+when a tree needs them: start-up time of ``rexec snapshot hash``
+counts.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from executor.progress import NoProgress, Progress
 from executor.snapshot_cache import StatKey
@@ -47,9 +49,18 @@ if TYPE_CHECKING:
 
     from executor.snapshot_walk import Chunk
 
-__all__ = ["BLOCK", "BatchResult", "Hashers"]
+__all__ = ["BLOCK", "BatchResult", "Hashers", "Sizes"]
+
+
+class Sizes(NamedTuple):
+    """The large-file thresholds (owned by :mod:`executor.snapshot`), sent with each batch."""
+
+    big: int  # a file this large is read ahead on a helper thread, and may use all cores
+    read_block: int  # read-ahead block
+
 
 BLOCK = 1 << 20  # read size: streams any file in bounded memory; smaller files take one read
+_AHEAD = 3  # blocks a large file's reader may hold ahead of its hasher
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 # (sizes, digests) of one batch, in the order of its paths. A digest may be a
@@ -66,13 +77,10 @@ class Hashers:
     never inherits a lock some other thread held at the fork.
     """
 
-    def __init__(
-        self, algo: str, *, base: bytes, big: int, map_window: int, fork_after: int
-    ) -> None:
+    def __init__(self, algo: str, *, base: bytes, sizes: Sizes, fork_after: int) -> None:
         self.algo = algo
         self.base = base
-        self.big = big
-        self.map_window = map_window
+        self.sizes = sizes
         self.fork_after = fork_after
         self.bar: Progress = NoProgress()
         self.workers = max(2, os.cpu_count() or 1)
@@ -126,8 +134,7 @@ class Hashers:
                 chunk.rels,
                 chunk.keys,
                 self.algo,
-                self.big,
-                self.map_window,
+                self.sizes,
             )
             return chunk, job, True
         result = _hash_batch(
@@ -136,8 +143,7 @@ class Hashers:
             algo=self.algo,
             buf=self._buf,
             bar=self.bar,
-            big=self.big,
-            map_window=self.map_window,
+            sizes=self.sizes,
             offload=self._offload,
         )
         return chunk, result, False
@@ -155,9 +161,7 @@ class Hashers:
             from concurrent.futures import ThreadPoolExecutor
 
             self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="rexec-hash")
-        return self._threads.submit(
-            _hash_path, path, key, self.algo, self.bar, self.big, self.map_window
-        )
+        return self._threads.submit(_hash_path, path, key, self.algo, self.bar, self.sizes)
 
 
 def _hash_remote(
@@ -165,8 +169,7 @@ def _hash_remote(
     rels: list[bytes],
     keys: list[StatKey] | None,
     algo: str,
-    big: int,
-    map_window: int,
+    sizes: Sizes,
 ) -> BatchResult:
     """Process-pool entry point: one batch, with this worker's own read buffer.
 
@@ -183,8 +186,7 @@ def _hash_remote(
         algo=algo,
         buf=buf,
         bar=NoProgress(),
-        big=big,
-        map_window=map_window,
+        sizes=sizes,
         offload=None,
     )
 
@@ -205,8 +207,7 @@ def _hash_batch(
     algo: str,
     buf: memoryview,
     bar: Progress,
-    big: int,
-    map_window: int,
+    sizes: Sizes,
     offload: Callable[[bytes, StatKey], Future[bytes]] | None,
 ) -> BatchResult:
     """Hash files in order; the hot loop of a cold many-files snapshot.
@@ -218,7 +219,7 @@ def _hash_batch(
     :func:`_hash_open`, which stats before and after.
     """
     make = hasher_factory(algo)
-    sizes: list[int] = []
+    lengths: list[int] = []
     digests: list[Any] = []
     bufs = [buf]
     limit = len(buf)
@@ -239,7 +240,7 @@ def _hash_batch(
                 if key is not None and StatKey.of(st) != key:
                     raise changed(path)
                 digests.append(make(buf[:n]).digest())
-                sizes.append(n)
+                lengths.append(n)
                 bar.advance(n)
             else:
                 size, digest = _hash_open(
@@ -249,17 +250,16 @@ def _hash_batch(
                     algo=algo,
                     buf=buf,
                     bar=bar,
-                    big=big,
-                    map_window=map_window,
+                    sizes=sizes,
                     offload=offload,
                 )
-                sizes.append(size)
+                lengths.append(size)
                 digests.append(digest)
         except OSError as exc:
             raise os_error(path, exc) from None
         finally:
             close(fd)
-    return sizes, digests
+    return lengths, digests
 
 
 def _hash_open(
@@ -270,8 +270,7 @@ def _hash_open(
     algo: str,
     buf: memoryview,
     bar: Progress,
-    big: int,
-    map_window: int,
+    sizes: Sizes,
     offload: Callable[[bytes, StatKey], Future[bytes]] | None,
 ) -> tuple[int, Any]:
     """A file of a buffer or more: stat it, then stream it from the start."""
@@ -279,7 +278,7 @@ def _hash_open(
     before = StatKey.of(st)
     if not stat.S_ISREG(st.st_mode) or (key is not None and before != key):
         raise changed(path)
-    if offload is not None and algo == "sha256" and before.size >= big:
+    if offload is not None and algo == "sha256" and before.size >= sizes.big:
         return before.size, offload(path, before)
     threads = offload is not None  # in this process, not in a forked worker
     digest = _stream(
@@ -289,16 +288,13 @@ def _hash_open(
         algo=algo,
         buf=buf,
         bar=bar,
-        big=big,
-        map_window=map_window,
+        sizes=sizes,
         threads=threads,
     )
     return before.size, digest
 
 
-def _hash_path(
-    path: bytes, key: StatKey, algo: str, bar: Progress, big: int, map_window: int
-) -> bytes:
+def _hash_path(path: bytes, key: StatKey, algo: str, bar: Progress, sizes: Sizes) -> bytes:
     """Open and stream one large file (on a helper thread); it must still match ``key``."""
     try:
         fd = os.open(path, _OPEN_FLAGS)
@@ -315,8 +311,7 @@ def _hash_path(
             algo=algo,
             buf=buf,
             bar=bar,
-            big=big,
-            map_window=map_window,
+            sizes=sizes,
             threads=False,
         )
     except OSError as exc:
@@ -333,13 +328,12 @@ def _stream(
     algo: str,
     buf: memoryview,
     bar: Progress,
-    big: int,
-    map_window: int,
+    sizes: Sizes,
     threads: bool,
 ) -> bytes:
     """Hash an open file from offset 0; its stat afterwards must equal ``before``."""
-    if before.size >= big:
-        digest = _mapped(fd, before.size, algo=algo, bar=bar, window=map_window, threads=threads)
+    if before.size >= sizes.big:
+        digest = _large(fd, path, before.size, algo=algo, bar=bar, sizes=sizes, threads=threads)
     else:
         h = new_hasher(algo)
         os.lseek(fd, 0, os.SEEK_SET)
@@ -357,25 +351,65 @@ def _stream(
     return digest
 
 
-def _mapped(fd: int, size: int, *, algo: str, bar: Progress, window: int, threads: bool) -> bytes:
-    """The digest of a large file, mapping it a window at a time.
+def _large(
+    fd: int,
+    path: bytes,
+    size: int,
+    *,
+    algo: str,
+    bar: Progress,
+    sizes: Sizes,
+    threads: bool,
+) -> bytes:
+    """The digest of a large file, read by a helper thread a few blocks ahead of the hasher.
 
-    Mapping instead of reading saves copying every byte (BLAKE3 of 2 GiB:
-    0.18 s against 0.45 s with 1 MiB reads), and lets BLAKE3 split each window
-    over all cores. Windows bound the mapped memory. The one cost: if
-    another process truncates the file while it is mapped, the kernel kills
-    rexec with SIGBUS (exit 135), as it does ``b3sum``; a wrong digest is
-    never the result.
+    Reading and hashing overlap, so the copy out of the page cache costs
+    little on two cores, and BLAKE3 splits each block over all cores. Read
+    rather than mapped, as ``b3sum`` does, after measuring both
+    (docs/performance.md): BLAKE3 of 2 GiB took 0.19 to 0.20 s read ahead
+    whatever the page cache held, and mapped, 0.16 to 0.18 s for a file
+    cached in large folios (written in big blocks) but 0.27 s for one cached
+    in 4 KiB pages, where unmapping costs TLB shootdowns. Timed trials to
+    pick per file proved too noisy to beat the steady choice. Reading also
+    keeps a file truncated underneath an error naming it (a short read),
+    where a mapping gets SIGBUS. Memory is ``_AHEAD`` blocks.
     """
-    import mmap
+    import queue
 
     h = new_hasher(algo, threads=threads)
-    offset = 0
-    while offset < size:
-        n = min(window, size - offset)
-        with mmap.mmap(fd, n, prot=mmap.PROT_READ, offset=offset) as view:
-            h.update(view)
-        offset += n
-        bar.advance(n)
+    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
+    full: queue.SimpleQueue[tuple[bytearray, int] | BaseException | None] = queue.SimpleQueue()
+
+    def fill() -> None:
+        offset = 0
+        try:
+            while offset < size:
+                if (buf := free.get()) is None:  # the hasher stopped
+                    return
+                n = os.preadv(fd, [memoryview(buf)[: min(len(buf), size - offset)]], offset)
+                if n == 0:
+                    full.put(changed(path))  # shorter than its stat said
+                    return
+                offset += n
+                full.put((buf, n))
+            full.put(None)
+        except BaseException as exc:  # any failure reaches the hasher, which re-raises it
+            full.put(exc)
+
+    for _ in range(_AHEAD):
+        free.put(bytearray(sizes.read_block))
+    reader = threading.Thread(target=fill, name="rexec-read", daemon=True)
+    reader.start()
+    try:
+        while (item := full.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            buf, n = item
+            h.update(memoryview(buf)[:n])
+            free.put(buf)
+            bar.advance(n)
+    finally:
+        free.put(None)
+        reader.join()
     digest: bytes = h.digest()
     return digest

@@ -1,7 +1,7 @@
 """The fast paths of hash_tree: process pool, large-file streaming and mapping, bulk listing code.
 
 Small test trees normally never reach these paths, so each test shrinks the
-thresholds (FORK_AFTER, BATCH_FILES, BIG, MAP_WINDOW) to force them, and
+thresholds (FORK_AFTER, BATCH_FILES, BIG, READ_BLOCK) to force them, and
 checks the result against digests computed here by hand from the definition
 in docs/snapshots.md (hashlib / blake3 only), never against rexec's output.
 """
@@ -14,6 +14,7 @@ import io
 import json
 import os
 import stat
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,9 +142,10 @@ def test_pool_detects_a_file_changing(
 def test_large_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, h: Callable, pool: bool
 ) -> None:
-    """Large files: SHA-256 on helper threads, BLAKE3 mapped window by window, same digests."""
+    """Large files read ahead (SHA-256 on helper threads), in blocks that are not a
+    multiple of the page size: the same digests."""
     monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
-    monkeypatch.setattr(snap_mod, "MAP_WINDOW", MIB)
+    monkeypatch.setattr(snap_mod, "READ_BLOCK", MIB // 3)
     if pool:
         monkeypatch.setattr(snap_mod, "FORK_AFTER", 0)
     blobs = {f"big{i}": os.urandom(2 * MIB + 4096 * i + 7) for i in range(3)}
@@ -174,6 +176,47 @@ def test_large_file_changing_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
         calls.clear()
         with pytest.raises(SnapshotError, match="big: changed while it was being hashed"):
             hash_tree(tmp_path, algo=algo, use_cache=False)
+
+
+@pytest.mark.parametrize("algo", ["sha256", "blake3"])
+def test_large_file_truncated_while_read_ahead_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str
+) -> None:
+    """The read-ahead thread sees end of file before the size its stat gave: named, not hashed."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    monkeypatch.setattr(snap_mod, "READ_BLOCK", MIB)
+    (tmp_path / "big").write_bytes(os.urandom(3 * MIB))
+    real = os.preadv
+    reads = []
+
+    def truncated(fd: int, buffers: list[memoryview], offset: int) -> int:
+        reads.append(offset)
+        return 0 if offset >= 2 * MIB else real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", truncated)
+    with pytest.raises(SnapshotError, match="big: changed while it was being hashed"):
+        hash_tree(tmp_path, algo=algo, use_cache=False)
+    assert max(reads) >= 2 * MIB  # the read-ahead thread got there
+
+
+def test_large_file_read_error_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An I/O error on the read-ahead thread reaches the caller as an error naming the file."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    monkeypatch.setattr(snap_mod, "READ_BLOCK", MIB)
+    (tmp_path / "big").write_bytes(os.urandom(3 * MIB))
+    real = os.preadv
+
+    def failing(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if offset >= MIB:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", failing)
+    with pytest.raises(SnapshotError, match="big: cannot read \\(Input/output error\\)"):
+        hash_tree(tmp_path, algo="blake3", use_cache=False)
+    assert not [t for t in threading.enumerate() if t.name == "rexec-read"]  # joined, not blocked
 
 
 def test_records_equal_entry_records() -> None:
