@@ -26,8 +26,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from executor.errors import MismatchError
 from executor.progress import make_progress
@@ -71,8 +71,7 @@ FORK_AFTER = 1024  # files to hash before starting the process pool pays for its
 ALGORITHMS = tuple(ALGOS)
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """The result of hashing one tree."""
 
     digest: str

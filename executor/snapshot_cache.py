@@ -24,9 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     import sqlite3
@@ -64,8 +63,7 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "rexec"
 
 
-@dataclass(frozen=True)
-class StatKey:
+class StatKey(NamedTuple):
     """The stat fields that must all be unchanged for a cached digest to count."""
 
     dev: int

@@ -28,7 +28,6 @@ import json
 import re
 from binascii import hexlify
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from itertools import repeat
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any, NamedTuple
@@ -167,8 +166,7 @@ def parse_digest(text: str, *, where: str = "digest") -> tuple[str, str]:
     return m["algo"], m["hex"]
 
 
-@dataclass(frozen=True)
-class Listing:
+class Listing(NamedTuple):
     """Every entry of a snapshot, in digest order, with the root digest they give."""
 
     algo: str
@@ -260,8 +258,7 @@ def _entry_from_json(item: Any) -> Entry:
     return Entry(raw, kind, size, bytes.fromhex(hexdigest))
 
 
-@dataclass(frozen=True)
-class ListingDiff:
+class ListingDiff(NamedTuple):
     """Which paths were added, removed or changed between two listings."""
 
     added: tuple[str, ...]
