@@ -86,7 +86,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
-    parser = build_parser(only=first if first in SUBCOMMANDS else None)
+    # Only the named subcommand's module is imported; `--version` alone needs none.
+    only = first if first in SUBCOMMANDS else ("" if "--version" in words else None)
+    parser = build_parser(only=only)
     args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
     if handler is None:
