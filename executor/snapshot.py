@@ -60,9 +60,10 @@ __all__ = [
     "verify_tree",
 ]
 
-BIG = 8 << 20  # a file this large is read ahead on a thread; BLAKE3 uses all cores on it,
-# SHA-256 hashes it on a helper thread (so several large files use several cores)
+BIG = 8 << 20  # a file this large is hashed by a helper: SHA-256 on a thread that reads it
+# ahead (several large files use several cores), BLAKE3 in a process that maps it (all cores)
 READ_BLOCK = 4 << 20  # read-ahead block of a large file (a few in flight bound the memory)
+MAP_WINDOW = 64 << 20  # BLAKE3 maps this much at a time: a progress step, a page-fault sample
 BATCH_FILES = 1024  # files per process-pool task: amortises the pool's per-task cost
 CHUNK_ENTRIES = 4096  # entries per chunk, hashed or not (cache hits, links, directories)
 FORK_AFTER = 1024  # files to hash before starting the process pool pays for itself
@@ -105,7 +106,7 @@ def hash_tree(
     hashers = Hashers(
         algo,
         base=os.path.join(root, b""),
-        sizes=Sizes(BIG, READ_BLOCK),
+        sizes=Sizes(BIG, READ_BLOCK, MAP_WINDOW),
         fork_after=FORK_AFTER,
     )
     if nfiles > FORK_AFTER:

@@ -1,4 +1,4 @@
-"""Hashing the files the walk left to hash: per-file reads, a process pool, read-ahead.
+"""Hashing the files the walk left to hash: per-file reads, a process pool, large files.
 
 A module of its own because this is where the time of a cold snapshot goes,
 and each choice here is a measured trade-off (docs/performance.md) that the
@@ -11,12 +11,14 @@ walk and the public API need not know about:
   worker per core. Each file costs ``open``, one ``read`` into a reused buffer,
   ``fstat`` and ``close``;
 * a file of a buffer or more is read with an ``fstat`` before and after (it
-  must not change underneath us). One of ``sizes.big`` bytes or more is read
-  by a helper thread a few blocks ahead of the hasher (:func:`_large`).
-  BLAKE3 hashes each block on all cores, which its tree structure allows
-  without changing the digest; SHA-256 (sequential by definition, the value
-  ``sha256sum`` prints) runs on a helper thread so several large files use
-  several cores;
+  must not change underneath us). One of ``sizes.big`` bytes or more, hashed
+  in this process, goes to a helper: SHA-256 (sequential by definition, the
+  value ``sha256sum`` prints) to a thread that reads it ahead
+  (:mod:`executor.snapshot_readahead`), so several large files use several
+  cores; BLAKE3 to a helper process that maps it and hashes it on all cores,
+  which its tree structure allows without changing the digest
+  (:mod:`executor.snapshot_mapped`). A pool worker reads a large file ahead
+  and hashes it on its own core;
 * results come back in walk order, a few chunks in flight.
 
 The thresholds (:class:`Sizes` and ``fork_after``) arrive as arguments from
@@ -24,9 +26,9 @@ The thresholds (:class:`Sizes` and ``fork_after``) arrive as arguments from
 the workers get them with each batch. A NamedTuple rather than a frozen
 dataclass, whose import and creation would add milliseconds to start-up.
 
-``concurrent.futures``, ``multiprocessing`` and ``queue`` are imported only
-when a tree needs them: start-up time of ``rexec snapshot hash``
-counts.
+``concurrent.futures``, ``multiprocessing``, ``queue`` and the mapping helper
+are imported only when a tree needs them: start-up time of ``rexec snapshot
+hash`` counts.
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from executor.progress import NoProgress, Progress
 from executor.snapshot_cache import StatKey
 from executor.snapshot_listing import hasher_factory, new_hasher
+from executor.snapshot_readahead import read_ahead
 from executor.snapshot_walk import changed, os_error
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 
+    from executor.snapshot_mapped import MappedHasher
     from executor.snapshot_walk import Chunk
 
 __all__ = ["BLOCK", "BatchResult", "Hashers", "Sizes"]
@@ -55,12 +59,12 @@ __all__ = ["BLOCK", "BatchResult", "Hashers", "Sizes"]
 class Sizes(NamedTuple):
     """The large-file thresholds (owned by :mod:`executor.snapshot`), sent with each batch."""
 
-    big: int  # a file this large is read ahead on a helper thread, and may use all cores
+    big: int  # a file this large goes to a helper thread (SHA-256) or process (BLAKE3)
     read_block: int  # read-ahead block
+    map_window: int  # bytes the BLAKE3 helper maps at a time
 
 
 BLOCK = 1 << 20  # read size: streams any file in bounded memory; smaller files take one read
-_AHEAD = 3  # blocks a large file's reader may hold ahead of its hasher
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 # (sizes, digests) of one batch, in the order of its paths. A digest may be a
@@ -74,7 +78,8 @@ class Hashers:
     """Where each batch is hashed: in this process, or in the process pool once the tree is large.
 
     The pool is forked only while this process has no other thread, so a child
-    never inherits a lock some other thread held at the fork.
+    never inherits a lock some other thread held at the fork; and after the
+    BLAKE3 helper is stopped, so the workers hold none of its pipes.
     """
 
     def __init__(self, algo: str, *, base: bytes, sizes: Sizes, fork_after: int) -> None:
@@ -86,6 +91,7 @@ class Hashers:
         self.workers = max(2, os.cpu_count() or 1)
         self._pool: ProcessPoolExecutor | None = None
         self._threads: ThreadPoolExecutor | None = None
+        self._mapped: MappedHasher | None = None
         self._buf = memoryview(bytearray(BLOCK))
         self._queued = 0
 
@@ -96,6 +102,9 @@ class Hashers:
         if self._threads is not None:
             self._threads.shutdown(wait=True)  # their futures keep their results
             self._threads = None
+        if self._mapped is not None:
+            self._mapped.close()
+            self._mapped = None
         if threading.active_count() != 1:
             return
         import multiprocessing
@@ -120,6 +129,8 @@ class Hashers:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._threads is not None:
             self._threads.shutdown(wait=True, cancel_futures=True)
+        if self._mapped is not None:
+            self._mapped.close()
 
     def _submit(self, chunk: Chunk) -> tuple[Chunk, _Job, bool]:
         if not chunk.rels:
@@ -155,8 +166,17 @@ class Hashers:
         self.bar.advance(sum(result[0]))
         return chunk, result
 
-    def _offload(self, path: bytes, key: StatKey) -> Future[bytes]:
-        """Hash a large SHA-256 file on a helper thread (hashlib releases the GIL)."""
+    def _offload(self, path: bytes, key: StatKey) -> Future[bytes] | bytes:
+        """Hash a large file: SHA-256 on a helper thread (hashlib releases the GIL),
+        BLAKE3 in the mapping helper process (on all cores; Linux only, as the pool)."""
+        if self.algo == "blake3" and sys.platform.startswith("linux"):
+            if self._mapped is None:
+                from executor.snapshot_mapped import MappedHasher
+
+                self._mapped = MappedHasher(
+                    window=self.sizes.map_window, read_block=self.sizes.read_block
+                )
+            return self._mapped.digest(path, key, self.bar)
         if self._threads is None:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -174,9 +194,7 @@ def _hash_remote(
     """Process-pool entry point: one batch, with this worker's own read buffer.
 
     Paths travel relative and are joined here, so the parent does less per file.
-    No ``offload`` here, and so no BLAKE3 threads either: its thread pool may
-    have been started in the parent before the fork, and a forked child that
-    waits on it waits forever.
+    No ``offload`` here: a worker hashes a large file itself, on its own core.
     """
     paths = [base + r for r in rels]
     buf = _worker_buffer()
@@ -208,7 +226,7 @@ def _hash_batch(
     buf: memoryview,
     bar: Progress,
     sizes: Sizes,
-    offload: Callable[[bytes, StatKey], Future[bytes]] | None,
+    offload: Callable[[bytes, StatKey], Future[bytes] | bytes] | None,
 ) -> BatchResult:
     """Hash files in order; the hot loop of a cold many-files snapshot.
 
@@ -271,16 +289,15 @@ def _hash_open(
     buf: memoryview,
     bar: Progress,
     sizes: Sizes,
-    offload: Callable[[bytes, StatKey], Future[bytes]] | None,
+    offload: Callable[[bytes, StatKey], Future[bytes] | bytes] | None,
 ) -> tuple[int, Any]:
     """A file of a buffer or more: stat it, then stream it from the start."""
     st = os.fstat(fd)
     before = StatKey.of(st)
     if not stat.S_ISREG(st.st_mode) or (key is not None and before != key):
         raise changed(path)
-    if offload is not None and algo == "sha256" and before.size >= sizes.big:
+    if offload is not None and before.size >= sizes.big:
         return before.size, offload(path, before)
-    threads = offload is not None  # in this process, not in a forked worker
     digest = _stream(
         fd,
         path,
@@ -289,7 +306,6 @@ def _hash_open(
         buf=buf,
         bar=bar,
         sizes=sizes,
-        threads=threads,
     )
     return before.size, digest
 
@@ -312,7 +328,6 @@ def _hash_path(path: bytes, key: StatKey, algo: str, bar: Progress, sizes: Sizes
             buf=buf,
             bar=bar,
             sizes=sizes,
-            threads=False,
         )
     except OSError as exc:
         raise os_error(path, exc) from None
@@ -329,13 +344,12 @@ def _stream(
     buf: memoryview,
     bar: Progress,
     sizes: Sizes,
-    threads: bool,
 ) -> bytes:
     """Hash an open file from offset 0; its stat afterwards must equal ``before``."""
+    h = new_hasher(algo)
     if before.size >= sizes.big:
-        digest = _large(fd, path, before.size, algo=algo, bar=bar, sizes=sizes, threads=threads)
+        read_ahead(fd, path, h, start=0, size=before.size, block=sizes.read_block, bar=bar)
     else:
-        h = new_hasher(algo)
         os.lseek(fd, 0, os.SEEK_SET)
         total = 0
         bufs = [buf]
@@ -345,71 +359,7 @@ def _stream(
             bar.advance(n)
         if total != before.size:
             raise changed(path)
-        digest = h.digest()
     if StatKey.of(os.fstat(fd)) != before:
         raise changed(path)
-    return digest
-
-
-def _large(
-    fd: int,
-    path: bytes,
-    size: int,
-    *,
-    algo: str,
-    bar: Progress,
-    sizes: Sizes,
-    threads: bool,
-) -> bytes:
-    """The digest of a large file, read by a helper thread a few blocks ahead of the hasher.
-
-    Reading and hashing overlap, so the copy out of the page cache costs
-    little on two cores, and BLAKE3 splits each block over all cores. Read
-    rather than mapped, as ``b3sum`` does, after measuring both
-    (docs/performance.md): BLAKE3 of 2 GiB took 0.19 to 0.20 s read ahead
-    whatever the page cache held, and mapped, 0.16 to 0.18 s for a file
-    cached in large folios (written in big blocks) but 0.27 s for one cached
-    in 4 KiB pages, where unmapping costs TLB shootdowns. Timed trials to
-    pick per file proved too noisy to beat the steady choice. Reading also
-    keeps a file truncated underneath an error naming it (a short read),
-    where a mapping gets SIGBUS. Memory is ``_AHEAD`` blocks.
-    """
-    import queue
-
-    h = new_hasher(algo, threads=threads)
-    free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
-    full: queue.SimpleQueue[tuple[bytearray, int] | BaseException | None] = queue.SimpleQueue()
-
-    def fill() -> None:
-        offset = 0
-        try:
-            while offset < size:
-                if (buf := free.get()) is None:  # the hasher stopped
-                    return
-                n = os.preadv(fd, [memoryview(buf)[: min(len(buf), size - offset)]], offset)
-                if n == 0:
-                    full.put(changed(path))  # shorter than its stat said
-                    return
-                offset += n
-                full.put((buf, n))
-            full.put(None)
-        except BaseException as exc:  # any failure reaches the hasher, which re-raises it
-            full.put(exc)
-
-    for _ in range(_AHEAD):
-        free.put(bytearray(sizes.read_block))
-    reader = threading.Thread(target=fill, name="rexec-read", daemon=True)
-    reader.start()
-    try:
-        while (item := full.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            buf, n = item
-            h.update(memoryview(buf)[:n])
-            free.put(buf)
-            bar.advance(n)
-    finally:
-        free.put(None)
-        reader.join()
     digest: bytes = h.digest()
     return digest

@@ -43,10 +43,8 @@ TYPES = ("f", "l", "d")
 _TYPE_WORDS = {"f": "file", "l": "symlink", "d": "directory"}
 
 
-def new_hasher(algo: str, *, threads: bool = False) -> Any:
-    """A fresh hasher; ``threads`` lets BLAKE3 split one large input over all cores."""
-    if algo == "blake3":
-        return blake3.blake3(max_threads=blake3.blake3.AUTO if threads else 1)
+def new_hasher(algo: str) -> Any:
+    """A fresh hasher, on one thread (BLAKE3 on all cores: :mod:`executor.snapshot_mapped`)."""
     return hasher_factory(algo)()
 
 

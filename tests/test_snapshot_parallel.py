@@ -1,7 +1,7 @@
 """The fast paths of hash_tree: process pool, large-file streaming and mapping, bulk listing code.
 
 Small test trees normally never reach these paths, so each test shrinks the
-thresholds (FORK_AFTER, BATCH_FILES, BIG, READ_BLOCK) to force them, and
+thresholds (FORK_AFTER, BATCH_FILES, BIG, READ_BLOCK, MAP_WINDOW) to force them, and
 checks the result against digests computed here by hand from the definition
 in docs/snapshots.md (hashlib / blake3 only), never against rexec's output.
 """
@@ -12,6 +12,7 @@ import errno
 import hashlib
 import io
 import json
+import mmap
 import os
 import stat
 import threading
@@ -22,7 +23,8 @@ import blake3
 import pytest
 
 import executor.snapshot as snap_mod
-from executor.errors import ExitCode, SnapshotError
+import executor.snapshot_mapped as mapped_mod
+from executor.errors import ExitCode, RexecError, SnapshotError
 from executor.snapshot import hash_tree
 from executor.snapshot_listing import Entry, Listing, RootHasher, records
 
@@ -137,17 +139,25 @@ def test_pool_detects_a_file_changing(
         hash_tree(tmp_path, use_cache=False)
 
 
-@pytest.mark.parametrize("pool", [False, True])
+NEVER_DENSE = 1 << 40  # FINE_FAULTS_PER_MIB that no window reaches: the helper maps to the end
+ALWAYS_DENSE = 0  # any page fault counts as dense: the helper reads ahead after one window
+
+
+@pytest.mark.parametrize("way", ["pool", "mapped", "mapped-then-read"])
 @pytest.mark.parametrize(("algo", "h"), [("sha256", sha), ("blake3", b3)])
 def test_large_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, h: Callable, pool: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str, h: Callable, way: str
 ) -> None:
-    """Large files read ahead (SHA-256 on helper threads), in blocks that are not a
-    multiple of the page size: the same digests."""
+    """Large files read ahead (SHA-256 on helper threads, either in a pool worker), in
+    blocks that are not a multiple of the page size, or mapped by the BLAKE3 helper a
+    window at a time, whole or then read ahead: the same digests."""
     monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
     monkeypatch.setattr(snap_mod, "READ_BLOCK", MIB // 3)
-    if pool:
+    monkeypatch.setattr(snap_mod, "MAP_WINDOW", MIB)
+    if way == "pool":
         monkeypatch.setattr(snap_mod, "FORK_AFTER", 0)
+    dense = ALWAYS_DENSE if way == "mapped-then-read" else NEVER_DENSE
+    monkeypatch.setattr(mapped_mod, "FINE_FAULTS_PER_MIB", dense)
     blobs = {f"big{i}": os.urandom(2 * MIB + 4096 * i + 7) for i in range(3)}
     blobs["small"] = b"small"
     for name, blob in blobs.items():
@@ -182,7 +192,12 @@ def test_large_file_changing_is_an_error(tmp_path: Path, monkeypatch: pytest.Mon
 def test_large_file_truncated_while_read_ahead_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, algo: str
 ) -> None:
-    """The read-ahead thread sees end of file before the size its stat gave: named, not hashed."""
+    """The read-ahead thread sees end of file before the size its stat gave: named, not
+    hashed. BLAKE3 reads ahead in its helper process, after mapping the first MiB; the
+    file never really shrinks, so only the read path reaching 2 MiB can raise."""
+    if algo == "blake3":
+        monkeypatch.setattr(snap_mod, "MAP_WINDOW", MIB)
+        monkeypatch.setattr(mapped_mod, "FINE_FAULTS_PER_MIB", ALWAYS_DENSE)
     monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
     monkeypatch.setattr(snap_mod, "READ_BLOCK", MIB)
     (tmp_path / "big").write_bytes(os.urandom(3 * MIB))
@@ -196,7 +211,8 @@ def test_large_file_truncated_while_read_ahead_is_an_error(
     monkeypatch.setattr(os, "preadv", truncated)
     with pytest.raises(SnapshotError, match="big: changed while it was being hashed"):
         hash_tree(tmp_path, algo=algo, use_cache=False)
-    assert max(reads) >= 2 * MIB  # the read-ahead thread got there
+    if algo == "sha256":  # read in this process: its reads are visible here
+        assert max(reads) >= 2 * MIB
 
 
 def test_large_file_read_error_names_the_file(
@@ -215,8 +231,111 @@ def test_large_file_read_error_names_the_file(
 
     monkeypatch.setattr(os, "preadv", failing)
     with pytest.raises(SnapshotError, match="big: cannot read \\(Input/output error\\)"):
-        hash_tree(tmp_path, algo="blake3", use_cache=False)
+        hash_tree(tmp_path, algo="sha256", use_cache=False)
     assert not [t for t in threading.enumerate() if t.name == "rexec-read"]  # joined, not blocked
+
+
+def children() -> set[int]:
+    """This process's living child processes (from /proc; a zombie is not reaped yet)."""
+    kids: set[int] = set()
+    for task in Path("/proc/self/task").iterdir():
+        kids.update(int(p) for p in (task / "children").read_text().split())
+    return kids
+
+
+def test_blake3_helper_serves_every_large_file_and_is_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One helper process for all large files of a tree, gone when hash_tree returns."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    blobs = {f"big{i}": os.urandom(2 * MIB + i) for i in range(3)}
+    for name, blob in blobs.items():
+        (tmp_path / name).write_bytes(blob)
+    forks = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", counting_fork)
+    before = children()
+    snap = hash_tree(tmp_path, algo="blake3", use_cache=False)
+    assert {e.path.decode(): e.digest for e in snap.listing.entries} == {
+        n: b3(b) for n, b in blobs.items()
+    }
+    assert len(forks) == 1
+    assert children() == before
+
+
+@pytest.mark.parametrize("when", ["while-mapped", "between-windows"])
+def test_blake3_file_truncated_under_its_mapping_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """Truncated while mapped, the helper dies of a real SIGBUS; truncated before the
+    next window, mmap finds it short. Either way the file is named as changed, and
+    rexec goes on (this test process survives)."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    monkeypatch.setattr(snap_mod, "MAP_WINDOW", MIB)
+    monkeypatch.setattr(mapped_mod, "FINE_FAULTS_PER_MIB", NEVER_DENSE)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 * MIB))
+    real_mmap = mmap.mmap
+    maps = []
+
+    def truncating(fd: int, length: int, **kw: object) -> mmap.mmap:
+        """Runs in the helper (forked after this patch): shortens the file at the chosen moment."""
+        maps.append(length)
+        if when == "between-windows" and len(maps) == 2:
+            os.truncate(big, MIB)
+        view = real_mmap(fd, length, **kw)  # type: ignore[arg-type]
+        if when == "while-mapped":
+            os.truncate(big, 0)
+        return view
+
+    monkeypatch.setattr(mmap, "mmap", truncating)
+    with pytest.raises(SnapshotError, match="big: changed while it was being hashed"):
+        hash_tree(tmp_path, algo="blake3", use_cache=False)
+    assert maps == []  # every mapping was made in the helper, none here
+
+
+def test_blake3_helper_errors_name_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper's own open fails: the errno comes back and the message names the file."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    (tmp_path / "big").write_bytes(os.urandom(3 * MIB))
+    real = os.open
+    opened: list[bytes] = []
+
+    def second_denied(path: bytes, *args: object, **kw: object) -> int:
+        opened.append(os.fsencode(path))
+        if opened.count(os.fsencode(path)) == 2 and os.fsencode(path).endswith(b"/big"):
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", second_denied)  # the parent opens once, then the helper
+    with pytest.raises(SnapshotError) as info:
+        hash_tree(tmp_path, algo="blake3", use_cache=False)
+    assert info.value.message == f"{tmp_path}/big: cannot read (Permission denied)"
+
+
+def test_blake3_helper_that_dies_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    (tmp_path / "big").write_bytes(os.urandom(3 * MIB))
+
+    def crash(*_a: object, **_kw: object) -> bytes:
+        raise RuntimeError("a bug in the helper")
+
+    monkeypatch.setattr(mapped_mod, "_hash", crash)
+    with pytest.raises(RexecError, match="big: the BLAKE3 hashing helper process ended") as info:
+        hash_tree(tmp_path, algo="blake3", use_cache=False)
+    assert "exit status 1" in info.value.message
+    assert info.value.exit_code == ExitCode.INTERNAL
 
 
 def test_records_equal_entry_records() -> None:
