@@ -63,7 +63,10 @@ class MappedHasher:
         if not self._pid:
             self._start()
         frame = marshal.dumps((path, tuple(key)))
-        _write_all(self._requests, len(frame).to_bytes(4, "little") + frame)
+        try:
+            _write_all(self._requests, len(frame).to_bytes(4, "little") + frame)
+        except BrokenPipeError:  # it ended while idle (killed from outside)
+            raise self._ended(path) from None
         while (record := _read_exact(self._replies, _RECORD)) is not None:
             tag, payload = record[:1], record[1:]
             if tag == _PROGRESS:

@@ -14,6 +14,7 @@ import io
 import json
 import mmap
 import os
+import signal
 import stat
 import threading
 from collections.abc import Callable
@@ -364,3 +365,26 @@ def test_streamed_json_is_json_dumps(paths: list[bytes]) -> None:
     lines = out.getvalue().splitlines()[1:-1]
     want = [json.dumps(row) for row in listing.to_json()["entries"]]
     assert [line.rstrip(",") for line in lines] == want
+
+
+def test_blake3_helper_killed_while_idle_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between two files, the helper is reported by the next file's request."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    for name in ("big1", "big2"):
+        (tmp_path / name).write_bytes(os.urandom(3 * MIB))
+    real = mapped_mod.MappedHasher.digest
+
+    def kill_after_first(self: mapped_mod.MappedHasher, path: bytes, *a: object) -> bytes:
+        digest = real(self, path, *a)  # type: ignore[arg-type]
+        if path.endswith(b"big1"):
+            os.kill(self._pid, signal.SIGTERM)
+            os.waitid(os.P_PID, self._pid, os.WEXITED | os.WNOWAIT)  # dead, not yet reaped
+        return digest
+
+    monkeypatch.setattr(mapped_mod.MappedHasher, "digest", kill_after_first)
+    with pytest.raises(
+        RexecError, match=r"big2: the BLAKE3 hashing helper process ended \(signal SIGTERM\)"
+    ):
+        hash_tree(tmp_path, algo="blake3", use_cache=False)
