@@ -92,6 +92,7 @@ class Hashers:
         self._pool: ProcessPoolExecutor | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._mapped: MappedHasher | None = None
+        self._can_map = algo == "blake3" and sys.platform.startswith("linux")  # fork, as the pool
         self._buf = memoryview(bytearray(BLOCK))
         self._queued = 0
 
@@ -167,21 +168,29 @@ class Hashers:
         return chunk, result
 
     def _offload(self, path: bytes, key: StatKey) -> Future[bytes] | bytes:
-        """Hash a large file: SHA-256 on a helper thread (hashlib releases the GIL),
-        BLAKE3 in the mapping helper process (on all cores; Linux only, as the pool)."""
-        if self.algo == "blake3" and sys.platform.startswith("linux"):
-            if self._mapped is None:
-                from executor.snapshot_mapped import MappedHasher
-
-                self._mapped = MappedHasher(
-                    window=self.sizes.map_window, read_block=self.sizes.read_block
-                )
-            return self._mapped.digest(path, key, self.bar)
+        """Hash a large file: BLAKE3 in the mapping helper process, on all cores;
+        SHA-256 (or BLAKE3 where no helper can start) on a helper thread."""
+        if (mapped := self._mapper()) is not None:
+            return mapped.digest(path, key, self.bar)
         if self._threads is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="rexec-hash")
         return self._threads.submit(_hash_path, path, key, self.algo, self.bar, self.sizes)
+
+    def _mapper(self) -> MappedHasher | None:
+        """The BLAKE3 helper, started on first use; None for SHA-256, or if it cannot start."""
+        if self._mapped is None and self._can_map:
+            from executor.snapshot_mapped import MappedHasher
+
+            mapped = MappedHasher(window=self.sizes.map_window, read_block=self.sizes.read_block)
+            try:
+                mapped.start()
+            except OSError:  # fork refused (a process limit): hash on threads instead
+                self._can_map = False
+                return None
+            self._mapped = mapped
+        return self._mapped
 
 
 def _hash_remote(

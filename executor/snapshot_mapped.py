@@ -61,7 +61,7 @@ class MappedHasher:
     def digest(self, path: bytes, key: StatKey, bar: Progress) -> bytes:
         """The BLAKE3 digest of ``path``, which must still match ``key`` when opened and after."""
         if not self._pid:
-            self._start()
+            self.start()
         frame = marshal.dumps((path, tuple(key)))
         try:
             _write_all(self._requests, len(frame).to_bytes(4, "little") + frame)
@@ -90,10 +90,16 @@ class MappedHasher:
         os.waitpid(self._pid, 0)
         self._pid = 0
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Fork the helper; an ``OSError`` (a process limit) leaves nothing behind."""
         requests_r, requests_w = os.pipe()
         replies_r, replies_w = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            for fd in (requests_r, requests_w, replies_r, replies_w):
+                os.close(fd)
+            raise
         if pid == 0:  # the helper: never returns into rexec's code
             code = 1
             try:

@@ -388,3 +388,28 @@ def test_blake3_helper_killed_while_idle_is_reported(
         RexecError, match=r"big2: the BLAKE3 hashing helper process ended \(signal SIGTERM\)"
     ):
         hash_tree(tmp_path, algo="blake3", use_cache=False)
+
+
+def test_blake3_without_a_helper_hashes_on_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no process can be forked (a process limit), large BLAKE3 files are still
+    hashed, on helper threads that read them ahead, with the same digests."""
+    monkeypatch.setattr(snap_mod, "BIG", 2 * MIB)
+    blobs = {f"big{i}": os.urandom(2 * MIB + i) for i in range(2)}
+    for name, blob in blobs.items():
+        (tmp_path / name).write_bytes(blob)
+    forks = []
+
+    def refused() -> int:
+        forks.append(1)
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refused)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    snap = hash_tree(tmp_path, algo="blake3", use_cache=False)
+    assert {e.path.decode(): e.digest for e in snap.listing.entries} == {
+        n: b3(b) for n, b in blobs.items()
+    }
+    assert forks == [1]  # tried once, then threads for every later file
+    assert len(os.listdir("/proc/self/fd")) == fds_before  # the helper's pipes were closed
