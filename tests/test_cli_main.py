@@ -39,3 +39,33 @@ def test_help_still_shows_everything(
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert [word for word in shown if word not in out] == []
+
+
+def test_help_wraps_paragraphs_and_keeps_examples(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A one-line description is wrapped to the terminal's width; an epilog of
+    several lines (examples laid out by hand) is printed as written."""
+    from executor.cli import EPILOG, main
+
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert "Read a TOML run spec, verify every input against its pin," in out.splitlines()
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert EPILOG in out  # its lines of up to 80 characters, unwrapped at 60
+    assert max(len(line) for line in EPILOG.splitlines()) > 60
+
+
+def test_parsing_does_not_import_shutil() -> None:
+    """argparse's default formatter imports shutil (with bz2 and lzma) for the width."""
+    code = (
+        "import sys; from executor.cli import build_parser\n"
+        "build_parser(only='snapshot').parse_args(['snapshot', 'hash', '.'])\n"
+        "print('shutil' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from executor import __version__
 from executor.errors import ExitCode, RexecError
@@ -52,18 +54,59 @@ typical use:
 """
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """A text of several lines as written (examples laid out by hand); one line, wrapped.
+
+    The width comes from ``$COLUMNS`` or the terminal, as argparse's own
+    default would, but without the ``shutil`` import argparse makes for it,
+    with ``bz2`` and ``lzma``: a few ms of every ``rexec`` start.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+    ) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns() - 2)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+class Parser(argparse.ArgumentParser):
+    """rexec's parser; subcommands' parsers are made of the same class, so they share it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or with ``only`` just that subcommand: each subcommand
     module imports what it needs, and `rexec snapshot hash` should not pay for
     importing the Docker client and the signing stack."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="rexec",
         description=(
             "Run ML training in a hardened container with every input pinned, "
             "record what ran on what, sign the record, and verify or replay it later."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rexec {__version__}")
     parser.add_argument(

@@ -45,7 +45,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         epilog="example:\n  rexec diff runs/<original> runs/<replay> --json\n"
         "exit codes: 0 compared (whatever the differences), 2 not a run record",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("a", type=Path, metavar="A", help="reference run record")
     p.add_argument("b", type=Path, metavar="B", help="run record to compare with A")

@@ -35,7 +35,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "whatever happens to tags and directories afterwards."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", type=Path, help="the run spec to lock (TOML)")
     p.add_argument("-o", "--output", type=Path, metavar="LOCKED", help="write the pinned spec here")

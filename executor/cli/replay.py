@@ -49,7 +49,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "original spec's [replay] tolerance."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", type=Path, metavar="RUN_DIR|BUNDLE", help="the record to replay")
     add_run_options(p)

@@ -34,7 +34,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "outputs and write an in-toto/SLSA manifest signed as a Sigstore bundle."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", type=Path, help="the run spec (TOML); see docs/spec.md")
     p.add_argument(

@@ -75,7 +75,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="print the tree digest of a directory",
         description="Hash a directory into one tree digest and remember its listing.",
         epilog=HASH_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     h.add_argument("path", type=Path, metavar="PATH")
     h.add_argument("--algo", choices=("sha256", "blake3"), default="sha256")
@@ -96,7 +95,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="check a directory against a pinned digest (exit 4 if it differs)",
         description="Re-hash a directory and compare it with a pinned tree digest.",
         epilog=VERIFY_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     v.add_argument("path", type=Path, metavar="PATH")
     v.add_argument("digest", metavar="DIGEST")
@@ -111,7 +109,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="name the files added, removed and changed since a pin",
         description="Compare a directory with a pinned state, file by file.",
         epilog=DIFF_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     d.add_argument("path", type=Path, metavar="PATH")
     d.add_argument(

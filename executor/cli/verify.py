@@ -36,7 +36,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "  rexec verify --bundle model.sigstore.json --artifact model.bin --key signing.pub\n"
             "exit codes: 0 verified, 2 bad input, 3 signature or policy, 4 artifacts differ"
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("target", nargs="?", metavar="RUN_DIR|BUNDLE", help="run record or bundle")
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="verify these files, not outputs/")
