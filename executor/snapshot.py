@@ -24,8 +24,8 @@ The digest format is defined in :mod:`executor.snapshot_listing` and
 from __future__ import annotations
 
 import os
-import threading
 import time
+from _thread import get_ident  # as threading.get_ident, without importing threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -191,7 +191,7 @@ def store_listing(listing: Listing) -> Path:
     """
     target = _listing_path(listing.digest)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{os.getpid()}-{time.monotonic_ns()}-{threading.get_ident()}.json"
+    tmp = target.parent / f".tmp-{os.getpid()}-{time.monotonic_ns()}-{get_ident()}.json"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -106,6 +105,8 @@ class Hashers:
         if self._mapped is not None:
             self._mapped.close()
             self._mapped = None
+        import threading
+
         if threading.active_count() != 1:
             return
         import multiprocessing

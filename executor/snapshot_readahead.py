@@ -13,7 +13,6 @@ short read), never the digest of whatever was left.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 from executor.progress import Progress
@@ -38,6 +37,7 @@ def read_ahead(
     in the caller, after the reader thread has been joined.
     """
     import queue
+    import threading
 
     free: queue.SimpleQueue[bytearray | None] = queue.SimpleQueue()
     full: queue.SimpleQueue[tuple[bytearray, int] | BaseException | None] = queue.SimpleQueue()
