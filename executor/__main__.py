@@ -1,5 +1,5 @@
-import sys
+"""``python -m executor``: the ``rexec`` program."""
 
-from executor.cli import main
+from executor.cli import entry
 
-sys.exit(main())
+entry()

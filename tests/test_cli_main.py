@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +71,35 @@ def test_parsing_does_not_import_shutil() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+ENTRY = (
+    "import atexit, gc, sys\n"
+    "atexit.register(lambda: print('at exit, frozen:', gc.get_freeze_count() > 0))\n"
+    "from executor.cli import entry\n"
+    "sys.argv = ['rexec', *sys.argv[1:]]\n"
+    "entry()\n"
+)
+
+
+@pytest.mark.parametrize(("args", "code"), [(["snapshot", "hash"], 0), (["snapshot", "verify"], 4)])
+def test_program_exits_with_main_code_after_freezing(
+    tmp_path: Path, args: list[str], code: int
+) -> None:
+    """The `rexec` program freezes what is alive out of the final garbage collections;
+    exit codes, output and atexit handlers are as they were."""
+    (tmp_path / "a").write_bytes(b"x")
+    wrong = ["sha256-tree-v1:" + "0" * 64] if code else []
+    out = subprocess.run(
+        [sys.executable, "-c", ENTRY, *args, str(tmp_path), *wrong],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"REXEC_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert out.returncode == code
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "at exit, frozen: True"
+    if code == 0:
+        assert lines[0].startswith("sha256-tree-v1:")
+    else:
+        assert "pinned sha256-tree-v1:0000" in out.stderr
