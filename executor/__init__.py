@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,6 +41,8 @@ def run(
     Raises :class:`~executor.errors.RexecError` subclasses; a job that fails is
     still recorded, and its status is in the result rather than an exception.
     """
+    from pathlib import Path
+
     from executor import pipeline, spec
     from executor.signing import SignOptions
 
@@ -66,6 +67,8 @@ def verify(
     Returns the verdict (``verdict.verified``) rather than raising, so a caller sees
     what was proved before a check failed.
     """
+    from pathlib import Path
+
     from executor.verification import verify_record
 
     return verify_record(

@@ -195,7 +195,7 @@ def build_key(provenance: Mapping[str, Any]) -> str:
 
 
 def _cache_file(key: str) -> Path:
-    return cache_dir() / "builds" / f"{key.removeprefix('sha256:')}.json"
+    return Path(cache_dir(), "builds", f"{key.removeprefix('sha256:')}.json")
 
 
 def _reusable(key: str, runtime: ContainerRuntime) -> str | None:

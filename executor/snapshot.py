@@ -23,10 +23,10 @@ The digest format is defined in :mod:`executor.snapshot_listing` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from _thread import get_ident  # as threading.get_ident, without importing threading
-from pathlib import Path
 from typing import NamedTuple
 
 from executor.errors import MismatchError
@@ -86,7 +86,7 @@ class Snapshot(NamedTuple):
 
 
 def hash_tree(
-    path: Path,
+    path: str | os.PathLike[str],
     *,
     algo: str = "sha256",
     use_cache: bool = True,
@@ -151,7 +151,7 @@ def hash_tree(
 
 
 def verify_tree(
-    path: Path,
+    path: str | os.PathLike[str],
     expected: str,
     *,
     reference: Listing | None = None,
@@ -183,22 +183,24 @@ def verify_tree(
     )
 
 
-def store_listing(listing: Listing) -> Path:
+def store_listing(listing: Listing) -> str:
     """Keep a listing under the cache dir, addressed by its digest; written atomically.
 
     The temporary name is made here rather than by ``tempfile``, whose import
     alone costs more start-up than hashing a small tree.
     """
     target = _listing_path(listing.digest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".tmp-{os.getpid()}-{time.monotonic_ns()}-{get_ident()}.json"
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{time.monotonic_ns()}-{get_ident()}.json")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             listing.write_json(out)
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
         raise
     return target
 
@@ -209,13 +211,14 @@ def load_listing(digest: str) -> Listing | None:
         return None
     target = _listing_path(digest)
     try:
-        data = target.read_bytes()
+        with open(target, "rb") as f:
+            data = f.read()
     except OSError:
         return None
-    listing = Listing.from_json(data, where=str(target))
+    listing = Listing.from_json(data, where=target)
     return listing if listing.digest == digest else None
 
 
-def _listing_path(digest: str) -> Path:
+def _listing_path(digest: str) -> str:
     name, hexpart = digest.split(":", 1)
-    return cache_dir() / "listings" / name / f"{hexpart}.json"
+    return os.path.join(cache_dir(), "listings", name, f"{hexpart}.json")

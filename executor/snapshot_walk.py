@@ -24,7 +24,6 @@ import os
 import stat
 from collections.abc import Iterator
 from itertools import repeat
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from executor.errors import SnapshotError
@@ -254,7 +253,7 @@ def totals(root: bytes) -> tuple[int, int]:
     return total, files
 
 
-def tree_root(path: Path) -> bytes:
+def tree_root(path: str | os.PathLike[str]) -> bytes:
     """The real path of the snapshot root, which must be a directory."""
     raw = os.fsencode(path)
     try:

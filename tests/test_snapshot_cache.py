@@ -44,10 +44,10 @@ def data(tmp_path: Path) -> Path:
 def test_cache_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("REXEC_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert cache_dir() == tmp_path / "xdg" / "rexec"
+    assert cache_dir() == str(tmp_path / "xdg" / "rexec")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache_dir() == tmp_path / "home" / ".cache" / "rexec"
+    assert cache_dir() == str(tmp_path / "home" / ".cache" / "rexec")
 
 
 def test_second_run_uses_cache(data: Path) -> None:

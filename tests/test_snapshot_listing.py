@@ -87,8 +87,9 @@ def test_diff_refuses_mixed_algorithms(data: Path) -> None:
 
 def test_store_and_load(data: Path) -> None:
     listing = hash_tree(data).listing
-    path = store_listing(listing)
+    path = Path(store_listing(listing))
     assert path.name == listing.digest.split(":")[1] + ".json"
+    assert path.is_relative_to(os.environ["REXEC_CACHE_DIR"])
     assert load_listing(listing.digest) == listing
     assert load_listing("sha256-tree-v1:" + "0" * 64) is None
 

@@ -11,17 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from executor.errors import ExitCode, InputError
+from executor.errors import ExitCode
 from executor.snapshot import (
-    DIGEST_RE,
     Listing,
     Snapshot,
     diff_listings,
     hash_tree,
-    load_listing,
     store_listing,
     verify_tree,
 )
@@ -76,12 +73,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Hash a directory into one tree digest and remember its listing.",
         epilog=HASH_EPILOG,
     )
-    h.add_argument("path", type=Path, metavar="PATH")
+    h.add_argument("path", metavar="PATH")
     h.add_argument("--algo", choices=("sha256", "blake3"), default="sha256")
     h.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    h.add_argument(
-        "--listing-out", type=Path, metavar="FILE", help="also write the listing to FILE"
-    )
+    h.add_argument("--listing-out", metavar="FILE", help="also write the listing to FILE")
     h.add_argument(
         "--allow-external-links",
         action="store_true",
@@ -96,11 +91,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Re-hash a directory and compare it with a pinned tree digest.",
         epilog=VERIFY_EPILOG,
     )
-    v.add_argument("path", type=Path, metavar="PATH")
+    v.add_argument("path", metavar="PATH")
     v.add_argument("digest", metavar="DIGEST")
-    v.add_argument(
-        "--listing", type=Path, metavar="FILE", help="listing of the pinned state, to name files"
-    )
+    v.add_argument("--listing", metavar="FILE", help="listing of the pinned state, to name files")
     _common(v)
     v.set_defaults(handler=handle_verify)
 
@@ -110,7 +103,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Compare a directory with a pinned state, file by file.",
         epilog=DIFF_EPILOG,
     )
-    d.add_argument("path", type=Path, metavar="PATH")
+    d.add_argument("path", metavar="PATH")
     d.add_argument(
         "reference",
         metavar="DIGEST|RUN_DIR|statement.json|LISTING",
@@ -144,7 +137,7 @@ def handle_hash(args: argparse.Namespace) -> int:
     if args.listing_out is not None:
         _write_listing(snap.listing, args.listing_out)
     if args.json:
-        doc = _summary(snap) | {"path": str(args.path), "listing": str(stored)}
+        doc = _summary(snap) | {"path": args.path, "listing": stored}
         print(json.dumps(doc, sort_keys=True))
     else:
         print(snap.digest)
@@ -154,7 +147,11 @@ def handle_hash(args: argparse.Namespace) -> int:
 
 
 def handle_verify(args: argparse.Namespace) -> int:
-    reference = _read_listing(args.listing) if args.listing is not None else None
+    reference = None
+    if args.listing is not None:
+        from executor.cli.snapshot_refs import read_listing
+
+        reference = read_listing(args.listing)
     snap = verify_tree(
         args.path,
         args.digest,
@@ -169,7 +166,9 @@ def handle_verify(args: argparse.Namespace) -> int:
 
 
 def handle_diff(args: argparse.Namespace) -> int:
-    candidates = _references(args.reference, wanted=args.input)
+    from executor.cli.snapshot_refs import references
+
+    candidates = references(args.reference, wanted=args.input)
     algo = candidates[0].algo
     candidates = [c for c in candidates if c.algo == algo]
     snap = hash_tree(args.path, algo=algo, use_cache=not args.rehash, progress=not args.quiet)
@@ -187,74 +186,7 @@ def handle_diff(args: argparse.Namespace) -> int:
     return int(ExitCode.OK if diff.same else ExitCode.MISMATCH)
 
 
-def _references(ref: str, *, wanted: str | None) -> list[Listing]:
-    """The pinned listing(s) a diff argument names: digest, run dir, statement or listing."""
-    if DIGEST_RE.match(ref):
-        listing = load_listing(ref)
-        if listing is None:
-            raise InputError(
-                f"no listing is stored here for {ref}",
-                hint="run `rexec snapshot hash` on the original data on this machine, or pass "
-                "the run record (runs/<run-id>) that pinned it",
-            )
-        return [listing]
-    path = Path(ref)
-    if path.is_file() and path.name.endswith(".listing.json"):
-        return [_read_listing(path)]
-    if path.is_file():
-        return _run_listings(path.parent, pinned=_statement_digests(path), wanted=wanted)
-    if path.is_dir():
-        statement = path / "statement.json"
-        pinned = _statement_digests(statement) if statement.is_file() else None
-        return _run_listings(path, pinned=pinned, wanted=wanted)
-    raise InputError(
-        f"{ref}: not a tree digest, run record, statement.json or listing file",
-        hint="pass sha256-tree-v1:<hex>, runs/<run-id>, its statement.json or a *.listing.json",
-    )
-
-
-def _statement_digests(path: Path) -> set[str]:
-    """Tree digests a Statement pins, from predicate.buildDefinition.resolvedDependencies."""
-    try:
-        doc = json.loads(path.read_bytes())
-        deps = doc["predicate"]["buildDefinition"]["resolvedDependencies"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(
-            f"{path}: not an in-toto Statement with resolvedDependencies ({exc})",
-            hint="pass the statement.json of a rexec run record",
-        ) from exc
-    found = set()
-    for dep in deps:
-        for name, value in (dep.get("digest") or {}).items():
-            if name in ("sha256-tree-v1", "blake3-tree-v1"):
-                found.add(f"{name}:{value}")
-    return found
-
-
-def _run_listings(run_dir: Path, *, pinned: set[str] | None, wanted: str | None) -> list[Listing]:
-    pattern = f"{wanted}.listing.json" if wanted else "*.listing.json"
-    files = sorted((run_dir / "inputs").glob(pattern))
-    listings = [_read_listing(f) for f in files]
-    if pinned is not None:
-        listings = [li for li in listings if li.digest in pinned]
-    if not listings:
-        raise InputError(
-            f"{run_dir}: no input listing {'named ' + wanted + ' ' if wanted else ''}"
-            "matching the record's pinned digests",
-            hint="check the run record's inputs/ directory (or --input NAME)",
-        )
-    return listings
-
-
-def _read_listing(path: Path) -> Listing:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read listing ({exc.strerror})") from exc
-    return Listing.from_json(data, where=str(path))
-
-
-def _write_listing(listing: Listing, path: Path) -> None:
+def _write_listing(listing: Listing, path: str) -> None:
     with open(path, "w", encoding="utf-8") as out:
         listing.write_json(out)
 
