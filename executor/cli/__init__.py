@@ -87,9 +87,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def _columns() -> int:
+    """Terminal width as ``shutil.get_terminal_size`` finds it: $COLUMNS, stdout, else 80."""
     try:
-        return int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
+        if (columns := int(os.environ.get("COLUMNS", ""))) > 0:
+            return columns
+    except ValueError:
         pass
     try:
         return os.get_terminal_size(sys.__stdout__.fileno()).columns if sys.__stdout__ else 80
