@@ -44,7 +44,7 @@ from executor.progress import NoProgress, Progress
 from executor.snapshot_cache import StatKey
 from executor.snapshot_listing import hasher_factory, new_hasher
 from executor.snapshot_readahead import read_ahead
-from executor.snapshot_walk import changed, os_error
+from executor.snapshot_walk import OPEN_FLAGS, changed, os_error
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -64,7 +64,6 @@ class Sizes(NamedTuple):
 
 
 BLOCK = 1 << 20  # read size: streams any file in bounded memory; smaller files take one read
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 # (sizes, digests) of one batch, in the order of its paths. A digest may be a
 # Future while a helper thread still hashes a large SHA-256 file.
@@ -256,7 +255,7 @@ def _hash_batch(
     for j, path in enumerate(paths):
         key = keys[j] if keys is not None else None
         try:
-            fd = os_open(path, _OPEN_FLAGS)
+            fd = os_open(path, OPEN_FLAGS)
         except OSError as exc:
             raise os_error(path, exc) from None
         try:
@@ -308,37 +307,20 @@ def _hash_open(
         raise changed(path)
     if offload is not None and before.size >= sizes.big:
         return before.size, offload(path, before)
-    digest = _stream(
-        fd,
-        path,
-        before,
-        algo=algo,
-        buf=buf,
-        bar=bar,
-        sizes=sizes,
-    )
-    return before.size, digest
+    return before.size, _stream(fd, path, before, algo=algo, buf=buf, bar=bar, sizes=sizes)
 
 
 def _hash_path(path: bytes, key: StatKey, algo: str, bar: Progress, sizes: Sizes) -> bytes:
     """Open and stream one large file (on a helper thread); it must still match ``key``."""
     try:
-        fd = os.open(path, _OPEN_FLAGS)
+        fd = os.open(path, OPEN_FLAGS)
     except OSError as exc:
         raise os_error(path, exc) from None
     try:
         if StatKey.of(os.fstat(fd)) != key:
             raise changed(path)
         buf = memoryview(bytearray(BLOCK))
-        return _stream(
-            fd,
-            path,
-            key,
-            algo=algo,
-            buf=buf,
-            bar=bar,
-            sizes=sizes,
-        )
+        return _stream(fd, path, key, algo=algo, buf=buf, bar=bar, sizes=sizes)
     except OSError as exc:
         raise os_error(path, exc) from None
     finally:

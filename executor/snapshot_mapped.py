@@ -37,14 +37,13 @@ import signal
 from executor.errors import RexecError
 from executor.progress import NoProgress, Progress
 from executor.snapshot_cache import StatKey
-from executor.snapshot_walk import changed, os_error
+from executor.snapshot_walk import OPEN_FLAGS, changed, os_error
 
 # Faults per MiB above which mapping is slower than reading. A file cached in 4 KiB
 # folios faults at least 16 times per MiB (one fault maps 64 KiB); in large folios,
 # 0 to 6 were measured, and up to 9 over a first window, which also pays for
 # starting BLAKE3's threads.
 FINE_FAULTS_PER_MIB = 12
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _RECORD = 33  # a tag byte and a 32-byte payload
 _PROGRESS, _DIGEST, _CHANGED, _ERRNO = b"p", b"d", b"c", b"e"
 
@@ -176,7 +175,7 @@ def _hash(path: bytes, key: StatKey, replies: _Replies, *, window: int, read_blo
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_minflt + usage.ru_majflt
 
-    fd = os.open(path, _OPEN_FLAGS)
+    fd = os.open(path, OPEN_FLAGS)
     try:
         if StatKey.of(os.fstat(fd)) != key:
             raise changed(path)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHANGED_ERRNOS",
+    "OPEN_FLAGS",
     "Chunk",
     "changed",
     "os_error",
@@ -46,6 +47,9 @@ __all__ = [
 
 # errnos that mean a path vanished or turned into something else mid-walk
 CHANGED_ERRNOS = (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENOTDIR)
+# How a hasher opens a file the walk listed: a symlink or FIFO swapped in since
+# is a change (ELOOP) or an error, never followed or waited on.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class Chunk:

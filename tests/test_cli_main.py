@@ -12,6 +12,12 @@ import pytest
 from executor import __version__
 
 
+def python(code: str) -> list[str]:
+    """The lines a fresh interpreter prints running ``code`` (which must succeed)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.splitlines()
+
+
 def test_version_imports_no_subcommand() -> None:
     """`rexec --version` prints the version without loading any subcommand (Docker, signing)."""
     code = (
@@ -19,8 +25,7 @@ def test_version_imports_no_subcommand() -> None:
         "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in sys.modules if m.startswith('executor.cli.')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == [f"rexec {__version__}", "[]"]
+    assert python(code) == [f"rexec {__version__}", "[]"]
 
 
 @pytest.mark.parametrize(
@@ -69,8 +74,7 @@ def test_parsing_does_not_import_shutil() -> None:
         "build_parser(only='snapshot').parse_args(['snapshot', 'hash', '.'])\n"
         "print('shutil' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert python(code) == ["False"]
 
 
 ENTRY = (
