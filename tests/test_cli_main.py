@@ -59,7 +59,10 @@ def test_help_wraps_paragraphs_and_keeps_examples(
     with pytest.raises(SystemExit):
         main(["run", "--help"])
     out = capsys.readouterr().out
-    assert "Read a TOML run spec, verify every input against its pin," in out.splitlines()
+    paragraph = out.split("\n\n")[1]  # after the usage lines: the description
+    assert max(len(line) for line in paragraph.splitlines()) <= 58  # COLUMNS - 2, as argparse
+    assert len(paragraph.splitlines()) > 1
+    assert " ".join(paragraph.split()).startswith("Read a TOML run spec, verify every input")
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
