@@ -11,29 +11,37 @@ exit status are byproducts, each written to the record and named by digest.
 
 from __future__ import annotations
 
-import shutil
+import os
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, manifest, snapshot, spec, store
-from executor.canonical import canonical_json, sha256_file
+from executor import __version__, manifest, safeio, snapshot, spec, store
+from executor import outputs as outputs_policy
+from executor.canonical import canonical_json
 from executor.code import ResolvedCode
 from executor.images import ResolvedImage
 from executor.manifest import Byproduct, RunStatus, Subject
 from executor.runtime import ContainerRequest, ContainerResult
 
-# Inside the outputs mount, for rexec's own job metadata (the determinism
-# report); moved out of the outputs after the run, so it is never a subject.
-JOB_META_DIR = ".rexec"
+# The job's reports (the determinism report) go to a directory of their own,
+# mounted here, never inside the outputs: rexec reads them on the host, so the
+# job must not be able to point them at a host file (see ``read_reports``).
+REPORTS_MOUNT = "/rexec/reports"
+REPORT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.json$")
+REPORT_CAP = 1 << 20  # bytes per report
+MAX_REPORTS = 16
 
 
 @dataclass(frozen=True)
 class Collected:
     subjects: tuple[Subject, ...]
-    job_meta: Mapping[str, bytes]  # name → bytes, from JOB_META_DIR
+    job_meta: Mapping[str, bytes]  # report name → bytes, from the reports directory
+    ignored_reports: tuple[str, ...] = ()  # what the job left there that is not a report
+    excluded: tuple[outputs_policy.Excluded, ...] = ()  # left in outputs/, not a subject
 
 
 def run_status(outcome: ContainerResult, *, interrupted: bool) -> RunStatus:
@@ -47,23 +55,40 @@ def run_status(outcome: ContainerResult, *, interrupted: bool) -> RunStatus:
     return RunStatus("failed", outcome.exit_code, outcome.oom_killed)
 
 
-def collect(record: store.RecordWriter, outputs: Path) -> Collected:
-    """Hash every output file; move rexec's own job metadata out of the outputs."""
-    meta_dir = outputs / JOB_META_DIR
-    job_meta: dict[str, bytes] = {}
-    if meta_dir.is_dir():
-        for path in store.iter_files(meta_dir):
-            job_meta[path.relative_to(meta_dir).as_posix()] = path.read_bytes()
-        shutil.rmtree(meta_dir)
+def collect(record: store.RecordWriter, outputs: Path, reports: Path) -> Collected:
+    """Hash every output file; take the job's reports into ``job-meta/``."""
+    job_meta, ignored = read_reports(reports)
+    safeio.rmtree(reports)
     for name, data in job_meta.items():
         record.write(f"{store.JOB_META}/{name}", data)
-    subjects = [
-        Subject(path.relative_to(outputs).as_posix(), sha256_file(path))
-        for path in store.iter_files(outputs)
-        # Only regular files are artefacts; a link could point anywhere.
-        if path.is_file() and not path.is_symlink()
-    ]
-    return Collected(tuple(subjects), job_meta)
+    files, excluded = outputs_policy.settle(outputs)
+    subjects = [Subject(name, safeio.sha256_regular(path)) for name, path in files]
+    return Collected(tuple(subjects), job_meta, tuple(ignored), tuple(excluded))
+
+
+def read_reports(reports: Path) -> tuple[dict[str, bytes], list[str]]:
+    """The job's reports: small regular ``*.json`` files at the top of ``reports``.
+
+    The job wrote this directory, so anything else in it (a link to a host
+    file, a FIFO, a huge file, a subdirectory, a strange name) is ignored and
+    named, never opened by following it or read without a cap.
+    """
+    found: dict[str, bytes] = {}
+    ignored: list[str] = []
+    try:
+        names = sorted(os.listdir(os.fsencode(reports)))
+    except FileNotFoundError:
+        return found, ignored
+    for raw in names:
+        name = raw.decode("utf-8", "backslashreplace")
+        if len(found) >= MAX_REPORTS or not REPORT_NAME_RE.match(name):
+            ignored.append(f"{name!r}: not a report name (at most {MAX_REPORTS} *.json)")
+            continue
+        try:
+            found[name] = safeio.read_capped(reports / name, cap=REPORT_CAP)
+        except (safeio.UnsafeFile, OSError) as exc:
+            ignored.append(f"{name}: {getattr(exc, 'message', None) or exc}")
+    return found, ignored
 
 
 def statement(
@@ -117,7 +142,7 @@ def statement(
         finished_on=outcome.finished_on,
         status=status,
         byproducts=_byproducts(
-            record, host=host, inventory=inventory, listings=snapshots, job_meta=collected.job_meta
+            record, host=host, inventory=inventory, listings=snapshots, collected=collected
         ),
         rexec_version=__version__,
     )
@@ -129,7 +154,7 @@ def _byproducts(
     host: Mapping[str, Any],
     inventory: Mapping[str, Any],
     listings: Mapping[str, snapshot.Snapshot],
-    job_meta: Mapping[str, bytes],
+    collected: Collected,
 ) -> list[Byproduct]:
     products = []
     for name, value in ((store.HOST, host), (store.INVENTORY, inventory)):
@@ -142,12 +167,18 @@ def _byproducts(
         record.write(rel, data)
         products.append(Byproduct(rel, data, "application/json"))
     for rel in (f"{store.LOGS}/stdout.log", f"{store.LOGS}/stderr.log"):
-        products.append(Byproduct(rel, record.path(rel).read_bytes(), "text/plain"))
+        # Logs can be any size: hashed as a stream, never read whole.
+        digest = safeio.sha256_regular(record.path(rel))
+        products.append(Byproduct(rel, b"", "text/plain", sha256=digest))
     products.append(
         Byproduct(store.PARAMS, record.path(store.PARAMS).read_bytes(), "application/json")
     )
-    for name, data in sorted(job_meta.items()):
+    for name, data in sorted(collected.job_meta.items()):
         products.append(Byproduct(f"{store.JOB_META}/{name}", data, "application/json"))
+    if collected.excluded:
+        data = canonical_json([e.to_json() for e in collected.excluded])
+        record.write(outputs_policy.EXCLUDED, data)
+        products.append(Byproduct(outputs_policy.EXCLUDED, data, "application/json"))
     return products
 
 

@@ -12,13 +12,12 @@ bytes.
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from executor.canonical import canonical_json, sha256_hex
+from executor.canonical import StrictJSONError, canonical_json, sha256_hex, strict_loads
 from executor.errors import InputError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -41,11 +40,13 @@ class Byproduct:
     content: bytes
     media_type: str
     annotations: Mapping[str, Any] | None = None
+    # For a file too large to hold in memory (a log): its digest, streamed; content is b"".
+    sha256: str | None = None
 
     def descriptor(self, *, inline: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": self.name,
-            "digest": {"sha256": sha256_hex(self.content)},
+            "digest": {"sha256": self.sha256 or sha256_hex(self.content)},
             "mediaType": self.media_type,
         }
         if inline:
@@ -139,9 +140,9 @@ def dumps(statement: Mapping[str, Any]) -> bytes:
 def loads(data: bytes, *, source: str) -> dict[str, Any]:
     """Parse a Statement and check the fields every consumer relies on."""
     try:
-        statement = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: not a JSON in-toto Statement: {exc}") from exc
+        statement = strict_loads(data)
+    except StrictJSONError as exc:
+        raise InputError(f"{source}: not a strict JSON in-toto Statement: {exc}") from exc
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
         raise InputError(f"{source}: not an in-toto Statement v1 (_type is not {STATEMENT_TYPE})")
     for subject in statement.get("subject", []):

@@ -12,6 +12,7 @@ timeout, interrupt) is recorded and signed with its status.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import attest, determinism, hardware, manifest, snapshot, spec, store
+from executor import attest, determinism, hardware, manifest, safeio, snapshot, spec, store
 from executor.canonical import sha256_hex
 from executor.code import ResolvedCode, resolve_code
 from executor.errors import InputError
@@ -42,6 +43,8 @@ from executor.runtime import (
 from executor.signing import Signer, SignOptions, make_signer
 
 PARAMS_MOUNT = "/rexec/params.json"
+# Where the job's reports directory is staged: beside the outputs, never inside.
+REPORTS_STAGING = ".job-reports"
 
 Say = Callable[[str], None]
 
@@ -186,21 +189,43 @@ def _check_secrets(run_spec: spec.RunSpec) -> None:
 
 
 def container_user(run_spec: spec.RunSpec) -> str:
-    """Never root unless the spec opts in: the invoking user, or ``nobody`` under root."""
+    """Never root unless the spec opts in: the invoking user, or ``nobody`` under root.
+
+    Compared as numbers, so ``"00"`` or ``"0000:0"`` cannot pass for someone else;
+    gid 0 and the container engine's group (root-equivalent) need the same opt-in.
+    """
     if run_spec.run.user is not None:
-        if run_spec.run.user.split(":")[0] in ("0", "root") and not run_spec.security.allow_root:
-            raise InputError(
-                "run.user: running the job as root needs `[security] allow_root = true`",
-                hint="prefer a non-root uid; the outputs directory is made writable for it",
-            )
-        return run_spec.run.user
-    if os.geteuid() != 0:
-        return f"{os.geteuid()}:{os.getegid()}"
-    return NOBODY
+        try:
+            uid, gid = spec.parse_user(run_spec.run.user)
+        except ValueError as exc:
+            raise InputError(f"run.user: {exc}") from None
+    elif os.geteuid() != 0:
+        uid, gid = os.geteuid(), os.getegid()
+    else:
+        uid, gid = (int(x) for x in NOBODY.split(":"))
+    privileged = {0, *_engine_groups()}
+    if (uid == 0 or gid in privileged) and not run_spec.security.allow_root:
+        raise InputError(
+            f"run.user: the job would run as {uid}:{gid}, and uid 0, gid 0 and the container "
+            "engine's group are root-equivalent; that needs `[security] allow_root = true`",
+            hint="prefer a non-root uid:gid (set run.user); the outputs directory is made "
+            "writable for it",
+        )
+    return f"{uid}:{gid}"
+
+
+def _engine_groups() -> set[int]:
+    """Host groups whose members can drive a container engine, and so are root."""
+    import grp
+
+    found = set()
+    for name in ("docker", "podman"):
+        with contextlib.suppress(KeyError):
+            found.add(grp.getgrnam(name).gr_gid)
+    return found
 
 
 def _job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str]) -> dict[str, str]:
-    meta_dir = f"{run_spec.outputs_mount}/{attest.JOB_META_DIR}"
     env = dict(run_spec.run.env)
     env.update(det_env)
     env.update(
@@ -208,7 +233,8 @@ def _job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str])
             "REXEC_RUN_ID": run_id,
             "REXEC_PARAMS": PARAMS_MOUNT,
             "REXEC_OUTPUTS": run_spec.outputs_mount,
-            "REXEC_DETERMINISM_REPORT": f"{meta_dir}/determinism.json",
+            "REXEC_REPORTS": attest.REPORTS_MOUNT,
+            "REXEC_DETERMINISM_REPORT": f"{attest.REPORTS_MOUNT}/determinism.json",
             "PYTHONPATH": determinism.CONTAINER_HELPER_DIR,
             "PYTHONDONTWRITEBYTECODE": "1",
             "HOME": "/tmp",
@@ -231,9 +257,11 @@ def _execute_and_record(
 ) -> RunResult:
     say = options.say
     outputs = record.path(store.OUTPUTS)
-    (outputs / attest.JOB_META_DIR).mkdir(parents=True)
+    reports = record.path(REPORTS_STAGING)
+    outputs.mkdir()
+    reports.mkdir()
     user = container_user(run_spec)
-    _hand_outputs_to(outputs, user)
+    _hand_to(user, outputs, reports)
     params_file = record.write_json(store.PARAMS, run_spec.params)
     det_env = determinism.determinism_env(
         seed=run_spec.run.seed,
@@ -253,6 +281,7 @@ def _execute_and_record(
         Mount(params_file, PARAMS_MOUNT),
         Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
         Mount(outputs, run_spec.outputs_mount, read_only=False),
+        Mount(reports, attest.REPORTS_MOUNT, read_only=False),
     ]
     hardening = Hardening(
         network=run_spec.security.allow_network,
@@ -284,9 +313,11 @@ def _execute_and_record(
             interrupted = True
             now = datetime.now(UTC)
             outcome = ContainerResult(None, started, now, False, False, "")
-    _reclaim_outputs(outputs)
+    _reclaim(outputs, reports)
     status = attest.run_status(outcome, interrupted=interrupted)
-    collected = attest.collect(record, outputs)
+    collected = attest.collect(record, outputs, reports)
+    for line in collected.ignored_reports:
+        say(f"warning: ignored in the job's reports directory: {line}")
     statement = attest.statement(
         run_spec,
         run_id=record.run_id,
@@ -339,18 +370,18 @@ def _execute_and_record(
     return result
 
 
-def _hand_outputs_to(outputs: Path, user: str) -> None:
-    """Only the outputs directory is writable, and only by the job's user."""
+def _hand_to(user: str, *directories: Path) -> None:
+    """Only the outputs (and reports) directories are writable, and only by the job's user."""
     if os.geteuid() == 0:
         uid, _, gid = user.partition(":")
-        for path in (outputs, outputs / attest.JOB_META_DIR):
+        for path in directories:
             os.chown(path, int(uid), int(gid or uid))
 
 
-def _reclaim_outputs(outputs: Path) -> None:
+def _reclaim(*directories: Path) -> None:
     """Give the job's files back to the invoking user, so the record is theirs."""
     if os.geteuid() == 0:
-        for dirpath, dirnames, filenames in os.walk(outputs):
-            for name in [*dirnames, *filenames]:
-                os.lchown(os.path.join(dirpath, name), 0, 0)
-        os.chown(outputs, 0, 0)
+        for top in directories:
+            for entry in safeio.walk(top):
+                os.lchown(entry.path, 0, 0)
+            os.chown(top, 0, 0)

@@ -13,21 +13,21 @@ differences and tolerances are taken from it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import store
-from executor.canonical import sha256_hex
+from executor import safeio, store
+from executor.canonical import StrictJSONError, sha256_hex, strict_loads
 from executor.compare import OutputComparison, compare_outputs
 from executor.envdiff import EnvDiff, classify
-from executor.errors import InputError
+from executor.errors import InputError, MismatchError
+from executor.manifest import MANIFEST_SCHEMA, run_status
 from executor.manifest import loads as load_statement
-from executor.manifest import run_status
 from executor.snapshot_listing import Listing, diff_listings
 from executor.spec import Tolerance
+from executor.verification import STATEMENT_CAP
 
 DIFF_SCHEMA = "rexec.diff/v1"
 # Spec fields compared on their own lines; the rest go under "other".
@@ -104,20 +104,25 @@ class RunRecord:
         }
 
 
-def load_record(path: Path) -> RunRecord:
+def load_record(path: Path, *, payload: bytes | None = None) -> RunRecord:
     """Read ``RUN_DIR`` (or the record a ``statement.sigstore.json`` sits in).
 
-    This does not verify the signature; callers that act on a record verify
-    it first (:mod:`executor.replay`), ``rexec diff`` only describes.
+    ``payload`` is the Statement exactly as its signature was verified
+    (:func:`executor.verification.verify_record`); replay passes it so that
+    nothing is read again after verification. Without it (``rexec diff``, which
+    only describes) ``statement.json`` is read. Either way, each file read beside
+    the Statement must have the digest the Statement gives it, so a record whose
+    host capture or listings were edited is refused rather than believed.
     """
     record = path.parent if path.is_file() else path
     statement_file = record / store.STATEMENT
-    if not statement_file.is_file():
-        raise InputError(
-            f"{path}: not a run record (no {store.STATEMENT})",
-            hint="pass a run record directory, runs/<run-id>",
-        )
-    payload = statement_file.read_bytes()
+    if payload is None:
+        if not statement_file.is_file():
+            raise InputError(
+                f"{path}: not a run record (no {store.STATEMENT})",
+                hint="pass a run record directory, runs/<run-id>",
+            )
+        payload = _signed_file(statement_file, None)
     statement = load_statement(payload, source=str(statement_file))
     try:
         _ = statement["predicate"]["buildDefinition"]["externalParameters"]["spec"]
@@ -127,15 +132,24 @@ def load_record(path: Path) -> RunRecord:
             f"{statement_file}: not a rexec run manifest (missing {exc})",
             hint="rexec diff and replay read records written by `rexec run`",
         ) from exc
+    schema = statement["predicate"]["buildDefinition"].get("internalParameters", {})
+    if not isinstance(schema, dict) or schema.get("manifestSchema") != MANIFEST_SCHEMA:
+        found = schema.get("manifestSchema") if isinstance(schema, dict) else None
+        raise InputError(
+            f"{statement_file}: manifest schema {found!r}, this rexec reads {MANIFEST_SCHEMA}",
+            hint="replay and diff a record with the rexec version that wrote it",
+        )
+    digests = _byproduct_digests(statement)
     host = None
-    if (record / store.HOST).is_file():
-        host = json.loads((record / store.HOST).read_bytes())
+    if store.HOST in digests:
+        host = _json(_signed_file(record / store.HOST, digests[store.HOST]), record / store.HOST)
     listings: dict[str, Listing] = {}
-    inputs_dir = record / store.INPUTS
-    if inputs_dir.is_dir():
-        for item in sorted(inputs_dir.glob("*.listing.json")):
-            name = item.name.removesuffix(".listing.json")
-            listings[name] = Listing.from_json(item.read_bytes(), where=str(item))
+    for name, digest in sorted(digests.items()):
+        if name.startswith(f"{store.INPUTS}/") and name.endswith(".listing.json"):
+            key = name.removeprefix(f"{store.INPUTS}/").removesuffix(".listing.json")
+            listings[key] = Listing.from_json(
+                _signed_file(record / name, digest), where=str(record / name)
+            )
     return RunRecord(
         path=record,
         statement=statement,
@@ -143,6 +157,42 @@ def load_record(path: Path) -> RunRecord:
         host=host,
         listings=listings,
     )
+
+
+def _byproduct_digests(statement: Mapping[str, Any]) -> dict[str, str]:
+    products = statement["predicate"].get("runDetails", {}).get("byproducts", [])
+    found: dict[str, str] = {}
+    for item in products if isinstance(products, list) else []:
+        digest = (item.get("digest") or {}).get("sha256") if isinstance(item, dict) else None
+        if isinstance(digest, str) and isinstance(item.get("name"), str) and "content" not in item:
+            found[item["name"]] = digest
+    return found
+
+
+def _signed_file(path: Path, digest: str | None) -> bytes:
+    """A record file's bytes, read safely, checked against its signed digest when given."""
+    try:
+        data = safeio.read_capped(path, cap=STATEMENT_CAP)
+    except FileNotFoundError:
+        raise InputError(
+            f"{path}: missing from the record", hint="the record is incomplete"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+    if digest is not None and sha256_hex(data) != digest:
+        raise MismatchError(
+            f"{path}: not the file the statement signs (sha256 {sha256_hex(data)}, "
+            f"signed {digest})",
+            hint="the record was edited after signing; `rexec verify` shows every difference",
+        )
+    return data
+
+
+def _json(data: bytes, where: Path) -> Any:
+    try:
+        return strict_loads(data)
+    except StrictJSONError as exc:
+        raise InputError(f"{where}: not strict JSON ({exc})") from exc
 
 
 @dataclass(frozen=True)

@@ -35,12 +35,10 @@ from executor.manifest import STATEMENT_TYPE, Subject
 from executor.recorddiff import RunRecord, load_record
 from executor.runtime import ContainerRuntime, DockerRuntime
 from executor.signing import SignOptions, TrustPolicy, make_signer
-from executor.verification import verify_record
+from executor.verification import TEST_RESULT_TYPE, VERDICT_BUNDLE, VERDICT_FILE, verify_record
 
-TEST_RESULT_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
 VERDICT_SCHEMA = "rexec.replay-verdict/v1"
-VERDICT = "verdict.json"
-VERDICT_BUNDLE = "verdict.sigstore.json"
+VERDICT = VERDICT_FILE
 BITWISE = "reproduced-bitwise"
 WITHIN = "reproduced-within-tolerance"
 NOT_REPRODUCED = "not-reproduced"
@@ -109,7 +107,7 @@ def open_original(target: Path, policy: TrustPolicy | None) -> Original:
             "a record that does not verify is not replayed (--no-verify overrides, and is recorded)"
         )
         raise error
-    return Original(load_record(target), f"verified by {verdict.signer}")
+    return Original(load_record(target, payload=verdict.payload), f"verified by {verdict.signer}")
 
 
 def plan_replay(

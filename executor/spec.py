@@ -8,6 +8,7 @@ are errors: a misspelt key silently ignored is an irreproducible run.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.canonical import canonical_json, sha256_hex
+from executor.determinism import REASONS
 from executor.errors import SpecError
 from executor.signing.types import SigningMethod
 
@@ -30,6 +32,26 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Values of these must never be written into a spec (and so into a manifest).
 SECRET_NAME_RE = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|ACCESS_KEY|PRIVATE_KEY)", re.I)
 RESERVED_ENV_PREFIX = "REXEC_"
+# Names rexec itself sets in the job's environment: neither `env` nor `secrets` may
+# replace them, or the job would see values the record does not claim.
+RESERVED_ENV_NAMES = frozenset(REASONS) | {
+    "PYTHONPATH",
+    "PYTHONDONTWRITEBYTECODE",
+    "HOME",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "CUDA_VISIBLE_DEVICES",
+}
+# Targets a mount may neither be nor sit under: the kernel's and the engine's own
+# file systems, the job's scratch space, and where rexec mounts its own files.
+RESERVED_MOUNTS = ("/proc", "/dev", "/sys", "/etc", "/tmp", "/rexec", "/opt/rexec")
+USER_RE = re.compile(r"^(\d{1,10})(?::(\d{1,10}))?$")
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to the kernel
+MAX_TIMEOUT_S = 30 * 86400.0
+MAX_CPUS = 4096.0
+MIN_MEMORY = 6 << 20  # the engine refuses less
+MAX_MEMORY = 1 << 50
+MAX_PIDS = 4_194_304  # the kernel's PID_MAX_LIMIT
 SIGNING_METHODS = ("key", "sigstore", "none")
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
@@ -166,12 +188,33 @@ class RunSpec:
 def parse_duration(value: int | float | str) -> float:
     """Seconds from ``600``, ``"90s"``, ``"10m"`` or ``"2h"``."""
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number of seconds, got {value!r}")
         return float(value)
     match = _DURATION_RE.match(value.strip())
     if not match:
         raise ValueError(f"expected seconds or a duration like '90s', '10m', '2h', got {value!r}")
     number, unit = float(match.group(1)), match.group(2) or "s"
     return number * {"s": 1, "m": 60, "h": 3600}[unit]
+
+
+def parse_user(value: str) -> tuple[int, int]:
+    """``"UID"`` or ``"UID:GID"``, numbers only; a lone UID runs with GID = UID.
+
+    Numbers, because the container engine resolves a name in the image (which
+    the job's author controls) and gives an unknown UID the group 0.
+    """
+    match = USER_RE.match(value)
+    if not match:
+        raise ValueError(
+            f"expected a numeric 'UID' or 'UID:GID', got {value!r}; user names are resolved "
+            "in the image, which rexec does not trust (for nobody use '65534:65534')"
+        )
+    uid = int(match.group(1))
+    gid = int(match.group(2)) if match.group(2) is not None else uid
+    if uid > MAX_ID or gid > MAX_ID:
+        raise ValueError(f"ids go up to {MAX_ID}, got {value!r}")
+    return uid, gid
 
 
 def parse_size(value: int | str) -> int:

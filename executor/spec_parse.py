@@ -22,8 +22,15 @@ from executor.spec import (
     IMAGE_DIGEST_RE,
     IMAGE_ID_RE,
     LOCK_HINT,
+    MAX_CPUS,
+    MAX_MEMORY,
+    MAX_PIDS,
+    MAX_TIMEOUT_S,
+    MIN_MEMORY,
     NAME_RE,
+    RESERVED_ENV_NAMES,
     RESERVED_ENV_PREFIX,
+    RESERVED_MOUNTS,
     SECRET_NAME_RE,
     SIGNING_METHODS,
     SPEC_VERSION,
@@ -43,6 +50,7 @@ from executor.spec import (
     Tolerance,
     parse_duration,
     parse_size,
+    parse_user,
 )
 
 
@@ -127,7 +135,7 @@ def _container_path(
     value = table.get(name, str, required=required and default is None)
     if value is None:
         return default
-    if not value.startswith("/") or ".." in PurePosixPath(value).parts:
+    if not value.startswith("/") or ".." in PurePosixPath(value).parts or "\0" in value:
         table.errors.add(table.key(name), f"expected an absolute container path, got {value!r}")
         return default
     return str(PurePosixPath(value))
@@ -197,13 +205,16 @@ def _parse_run(top: Table) -> RunSection | None:
         top.errors.add("run.command", "expected an array of strings")
     elif run.data.get("command") == []:
         top.errors.add("run.command", "must not be empty")
+    for i, word in enumerate(command):
+        if isinstance(word, str) and "\0" in word:
+            top.errors.add(f"run.command[{i}]", "holds a NUL character, which no argv can carry")
     workdir = _container_path(run, "workdir", "/")
     env = run.get("env", dict) or {}
     for key, value in env.items():
         if not ENV_NAME_RE.match(key):
             top.errors.add(f"run.env.{key}", "not a valid environment variable name")
-        elif key.startswith(RESERVED_ENV_PREFIX):
-            top.errors.add(f"run.env.{key}", "names starting with REXEC_ are set by rexec itself")
+        elif reserved := _reserved_env(key):
+            top.errors.add(f"run.env.{key}", reserved)
         elif SECRET_NAME_RE.search(key):
             top.errors.add(
                 f"run.env.{key}",
@@ -212,10 +223,16 @@ def _parse_run(top: Table) -> RunSection | None:
             )
         if not isinstance(value, str):
             top.errors.add(f"run.env.{key}", "expected a string value (explicit values only)")
+        elif "\0" in value:
+            top.errors.add(
+                f"run.env.{key}", "holds a NUL character, which no environment can carry"
+            )
     secrets = run.get("secrets", list) or []
     for i, name in enumerate(secrets):
         if not isinstance(name, str) or not ENV_NAME_RE.match(name):
             top.errors.add(f"run.secrets[{i}]", "expected an environment variable name")
+        elif reserved := _reserved_env(name):
+            top.errors.add(f"run.secrets[{i}]", f"{name}: {reserved}")
     seed = run.get("seed", int, required=True)
     if seed is not None and not 0 <= seed < 2**32:
         top.errors.add("run.seed", "expected an integer in [0, 2**32)")
@@ -224,11 +241,21 @@ def _parse_run(top: Table) -> RunSection | None:
     if timeout_raw is not None:
         try:
             timeout_s = parse_duration(timeout_raw)
-            if timeout_s <= 0:
-                raise ValueError("expected a positive duration")
+            if not 0 < timeout_s <= MAX_TIMEOUT_S:
+                raise ValueError(
+                    f"expected a positive duration of at most 30 days, got {timeout_raw!r}"
+                )
         except ValueError as exc:
             top.errors.add("run.timeout", str(exc))
+            timeout_s = 3600.0
     user = run.get("user", str)
+    if user is not None:
+        try:
+            uid, gid = parse_user(user)
+            user = f"{uid}:{gid}"
+        except ValueError as exc:
+            top.errors.add("run.user", str(exc))
+            user = None
     run.finish()
     return RunSection(
         command=tuple(c for c in command if isinstance(c, str)),
@@ -279,15 +306,22 @@ def _parse_resources(top: Table) -> Resources:
     if tab is None:
         return Resources(cpus=None, memory_bytes=None, gpus=None, pids=512)
     cpus = tab.get("cpus", (int, float))
-    if cpus is not None and cpus <= 0:
-        top.errors.add("resources.cpus", "expected a positive number")
+    if cpus is not None and not 0 < cpus <= MAX_CPUS:  # NaN fails this too
+        top.errors.add("resources.cpus", f"expected a number of CPUs in (0, {MAX_CPUS:g}]")
+        cpus = None
     memory_raw = tab.get("memory", (int, str))
     memory = None
     if memory_raw is not None:
         try:
             memory = parse_size(memory_raw)
+            if not MIN_MEMORY <= memory <= MAX_MEMORY:
+                raise ValueError(
+                    f"expected at least 6 MiB (the engine's minimum), got {memory_raw!r}; "
+                    "write sizes like '512m' or '4g'"
+                )
         except ValueError as exc:
             top.errors.add("resources.memory", str(exc))
+            memory = None
     gpus_raw = tab.get("gpus", (str, int, list))
     gpus: str | int | tuple[str, ...] | None = None
     if isinstance(gpus_raw, str):
@@ -303,8 +337,9 @@ def _parse_resources(top: Table) -> Resources:
             top.errors.add("resources.gpus", "expected GPU UUIDs like 'GPU-1a2b…' or 'MIG-…'")
         gpus = tuple(str(g) for g in gpus_raw) or None
     pids = tab.get("pids", int)
-    if pids is not None and pids < 16:
-        top.errors.add("resources.pids", "expected at least 16")
+    if pids is not None and not 16 <= pids <= MAX_PIDS:
+        top.errors.add("resources.pids", f"expected from 16 to {MAX_PIDS}")
+        pids = None
     tab.finish()
     return Resources(
         cpus=float(cpus) if cpus is not None else None,
@@ -454,6 +489,15 @@ def parse_document(
     determinism, signing, security = _parse_small_tables(top, base)
     tolerances = _parse_replay(top)
     top.finish()
+    if run is not None and run.user is not None and not security.allow_root:
+        uid, gid = parse_user(run.user)
+        if 0 in (uid, gid):
+            which = "uid 0 is root" if uid == 0 else "gid 0 is root's group"
+            errors.add(
+                "run.user",
+                f"{which}: running the job so needs `[security] allow_root = true` "
+                "(recorded); prefer a non-root uid, the outputs directory is made writable for it",
+            )
     _check_mounts(inputs, code, outputs_mount, errors)
     _check_unique(inputs, "name", lambda i: i.name, errors)
     errors.raise_if_any()
@@ -488,11 +532,43 @@ def _check_mounts(
     targets.append(("outputs.mount", outputs))
     seen: dict[str, str] = {}
     for key, target in targets:
+        reserved = next((r for r in RESERVED_MOUNTS if _under(target, r)), None)
         if target in seen:
             errors.add(key, f"{target} is already the target of {seen[target]}")
         elif target == "/":
             errors.add(key, "cannot mount over the container's root")
+        elif reserved is not None:
+            errors.add(
+                key,
+                f"{target} is under {reserved}, which the engine or rexec owns; "
+                "choose another target, such as /data or /outputs",
+            )
+        else:
+            outer = next(
+                (k for t, k in seen.items() if _under(target, t) or _under(t, target)), None
+            )
+            if outer is not None:
+                errors.add(
+                    key,
+                    f"{target} nests with the target of {outer}: one mount would hide "
+                    "or write into the other; give each its own directory",
+                )
         seen.setdefault(target, key)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def _reserved_env(name: str) -> str | None:
+    if name.startswith(RESERVED_ENV_PREFIX):
+        return "names starting with REXEC_ are set by rexec itself"
+    if name in RESERVED_ENV_NAMES:
+        return (
+            "set by rexec itself (determinism, helper path or home); "
+            "the value the record claims is rexec's, so it cannot be replaced"
+        )
+    return None
 
 
 def _check_unique(

@@ -8,16 +8,16 @@ listing treats as a run. Layout: docs/design.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from executor import safeio
 from executor.errors import InputError
 
 STATEMENT = "statement.json"
@@ -78,7 +78,8 @@ class RecordWriter:
         return self.final
 
     def discard(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            safeio.rmtree(self.staging)  # the job's tree: any depth, never following a link
 
 
 def _fsync_dir(path: Path) -> None:
@@ -87,14 +88,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def iter_files(root: Path) -> Iterator[Path]:
-    """Every regular file under ``root``, in a stable order; symlinks are not followed."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
 
 
 def list_records(runs_dir: Path) -> list[Path]:

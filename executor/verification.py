@@ -14,21 +14,28 @@ must report what was proved before a check failed (the signer, the run id).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from executor import manifest
-from executor.canonical import sha256_file
+from executor import manifest, safeio
+from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
-from executor.manifest import STATEMENT_TYPE
+from executor.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
+from executor.outputs import display, name_problem
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 from executor.store import BUNDLE as RECORD_BUNDLE
 from executor.store import OUTPUTS as RECORD_OUTPUTS
 from executor.store import STATEMENT as RECORD_STATEMENT
+
+# What a replay adds to its record beside the run's own signed files.
+VERDICT_FILE = "verdict.json"
+VERDICT_BUNDLE = "verdict.sigstore.json"
+TEST_RESULT_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
+# A Statement names every output: large, but never without bound.
+STATEMENT_CAP = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,14 @@ class Verdict:
     status: str | None = None
     exit_code: int | None = None  # the job's exit status, from the signed Statement
     artifacts: ArtifactReport | None = None
+    # The record's own files the Statement names by digest (host capture, logs, ...).
+    byproducts: ArtifactReport | None = None
+    # A replay's signed verdict, when the record or the bundle holds one.
+    replay_verdict: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
     error: RexecError | None = field(default=None, compare=False)
+    # The signed payload exactly: what replay, diff and rerun act on (never re-read).
+    payload: bytes | None = field(default=None, compare=False, repr=False)
 
     @property
     def verified(self) -> bool:
@@ -82,6 +96,13 @@ class Verdict:
                 "missing": list(arts.missing) if arts else [],
                 "extra": list(arts.extra) if arts else [],
             },
+            "byproducts": {
+                "checked": self.byproducts.checked if self.byproducts else 0,
+                "mismatched": list(self.byproducts.mismatched) if self.byproducts else [],
+                "missing": list(self.byproducts.missing) if self.byproducts else [],
+            },
+            "replay_verdict": dict(self.replay_verdict) if self.replay_verdict else None,
+            "warnings": list(self.warnings),
             "error": None
             if self.error is None
             else {
@@ -138,9 +159,12 @@ def _resolve_target(target: Path, artifacts: Path | None) -> _Target:
 
 def _statement(payload: bytes, *, source: str) -> dict[str, Any]:
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{source}: the signed payload is not JSON ({exc})") from exc
+        doc = strict_loads(payload)
+    except StrictJSONError as exc:
+        raise InputError(
+            f"{source}: the signed payload is not strict JSON ({exc})",
+            hint="rexec writes canonical JSON; this payload was not made by rexec",
+        ) from exc
     if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
         raise InputError(
             f"{source}: the signed payload is not an in-toto Statement v1",
@@ -169,28 +193,46 @@ def run_status(statement: dict[str, Any]) -> tuple[str | None, int | None]:
     )
 
 
-def _list_files(root: Path) -> dict[str, Path]:
-    """Every non-directory entry under ``root``, by POSIX path relative to it."""
-    found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        base = Path(dirpath)
-        # a symlink to a directory is an entry, not something to descend into
-        for name in [d for d in dirnames if (base / d).is_symlink()]:
-            dirnames.remove(name)
-            filenames.append(name)
-        for name in filenames:
-            path = base / name
-            found[path.relative_to(root).as_posix()] = path
+def _list_files(root: Path) -> dict[str, safeio.Entry]:
+    """Every non-directory entry under ``root`` (links included, never followed), by
+    its path relative to ``root``; a name that cannot be a subject is shown escaped."""
+    found: dict[str, safeio.Entry] = {}
+    for entry in safeio.walk(root):
+        if stat.S_ISDIR(entry.st.st_mode):
+            continue
+        name = display(entry.rel) if name_problem(entry.rel) else entry.rel.decode()
+        found[name] = entry
     return found
 
 
 def _safe_name(name: str) -> bool:
     parts = PurePosixPath(name).parts
-    return bool(parts) and not name.startswith("/") and ".." not in parts and "\\" not in name
+    return (
+        bool(parts)
+        and not name.startswith("/")
+        and ".." not in parts
+        and name_problem(name.encode("utf-8", "surrogateescape")) is None
+    )
+
+
+def _hash_entry(entry: safeio.Entry, hash_file: Callable[[bytes], str]) -> str:
+    """The sha256 of a listed file, or why it has none (not regular, unreadable)."""
+    if not stat.S_ISREG(entry.st.st_mode):
+        raise _NotHashed(f"{safeio.kind_of(entry.st.st_mode)}, not a regular file")
+    try:
+        return hash_file(entry.path)
+    except safeio.UnsafeFile as exc:
+        raise _NotHashed(exc.message) from exc
+    except OSError as exc:
+        raise _NotHashed(f"cannot be read ({exc.strerror})") from exc
+
+
+class _NotHashed(Exception):
+    pass
 
 
 def compare_artifacts(
-    subjects: list[Any], root: Path, *, hash_file: Callable[[Path], str] = sha256_file
+    subjects: list[Any], root: Path, *, hash_file: Callable[[bytes], str] = safeio.sha256_regular
 ) -> ArtifactReport:
     """Re-hash ``root`` and compare it with the Statement's subjects, collecting every
     mismatched, missing and extra file."""
@@ -213,18 +255,20 @@ def compare_artifacts(
             details.append(f"mismatched: {name!r}: not a safe relative path")
             continue
         named.add(name)
-        path = files.get(name)
-        if path is None:
+        entry = files.get(name)
+        if entry is None:
             missing.append(name)
             details.append(f"missing: {name} (signed, not in {root})")
         elif not isinstance(expected, str):
             mismatched.append(name)
             details.append(f"mismatched: {name}: the subject has no sha256 digest")
-        elif path.is_symlink() or not path.is_file():
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: not a regular file")
         else:
-            found = hash_file(path)
+            try:
+                found = _hash_entry(entry, hash_file)
+            except _NotHashed as why:
+                mismatched.append(name)
+                details.append(f"mismatched: {name}: {why}")
+                continue
             if found == expected.lower():
                 verified += 1
             else:
@@ -242,15 +286,132 @@ def compare_artifacts(
     )
 
 
+def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactReport:
+    """Re-hash every file of the record the Statement names as a byproduct (host capture,
+    logs, params, listings, inventory, job reports): each must be the signed bytes."""
+    products = _dig(statement, "predicate", "runDetails", "byproducts")
+    mismatched: list[str] = []
+    missing: list[str] = []
+    details: list[str] = []
+    checked = verified = 0
+    for item in products if isinstance(products, list) else []:
+        if not isinstance(item, dict) or "content" in item or "digest" not in item:
+            continue  # inline (the exit status), or no file named: the signature covers it
+        name, expected = item.get("name"), _dig(item, "digest", "sha256")
+        checked += 1
+        if not isinstance(name, str) or not _safe_name(name) or not isinstance(expected, str):
+            mismatched.append(str(name))
+            details.append(f"mismatched: byproduct {name!r}: not a safe name with a sha256")
+            continue
+        path = record / name
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            missing.append(name)
+            details.append(f"missing: {name} (signed, not in {record})")
+            continue
+        except OSError as exc:
+            mismatched.append(name)
+            details.append(f"mismatched: {name}: cannot be read ({exc.strerror})")
+            continue
+        try:
+            found = _hash_entry(safeio.Entry(name.encode(), bytes(path), st), safeio.sha256_regular)
+        except _NotHashed as why:
+            mismatched.append(name)
+            details.append(f"mismatched: {name}: {why}")
+            continue
+        if found == expected.lower():
+            verified += 1
+        else:
+            mismatched.append(name)
+            details.append(f"mismatched: {name}: sha256 {found}, signed {expected}")
+    return ArtifactReport(
+        checked=checked,
+        verified=verified,
+        mismatched=tuple(mismatched),
+        missing=tuple(missing),
+        details=tuple(details),
+    )
+
+
+def _read(path: Path, *, what: str, cap: int = STATEMENT_CAP) -> bytes:
+    try:
+        return safeio.read_capped(path, cap=cap)
+    except safeio.UnsafeFile:
+        raise
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} ({exc.strerror})") from exc
+
+
+def _schema_warnings(statement: Mapping[str, Any]) -> tuple[str, ...]:
+    if statement.get("predicateType") != PROVENANCE_TYPE:
+        return ()
+    schema = _dig(statement, "predicate", "buildDefinition", "internalParameters", "manifestSchema")
+    if schema == MANIFEST_SCHEMA:
+        return ()
+    return (
+        f"the record's manifest schema is {schema!r}; this rexec reads {MANIFEST_SCHEMA}: "
+        "the signature and digests were checked, but fields it does not know were not read",
+    )
+
+
+def replay_verdict(statement: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What a signed replay verdict says, from its test-result Statement."""
+    if statement.get("predicateType") != TEST_RESULT_TYPE:
+        return None
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        return None
+    detail = predicate.get("rexecReplay")
+    detail = detail if isinstance(detail, dict) else {}
+    subject = statement.get("subject")
+    about = subject[0] if isinstance(subject, list) and subject else {}
+    return {
+        "result": predicate.get("result"),
+        "verdict": detail.get("verdict"),
+        "about": _dig(about, "digest", "sha256"),
+        "failedTests": predicate.get("failedTests"),
+    }
+
+
+def _check_verdict(record: Path, policy: TrustPolicy, payload: bytes) -> dict[str, Any] | None:
+    """A replay record's verdict must be signed under the same policy as the record, and
+    be about the run it replays; a verdict file without its bundle is refused."""
+    verdict_file, bundle_file = record / VERDICT_FILE, record / VERDICT_BUNDLE
+    if not verdict_file.exists() and not bundle_file.exists():
+        return None
+    if not bundle_file.exists():
+        raise VerificationError(
+            f"{verdict_file}: a replay verdict without its signature ({VERDICT_BUNDLE})",
+            hint="a verdict is only believed when signed; this one may have been added later",
+        )
+    checked = policy.verify_bundle(_read(bundle_file, what="verdict bundle"))
+    if checked.payload is None or _read(verdict_file, what="verdict") != checked.payload:
+        raise VerificationError(
+            f"{verdict_file}: differs from the payload signed in {VERDICT_BUNDLE}",
+            hint="the signed copy is the one to trust; the file was edited after signing",
+        )
+    doc = _statement(checked.payload, source=str(bundle_file))
+    verdict = replay_verdict(doc)
+    if verdict is None:
+        raise VerificationError(f"{bundle_file}: not a replay verdict (test-result) Statement")
+    lineage = _dig(strict_loads(payload), "predicate", "buildDefinition", "internalParameters")
+    replay_of = _dig(lineage, "lineage", "originalStatementSha256")
+    if replay_of is not None and verdict["about"] != replay_of:
+        raise VerificationError(
+            f"{bundle_file}: the verdict is about statement {verdict['about']}, "
+            f"but this record replays {replay_of}",
+            hint="a verdict copied from another replay does not vouch for this one",
+        )
+    return verdict
+
+
 def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None = None) -> Verdict:
     """Verify a run record directory (or a Statement bundle plus ``artifacts``)."""
     verdict = Verdict()
     try:
         where = _resolve_target(target, artifacts)
-        try:
-            bundle = where.bundle.read_bytes()
-        except OSError as exc:
-            raise InputError(f"{where.bundle}: cannot read ({exc.strerror})") from exc
+        bundle = _read(where.bundle, what="bundle")
         verified = policy.verify_bundle(bundle)
         verdict = Verdict(signer=verified.signer)
         if verified.payload is None or verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
@@ -268,8 +429,10 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
             run_id=_run_id(statement),
             status=status,
             exit_code=code,
+            warnings=_schema_warnings(statement),
+            payload=payload,
         )
-        if where.statement is not None and where.statement.read_bytes() != payload:
+        if where.statement is not None and _read(where.statement, what="statement") != payload:
             raise VerificationError(
                 f"{where.statement}: statement.json was altered after signing",
                 hint="it differs from the payload signed in "
@@ -284,6 +447,19 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
                 details=report.details,
                 hint="the outputs changed after the run was signed; do not deploy them",
             )
+        if where.statement is not None:
+            record = where.statement.parent
+            products = compare_byproducts(statement, record)
+            verdict = replace(verdict, byproducts=products)
+            if not products.ok:
+                problems = len(products.mismatched) + len(products.missing)
+                raise MismatchError(
+                    f"{problems} file(s) of the record {record} differ from the signed statement",
+                    details=products.details,
+                    hint="the host capture, logs, params, listings or reports were edited "
+                    "after signing; replay and diff would act on forged copies",
+                )
+            verdict = replace(verdict, replay_verdict=_check_verdict(record, policy, payload))
     except RexecError as exc:
         return replace(verdict, error=exc)
     return verdict
@@ -294,14 +470,7 @@ def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdic
     try:
         if not artifact.is_file():
             raise InputError(f"{artifact}: no such file", hint="--artifact names the signed file")
-        try:
-            data = bundle.read_bytes()
-        except OSError as exc:
-            raise InputError(
-                f"{bundle}: cannot read the bundle ({exc.strerror})",
-                hint="--bundle names a .sigstore.json file",
-            ) from exc
-        verified = policy.verify_bundle(data, artifact=artifact)
+        verified = policy.verify_bundle(_read(bundle, what="bundle"), artifact=artifact)
     except RexecError as exc:
         return Verdict(error=exc)
     verdict = Verdict(
@@ -310,9 +479,12 @@ def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdic
     )
     if verified.payload is not None:
         try:
-            statement = json.loads(verified.payload)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            statement = None
+            statement = strict_loads(verified.payload)
+        except StrictJSONError as exc:
+            return replace(
+                verdict,
+                error=InputError(f"{bundle}: the signed payload is not strict JSON ({exc})"),
+            )
         if isinstance(statement, dict):
             status, code = run_status(statement)
             verdict = replace(
@@ -321,6 +493,8 @@ def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdic
                 run_id=_run_id(statement),
                 status=status,
                 exit_code=code,
+                replay_verdict=replay_verdict(statement),
+                warnings=_schema_warnings(statement),
             )
     return verdict
 

@@ -21,7 +21,7 @@ from executor import snapshot
 from executor.canonical import canonical_json
 from executor.cli import main
 from executor.errors import ExitCode
-from executor.manifest import RunStatus, Subject, build_statement, dumps
+from executor.manifest import Byproduct, RunStatus, Subject, build_statement, dumps
 
 IMAGE_A = "a" * 64
 IMAGE_B = "b" * 64
@@ -70,8 +70,12 @@ def make_record(
     (record / "outputs").mkdir(parents=True)
     (record / "inputs").mkdir()
     snap = snapshot.hash_tree(data, use_cache=False)
-    (record / "inputs" / "data.listing.json").write_bytes(canonical_json(snap.listing.to_json()))
-    (record / "host.json").write_bytes(canonical_json(host))
+    files = {
+        "inputs/data.listing.json": canonical_json(snap.listing.to_json()),
+        "host.json": canonical_json(host),
+    }
+    for name, content in files.items():
+        (record / name).write_bytes(content)
     for name, content in outputs.items():
         (record / "outputs" / name).write_bytes(content)
     now = datetime(2025, 1, 1, tzinfo=UTC)
@@ -102,7 +106,7 @@ def make_record(
         started_on=now,
         finished_on=now,
         status=RunStatus("succeeded", 0),
-        byproducts=[],
+        byproducts=[Byproduct(n, c, "application/json") for n, c in files.items()],
         rexec_version="0",
     )
     (record / "statement.json").write_bytes(dumps(statement))

@@ -45,13 +45,3 @@ def test_existing_record_is_never_overwritten(tmp_path: Path) -> None:
         store.RecordWriter(tmp_path, "r3")
 
 
-def test_iter_files_is_sorted_and_skips_directories(tmp_path: Path) -> None:
-    for rel in ("b/2", "a/1", "c", "a/0"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(rel)
-    assert [p.relative_to(tmp_path).as_posix() for p in store.iter_files(tmp_path)] == [
-        "c",
-        "a/0",
-        "a/1",
-        "b/2",
-    ]

@@ -1,0 +1,168 @@
+"""Reading what a job or a record controls without being fooled by it.
+
+A job leaves files in its outputs and reports directory, and anyone may edit a
+record before it reaches ``verify``. Every such file is opened here: never
+through a symlink (``O_NOFOLLOW``), never waiting on a FIFO (``O_NONBLOCK``,
+then ``fstat`` must say regular file), never read past a size cap, and trees
+are walked without recursion (a job can nest directories deeper than Python's
+recursion limit) and without following links.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from typing import NamedTuple
+
+from executor.errors import InputError
+
+# How a file that someone else controls is opened.
+NOFOLLOW_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Small files rexec parses (job reports, host captures, listings, statements).
+SMALL_CAP = 16 << 20
+_CHUNK = 1 << 20
+
+
+class UnsafeFile(InputError):
+    """A file is a link, a special file, too large, or otherwise not what it must be."""
+
+
+def open_regular(path: str | bytes | os.PathLike[str], *, dir_fd: int | None = None) -> int:
+    """A descriptor for ``path`` if, and only if, it is a regular file (not a link to one)."""
+    try:
+        fd = os.open(path, NOFOLLOW_FLAGS, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafeFile(f"{os.fsdecode(path)}: is a symbolic link, not a file") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(f"{os.fsdecode(path)}: is {kind_of(info.st_mode)}, not a regular file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_capped(path: str | bytes | os.PathLike[str], *, cap: int = SMALL_CAP) -> bytes:
+    """The bytes of a regular file of at most ``cap`` bytes."""
+    fd = open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > cap:
+            raise UnsafeFile(
+                f"{os.fsdecode(path)}: {size} bytes, more than the {cap} bytes rexec reads",
+                hint="this file is read into memory and must stay small",
+            )
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, min(_CHUNK, cap + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:  # it grew since the fstat
+                raise UnsafeFile(f"{os.fsdecode(path)}: grew past {cap} bytes while being read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def sha256_regular(path: str | bytes | os.PathLike[str]) -> str:
+    """SHA-256 of a regular file, streamed; a link or special file is refused."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def kind_of(mode: int) -> str:
+    """A file type in words, for messages and for the outputs policy."""
+    if stat.S_ISREG(mode):
+        return "a regular file"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
+class Entry(NamedTuple):
+    """One entry below a walked root: its path relative to the root, as bytes, and lstat."""
+
+    rel: bytes
+    path: bytes
+    st: os.stat_result
+
+
+def walk(root: str | os.PathLike[str]) -> Iterator[Entry]:
+    """Every entry below ``root``: a directory's entries sorted, before any subdirectory's.
+
+    Iterative, so depth is bounded by nothing but the file system; links are
+    reported, never followed.
+    """
+    base = os.fsencode(root)
+    stack: list[bytes] = [b""]
+    while stack:
+        rel_dir = stack.pop()
+        dir_path = os.path.join(base, rel_dir) if rel_dir else base
+        with os.scandir(dir_path) as it:
+            names = sorted(e.name for e in it)
+        subdirs = []
+        for name in names:
+            rel = os.path.join(rel_dir, name) if rel_dir else name
+            path = os.path.join(base, rel)
+            st = os.lstat(path)
+            yield Entry(rel, path, st)
+            # The caller may have removed a directory it was shown: then it is not entered.
+            if stat.S_ISDIR(st.st_mode) and os.path.lexists(path):
+                subdirs.append(rel)
+        stack.extend(reversed(subdirs))
+
+
+def rmtree(path: str | bytes | os.PathLike[str]) -> None:
+    """Remove a tree a job made, however deep, without following links; missing is fine.
+
+    Each directory is given owner rwx before it is read: a job may leave
+    directories without the bits needed to empty them.
+    """
+    top = os.fsencode(path)
+    try:
+        st = os.lstat(top)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(top)
+        return
+    try:
+        _rmtree(top)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # Deeper than PATH_MAX: GNU rm walks by descriptors and never follows links.
+        subprocess.run(["rm", "-rf", "--", top], check=True)
+
+
+def _rmtree(top: bytes) -> None:
+    stack = [top]
+    emptied: list[bytes] = []
+    while stack:
+        directory = stack.pop()
+        os.chmod(directory, 0o700)  # listed as a directory, never a link
+        emptied.append(directory)
+        with os.scandir(directory) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+    for directory in reversed(emptied):
+        os.rmdir(directory)
