@@ -16,6 +16,8 @@ from typing import Any
 from executor import snapshot
 from executor.errors import InputError
 
+GIT_EXCLUDE = frozenset({b".git"})
+
 
 @dataclass(frozen=True)
 class ResolvedCode:
@@ -71,7 +73,9 @@ def resolve_code(path: Path, *, mount: str, allow_dirty: bool) -> ResolvedCode:
             + ([f"… and {len(changed) - 20} more"] if len(changed) > 20 else []),
             hint="commit them, or pass --allow-dirty (the manifest then records dirty=true)",
         )
-    tree = snapshot.hash_tree(path)
+    # The pin is the tree the job sees: .git is hidden from the mount, and leaving it
+    # out means an empty commit or a fetch does not break a lock (docs/spec.md).
+    tree = snapshot.hash_tree(path, exclude=GIT_EXCLUDE)
     return ResolvedCode(
         path=path,
         mount=mount,

@@ -286,6 +286,22 @@ def push_image(
     return dataclasses.replace(image, pushed=pinned)
 
 
+def check_image_config(image: ResolvedImage, *, runtime: ContainerRuntime) -> tuple[str, ...]:
+    """Refuse an image whose VOLUMEs would give the job unrecorded writable storage, and
+    return the ENTRYPOINT rexec overrides (recorded, so a reader knows it never ran)."""
+    info = runtime.inspect_image(image.run_ref)
+    if info is None:
+        raise InputError(f"image {image.run_ref} is not present in the engine")
+    if info.volumes:
+        raise InputError(
+            f"image {image.digest} declares VOLUME {', '.join(info.volumes)}: the job would get "
+            "writable storage outside its outputs that no record names",
+            hint="remove the VOLUME lines from the Dockerfile (and from its bases); "
+            "rexec mounts the inputs and the outputs itself",
+        )
+    return info.entrypoint
+
+
 def image_inventory(
     image: ResolvedImage, *, runtime: ContainerRuntime, say: Callable[[str], None]
 ) -> dict[str, Any]:

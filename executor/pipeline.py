@@ -25,7 +25,13 @@ from executor import attest, determinism, hardware, manifest, safeio, snapshot, 
 from executor.canonical import sha256_hex
 from executor.code import ResolvedCode, resolve_code
 from executor.errors import InputError
-from executor.images import ResolvedImage, image_inventory, push_image, resolve_image
+from executor.images import (
+    ResolvedImage,
+    check_image_config,
+    image_inventory,
+    push_image,
+    resolve_image,
+)
 from executor.lock import check_code_pins
 from executor.manifest import RunStatus, Subject
 from executor.runtime import (
@@ -121,6 +127,7 @@ def run(
         image = push_image(image, target=options.push, runtime=runtime, log=_line_logger(say))
         say(f"pushed {image.pushed}")
     say(f"image {image.digest}")
+    entrypoint = check_image_config(image, runtime=runtime)
     host = hardware.capture_host(engine=checked.engine)
     inventory = image_inventory(image, runtime=runtime, say=say)
     record = store.RecordWriter(options.runs_dir, store.new_run_id(run_spec.name))
@@ -135,6 +142,7 @@ def run(
             signer=signer,
             runtime=runtime,
             options=options,
+            image_entrypoint=entrypoint,
         )
     except BaseException:
         record.discard()
@@ -254,6 +262,7 @@ def _execute_and_record(
     signer: Signer | None,
     runtime: ContainerRuntime,
     options: RunOptions,
+    image_entrypoint: tuple[str, ...],
 ) -> RunResult:
     say = options.say
     outputs = record.path(store.OUTPUTS)
@@ -277,7 +286,7 @@ def _execute_and_record(
     secret_env = {name: os.environ[name] for name in run_spec.run.secrets}
     mounts = [
         *(Mount(i.path, i.mount) for i in run_spec.inputs),
-        *([Mount(checked.code.path, checked.code.mount)] if checked.code else []),
+        *(_code_mounts(checked.code, record) if checked.code else []),
         Mount(params_file, PARAMS_MOUNT),
         Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
         Mount(outputs, run_spec.outputs_mount, read_only=False),
@@ -314,6 +323,7 @@ def _execute_and_record(
             now = datetime.now(UTC)
             outcome = ContainerResult(None, started, now, False, False, "")
     _reclaim(outputs, reports)
+    safeio.rmtree(record.path(".git-cover"))
     status = attest.run_status(outcome, interrupted=interrupted)
     collected = attest.collect(record, outputs, reports)
     for line in collected.ignored_reports:
@@ -333,6 +343,9 @@ def _execute_and_record(
         record=record,
         secret_names=sorted(secret_env),
         extra_internal={
+            # What ran is the recorded command, exactly: the image's entrypoint was replaced.
+            "argv": list(request.command),
+            "imageEntrypointOverridden": list(image_entrypoint),
             "optIns": {"allowUnpinned": options.allow_unpinned},
             **({"lineage": dict(options.lineage)} if options.lineage else {}),
             **(
@@ -368,6 +381,20 @@ def _execute_and_record(
     if interrupted:
         raise KeyboardInterrupt
     return result
+
+
+def _code_mounts(code: ResolvedCode, record: store.RecordWriter) -> list[Mount]:
+    """The code read-only, with its ``.git`` covered: the pin leaves it out, so the job
+    must not see it (nor read the repository's history and remotes)."""
+    mounts = [Mount(code.path, code.mount)]
+    git = code.path / ".git"
+    if git.is_dir() and not git.is_symlink():
+        cover = record.path(".git-cover")
+        cover.mkdir()
+        mounts.append(Mount(cover, f"{code.mount}/.git"))
+    elif git.is_file() and not git.is_symlink():  # a worktree's or a submodule's .git file
+        mounts.append(Mount(record.write(".git-cover", b""), f"{code.mount}/.git"))
+    return mounts
 
 
 def _hand_to(user: str, *directories: Path) -> None:

@@ -86,6 +86,10 @@ class ImageInfo:
     user: str
     os: str
     architecture: str
+    # What the image would do to the command rexec records: an ENTRYPOINT wraps it,
+    # a VOLUME gives the job storage outside the outputs. rexec overrides or refuses both.
+    entrypoint: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
 
 
 LogSink = Callable[[str, bytes], None]  # (stream name "stdout"|"stderr", chunk)
@@ -306,7 +310,7 @@ class DockerRuntime:
         timed_out = False
         started = _now()
         try:
-            container.start()
+            _start(container, request)
             started = _now()
             reader.start()
             try:
@@ -336,7 +340,7 @@ class DockerRuntime:
             raise InfrastructureError(f"the engine failed running the job: {exc}") from exc
         finally:
             with contextlib.suppress(docker.errors.APIError):
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # and any anonymous volume with it
 
     def _create(self, request: ContainerRequest) -> Any:
         import docker.errors
@@ -346,7 +350,9 @@ class DockerRuntime:
         h = request.hardening
         kwargs: dict[str, Any] = {
             "image": request.image,
-            "command": list(request.command),
+            # Exactly the recorded argv: the image's ENTRYPOINT must not wrap it.
+            "entrypoint": list(request.command[:1]),
+            "command": list(request.command[1:]),
             "working_dir": request.workdir,
             "environment": dict(request.env),
             "user": request.user,
@@ -410,6 +416,24 @@ class DockerRuntime:
         return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
 
 
+def _start(container: Any, request: ContainerRequest) -> None:
+    """Start the job; a command the image does not have is the spec's error, not the engine's."""
+    import docker.errors
+
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        text = str(exc.explanation or exc)
+        if "executable file not found" in text or "no such file or directory" in text:
+            raise InputError(
+                f"run.command[0]: {request.command[0]!r} is not an executable in the image "
+                f"(the engine said: {text.strip()})",
+                hint="name a program the image has (an absolute path, or one on its PATH), "
+                "or a script inside a mounted input or the code mount",
+            ) from exc
+        raise
+
+
 def _pump_logs(stream: Iterator[tuple[bytes | None, bytes | None]], sink: LogSink) -> None:
     for out, err in stream:
         if out:
@@ -432,6 +456,8 @@ def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
         user=config.get("User") or "",
         os=attrs.get("Os", ""),
         architecture=attrs.get("Architecture", ""),
+        entrypoint=tuple(config.get("Entrypoint") or ()),
+        volumes=tuple(sorted(config.get("Volumes") or {})),
     )
 
 

@@ -92,8 +92,12 @@ def hash_tree(
     use_cache: bool = True,
     progress: bool = False,
     allow_external_links: bool = False,
+    exclude: frozenset[bytes] = frozenset(),
 ) -> Snapshot:
-    """Hash a directory tree into a ``<algo>-tree-v1`` digest and its listing."""
+    """Hash a directory tree into a ``<algo>-tree-v1`` digest and its listing.
+
+    ``exclude``: entry names left out at any depth, as if absent (``.git`` of a code tree).
+    """
     new_hasher(algo)  # rejects an unknown algorithm before any I/O
     root = tree_root(path)
     settled = time.time_ns() - RACY_MARGIN_NS  # cache only files older than this
@@ -122,6 +126,7 @@ def hash_tree(
                 allow_external_links=allow_external_links,
                 batch_files=BATCH_FILES,
                 chunk_entries=CHUNK_ENTRIES,
+                exclude=exclude,
             )
             for chunk, result in hashers.in_order(chunks):
                 new = chunk.finish(result)

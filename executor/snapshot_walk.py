@@ -119,17 +119,19 @@ def walk(
     allow_external_links: bool,
     batch_files: int,
     chunk_entries: int,
+    exclude: frozenset[bytes] = frozenset(),
 ) -> Iterator[Chunk]:
     """Every entry below ``root`` in digest order (depth first, names sorted bytewise).
 
     A chunk is cut once it holds ``batch_files`` files to hash or
-    ``chunk_entries`` entries in all.
+    ``chunk_entries`` entries in all. Entries named in ``exclude`` (at any
+    depth) are left out, as if absent: the code pin leaves out ``.git``.
     """
     empty = hash_bytes(algo, b"")
     keyed = cache is not None
     chunk = Chunk(keyed=keyed)
     out, todo, rels, keys = chunk.entries, chunk.todo, chunk.rels, chunk.keys
-    stack = [_open_dir(root, b"", algo=algo, cache=cache)]
+    stack = [_open_dir(root, b"", algo=algo, cache=cache, exclude=exclude)]
     while stack:
         entries, _dir_abs, prefix, cached = stack[-1]
         for e in entries:
@@ -153,7 +155,11 @@ def walk(
                     rels.append(rel)
             elif e.is_dir(follow_symlinks=False):
                 out.append(Entry(prefix + e.name, "d", 0, empty))
-                stack.append(_open_dir(e.path, prefix + e.name + b"/", algo=algo, cache=cache))
+                stack.append(
+                    _open_dir(
+                        e.path, prefix + e.name + b"/", algo=algo, cache=cache, exclude=exclude
+                    )
+                )
                 break
             elif e.is_symlink():
                 target = _readlink(e.path)
@@ -172,11 +178,20 @@ def walk(
         yield chunk
 
 
-def _open_dir(dir_abs: bytes, prefix: bytes, *, algo: str, cache: StatCache | None) -> _Frame:
+def _open_dir(
+    dir_abs: bytes,
+    prefix: bytes,
+    *,
+    algo: str,
+    cache: StatCache | None,
+    exclude: frozenset[bytes] = frozenset(),
+) -> _Frame:
     """One directory's entries sorted bytewise by name, with its cached rows."""
     try:
         with os.scandir(dir_abs) as it:
             entries = sorted(it, key=_name)
+        if exclude:
+            entries = [e for e in entries if e.name not in exclude]
     except FileNotFoundError:
         raise changed(dir_abs) from None
     except OSError as exc:

@@ -12,7 +12,9 @@ import pytest
 from executor import outputs, safeio
 
 
-def test_walk_lists_each_directory_sorted_before_entering_it_and_never_follows_links(tmp_path: Path) -> None:
+def test_walk_lists_each_directory_sorted_before_entering_it_and_never_follows_links(
+    tmp_path: Path,
+) -> None:
     for rel in ("b/2", "a/1", "c", "a/0"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(rel)

@@ -238,7 +238,10 @@ def test_build_image(tmp_path: Path) -> None:
             {"top": 'version = 1\nname = "m"\ninputs = "data"\n'},
             "inputs: expected an array of tables",
         ),
-        ({"res": "[resources]\ncpus = 0\n"}, "resources.cpus: expected a number of CPUs in (0, 4096]"),
+        (
+            {"res": "[resources]\ncpus = 0\n"},
+            "resources.cpus: expected a number of CPUs in (0, 4096]",
+        ),
         ({"res": '[resources]\nmemory = "lots"\n'}, "resources.memory: expected bytes or a size"),
         ({"res": '[resources]\ngpus = "some"\n'}, 'resources.gpus: expected "all"'),
         ({"res": '[resources]\ngpus = ["0"]\n'}, "resources.gpus: expected GPU UUIDs"),

@@ -43,5 +43,3 @@ def test_existing_record_is_never_overwritten(tmp_path: Path) -> None:
     store.RecordWriter(tmp_path, "r3").commit()
     with pytest.raises(InputError, match="already exists"):
         store.RecordWriter(tmp_path, "r3")
-
-
