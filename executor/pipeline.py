@@ -76,6 +76,9 @@ class RunOptions:
     pinned_at_run_time: Mapping[str, Any] | None = None
     # `rexec run --push REGISTRY/REPO[:TAG]`: push the image, record its repo digest.
     push: str | None = None
+    # replay/rerun: the original run's params.json exactly (its digest is signed): the
+    # spec view in the Statement is canonical JSON, where 20.0 and 20 are one number.
+    params_json: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,11 @@ def _execute_and_record(
     reports.mkdir()
     user = container_user(run_spec)
     _hand_to(user, outputs, reports)
-    params_file = record.write_json(store.PARAMS, run_spec.params)
+    params_file = (
+        record.write(store.PARAMS, options.params_json)
+        if options.params_json is not None
+        else record.write_json(store.PARAMS, run_spec.params)
+    )
     det_env = determinism.determinism_env(
         seed=run_spec.run.seed,
         frameworks=run_spec.determinism.frameworks,

@@ -43,6 +43,7 @@ class RunRecord:
     statement_sha256: str
     host: Mapping[str, Any] | None
     listings: Mapping[str, Listing]
+    params_json: bytes | None = None  # params.json exactly as the job read it
 
     @property
     def run_id(self) -> str:
@@ -150,12 +151,16 @@ def load_record(path: Path, *, payload: bytes | None = None) -> RunRecord:
             listings[key] = Listing.from_json(
                 _signed_file(record / name, digest), where=str(record / name)
             )
+    params = None
+    if store.PARAMS in digests:
+        params = _signed_file(record / store.PARAMS, digests[store.PARAMS])
     return RunRecord(
         path=record,
         statement=statement,
         statement_sha256=sha256_hex(payload),
         host=host,
         listings=listings,
+        params_json=params,
     )
 
 

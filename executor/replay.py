@@ -220,6 +220,7 @@ def execute(
         say=options.say,
         lineage=plan.lineage,
         before_commit=before_commit,
+        params_json=plan.original.record.params_json,
     )
     result = pipeline.run(plan.run_spec, options=run_options, runtime=runtime)
     return Outcome(

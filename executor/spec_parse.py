@@ -439,7 +439,17 @@ def _apply_overrides(
                 "add it to the spec first so its default is recorded",
             )
             continue
-        applied.append(ParamOverride(key=key, default=params[key], value=value))
+        default = params[key]
+        if isinstance(default, float) and type(value) is int:
+            value = float(value)  # --param lr=1 for a float default means 1.0
+        if type(value) is not type(default):
+            errors.add(
+                f"--param {key}",
+                f"expected {_kind_name(type(default))} like the default {default!r}, "
+                f"got {value!r}; quote a string that looks like a number: --param {key}='\"…\"'",
+            )
+            continue
+        applied.append(ParamOverride(key=key, default=default, value=value))
         params[key] = value
     return tuple(applied)
 

@@ -257,3 +257,38 @@ def test_rerun_with_a_corrected_input_names_changed_files_and_outputs(
         verb="rerun",
     )
     assert "unchanged" in same.stderr
+
+
+def test_replay_hands_the_job_the_original_params_bytes(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A whole-number float is 20 in canonical JSON; the replayed job must still read 20.0."""
+    runs = tmp_path / "runs"
+    spec = make_spec(project, tmp_path, params="lr = 20.0\n")
+    text = spec.read_text().replace(
+        '"/code/train.py"]',
+        "\"-c\", \"import os, shutil; shutil.copy(os.environ['REXEC_PARAMS'], os.environ['REXEC_OUTPUTS'])\"]",
+    )
+    spec.write_text(text)
+    original = run(rexec, spec, keys, runs)
+    assert json.loads((original / "outputs" / "params.json").read_text())["lr"] == 20.0
+    assert b"20.0" in (original / "outputs" / "params.json").read_bytes()
+    doc = json.loads(replay(rexec, original, keys, runs, "--json").stdout)
+    assert doc["verdict"] == "reproduced-bitwise"
+
+
+def test_replay_acts_only_on_verified_record_files(
+    project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """An edited host capture would steer --strict-env and diff: verify refuses it first."""
+    runs = tmp_path / "runs"
+    original = run(rexec, make_spec(project, tmp_path), keys, runs)
+    host = original / "host.json"
+    host.write_bytes(host.read_bytes().replace(b'"os":', b'"os" :'))
+    out = replay(rexec, original, keys, runs, "--strict-env", check=ExitCode.MISMATCH)
+    assert "host.json" in out.stderr and "differ from the signed statement" in out.stderr
+    verified = rexec("verify", original, "--key", keys[1], check=ExitCode.MISMATCH)
+    assert "mismatched: host.json" in verified.stderr
+    diff = rexec("diff", original, original, check=ExitCode.MISMATCH)
+    assert "host.json: not the file the statement signs" in diff.stderr
+    assert [p.name for p in runs.iterdir()] == [original.name]  # nothing ran

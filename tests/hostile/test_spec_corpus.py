@@ -132,3 +132,31 @@ def test_a_numeric_user_is_recorded_as_uid_and_gid(tmp_path: Path) -> None:
     assert parsed.run.user == "1000:1000"
     allowed = _spec(_run('user = "0"'), "[security]\nallow_root = true\n")
     assert spec.loads(allowed.encode(), source=tmp_path / "s.toml").run.user == "0:0"
+
+
+PARAMS = _spec(extra='[params]\nlr = 20.0\nepochs = 3\nopt = "adam"\nnorm = true\n')
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("epochs=2.5", "--param epochs: expected an integer like the default 3"),
+        ("opt=1", "--param opt: expected a string like the default 'adam'"),
+        ("norm=1", "--param norm: expected a boolean like the default True"),
+        ("lr=fast", "--param lr: expected a number like the default 20.0"),
+        ("epochs=true", "--param epochs: expected an integer"),
+    ],
+)
+def test_param_overrides_keep_the_default_type(
+    tmp_path: Path, override: str, expected: str
+) -> None:
+    with pytest.raises(SpecError) as info:
+        spec.loads(
+            PARAMS.encode(), source=tmp_path / "s.toml", overrides=[spec.parse_override(override)]
+        )
+    assert any(d.startswith(expected) for d in info.value.details), info.value.details
+
+
+def test_a_whole_number_overrides_a_float_as_a_float(tmp_path: Path) -> None:
+    parsed = spec.loads(PARAMS.encode(), source=tmp_path / "s.toml", overrides=[("lr", 1)])
+    assert parsed.params["lr"] == 1.0 and type(parsed.params["lr"]) is float
