@@ -23,6 +23,7 @@ from executor import __version__, manifest, safeio, snapshot, spec, store
 from executor import outputs as outputs_policy
 from executor.canonical import canonical_json
 from executor.code import ResolvedCode
+from executor.errors import RexecError
 from executor.images import ResolvedImage
 from executor.manifest import Byproduct, RunStatus, Subject
 from executor.runtime import ContainerRequest, ContainerResult
@@ -44,10 +45,18 @@ class Collected:
     excluded: tuple[outputs_policy.Excluded, ...] = ()  # left in outputs/, not a subject
 
 
-def run_status(outcome: ContainerResult, *, interrupted: bool) -> RunStatus:
+def run_status(
+    outcome: ContainerResult,
+    *,
+    interrupted: KeyboardInterrupt | None = None,
+    lost: RexecError | None = None,
+) -> RunStatus:
     """``succeeded`` only for exit code 0 without an OOM kill; nothing else passes for it."""
-    if interrupted:
-        return RunStatus("interrupted", None)
+    if lost is not None:
+        return RunStatus("infrastructure-failed", None, reason=lost.message)
+    if interrupted is not None:
+        signal_name = getattr(interrupted, "signal_name", "SIGINT")
+        return RunStatus("interrupted", None, reason=f"rexec received {signal_name}")
     if outcome.timed_out:
         return RunStatus("timed-out", None, outcome.oom_killed)
     if outcome.exit_code == 0 and not outcome.oom_killed:

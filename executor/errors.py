@@ -91,6 +91,18 @@ class InfrastructureError(RexecError):
     exit_code = ExitCode.INFRASTRUCTURE
 
 
+class EngineLost(InfrastructureError):
+    """The container engine went away while the job ran (not a timeout, not the job)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """rexec was asked to stop (SIGINT, SIGTERM, SIGHUP): the job is stopped and recorded."""
+
+    def __init__(self, signal_name: str = "SIGINT") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
 class NotReproduced(RexecError):
     """A replay finished and its outputs differ from the original run."""
 

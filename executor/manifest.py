@@ -60,12 +60,22 @@ class Byproduct:
 class RunStatus:
     """How the job ended. ``status`` is ``succeeded`` only for exit code 0."""
 
-    status: str  # succeeded | failed | timed-out | interrupted
+    status: str  # succeeded | failed | timed-out | interrupted | infrastructure-failed
     exit_code: int | None
     oom_killed: bool = False
+    # Why, when the exit code does not say: the signal that interrupted rexec, the
+    # engine that went away, the inputs that changed under the job.
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": self.status, "exitCode": self.exit_code, "oomKilled": self.oom_killed}
+        doc: dict[str, Any] = {
+            "status": self.status,
+            "exitCode": self.exit_code,
+            "oomKilled": self.oom_killed,
+        }
+        if self.reason is not None:
+            doc["reason"] = self.reason
+        return doc
 
 
 def _time(value: datetime) -> str:

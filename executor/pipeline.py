@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import attest, determinism, hardware, manifest, safeio, snapshot, spec, store
+from executor import attest, determinism, hardware, manifest, owner, safeio, snapshot, spec, store
 from executor.canonical import sha256_hex
 from executor.code import ResolvedCode, resolve_code
-from executor.errors import InputError
+from executor.errors import EngineLost, InputError, MismatchError, RexecError
 from executor.images import (
     ResolvedImage,
     check_image_config,
@@ -36,6 +36,9 @@ from executor.lock import check_code_pins
 from executor.manifest import RunStatus, Subject
 from executor.runtime import (
     NOBODY,
+    OWNER_HOST_LABEL,
+    OWNER_PID_LABEL,
+    OWNER_START_LABEL,
     RUN_LABEL,
     SPEC_LABEL,
     ContainerRequest,
@@ -118,24 +121,27 @@ def run(
     say = options.say
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)
-    checked = preflight(run_spec, runtime=runtime, allow_dirty=options.allow_dirty, say=say)
-    image = resolve_image(
-        run_spec.image,
-        runtime=runtime,
-        spec_name=run_spec.name,
-        log=_line_logger(say),
-        allow_unpinned=options.allow_unpinned,
-    )
-    if options.push:
-        image = push_image(image, target=options.push, runtime=runtime, log=_line_logger(say))
-        say(f"pushed {image.pushed}")
-    say(f"image {image.digest}")
-    entrypoint = check_image_config(image, runtime=runtime)
-    host = hardware.capture_host(engine=checked.engine)
-    inventory = image_inventory(image, runtime=runtime, say=say)
+    _check_runs_dir(run_spec, options.runs_dir)
+    # The staging directory first: a runs dir that cannot take a record fails now,
+    # before an image is built or a container started.
     record = store.RecordWriter(options.runs_dir, store.new_run_id(run_spec.name))
     try:
-        result = _execute_and_record(
+        checked = preflight(run_spec, runtime=runtime, allow_dirty=options.allow_dirty, say=say)
+        image = resolve_image(
+            run_spec.image,
+            runtime=runtime,
+            spec_name=run_spec.name,
+            log=_line_logger(say),
+            allow_unpinned=options.allow_unpinned,
+        )
+        if options.push:
+            image = push_image(image, target=options.push, runtime=runtime, log=_line_logger(say))
+            say(f"pushed {image.pushed}")
+        say(f"image {image.digest}")
+        entrypoint = check_image_config(image, runtime=runtime)
+        host = hardware.capture_host(engine=checked.engine)
+        inventory = image_inventory(image, runtime=runtime, say=say)
+        return _execute_and_record(
             run_spec,
             checked=checked,
             image=image,
@@ -147,10 +153,28 @@ def run(
             options=options,
             image_entrypoint=entrypoint,
         )
+    except OSError as exc:
+        record.discard()
+        if exc.errno is None:  # not the file system: a socket's error, which is the engine's
+            raise
+        raise store.storage_error(options.runs_dir, exc) from exc
     except BaseException:
         record.discard()
         raise
-    return result
+
+
+def _check_runs_dir(run_spec: spec.RunSpec, runs_dir: Path) -> None:
+    """The job writes into the runs dir: inside an input, it would change that input
+    under its own feet (and a read-only mount would not stop it)."""
+    runs = runs_dir.resolve()
+    for index, item in enumerate(run_spec.inputs):
+        path = item.path.resolve()
+        if runs == path or path in runs.parents or runs in path.parents:
+            raise InputError(
+                f"--runs-dir {runs_dir} overlaps inputs[{index}].path {item.path} "
+                f"(input {item.name!r}): the job's outputs would be written into its own input",
+                hint="keep the runs directory outside every input (the default is ./runs)",
+            )
 
 
 def _line_logger(say: Say) -> Callable[[str], None]:
@@ -310,7 +334,13 @@ def _execute_and_record(
         env={**env, **secret_env},
         mounts=mounts,
         user=user,
-        labels={RUN_LABEL: record.run_id, SPEC_LABEL: str(run_spec.source)},
+        labels={
+            RUN_LABEL: record.run_id,
+            SPEC_LABEL: str(run_spec.source),
+            OWNER_HOST_LABEL: owner.me().host,
+            OWNER_PID_LABEL: str(owner.me().pid),
+            OWNER_START_LABEL: owner.me().start,
+        },
         hardening=hardening,
         cpus=run_spec.resources.cpus,
         memory_bytes=run_spec.resources.memory_bytes,
@@ -319,19 +349,25 @@ def _execute_and_record(
         timeout_s=run_spec.run.timeout_s,
     )
     say(f"running {record.run_id} as uid {user}")
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
+    lost: EngineLost | None = None
     echo = sys.stderr.buffer if options.echo_logs else None
     started = datetime.now(UTC)
     with log_files(record.path(store.LOGS), echo) as sink:
         try:
             outcome = runtime.run(request, sink)
-        except KeyboardInterrupt:
-            interrupted = True
-            now = datetime.now(UTC)
-            outcome = ContainerResult(None, started, now, False, False, "")
+        except (KeyboardInterrupt, EngineLost) as exc:
+            if isinstance(exc, EngineLost):
+                lost = exc
+            else:
+                interrupted = exc
+            outcome = ContainerResult(None, started, datetime.now(UTC), False, False, "")
     _reclaim(outputs, reports)
     safeio.rmtree(record.path(".git-cover"))
-    status = attest.run_status(outcome, interrupted=interrupted)
+    status = attest.run_status(outcome, interrupted=interrupted, lost=lost)
+    changed = _inputs_changed(run_spec, say) if interrupted is None and lost is None else None
+    if changed is not None:
+        status = manifest.RunStatus("failed", outcome.exit_code, reason=changed.message)
     collected = attest.collect(record, outputs, reports)
     for line in collected.ignored_reports:
         say(f"warning: ignored in the job's reports directory: {line}")
@@ -385,9 +421,33 @@ def _execute_and_record(
     if options.before_commit is not None:
         options.before_commit(record, result, statement)
     record.commit()
-    if interrupted:
-        raise KeyboardInterrupt
+    if interrupted is not None:
+        raise interrupted
+    if lost is not None:
+        raise lost
+    if changed is not None:
+        changed.message += f"; the run is recorded as failed in {result.run_dir}"
+        raise changed
     return result
+
+
+def _inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:
+    """Every input again, after the job: the record must not claim a pinned digest for
+    data that changed while the job read it. The stat cache makes this cheap."""
+    for item in run_spec.inputs:
+        try:
+            snapshot.verify_tree(item.path, item.digest)
+        except MismatchError as exc:
+            say(f"input {item.name} changed while the job ran")
+            return MismatchError(
+                f"input {item.name!r} ({item.path}) changed while the job ran: {exc.message}",
+                details=exc.details,
+                hint="something on the host wrote into the input during the run; "
+                "the outputs were computed from data that no longer matches its pin",
+            )
+        except RexecError as exc:
+            return MismatchError(f"input {item.name!r} cannot be re-checked: {exc.message}")
+    return None
 
 
 def _code_mounts(code: ResolvedCode, record: store.RecordWriter) -> list[Mount]:

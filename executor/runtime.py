@@ -16,9 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from executor.errors import InfrastructureError, InputError, MismatchError
+from executor.errors import EngineLost, InfrastructureError, InputError, MismatchError
 
 RUN_LABEL = "dev.rexec.run-id"
+# Who owns a job container: `rexec gc` removes those whose rexec process is gone.
+OWNER_PID_LABEL = "dev.rexec.owner-pid"
+OWNER_HOST_LABEL = "dev.rexec.owner-host"
+OWNER_START_LABEL = "dev.rexec.owner-start"
 # The spec file a job came from: lets tests and tools find its containers.
 SPEC_LABEL = "dev.rexec.spec"
 NOBODY = "65534:65534"  # the job's user when rexec itself runs as root
@@ -114,6 +118,15 @@ class ContainerRuntime(Protocol):
     def registry_digest(self, ref: str) -> str: ...
     def push(self, image: str, *, repository: str, tag: str) -> str: ...
     def load(self, archive: Path) -> None: ...
+    def list_containers(self, label: str) -> list[ContainerInfo]: ...
+    def remove_container(self, container_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    labels: Mapping[str, str]
+    state: str
 
 
 def _now() -> datetime:
@@ -317,8 +330,15 @@ class DockerRuntime:
                 status = container.wait(timeout=request.timeout_s)
                 exit_code: int | None = int(status.get("StatusCode", -1))
             except Exception as exc:  # requests' ReadTimeout: the job ran past its timeout
-                if not _is_timeout(exc):
+                if not _is_connection_trouble(exc):
                     raise
+                if (_now() - started).total_seconds() < request.timeout_s * 0.99:
+                    # The wait broke off early: the engine went away, not the clock.
+                    raise EngineLost(
+                        f"the Docker engine stopped answering while the job ran ({exc})",
+                        hint="the run is recorded as infrastructure-failed; restart the engine "
+                        "and run `rexec gc` to remove what it left",
+                    ) from exc
                 timed_out = True
                 exit_code = None
                 with contextlib.suppress(docker.errors.APIError):
@@ -339,7 +359,9 @@ class DockerRuntime:
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"the engine failed running the job: {exc}") from exc
         finally:
-            with contextlib.suppress(docker.errors.APIError):
+            # Best effort: with the engine gone this fails too, and `rexec gc` finds the
+            # container by its labels later.
+            with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)  # and any anonymous volume with it
 
     def _create(self, request: ContainerRequest) -> Any:
@@ -413,7 +435,27 @@ class DockerRuntime:
 
     def containers_labelled(self, label: str) -> list[str]:
         """IDs of all containers (any state) carrying ``label``; for tests and cleanup."""
-        return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
+        return [c.id for c in self.list_containers(label)]
+
+    def list_containers(self, label: str) -> list[ContainerInfo]:
+        """Every container (any state) carrying ``label``, with its labels."""
+        import docker.errors
+
+        try:
+            found = self.client.containers.list(all=True, filters={"label": label})
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot list containers: {exc}") from exc
+        return [ContainerInfo(c.id, dict(c.labels or {}), str(c.status)) for c in found]
+
+    def remove_container(self, container_id: str) -> None:
+        import docker.errors
+
+        try:
+            self.client.api.remove_container(container_id, force=True, v=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            raise InfrastructureError(f"cannot remove container {container_id}: {exc}") from exc
 
 
 def _start(container: Any, request: ContainerRequest) -> None:
@@ -442,10 +484,12 @@ def _pump_logs(stream: Iterator[tuple[bytes | None, bytes | None]], sink: LogSin
             sink("stderr", err)
 
 
-def _is_timeout(exc: BaseException) -> bool:
+def _is_connection_trouble(exc: BaseException) -> bool:
+    """A wait that ended without an answer: the timeout (docker-py reports a read timeout
+    on its socket as a ConnectionError), or an engine that went away mid-answer."""
     import requests.exceptions
 
-    return isinstance(exc, requests.exceptions.ReadTimeout | requests.exceptions.ConnectionError)
+    return isinstance(exc, requests.exceptions.RequestException)
 
 
 def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:

@@ -111,7 +111,11 @@ class Hashers:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_default_signals,
+        )
         pool.submit(int)  # forks every worker now, before any other thread starts
         self._pool = pool
 
@@ -355,3 +359,12 @@ def _stream(
         raise changed(path)
     digest: bytes = h.digest()
     return digest
+
+
+def _default_signals() -> None:
+    """In a pool worker, TERM and HUP kill as they do any process: rexec's handlers for
+    them stop a job, and a worker has none to stop."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -146,6 +146,10 @@ class _Replies(NoProgress):
 def _serve(requests: int, replies_fd: int, window: int, read_block: int) -> None:
     """The helper's loop: one request at a time until rexec closes the pipe."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C rexec decides, and closes us
+    # rexec's own TERM/HUP handlers stop a job; in this helper they would only turn a
+    # kill into an exception, so the helper dies of them as any process does.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     replies = _Replies(replies_fd)
     while (header := _read_exact(requests, 4)) is not None:
         frame = _read_exact(requests, int.from_bytes(header, "little"))

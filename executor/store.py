@@ -9,6 +9,7 @@ listing treats as a run. Layout: docs/design.md.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -17,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import safeio
-from executor.errors import InputError
+from executor import owner, safeio
+from executor.canonical import StrictJSONError, strict_loads
+from executor.errors import InfrastructureError, InputError, RexecError
 
 STATEMENT = "statement.json"
 BUNDLE = "statement.sigstore.json"
@@ -31,6 +33,9 @@ PARAMS = "params.json"
 INPUTS = "inputs"
 RECORD = "record.json"
 JOB_META = "job-meta"
+# In a staging directory only: which rexec process is assembling it (`rexec gc`).
+OWNER = ".owner"
+PARTIAL_SUFFIX = ".partial"
 
 
 def new_run_id(name: str, now: datetime | None = None) -> str:
@@ -46,12 +51,17 @@ class RecordWriter:
     run_id: str
 
     def __post_init__(self) -> None:
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.staging = self.runs_dir / f".{self.run_id}.partial"
+        self.staging = self.runs_dir / f".{self.run_id}{PARTIAL_SUFFIX}"
         self.final = self.runs_dir / self.run_id
         if self.final.exists():
             raise InputError(f"run record {self.final} already exists")
-        self.staging.mkdir(mode=0o700)
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            self.staging.mkdir(mode=0o700)
+            self.write_json(OWNER, owner.me().to_json())
+        except OSError as exc:
+            self.discard()
+            raise storage_error(self.runs_dir, exc) from exc
 
     def path(self, name: str) -> Path:
         return self.staging / name
@@ -71,6 +81,7 @@ class RecordWriter:
         return self.write(name, json.dumps(value, indent=2, sort_keys=True).encode() + b"\n")
 
     def commit(self) -> Path:
+        (self.staging / OWNER).unlink()
         # Records are shared artefacts: readable by others, writable by no one but the owner.
         self.staging.chmod(0o755)
         os.replace(self.staging, self.final)
@@ -80,6 +91,43 @@ class RecordWriter:
     def discard(self) -> None:
         with contextlib.suppress(OSError):
             safeio.rmtree(self.staging)  # the job's tree: any depth, never following a link
+
+
+def storage_error(runs_dir: Path, exc: OSError) -> RexecError:
+    """A runs directory that cannot take the record: the user's to fix, or the disk's."""
+    name = os.fsdecode(exc.filename) if exc.filename is not None else None
+    if name is not None and not os.path.abspath(name).startswith(os.path.abspath(runs_dir)):
+        return InputError(
+            f"{name}: {exc.strerror or exc}", hint="check the path and its permissions"
+        )
+    what = f"cannot write the run record under {runs_dir}: {exc.strerror or exc}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST):
+        return InputError(what, hint="choose a writable directory with --runs-dir")
+    return InfrastructureError(
+        what,
+        hint="free space (or use --runs-dir elsewhere); nothing was published, "
+        "the partial record was removed",
+    )
+
+
+def stale_partials(runs_dir: Path) -> list[tuple[Path, str]]:
+    """Partial records whose rexec process is gone, each with why it is judged so."""
+    found: list[tuple[Path, str]] = []
+    if not runs_dir.is_dir():
+        return found
+    for path in sorted(runs_dir.iterdir()):
+        if not (path.name.startswith(".") and path.name.endswith(PARTIAL_SUFFIX)):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            doc = strict_loads(safeio.read_capped(path / OWNER, cap=4096))
+            host, pid, start = str(doc["host"]), doc["pid"], str(doc["start"])
+        except (OSError, RexecError, StrictJSONError, KeyError, TypeError):
+            continue  # no owner we can read: not ours to judge
+        if owner.is_orphan(host, pid, start):
+            found.append((path, f"its rexec (pid {pid} on {host}) is gone"))
+    return found
 
 
 def _fsync_dir(path: Path) -> None:

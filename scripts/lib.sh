@@ -45,5 +45,12 @@ wait_until() {
     log "$what is up"
 }
 
-# pid_alive PIDFILE: the process named in PIDFILE is still running.
-pid_alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# pid_alive PIDFILE: the process named in PIDFILE is still running. A zombie (a
+# daemon that was killed, whose parent is a PID 1 that does not reap) is not.
+pid_alive() {
+    [[ -s "$1" ]] || return 1
+    local pid
+    pid="$(cat "$1")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]]
+}

@@ -8,7 +8,7 @@ exactly once; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import gc
+import gc as _gc  # not `gc`: the `rexec gc` subcommand module takes that name here
 import importlib
 import os
 import sys
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from executor import __version__
-from executor.errors import ExitCode, RexecError
+from executor.errors import ExitCode, Interrupted, RexecError
 
 # Subcommand modules, in the order `rexec --help` lists them. A module that
 # is not there yet (a feature still being built) is simply left out.
@@ -30,6 +30,7 @@ SUBCOMMANDS = (
     "snapshot",
     "env",
     "keygen",
+    "gc",
     "submit",
 )
 
@@ -140,7 +141,7 @@ def entry() -> None:
     and the flushing of stdout and stderr happen as usual.
     """
     code = main()
-    gc.freeze()
+    _gc.freeze()
     sys.exit(code)
 
 
@@ -155,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return int(ExitCode.BAD_INPUT)
+    previous = _stop_on_signals()
     try:
         return int(handler(args))
     except RexecError as exc:
@@ -164,9 +166,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(exc.render(), file=sys.stderr)
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        # A file the user named (or the disk) said no: say which and why, not a traceback.
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        where = exc.filename if exc.filename is not None else "a file"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print("hint: check the path, its permissions and the free space", file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
+    except KeyboardInterrupt as exc:
+        name = getattr(exc, "signal_name", "SIGINT")
+        print(f"interrupted ({name})", file=sys.stderr)
+        return 128 + _SIGNALS.get(name, 2)
+    finally:
+        import signal
+
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+
+
+_SIGNALS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15}
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """SIGTERM and SIGHUP stop rexec the way Ctrl-C does: the job's container is stopped
+    and an ``interrupted`` record is signed, instead of an orphan left running.
+    Returns the handlers they replace."""
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
 
 
 if __name__ == "__main__":  # pragma: no cover
