@@ -10,6 +10,7 @@ recursion limit) and without following links.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -166,3 +167,25 @@ def _rmtree(top: bytes) -> None:
                     os.unlink(entry.path)
     for directory in reversed(emptied):
         os.rmdir(directory)
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``path`` whole or not at all: a sibling temporary file, fsynced, then renamed.
+
+    On any failure (a full disk, a read-only directory) the temporary file is
+    removed and the error raised: nothing half-written is ever left under ``path``.
+    """
+    target = os.fspath(path)
+    directory = os.path.dirname(target) or "."
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -242,26 +242,50 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+SPEC_CAP = 1 << 20  # a spec is a page of TOML; anything larger is not one
+
+
+def read_document(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """A spec file's bytes and its TOML document; the one reader `run` and `lock` share.
+
+    The user names it, so a symbolic link is followed; a FIFO, a device (or a link to
+    one, ``/dev/zero``) or an oversized file is refused rather than read without end.
+    """
+    from executor import safeio
+
+    try:
+        data = safeio.read_capped(path.resolve(strict=True), cap=SPEC_CAP)
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file", hint="check the path") from None
+    except safeio.UnsafeFile as exc:
+        raise SpecError(
+            f"{path}: not a spec file ({exc.message})",
+            hint="a spec is a TOML file; see docs/spec.md",
+        ) from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from exc
+    return data, _decode(data, path)
+
+
+def _decode(data: bytes, source: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}", hint="see docs/spec.md") from exc
+
+
 def loads(data: bytes, *, source: Path, overrides: Sequence[tuple[str, Any]] = ()) -> RunSpec:
     """Parse spec bytes; ``source`` anchors relative paths and error messages."""
     from executor.spec_parse import parse_document
 
     source = source.resolve()
-    try:
-        doc = tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: not valid TOML: {exc}", hint="see docs/spec.md") from exc
+    doc = _decode(data, source)
     return parse_document(doc, source=source, source_sha256=sha256_hex(data), overrides=overrides)
 
 
 def load(path: Path, *, overrides: Sequence[tuple[str, Any]] = ()) -> RunSpec:
     """Read and parse a spec file."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such spec file", hint="check the path") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read the spec: {exc.strerror}") from exc
+    data, _ = read_document(path)
     return loads(data, source=path, overrides=overrides)
 
 

@@ -14,6 +14,7 @@ must report what was proved before a check failed (the signer, the run id).
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -125,7 +126,7 @@ class _Target:
 def _resolve_target(target: Path, artifacts: Path | None) -> _Target:
     if target.is_dir():
         bundle = target / RECORD_BUNDLE
-        if not bundle.is_file():
+        if not os.path.lexists(bundle):  # a link or FIFO in its place is read (and refused)
             raise InputError(
                 f"{target}: no {RECORD_BUNDLE} in this directory",
                 hint="a record written with signing method 'none' cannot be verified; "
@@ -134,7 +135,7 @@ def _resolve_target(target: Path, artifacts: Path | None) -> _Target:
         statement = target / RECORD_STATEMENT
         return _Target(
             bundle=bundle,
-            statement=statement if statement.exists() else None,
+            statement=statement if os.path.lexists(statement) else None,
             artifacts=artifacts or target / RECORD_OUTPUTS,
         )
     if target.is_file():

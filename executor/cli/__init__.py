@@ -191,7 +191,7 @@ _SIGNALS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15}
 
 
 def _stop_on_signals() -> dict[int, Any]:
-    """SIGTERM and SIGHUP stop rexec the way Ctrl-C does: the job's container is stopped
+    """SIGINT, SIGTERM and SIGHUP stop rexec: the job's container is stopped
     and an ``interrupted`` record is signed, instead of an orphan left running.
     Returns the handlers they replace."""
     import signal
@@ -199,7 +199,10 @@ def _stop_on_signals() -> dict[int, Any]:
     def stop(signum: int, frame: object) -> None:
         raise Interrupted(signal.Signals(signum).name)
 
-    return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT too: a rexec started in the background inherits SIGINT ignored, and
+    # `kill -INT` must still stop its job rather than be dropped.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    return {signum: signal.signal(signum, stop) for signum in signals}
 
 
 if __name__ == "__main__":  # pragma: no cover

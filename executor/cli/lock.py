@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from executor import lock, spec
-from executor.errors import SpecError
+from executor import lock, safeio, spec
+from executor.errors import InputError
 
 EPILOG = """\
 examples:
@@ -48,23 +47,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def read_document(path: Path) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(
-            f"{path}: cannot read the spec: {exc.strerror}", hint="check the path"
-        ) from exc
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}", hint="see docs/spec.md") from exc
+    return spec.read_document(path)[1]
 
 
 def handle(args: argparse.Namespace) -> int:
     from executor.runtime import DockerRuntime
 
+    doc = read_document(args.spec)
     source: Path = args.spec.resolve()
-    doc = read_document(source)
     locked = lock.lock_document(
         doc, base=source.parent, resolver=DockerRuntime(), allow_dirty=args.allow_dirty
     )
@@ -74,10 +64,14 @@ def handle(args: argparse.Namespace) -> int:
     # The result must be a spec this rexec accepts; check before writing it.
     spec.loads(text.encode(), source=(args.output or source).resolve())
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(args.output)
+        try:
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            safeio.write_atomic(args.output, text.encode())
+        except OSError as exc:
+            raise InputError(
+                f"-o {args.output}: cannot write the locked spec ({exc.strerror})",
+                hint="choose a writable path; nothing was written",
+            ) from exc
     for pin in locked.pins:
         print(f"rexec: pinned {pin.describe()}", file=sys.stderr)
     if args.json:

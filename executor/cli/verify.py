@@ -83,9 +83,22 @@ def _print_human(verdict: Verdict, what: str) -> None:
         print(f"run id:    {verdict.run_id or '(none)'}")
         print(f"status:    {_status_text(verdict)}")
         print(f"statement: sha256:{verdict.statement_digest}")
+    if verdict.replay_verdict is not None:
+        rv = verdict.replay_verdict
+        print(
+            f"replay:    {rv.get('verdict') or '?'} ({rv.get('result')}) about statement "
+            f"sha256:{rv.get('about')}"
+        )
+    for warning in verdict.warnings:
+        print(f"warning:   {warning}")
     if verdict.error is None:
         count = verdict.artifacts.verified if verdict.artifacts else 0
         print(f"artifacts: {count} verified")
+        if verdict.byproducts is not None:
+            print(
+                f"record:    {verdict.byproducts.verified} signed files verified "
+                "(host capture, logs, params, listings, reports)"
+            )
         print(f"VERIFIED {what}")
         if verdict.status not in (None, "succeeded", "success"):
             print(

@@ -1,0 +1,183 @@
+"""Hostile record files and unfriendly paths, through the real `rexec` command.
+
+A record may have been edited by anyone, and a user may point rexec at a FIFO,
+a device or an unwritable place. Each case must end with a clear message that
+names the file, its own exit code, no traceback, and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from executor.canonical import canonical_json
+from executor.errors import ExitCode
+from executor.signing import KeySigner, SignOptions, generate_keypair
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rexec(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "executor", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def fails(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, proc.stderr
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Path, Path]:
+    private, public = tmp_path / "k.key", tmp_path / "k.pub"
+    generate_keypair(private, public, password=None)
+    return private, public
+
+
+def signed_record(root: Path, key: Path, payload: bytes) -> Path:
+    """A record directory whose statement is ``payload``, validly signed."""
+    signer = KeySigner.from_options(SignOptions(method="key", key_path=key))
+    (root / "outputs").mkdir(parents=True)
+    (root / "statement.json").write_bytes(payload)
+    (root / "statement.sigstore.json").write_bytes(signer.sign_dsse(payload))
+    return root
+
+
+def statement(**extra: object) -> dict[str, object]:
+    doc: dict[str, object] = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {"internalParameters": {"manifestSchema": "rexec.manifest/v1"}},
+            "runDetails": {"metadata": {"invocationId": "r1"}, "byproducts": []},
+        },
+    }
+    doc.update(extra)
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        (
+            b'{"_type": "https://in-toto.io/Statement/v1", "_type": "x", "subject": []}',
+            "duplicate key",
+        ),
+        (b'{"_type": "https://in-toto.io/Statement/v1", "subject": [NaN]}', "NaN is not JSON"),
+        (
+            b'{"_type": "https://in-toto.io/Statement/v1", "subject": [], "x": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            "nested too deeply",
+        ),
+        (b"\xff\xfe not utf-8", "not strict JSON"),
+    ],
+    ids=["duplicate-keys", "nan", "deep", "not-utf8"],
+)
+def test_a_signed_payload_parsers_could_disagree_on_is_refused(
+    tmp_path: Path, keys: tuple[Path, Path], payload: bytes, needle: str
+) -> None:
+    record = signed_record(tmp_path / "run", keys[0], payload)
+    fails(rexec("verify", record, "--key", keys[1]), ExitCode.BAD_INPUT, needle)
+    fails(
+        rexec("replay", record, "--key", keys[1], "--runs-dir", tmp_path / "runs"),
+        ExitCode.BAD_INPUT,
+        needle,
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_record_of_an_unknown_schema_verifies_with_a_warning_and_is_not_replayed(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    doc = statement()
+    doc["predicate"]["buildDefinition"]["internalParameters"]["manifestSchema"] = (
+        "rexec.manifest/v9"  # type: ignore[index]
+    )
+    doc["predicate"]["buildDefinition"]["externalParameters"] = {"spec": {}}  # type: ignore[index]
+    record = signed_record(tmp_path / "run", keys[0], canonical_json(doc))
+    proc = rexec("verify", record, "--key", keys[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "warning:   the record's manifest schema is 'rexec.manifest/v9'" in proc.stdout
+    verdict = json.loads(rexec("verify", record, "--key", keys[1], "--json").stdout)
+    assert verdict["warnings"] and verdict["verified"] is True
+    fails(
+        rexec("replay", record, "--key", keys[1], "--runs-dir", tmp_path / "runs"),
+        ExitCode.BAD_INPUT,
+        "manifest schema 'rexec.manifest/v9'",
+        "rexec version that wrote it",
+    )
+    fails(rexec("diff", record, record), ExitCode.BAD_INPUT, "rexec.manifest/v9")
+
+
+def test_record_files_that_are_fifos_links_or_huge_are_refused_without_hanging(
+    tmp_path: Path, keys: tuple[Path, Path]
+) -> None:
+    record = signed_record(tmp_path / "run", keys[0], canonical_json(statement()))
+    (record / "statement.json").unlink()
+    os.mkfifo(record / "statement.json")
+    fails(
+        rexec("verify", record, "--key", keys[1]), ExitCode.BAD_INPUT, "statement.json: is a FIFO"
+    )
+    (record / "statement.json").unlink()
+    (record / "statement.json").symlink_to("/etc/passwd")
+    fails(rexec("verify", record, "--key", keys[1]), ExitCode.BAD_INPUT, "is a symbolic link")
+    bundle = record / "statement.sigstore.json"
+    bundle.unlink()
+    bundle.symlink_to("/dev/zero")
+    fails(rexec("verify", record, "--key", keys[1]), ExitCode.BAD_INPUT, "symbolic link")
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: os.mkfifo(p), "is a FIFO, not a regular file"),
+        (lambda p: p.symlink_to("/dev/zero"), "is a device, not a regular file"),
+        (lambda p: p.mkdir(), "is a directory, not a regular file"),
+        (lambda p: p.write_bytes(b"x" * (2 << 20)), "more than the 1048576 bytes"),
+        (lambda p: p.write_bytes(b"\xff\xfe"), "not valid TOML"),
+        (lambda p: None, "no such spec file"),
+    ],
+    ids=["fifo", "dev-zero", "directory", "huge", "binary", "missing"],
+)
+@pytest.mark.parametrize("verb", ["run", "lock"])
+def test_a_spec_that_is_not_a_small_file_is_refused_at_once(
+    tmp_path: Path,
+    make,
+    needle: str,
+    verb: str,  # type: ignore[no-untyped-def]
+) -> None:
+    path = tmp_path / "spec.toml"
+    make(path)
+    fails(rexec(verb, path), ExitCode.BAD_INPUT, str(path), needle)
+
+
+def test_unwritable_outputs_of_lock_and_keygen_are_clear_errors(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        'version = 1\nname = "x"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        '[run]\ncommand = ["true"]\nseed = 1\n'
+    )
+    fails(
+        rexec("lock", spec, "-o", "/proc/no/such/dir/l.toml"),
+        ExitCode.BAD_INPUT,
+        "-o /proc/no/such/dir/l.toml: cannot write the locked spec",
+    )
+    fails(rexec("keygen", "--out", "/proc/no/such/k"), ExitCode.BAD_INPUT, "/proc/no")
+    assert not list(tmp_path.glob(".*.tmp"))
