@@ -60,6 +60,7 @@ class Verdict:
     """Everything ``rexec verify`` proved, and the first check that failed, if any."""
 
     signer: str | None = None
+    transparency_log: str | None = None  # what was proved about the bundle's log entries
     statement_digest: str | None = None
     run_id: str | None = None
     status: str | None = None
@@ -87,6 +88,7 @@ class Verdict:
         return {
             "verified": self.verified,
             "signer": self.signer,
+            "transparency_log": self.transparency_log,
             "statement_digest": self.statement_digest,
             "run_id": self.run_id,
             "status": self.status,
@@ -414,7 +416,7 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
         where = _resolve_target(target, artifacts)
         bundle = _read(where.bundle, what="bundle")
         verified = policy.verify_bundle(bundle)
-        verdict = Verdict(signer=verified.signer)
+        verdict = Verdict(signer=verified.signer, transparency_log=verified.tlog)
         if verified.payload is None or verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
             raise InputError(
                 f"{where.bundle}: not a DSSE bundle over an in-toto Statement "
@@ -426,6 +428,7 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
         status, code = run_status(statement)
         verdict = Verdict(
             signer=verified.signer,
+            transparency_log=verified.tlog,
             statement_digest=hashlib.sha256(payload).hexdigest(),
             run_id=_run_id(statement),
             status=status,
@@ -476,6 +479,7 @@ def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdic
         return Verdict(error=exc)
     verdict = Verdict(
         signer=verified.signer,
+        transparency_log=verified.tlog,
         artifacts=ArtifactReport(checked=1, verified=1),
     )
     if verified.payload is not None:

@@ -25,7 +25,17 @@ def add_trust_options(parser: argparse.ArgumentParser, title: str) -> argparse._
     trust.add_argument("--identity-regexp", metavar="RE", help="keyless: identity pattern")
     trust.add_argument("--issuer", metavar="URL", help="keyless: the OIDC issuer")
     trust.add_argument(
-        "--trusted-root", type=Path, metavar="FILE", help="keyless: Sigstore trusted_root.json"
+        "--trusted-root",
+        type=Path,
+        metavar="FILE",
+        help="Sigstore trusted_root.json: keyless, the roots of trust; with --key, the "
+        "transparency logs whose entries in the bundle are checked",
+    )
+    trust.add_argument(
+        "--require-tlog",
+        action="store_true",
+        help="with --key: the bundle must carry a transparency-log entry that verifies "
+        "against --trusted-root (keyless bundles always need one)",
     )
     trust.add_argument(
         "--refresh-trust-root",
@@ -44,12 +54,14 @@ def trust_policy(args: argparse.Namespace) -> TrustPolicy:
             hint="name exactly one: the signer's public key, or its keyless identity and issuer",
         )
     if args.key is not None:
-        if args.trusted_root or args.refresh_trust_root:
+        if args.refresh_trust_root:
             raise InputError(
-                "--trusted-root/--refresh-trust-root apply to keyless verification only",
-                hint="leave them out with --key",
+                "--refresh-trust-root applies to keyless verification only",
+                hint="with --key, name the transparency logs to trust with --trusted-root FILE",
             )
-        return KeyPolicy.from_file(args.key)
+        return KeyPolicy.from_file(
+            args.key, trusted_root=args.trusted_root, require_tlog=args.require_tlog
+        )
     if keyless:
         if not args.issuer or not (args.identity or args.identity_regexp):
             raise InputError(

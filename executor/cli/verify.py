@@ -79,6 +79,8 @@ def _status_text(verdict: Verdict) -> str:
 def _print_human(verdict: Verdict, what: str) -> None:
     if verdict.signer:
         print(f"signature: ok, signed by {verdict.signer}")
+    if verdict.transparency_log:
+        print(f"tlog:      {verdict.transparency_log}")
     if verdict.run_id or verdict.statement_digest:
         print(f"run id:    {verdict.run_id or '(none)'}")
         print(f"status:    {_status_text(verdict)}")

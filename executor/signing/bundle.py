@@ -53,6 +53,8 @@ class Bundle:
     has_certificate: bool  # keyless: certificate or x509CertificateChain
     dsse: DsseEnvelope | None
     message: MessageSignature | None
+    # verificationMaterial.tlogEntries as JSON objects: checked only against a trusted root
+    tlog_entries: tuple[dict[str, Any], ...] = ()
 
 
 def _b64(value: Any, *, where: str, source: str) -> bytes:
@@ -102,6 +104,9 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
     if isinstance(public_key, dict) and isinstance(public_key.get("hint"), str):
         hint = public_key["hint"] or None
     has_certificate = "certificate" in material or "x509CertificateChain" in material
+    entries = material.get("tlogEntries") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise InputError(f"{source}: verificationMaterial.tlogEntries is not a list of entries")
 
     dsse: DsseEnvelope | None = None
     message: MessageSignature | None = None
@@ -153,6 +158,7 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
         has_certificate=has_certificate,
         dsse=dsse,
         message=message,
+        tlog_entries=tuple(entries),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -279,9 +280,15 @@ class KeyPolicy:
 
     public_key_pem: bytes
     source: str = "public key"
+    # With a trusted root, log entries a bundle carries are verified; without one they
+    # are reported as not checked. ``require_tlog``: a bundle must carry a checked one.
+    trusted_root: Path | None = None
+    require_tlog: bool = False
 
     @classmethod
-    def from_file(cls, path: Path) -> KeyPolicy:
+    def from_file(
+        cls, path: Path, *, trusted_root: Path | None = None, require_tlog: bool = False
+    ) -> KeyPolicy:
         try:
             pem = path.read_bytes()
         except OSError as exc:
@@ -289,7 +296,13 @@ class KeyPolicy:
                 f"{path}: cannot read the public key ({exc.strerror})",
                 hint="pass the signer's public key file with --key",
             ) from exc
-        return cls(pem, source=str(path))
+        if require_tlog and trusted_root is None:
+            raise InputError(
+                "--require-tlog needs --trusted-root: a log entry is only checked against "
+                "the log keys a trusted root names",
+                hint="pass --trusted-root trusted_root.json of the Rekor instance you trust",
+            )
+        return cls(pem, source=str(path), trusted_root=trusted_root, require_tlog=require_tlog)
 
     @property
     def _key(self) -> ec.EllipticCurvePublicKey:
@@ -318,8 +331,38 @@ class KeyPolicy:
                 "or the record was not signed by the key you trust",
             )
         if parsed.dsse is not None:
-            return self._verify_dsse(parsed, key, expected=expected, artifact=artifact)
-        return self._verify_message(parsed, key, expected=expected, artifact=artifact)
+            verified = self._verify_dsse(parsed, key, expected=expected, artifact=artifact)
+            signature, digest = parsed.dsse.signature, hashlib.sha256(parsed.dsse.payload).digest()
+        else:
+            verified = self._verify_message(parsed, key, expected=expected, artifact=artifact)
+            assert parsed.message is not None and artifact is not None
+            signature, digest = parsed.message.signature, _file_sha256(artifact)
+        return dataclasses.replace(verified, tlog=self._log_entries(parsed, signature, digest))
+
+    def _log_entries(self, parsed: Bundle, signature: bytes, digest: bytes) -> str:
+        """Verify the bundle's transparency-log entries, or say why they were not."""
+        if self.trusted_root is not None:
+            from executor.signing.sigstore import verify_key_log_entries
+
+            text = verify_key_log_entries(
+                parsed.tlog_entries,
+                public_key_pem=self.public_key_pem,
+                signature=signature,
+                signed_digest=digest,
+                dsse=parsed.dsse is not None,
+                trusted_root=self.trusted_root,
+            )
+        elif parsed.tlog_entries:
+            text = f"{len(parsed.tlog_entries)} in the bundle, not checked (no --trusted-root)"
+        else:
+            text = "none in the bundle"
+        if self.require_tlog and not text.startswith("checked"):
+            raise VerificationError(
+                f"--require-tlog: the bundle carries no transparency-log entry ({text})",
+                hint="the record was signed without uploading to a transparency log; "
+                "drop --require-tlog to accept key signatures that are not logged",
+            )
+        return text
 
     def _verify_dsse(
         self,

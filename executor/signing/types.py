@@ -46,6 +46,8 @@ class Verified:
     signer: str  # human text: "key <hint>" or "<identity> (issuer <url>)"
     payload_type: str | None  # DSSE bundles: payloadType; message-signature bundles: None
     payload: bytes | None  # DSSE bundles: the exact signed payload bytes; else None
+    # What was proved about transparency-log entries: "checked: ...", "not checked: ...".
+    tlog: str = "none in the bundle"
 
 
 class Signer(Protocol):

@@ -21,7 +21,7 @@ from typing import Any
 import rfc8785
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from tests.sigstore_standin.fulcio import key_id
@@ -75,11 +75,16 @@ def _pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def _cert_key(verifier_b64: str) -> ec.EllipticCurvePublicKey:
+    """The verifier's key: a PEM certificate (keyless) or a PEM public key (key-signed)."""
+    pem = base64.b64decode(verifier_b64)
     try:
-        cert = x509.load_pem_x509_certificate(base64.b64decode(verifier_b64))
+        key: object = (
+            serialization.load_pem_public_key(pem)
+            if b"PUBLIC KEY" in pem
+            else x509.load_pem_x509_certificate(pem).public_key()
+        )
     except ValueError as exc:
-        raise RekorRefusal(400, f"verifier is not a PEM certificate: {exc}") from exc
-    key = cert.public_key()
+        raise RekorRefusal(400, f"verifier is not a PEM certificate or key: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise RekorRefusal(400, "only ECDSA verifiers are supported")
     return key
