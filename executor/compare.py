@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import io
 import json
 import math
+import os
 import struct
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,8 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from executor.canonical import sha256_file
+from executor import safeio
+from executor.canonical import StrictJSONError, strict_loads
+from executor.outputs import is_subject_name
 from executor.spec import Tolerance
+
+# Numeric files are compared in memory: larger ones are only compared by digest.
+NUMERIC_CAP = 2 << 30
 
 IDENTICAL = "identical"
 WITHIN_TOLERANCE = "within-tolerance"
@@ -233,9 +240,15 @@ def _compare_different(
     result = FileComparison(name, DIFFERENT, before, after, tolerance=tolerance)
     if not name.lower().endswith(NUMERIC_SUFFIXES):
         return result
-    if original_dir is None or not (original_dir / name).is_file():
+    if not is_subject_name(name):
+        return _note(result, "not a safe output name, so only digests were compared")
+    if original_dir is None or not os.path.lexists(original_dir / name):
         return _note(result, "the original file is not at hand, so only digests were compared")
-    if sha256_file(original_dir / name) != before:
+    try:
+        matches = safeio.sha256_regular(original_dir / name) == before
+    except (safeio.UnsafeFile, OSError):
+        matches = False
+    if not matches:
         return _note(result, "the original file no longer matches its signed digest")
     try:
         diff = numeric_diff(original_dir / name, replay_dir / name, tolerance=tolerance)
@@ -347,14 +360,19 @@ def _bf16(raw: bytes, order: str, n: int) -> tuple[float, ...]:
 def read_numeric(path: Path) -> dict[str, Tensor]:
     """Named tensors of a numeric file; raises NotNumeric for anything else."""
     suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz", ".safetensors", ".json"):
+        raise NotNumeric(f"{path.name} is not a numeric format")
     try:
-        data = path.read_bytes()
+        # A record's outputs may have been edited: never through a link, never unbounded.
+        data = safeio.read_capped(path, cap=NUMERIC_CAP)
+    except safeio.UnsafeFile as exc:
+        raise NotNumeric(f"not compared: {exc.message}") from exc
     except OSError as exc:
         raise NotNumeric(f"cannot read {path.name}: {exc.strerror}") from exc
     if suffix == ".npy":
         return {"": parse_npy(data)}
     if suffix == ".npz":
-        return _parse_npz(path)
+        return _parse_npz(data)
     if suffix == ".safetensors":
         return parse_safetensors(data)
     if suffix == ".json":
@@ -385,14 +403,17 @@ def parse_npy(data: bytes) -> Tensor:
     return Tensor(_NPY_CODES[descr[1:]], order, shape, data[start + hlen :], fortran)
 
 
-def _parse_npz(path: Path) -> dict[str, Tensor]:
+def _parse_npz(data: bytes) -> dict[str, Tensor]:
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+            if sum(info.file_size for info in members) > NUMERIC_CAP:
+                raise NotNumeric(f"the archive unpacks to more than {NUMERIC_CAP} bytes")
             return {
                 info.filename.removesuffix(".npy"): parse_npy(archive.read(info))
-                for info in archive.infolist()
+                for info in members
             }
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as exc:
         raise NotNumeric(f"not a .npz archive ({exc})") from exc
 
 
@@ -424,11 +445,11 @@ def _parse_json_metrics(data: bytes) -> dict[str, Tensor]:
     there shows up as a different set of entries.
     """
     try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise NotNumeric(f"not JSON ({exc})") from exc
-    leaves: dict[str, Any] = {}
-    _flatten(doc, "", leaves)
+        doc = strict_loads(data)
+        leaves: dict[str, Any] = {}
+        _flatten(doc, "", leaves)
+    except (StrictJSONError, RecursionError) as exc:
+        raise NotNumeric(f"not JSON rexec compares ({exc})") from exc
     out: dict[str, Tensor] = {}
     for key, value in leaves.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -477,9 +498,9 @@ def metric_changes(before_dir: Path, after_dir: Path, names: Sequence[str]) -> l
         if not name.endswith(".json"):
             continue
         try:
-            before = _numeric_leaves((before_dir / name).read_bytes())
-            after = _numeric_leaves((after_dir / name).read_bytes())
-        except (OSError, ValueError, UnicodeDecodeError):
+            before = _numeric_leaves(safeio.read_capped(before_dir / name))
+            after = _numeric_leaves(safeio.read_capped(after_dir / name))
+        except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
             continue
         for key in sorted(set(before) | set(after)):
             changes.append(MetricChange(name, key, before.get(key), after.get(key)))
@@ -488,7 +509,7 @@ def metric_changes(before_dir: Path, after_dir: Path, names: Sequence[str]) -> l
 
 def _numeric_leaves(data: bytes) -> dict[str, float]:
     leaves: dict[str, Any] = {}
-    _flatten(json.loads(data), "", leaves)
+    _flatten(strict_loads(data), "", leaves)
     return {
         key: float(value)
         for key, value in leaves.items()

@@ -40,6 +40,19 @@ def name_problem(raw: bytes) -> str | None:
     return None
 
 
+def is_subject_name(name: str) -> bool:
+    """A subject name from a Statement that may be joined to a directory: relative, no
+    ``..``, and one the policy would have made (a record may have been forged)."""
+    parts = name.split("/")
+    return (
+        bool(name)
+        and not name.startswith("/")
+        and ".." not in parts
+        and "" not in parts
+        and name_problem(name.encode("utf-8", "surrogateescape")) is None
+    )
+
+
 def display(raw: bytes) -> str:
     """A path as text that any terminal or JSON reader can show unambiguously."""
     return raw.decode("utf-8", "backslashreplace").encode("unicode_escape").decode("ascii")

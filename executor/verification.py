@@ -18,14 +18,14 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from executor import manifest, safeio
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
 from executor.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
-from executor.outputs import display, name_problem
+from executor.outputs import display, is_subject_name, name_problem
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 from executor.store import BUNDLE as RECORD_BUNDLE
 from executor.store import OUTPUTS as RECORD_OUTPUTS
@@ -208,16 +208,6 @@ def _list_files(root: Path) -> dict[str, safeio.Entry]:
     return found
 
 
-def _safe_name(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return (
-        bool(parts)
-        and not name.startswith("/")
-        and ".." not in parts
-        and name_problem(name.encode("utf-8", "surrogateescape")) is None
-    )
-
-
 def _hash_entry(entry: safeio.Entry, hash_file: Callable[[bytes], str]) -> str:
     """The sha256 of a listed file, or why it has none (not regular, unreadable)."""
     if not stat.S_ISREG(entry.st.st_mode):
@@ -253,7 +243,7 @@ def compare_artifacts(
     for item in subjects:
         name = item.get("name") if isinstance(item, dict) else None
         expected = _dig(item, "digest", "sha256")
-        if not isinstance(name, str) or not _safe_name(name):
+        if not isinstance(name, str) or not is_subject_name(name):
             mismatched.append(str(name))
             details.append(f"mismatched: {name!r}: not a safe relative path")
             continue
@@ -302,7 +292,7 @@ def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactRe
             continue  # inline (the exit status), or no file named: the signature covers it
         name, expected = item.get("name"), _dig(item, "digest", "sha256")
         checked += 1
-        if not isinstance(name, str) or not _safe_name(name) or not isinstance(expected, str):
+        if not isinstance(name, str) or not is_subject_name(name) or not isinstance(expected, str):
             mismatched.append(str(name))
             details.append(f"mismatched: byproduct {name!r}: not a safe name with a sha256")
             continue

@@ -181,3 +181,67 @@ def test_unwritable_outputs_of_lock_and_keygen_are_clear_errors(tmp_path: Path) 
     )
     fails(rexec("keygen", "--out", "/proc/no/such/k"), ExitCode.BAD_INPUT, "/proc/no")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_output_comparison_reads_nothing_outside_the_record_and_nothing_unbounded(
+    tmp_path: Path,
+) -> None:
+    """diff/replay compare numeric outputs: a forged subject name, a link in place of an
+    output or a zip bomb must not make them read host files or memory without end."""
+    import io
+    import zipfile
+
+    from executor.compare import compare_outputs
+
+    host = tmp_path / "host-secret.json"
+    host.write_text('{"secret": 42}')
+    before, after = tmp_path / "a" / "outputs", tmp_path / "b" / "outputs"
+    before.mkdir(parents=True)
+    after.mkdir(parents=True)
+    (before / "link.json").symlink_to(host)
+    (after / "link.json").write_text('{"secret": 1}')
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("w.npy", b"not npy")
+    (before / "w.npz").write_bytes(archive.getvalue())
+    (after / "w.npz").write_bytes(b"other")
+    result = compare_outputs(
+        original={
+            "../../host-secret.json": _digest(host.read_bytes()),
+            "link.json": _digest(host.read_bytes()),
+            "w.npz": _digest((before / "w.npz").read_bytes()),
+        },
+        original_dir=before,
+        replay={"../../host-secret.json": "0" * 64, "link.json": "1" * 64, "w.npz": "2" * 64},
+        replay_dir=after,
+    )
+    notes = {f.name: f.note for f in result.files}
+    assert (
+        notes["../../host-secret.json"] == "not a safe output name, so only digests were compared"
+    )
+    assert notes["link.json"] == "the original file no longer matches its signed digest"
+    assert "42" not in json.dumps(result.to_json())
+
+
+def test_a_zip_bomb_npz_is_not_unpacked(tmp_path: Path) -> None:
+    import struct
+    import zipfile
+
+    from executor.compare import NUMERIC_CAP, NotNumeric, read_numeric
+
+    path = tmp_path / "w.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a.npy", b"x")
+    data = bytearray(path.read_bytes())
+    # claim a member far larger than the cap in the central directory, as a bomb does
+    central = data.rfind(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 24, min(NUMERIC_CAP + 1, 2**32 - 1))
+    path.write_bytes(bytes(data))
+    with pytest.raises(NotNumeric, match="unpacks to more than"):
+        read_numeric(path)
