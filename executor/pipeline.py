@@ -211,7 +211,18 @@ def preflight(
         )
     gpus = hardware.resolve_gpus(run_spec.resources.gpus)
     _check_secrets(run_spec)
+    _check_cpus(run_spec)
     return Verified(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
+
+
+def _check_cpus(run_spec: spec.RunSpec) -> None:
+    """The engine refuses more CPUs than the host has, but only once it creates the container."""
+    wanted, have = run_spec.resources.cpus, os.cpu_count() or 1
+    if wanted is not None and wanted > have:
+        raise InputError(
+            f"resources.cpus: {wanted:g} CPUs requested, this host has {have}",
+            hint=f"ask for at most {have}; the record notes the CPU count a run had",
+        )
 
 
 def _check_secrets(run_spec: spec.RunSpec) -> None:

@@ -134,3 +134,41 @@ def test_the_code_pin_and_mount_leave_out_git(
     run_dir = rexec.run(locked, keys[0], tmp_path / "runs")
     assert (run_dir / "outputs" / "git.txt").read_text() == "[]"
     assert not (run_dir / ".git-cover").exists()
+
+
+BAD_SPECS = [
+    ('timeout = "2m"', "timeout = nan", "run.timeout: expected a finite"),
+    ('timeout = "2m"', 'timeout = "2m"\nuser = "00"', "run.user: uid 0"),
+    ('timeout = "2m"', 'timeout = "2m"\nsecrets = ["REXEC_SEED"]', "run.secrets[0]: REXEC_SEED"),
+    ('timeout = "2m"', 'timeout = "2m"\nenv = { A = "x\\u0000y" }', "run.env.A: holds a NUL"),
+    ('mount = "/data"', 'mount = "/proc/data"', "inputs[0].mount: /proc/data is under /proc"),
+    ("cpus = 1", "cpus = nan", "resources.cpus: expected a number"),
+    ("cpus = 1", "cpus = 1000", "resources.cpus: 1000 CPUs requested"),
+    ('memory = "512m"', 'memory = "1k"', "resources.memory: expected at least 6 MiB"),
+    ('memory = "512m"', f"memory = 512000000\npids = {2**63 - 1}", "resources.pids: expected"),
+]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"), BAD_SPECS, ids=[b[2].split(":")[0] for b in BAD_SPECS]
+)
+def test_bad_spec_values_fail_before_any_container_through_the_real_command(
+    project: Project,
+    rexec: Rexec,
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    job_containers_created,  # type: ignore[no-untyped-def]
+    old: str,
+    new: str,
+    expected: str,
+) -> None:
+    spec = project.spec(["python3", "-c", "print('never')"])
+    text = spec.read_text()
+    assert old in text
+    spec.write_text(text.replace(old, new, 1))
+    runs = tmp_path / "runs"
+    out = rexec("run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT)
+    assert expected in out.stderr and "hint:" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert job_containers_created(spec) == []
+    assert not runs.exists() or list(runs.iterdir()) == []
