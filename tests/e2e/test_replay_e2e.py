@@ -106,8 +106,8 @@ def test_replay_is_bitwise_with_a_signed_verdict(
     assert verdict["predicate"]["result"] == "PASSED"
     assert verdict["predicate"]["failedTests"] == []
     assert verdict["subject"][0]["digest"]["sha256"] == doc["original"]["statementSha256"]
-    # the verdict is signed over the original statement it judges
-    rexec(
+    # the verdict is signed over the original statement it judges, and verify shows it
+    shown = rexec(
         "verify",
         "--bundle",
         new / "verdict.sigstore.json",
@@ -116,8 +116,18 @@ def test_replay_is_bitwise_with_a_signed_verdict(
         "--key",
         keys[1],
     )
-    # the replay record is itself a signed run that names the original
-    rexec("verify", new, "--key", keys[1])
+    assert "replay:    reproduced-bitwise (PASSED)" in shown.stdout
+    # the replay record is itself a signed run that names the original; its verdict is checked
+    checked = json.loads(rexec("verify", new, "--key", keys[1], "--json").stdout)
+    assert checked["replay_verdict"]["verdict"] == "reproduced-bitwise"
+    assert checked["replay_verdict"]["about"] == doc["original"]["statementSha256"]
+    forged = (new / "verdict.json").read_bytes().replace(b'"PASSED"', b'"FAILED"')
+    (new / "verdict.json").write_bytes(forged)
+    out = rexec("verify", new, "--key", keys[1], check=ExitCode.SIGNATURE)
+    assert "verdict.json: differs from the payload signed" in out.stderr
+    (new / "verdict.sigstore.json").unlink()
+    out = rexec("verify", new, "--key", keys[1], check=ExitCode.SIGNATURE)
+    assert "a replay verdict without its signature" in out.stderr
     lineage = json.loads((new / "statement.json").read_bytes())["predicate"]["buildDefinition"][
         "internalParameters"
     ]["lineage"]
