@@ -7,10 +7,10 @@ Data flows one way, and only :mod:`executor.pipeline` knows the order::
 
 Each stage takes the previous stage's frozen value and returns its own. External
 systems sit behind one small seam each: Docker (:mod:`executor.runtime`), NVML
-(:mod:`executor.hardware`), Sigstore (:mod:`executor.signing`). Nothing touches
+(:mod:`executor.host`), Sigstore (:mod:`executor.signing`). Nothing touches
 the network, the GPU or the Docker socket at import time or while parsing a spec.
 
-Replay, diff and rerun live in :mod:`executor.replay` and :mod:`executor.recorddiff`.
+Replay, diff and rerun live in :mod:`executor.replay` and :mod:`executor.compare.records`.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ import tomli_w
 
 from executor import snapshot
 from executor.code import resolve_code
-from executor.dockerfile import read_from_lines
 from executor.errors import InputError, MismatchError, RexecError, SpecError
+from executor.images.dockerfile import read_from_lines
 from executor.spec import IMAGE_DIGEST_RE
 
 REMOVED = "(removed)"

@@ -21,15 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from executor import manifest, safeio
+from executor import safeio
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
-from executor.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
 from executor.outputs import display, is_subject_name, name_problem
+from executor.record import manifest
+from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
+from executor.record.store import BUNDLE as RECORD_BUNDLE
+from executor.record.store import OUTPUTS as RECORD_OUTPUTS
+from executor.record.store import STATEMENT as RECORD_STATEMENT
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
-from executor.store import BUNDLE as RECORD_BUNDLE
-from executor.store import OUTPUTS as RECORD_OUTPUTS
-from executor.store import STATEMENT as RECORD_STATEMENT
 
 # What a replay adds to its record beside the run's own signed files.
 VERDICT_FILE = "verdict.json"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.dockerfile import from_lines, unpinned_error
 from executor.errors import InputError
+from executor.images.dockerfile import from_lines, unpinned_error
 
 DIGEST = "sha256:" + "ab" * 32
 SRC = Path("/x/Dockerfile")

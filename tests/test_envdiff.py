@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from executor.envdiff import BREAKS, MAY_BREAK, PROVENANCE, classify
+from executor.compare.env import BREAKS, MAY_BREAK, PROVENANCE, classify
 
 
 def gpu(

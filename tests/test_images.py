@@ -14,7 +14,7 @@ import pytest
 from executor import images
 from executor.canonical import canonical_json
 from executor.errors import InputError, MismatchError
-from executor.image_archive import check_archive
+from executor.images.archive import check_archive
 from executor.runtime import ImageInfo
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from executor import manifest
 from executor.errors import InputError
-from executor.manifest import Byproduct, RunStatus, Subject
+from executor.record import manifest
+from executor.record.manifest import Byproduct, RunStatus, Subject
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
 FINISHED = datetime(2026, 1, 2, 3, 5, 6, tzinfo=UTC)

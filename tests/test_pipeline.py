@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
-from executor import hardware, pipeline, spec
+from executor import host as hardware
+from executor import pipeline, spec
 from executor.errors import InputError
-from executor.nvml_replay import ReplayNvml
+from executor.host.nvml_replay import ReplayNvml
 from executor.runtime import ContainerRequest, ContainerResult, ImageInfo, LogSink
 from executor.signing import SignOptions
 from tests.hardware.nvml_fixtures import load_fixture

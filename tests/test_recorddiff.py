@@ -1,6 +1,6 @@
 """`rexec diff --json` field by field, on two records written the way the pipeline writes them.
 
-The records are assembled here from executor.manifest.build_statement, real
+The records are assembled here from executor.record.manifest.build_statement, real
 snapshot listings (hash_tree of two data directories) and hand-written
 outputs, so each expected value is known from what the test put in.
 """
@@ -21,7 +21,7 @@ from executor import snapshot
 from executor.canonical import canonical_json
 from executor.cli import main
 from executor.errors import ExitCode
-from executor.manifest import Byproduct, RunStatus, Subject, build_statement, dumps
+from executor.record.manifest import Byproduct, RunStatus, Subject, build_statement, dumps
 
 IMAGE_A = "a" * 64
 IMAGE_B = "b" * 64

@@ -1,7 +1,7 @@
 """Definition tests for sha256-tree-v1 / blake3-tree-v1.
 
 The expected digests are computed here by hand from the written definition
-(docs/snapshots.md), independently of executor.snapshot_listing, so a change
+(docs/snapshots.md), independently of executor.snapshot.listing, so a change
 to the implementation that drifts from the spec fails.
 """
 

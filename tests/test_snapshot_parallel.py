@@ -24,10 +24,10 @@ import blake3
 import pytest
 
 import executor.snapshot as snap_mod
-import executor.snapshot_mapped as mapped_mod
+import executor.snapshot.mapped as mapped_mod
 from executor.errors import ExitCode, RexecError, SnapshotError
 from executor.snapshot import hash_tree
-from executor.snapshot_listing import Entry, Listing, RootHasher, records
+from executor.snapshot.listing import Entry, Listing, RootHasher, records
 
 MIB = 1 << 20
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from executor import store
 from executor.errors import InputError
+from executor.record import store
 
 
 def test_run_ids_sort_by_time_and_are_unique() -> None:

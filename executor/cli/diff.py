@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from executor.compare import OutputComparison
-from executor.envdiff import BREAKS, MAY_BREAK, EnvDiff
-from executor.recorddiff import RecordDiff, diff_records, load_record
+from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff
+from executor.compare.records import RecordDiff, diff_records, load_record
 
 _STATUS_STYLE = {
     "identical": "green",

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from executor.hardware import capture_host
+from executor.host import capture_host
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

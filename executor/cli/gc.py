@@ -14,9 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
-from executor import safeio, store
+from executor import safeio
 from executor.errors import ExitCode
 from executor.owner import is_orphan
+from executor.record import store
 from executor.runtime import (
     OWNER_HOST_LABEL,
     OWNER_PID_LABEL,

@@ -17,9 +17,9 @@ from pathlib import Path
 from rich.markup import escape
 
 from executor import replay
+from executor.cli._options import add_signing_options, add_trust_options, sign_options
+from executor.cli._options import trust_policy as policy_from_args
 from executor.cli.diff import console, print_env, print_outputs
-from executor.cli.options import add_signing_options, add_trust_options, sign_options
-from executor.cli.options import trust_policy as policy_from_args
 from executor.errors import InputError, NotReproduced
 from executor.signing import TrustPolicy
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from executor import pipeline, spec
-from executor.cli.options import add_signing_options, sign_options
+from executor.cli._options import add_signing_options, sign_options
 from executor.errors import JobFailed
 
 EPILOG = """\

@@ -149,7 +149,7 @@ def handle_hash(args: argparse.Namespace) -> int:
 def handle_verify(args: argparse.Namespace) -> int:
     reference = None
     if args.listing is not None:
-        from executor.cli.snapshot_refs import read_listing
+        from executor.cli._snapshot_refs import read_listing
 
         reference = read_listing(args.listing)
     snap = verify_tree(
@@ -166,7 +166,7 @@ def handle_verify(args: argparse.Namespace) -> int:
 
 
 def handle_diff(args: argparse.Namespace) -> int:
-    from executor.cli.snapshot_refs import references
+    from executor.cli._snapshot_refs import references
 
     candidates = references(args.reference, wanted=args.input)
     algo = candidates[0].algo

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from executor.cli.options import add_trust_options, trust_policy
+from executor.cli._options import add_trust_options, trust_policy
 from executor.errors import InputError, RexecError
 from executor.verification import Verdict, verify_artifact, verify_record
 

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from executor.hardware import load_nvml
-from executor.nvml_replay import ReplayNvml
+from executor.host import load_nvml
+from executor.host.nvml_replay import ReplayNvml
 
 FIXTURES = Path(__file__).parent / "fixtures"
 FIXTURE_NAMES = ("dgx-h100-8gpu-nvswitch", "workstation-rtx4090-pcie", "a100-mig")

@@ -8,7 +8,7 @@ import pytest
 
 from executor.cli import main
 from executor.cli.env import summary
-from executor.hardware import capture_host
+from executor.host import capture_host
 from tests.hardware.nvml_fixtures import replay
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from executor.errors import ExitCode, InputError
-from executor.hardware import HOST_SCHEMA, capture_host, load_nvml, resolve_gpus
+from executor.host import HOST_SCHEMA, capture_host, load_nvml, resolve_gpus
 
 pynvml = load_nvml()
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from executor.hardware import capture_gpus
+from executor.host import capture_gpus
 from tests.hardware.nvml_fixtures import FIXTURE_NAMES, answer, replay
 
 # `nvidia-smi topo -m` legend, keyed by NVML_TOPOLOGY_* level (nvml.h).

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from executor.errors import InputError
-from executor.hostinfo import (
+from executor.host.system import (
     INVENTORY_SCRIPT,
     capture_cpu,
     capture_memory,

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from executor.hardware import capture_gpus, gpu_inventory, load_nvml
-from executor.nvml_replay import FIXTURE_SCHEMA, FixtureMiss, RecordingNvml, ReplayNvml
+from executor.host import capture_gpus, gpu_inventory, load_nvml
+from executor.host.nvml_replay import FIXTURE_SCHEMA, FixtureMiss, RecordingNvml, ReplayNvml
 from tests.hardware.nvml_fixtures import FIXTURE_NAMES, load_fixture, replay
 
 pynvml = load_nvml()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from executor.errors import InputError
-from executor.hardware import resolve_gpus
+from executor.host import resolve_gpus
 from tests.hardware.nvml_fixtures import answer, load_fixture, replay
 
 DGX = "dgx-h100-8gpu-nvswitch"
@@ -33,7 +33,7 @@ def test_pci_order_not_nvml_index_order() -> None:
     idx = doc["calls"]["nvmlDeviceGetHandleByIndex"]
     idx["0"], idx["7"] = idx["7"], idx["0"]  # NVML enumerates in another order
     nvml, _ = replay(DGX)
-    from executor.nvml_replay import ReplayNvml
+    from executor.host.nvml_replay import ReplayNvml
 
     swapped = ReplayNvml(doc, real=nvml._real)
     assert resolve_gpus(3, nvml=swapped) == tuple(uuids_in_bus_order(doc)[:3])

@@ -36,8 +36,8 @@ import signal
 
 from executor.errors import RexecError
 from executor.progress import NoProgress, Progress
-from executor.snapshot_cache import StatKey
-from executor.snapshot_walk import OPEN_FLAGS, changed, os_error
+from executor.snapshot.cache import StatKey
+from executor.snapshot.walk import OPEN_FLAGS, changed, os_error
 
 # Faults per MiB above which mapping is slower than reading. A file cached in 4 KiB
 # folios faults at least 16 times per MiB (one fault maps 64 KiB); in large folios,
@@ -173,7 +173,7 @@ def _hash(path: bytes, key: StatKey, replies: _Replies, *, window: int, read_blo
 
     import blake3
 
-    from executor.snapshot_readahead import read_ahead
+    from executor.snapshot.readahead import read_ahead
 
     def faults() -> int:
         usage = resource.getrusage(resource.RUSAGE_SELF)

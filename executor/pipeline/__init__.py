@@ -21,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import attest, determinism, hardware, manifest, owner, safeio, snapshot, spec, store
+from executor import determinism, owner, safeio, snapshot, spec
+from executor import host as hardware
 from executor.canonical import sha256_hex
 from executor.code import ResolvedCode, resolve_code
 from executor.errors import EngineLost, InputError, MismatchError, RexecError
@@ -33,7 +34,9 @@ from executor.images import (
     resolve_image,
 )
 from executor.lock import check_code_pins
-from executor.manifest import RunStatus, Subject
+from executor.pipeline import attest
+from executor.record import manifest, store
+from executor.record.manifest import RunStatus, Subject
 from executor.runtime import (
     NOBODY,
     OWNER_HOST_LABEL,

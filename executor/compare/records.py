@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import safeio, store
+from executor import safeio
 from executor.canonical import StrictJSONError, sha256_hex, strict_loads
 from executor.compare import OutputComparison, compare_outputs
-from executor.envdiff import EnvDiff, classify
+from executor.compare.env import EnvDiff, classify
 from executor.errors import InputError, MismatchError
-from executor.manifest import MANIFEST_SCHEMA, run_status
-from executor.manifest import loads as load_statement
-from executor.snapshot_listing import Listing, diff_listings
+from executor.record import store
+from executor.record.manifest import MANIFEST_SCHEMA, run_status
+from executor.record.manifest import loads as load_statement
+from executor.snapshot.listing import Listing, diff_listings
 from executor.spec import Tolerance
 from executor.verification import STATEMENT_CAP
 

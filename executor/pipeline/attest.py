@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, manifest, safeio, snapshot, spec, store
+from executor import __version__, safeio, snapshot, spec
 from executor import outputs as outputs_policy
 from executor.canonical import canonical_json
 from executor.code import ResolvedCode
 from executor.errors import RexecError
 from executor.images import ResolvedImage
-from executor.manifest import Byproduct, RunStatus, Subject
+from executor.record import manifest, store
+from executor.record.manifest import Byproduct, RunStatus, Subject
 from executor.runtime import ContainerRequest, ContainerResult
 
 # The job's reports (the determinism report) go to a directory of their own,

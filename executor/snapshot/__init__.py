@@ -2,8 +2,8 @@
 
 This module is the public face of snapshots (every import site uses it) and the
 one place that wires the stages together: ``hash_tree`` walks a directory once,
-depth first in digest order (:mod:`executor.snapshot_walk`), streams the files
-it leaves to hash in chunks through :mod:`executor.snapshot_hashing`, and gets
+depth first in digest order (:mod:`executor.snapshot.walk`), streams the files
+it leaves to hash in chunks through :mod:`executor.snapshot.hashing`, and gets
 the results back in walk order: one root-hash update per chunk, and the
 listing. The listing store (``store_listing``/``load_listing``) lives here too,
 so a mismatch found later can name the files that differ.
@@ -17,7 +17,7 @@ Memory stays bounded: files are read in 1 MiB blocks, large ones a few 4 MiB
 blocks ahead, a few chunks are in flight, the cache is read one directory at
 a time; the listing keeps one small tuple per entry.
 
-The digest format is defined in :mod:`executor.snapshot_listing` and
+The digest format is defined in :mod:`executor.snapshot.listing` and
 ``docs/snapshots.md``.
 """
 
@@ -31,9 +31,9 @@ from typing import NamedTuple
 
 from executor.errors import MismatchError
 from executor.progress import make_progress
-from executor.snapshot_cache import RACY_MARGIN_NS, cache_dir, open_cache
-from executor.snapshot_hashing import Hashers, Sizes
-from executor.snapshot_listing import (
+from executor.snapshot.cache import RACY_MARGIN_NS, cache_dir, open_cache
+from executor.snapshot.hashing import Hashers, Sizes
+from executor.snapshot.listing import (
     ALGOS,
     DIGEST_RE,
     Entry,
@@ -44,7 +44,7 @@ from executor.snapshot_listing import (
     new_hasher,
     parse_digest,
 )
-from executor.snapshot_walk import totals, tree_root, walk
+from executor.snapshot.walk import totals, tree_root, walk
 
 __all__ = [
     "ALGORITHMS",

@@ -44,7 +44,7 @@ _TYPE_WORDS = {"f": "file", "l": "symlink", "d": "directory"}
 
 
 def new_hasher(algo: str) -> Any:
-    """A fresh hasher, on one thread (BLAKE3 on all cores: :mod:`executor.snapshot_mapped`)."""
+    """A fresh hasher, on one thread (BLAKE3 on all cores: :mod:`executor.snapshot.mapped`)."""
     return hasher_factory(algo)()
 
 

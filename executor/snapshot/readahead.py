@@ -4,7 +4,7 @@ A helper thread ``preadv``s the next blocks while the caller hashes the
 current one, so the copy out of the page cache overlaps the hashing. This is
 how SHA-256 reads a large file (it beat a mapping by 20 %, docs/performance.md),
 how a process-pool worker reads one, and how the BLAKE3 mapping helper
-(:mod:`executor.snapshot_mapped`) goes on where mapping a file proves slow.
+(:mod:`executor.snapshot.mapped`) goes on where mapping a file proves slow.
 
 A file that ends before the size its stat gave is an error naming it (a
 short read), never the digest of whatever was left.
@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from executor.progress import Progress
-from executor.snapshot_walk import changed
+from executor.snapshot.walk import changed
 
 AHEAD = 3  # blocks the reader may hold ahead of the hasher: memory is AHEAD blocks
 

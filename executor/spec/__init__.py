@@ -276,7 +276,7 @@ def _decode(data: bytes, source: Path) -> dict[str, Any]:
 
 def loads(data: bytes, *, source: Path, overrides: Sequence[tuple[str, Any]] = ()) -> RunSpec:
     """Parse spec bytes; ``source`` anchors relative paths and error messages."""
-    from executor.spec_parse import parse_document
+    from executor.spec.parse import parse_document
 
     source = source.resolve()
     doc = _decode(data, source)

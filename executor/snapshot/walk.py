@@ -4,7 +4,7 @@ A module of its own because it is the one part of hashing that must stay in
 the parent process and single-threaded: it decides the order the digest is
 defined by, applies the snapshot's rules (no special files, links stay inside
 unless allowed), and consults the verification cache. The hashing machinery in
-:mod:`executor.snapshot_hashing` only ever sees the files it leaves to hash.
+:mod:`executor.snapshot.hashing` only ever sees the files it leaves to hash.
 
 Each directory is read with ``scandir``, whose entry types come with the
 names, so without the cache there is no ``lstat`` per file (the hashing
@@ -27,11 +27,11 @@ from itertools import repeat
 from typing import TYPE_CHECKING
 
 from executor.errors import SnapshotError
-from executor.snapshot_cache import StatCache, StatKey
-from executor.snapshot_listing import Entry, hash_bytes, make_entries
+from executor.snapshot.cache import StatCache, StatKey
+from executor.snapshot.listing import Entry, hash_bytes, make_entries
 
 if TYPE_CHECKING:
-    from executor.snapshot_hashing import BatchResult
+    from executor.snapshot.hashing import BatchResult
 
 __all__ = [
     "CHANGED_ERRNOS",
@@ -95,7 +95,7 @@ class Chunk:
         """Queue cache rows for the files hashed here that were settled before the scan.
 
         ``settled_before_ns`` is the scan's start less the racy margin (see
-        ``RACY_MARGIN_NS`` in :mod:`executor.snapshot_cache`): a file touched
+        ``RACY_MARGIN_NS`` in :mod:`executor.snapshot.cache`): a file touched
         later than that is hashed but not cached.
         """
         assert self.keys is not None

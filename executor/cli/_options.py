@@ -11,10 +11,10 @@ import argparse
 from pathlib import Path
 
 from executor.errors import InputError
+from executor.record.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
 from executor.signing import SignOptions
 from executor.signing.key import KeyPolicy
 from executor.signing.types import SigningMethod, TrustPolicy
-from executor.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
 
 
 def add_trust_options(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:

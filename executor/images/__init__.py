@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import hardware, snapshot
+from executor import host as hardware
+from executor import snapshot
 from executor.canonical import canonical_json, sha256_file, sha256_hex
-from executor.dockerfile import read_from_lines, unpinned_error
 from executor.errors import InputError, MismatchError
-from executor.image_archive import check_archive
+from executor.images.archive import check_archive
+from executor.images.dockerfile import read_from_lines, unpinned_error
 from executor.runtime import NOBODY, ContainerRuntime, check_repo_digest
-from executor.snapshot_cache import cache_dir
+from executor.snapshot.cache import cache_dir
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
 
 Log = Callable[[str], None]

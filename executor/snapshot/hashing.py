@@ -14,10 +14,10 @@ walk and the public API need not know about:
   must not change underneath us). One of ``sizes.big`` bytes or more, hashed
   in this process, goes to a helper: SHA-256 (sequential by definition, the
   value ``sha256sum`` prints) to a thread that reads it ahead
-  (:mod:`executor.snapshot_readahead`), so several large files use several
+  (:mod:`executor.snapshot.readahead`), so several large files use several
   cores; BLAKE3 to a helper process that maps it and hashes it on all cores,
   which its tree structure allows without changing the digest
-  (:mod:`executor.snapshot_mapped`). A pool worker reads a large file ahead
+  (:mod:`executor.snapshot.mapped`). A pool worker reads a large file ahead
   and hashes it on its own core;
 * results come back in walk order, a few chunks in flight.
 
@@ -41,16 +41,16 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from executor.progress import NoProgress, Progress
-from executor.snapshot_cache import StatKey
-from executor.snapshot_listing import hasher_factory, new_hasher
-from executor.snapshot_readahead import read_ahead
-from executor.snapshot_walk import OPEN_FLAGS, changed, os_error
+from executor.snapshot.cache import StatKey
+from executor.snapshot.listing import hasher_factory, new_hasher
+from executor.snapshot.readahead import read_ahead
+from executor.snapshot.walk import OPEN_FLAGS, changed, os_error
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 
-    from executor.snapshot_mapped import MappedHasher
-    from executor.snapshot_walk import Chunk
+    from executor.snapshot.mapped import MappedHasher
+    from executor.snapshot.walk import Chunk
 
 __all__ = ["BLOCK", "BatchResult", "Hashers", "Sizes"]
 
@@ -185,7 +185,7 @@ class Hashers:
     def _mapper(self) -> MappedHasher | None:
         """The BLAKE3 helper, started on first use; None for SHA-256, or if it cannot start."""
         if self._mapped is None and self._can_map:
-            from executor.snapshot_mapped import MappedHasher
+            from executor.snapshot.mapped import MappedHasher
 
             mapped = MappedHasher(window=self.sizes.map_window, read_block=self.sizes.read_block)
             try:

@@ -25,14 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import hardware, pipeline, snapshot, spec, store
+from executor import host as hardware
+from executor import pipeline, snapshot, spec
 from executor.canonical import canonical_json, sha256_hex
 from executor.code import resolve_code
 from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison, compare_outputs
-from executor.envdiff import BREAKS, MAY_BREAK, EnvDiff, classify
+from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
+from executor.compare.records import RunRecord, load_record
 from executor.errors import InputError, MismatchError
-from executor.manifest import STATEMENT_TYPE, Subject
-from executor.recorddiff import RunRecord, load_record
+from executor.record import store
+from executor.record.manifest import STATEMENT_TYPE, Subject
 from executor.runtime import ContainerRuntime, DockerRuntime
 from executor.signing import SignOptions, TrustPolicy, make_signer
 from executor.verification import TEST_RESULT_TYPE, VERDICT_BUNDLE, VERDICT_FILE, verify_record

@@ -1,6 +1,6 @@
 """Record NVML on a GPU host once; replay it anywhere, through the same code.
 
-:mod:`executor.hardware` reaches NVML only through an ``nvml`` object with
+:mod:`executor.host` reaches NVML only through an ``nvml`` object with
 ``pynvml``'s names. :class:`RecordingNvml` wraps the real module, passes every
 ``nvml*`` call through and writes down the arguments and what came back (a
 value, or an NVML error code). :class:`ReplayNvml` answers the same calls from
@@ -19,7 +19,7 @@ exercised by replays; the ``gpu``-marked tests and ``scripts/record-nvml`` on
 a real GPU host cover it.
 
 This module never imports ``pynvml``: the real module is passed in (from
-:func:`executor.hardware.load_nvml`), keeping one importer.
+:func:`executor.host.load_nvml`), keeping one importer.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ A run record has to say what the job ran on, because a different GPU model,
 driver or topology is the first thing that breaks bitwise reproducibility.
 NVML is the source of truth for NVIDIA GPUs; everything else about the host
 (CPU, memory, cgroups, OS, the job image's packages) lives in
-:mod:`executor.hostinfo` and is merged here.
+:mod:`executor.host.system` and is merged here.
 
 Every NVML call goes through an ``nvml`` object that is the real ``pynvml``
-module in production and a :class:`executor.nvml_replay.ReplayNvml` (or a
+module in production and a :class:`executor.host.nvml_replay.ReplayNvml` (or a
 recorder) in tests and in ``scripts/record-nvml``. The replay raises the real
 ``pynvml.NVMLError_*`` classes, so the ``except`` clauses below are exactly
 the ones exercised by the fixtures (see ``docs/hardware.md``).
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from executor.errors import InputError
-from executor.hostinfo import (
+from executor.host.system import (
     INVENTORY_SCRIPT,
     capture_cpu,
     capture_memory,

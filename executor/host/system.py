@@ -2,7 +2,7 @@
 
 CPU model and flags decide which SIMD kernels BLAS picks; cgroup limits decide
 how many threads a job really gets; the kernel and OS explain the rest. None of
-this needs a driver, so it lives apart from NVML (:mod:`executor.hardware`).
+this needs a driver, so it lives apart from NVML (:mod:`executor.host`).
 
 The package inventory is read *inside* the job's image, because that, not the
 host, is what the job imports. It runs once per image digest and is cached.

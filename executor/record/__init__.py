@@ -1,0 +1,1 @@
+"""The run record: its layout, the Statement it carries, writing and reading it."""
