@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from executor.signing import SignOptions, TrustPolicy
     from executor.verification import Verdict
 
-__version__ = "0.1.0"
+from executor._version import __version__
+
 __all__ = ["__version__", "run", "verify"]
 
 

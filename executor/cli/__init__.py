@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from executor import __version__
+from executor._version import __version__
 from executor.errors import ExitCode, Interrupted, RexecError
 
 # Subcommand modules, in the order `rexec --help` lists them. A module that

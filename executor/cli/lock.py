@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from executor import lock, safeio, spec
 from executor.errors import InputError
@@ -46,14 +45,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=handle)
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    return spec.read_document(path)[1]
-
-
 def handle(args: argparse.Namespace) -> int:
     from executor.runtime import DockerRuntime
 
-    doc = read_document(args.spec)
+    _, doc = spec.read_document(args.spec)
     source: Path = args.spec.resolve()
     locked = lock.lock_document(
         doc, base=source.parent, resolver=DockerRuntime(), allow_dirty=args.allow_dirty

@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.markup import escape
 
 from executor import replay
-from executor.cli.diff import console, input_lines, print_env, print_outputs
-from executor.cli.replay import add_run_options, exec_options, parse_inputs, trust_policy
+from executor.cli._render import console, input_lines, print_env, print_outputs
+from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
 from executor.compare import MetricChange, metric_changes
 from executor.compare.records import diff_records, load_record
 from executor.errors import JobFailed

@@ -120,12 +120,11 @@ def _pin_at_run_time(
     """What `rexec lock` would pin, resolved in memory now; the record says so."""
     from executor import lock
     from executor.canonical import sha256_hex
-    from executor.cli.lock import read_document
     from executor.runtime import DockerRuntime
 
     source = path.resolve()
     locked = lock.lock_document(
-        read_document(source),
+        spec.read_document(source)[1],
         base=source.parent,
         resolver=DockerRuntime(),
         strict=False,

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import __version__, safeio, snapshot, spec
 from executor import outputs as outputs_policy
+from executor import safeio, snapshot, spec
+from executor._version import __version__
 from executor.canonical import canonical_json
 from executor.code import ResolvedCode
 from executor.errors import RexecError
