@@ -41,16 +41,15 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from executor.progress import NoProgress, Progress
+from executor.snapshot._files import OPEN_FLAGS, BatchResult, ChunkT, changed, os_error
 from executor.snapshot.cache import StatKey
 from executor.snapshot.listing import hasher_factory, new_hasher
 from executor.snapshot.readahead import read_ahead
-from executor.snapshot.walk import OPEN_FLAGS, changed, os_error
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 
     from executor.snapshot.mapped import MappedHasher
-    from executor.snapshot.walk import Chunk
 
 __all__ = ["BLOCK", "BatchResult", "Hashers", "Sizes"]
 
@@ -65,9 +64,6 @@ class Sizes(NamedTuple):
 
 BLOCK = 1 << 20  # read size: streams any file in bounded memory; smaller files take one read
 
-# (sizes, digests) of one batch, in the order of its paths. A digest may be a
-# Future while a helper thread still hashes a large SHA-256 file.
-BatchResult = tuple[list[int], list[Any]]
 
 _Job = Any  # a Future of a BatchResult (process pool), a BatchResult (hashed here), or None
 
@@ -119,9 +115,9 @@ class Hashers:
         pool.submit(int)  # forks every worker now, before any other thread starts
         self._pool = pool
 
-    def in_order(self, chunks: Iterator[Chunk]) -> Iterator[tuple[Chunk, BatchResult | None]]:
+    def in_order(self, chunks: Iterator[ChunkT]) -> Iterator[tuple[ChunkT, BatchResult | None]]:
         """Each chunk with its hashing result, in walk order; a few chunks in flight."""
-        pending: deque[tuple[Chunk, _Job, bool]] = deque()
+        pending: deque[tuple[ChunkT, _Job, bool]] = deque()
         for chunk in chunks:
             pending.append(self._submit(chunk))
             while len(pending) > 2 * self.workers:
@@ -137,7 +133,7 @@ class Hashers:
         if self._mapped is not None:
             self._mapped.close()
 
-    def _submit(self, chunk: Chunk) -> tuple[Chunk, _Job, bool]:
+    def _submit(self, chunk: ChunkT) -> tuple[ChunkT, _Job, bool]:
         if not chunk.rels:
             return chunk, None, False
         self._queued += len(chunk.rels)
@@ -164,7 +160,7 @@ class Hashers:
         )
         return chunk, result, False
 
-    def _collect(self, chunk: Chunk, job: _Job, remote: bool) -> tuple[Chunk, BatchResult | None]:
+    def _collect(self, chunk: ChunkT, job: _Job, remote: bool) -> tuple[ChunkT, BatchResult | None]:
         if not remote:
             return chunk, job
         result: BatchResult = job.result()

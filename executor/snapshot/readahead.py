@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from executor.progress import Progress
-from executor.snapshot.walk import changed
+from executor.snapshot._files import changed
 
 AHEAD = 3  # blocks the reader may hold ahead of the hasher: memory is AHEAD blocks
 

@@ -24,14 +24,18 @@ import os
 import stat
 from collections.abc import Iterator
 from itertools import repeat
-from typing import TYPE_CHECKING
 
 from executor.errors import SnapshotError
+from executor.snapshot._files import (
+    CHANGED_ERRNOS,
+    OPEN_FLAGS,
+    BatchResult,
+    changed,
+    os_error,
+    unreadable,
+)
 from executor.snapshot.cache import StatCache, StatKey
 from executor.snapshot.listing import Entry, hash_bytes, make_entries
-
-if TYPE_CHECKING:
-    from executor.snapshot.hashing import BatchResult
 
 __all__ = [
     "CHANGED_ERRNOS",
@@ -44,12 +48,6 @@ __all__ = [
     "unreadable",
     "walk",
 ]
-
-# errnos that mean a path vanished or turned into something else mid-walk
-CHANGED_ERRNOS = (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENOTDIR)
-# How a hasher opens a file the walk listed: a symlink or FIFO swapped in since
-# is a change (ELOOP) or an error, never followed or waited on.
-OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
 class Chunk:
@@ -289,26 +287,3 @@ def tree_root(path: str | os.PathLike[str]) -> bytes:
             hint="a snapshot is a directory; put a single file in a directory of its own",
         )
     return os.path.realpath(raw)
-
-
-def os_error(path: bytes, exc: OSError) -> SnapshotError:
-    """A file that vanished or became something else is a change; anything else, unreadable."""
-    if exc.errno in CHANGED_ERRNOS:
-        return changed(path)
-    return unreadable(path, exc)
-
-
-def changed(path: bytes) -> SnapshotError:
-    """The error for a path that changed under the walk or a hashing worker."""
-    return SnapshotError(
-        f"{os.fsdecode(path)}: changed while it was being hashed",
-        hint="stop whatever writes to the data directory, then hash it again",
-    )
-
-
-def unreadable(path: bytes, exc: OSError) -> SnapshotError:
-    """The error for a path this user may not read (or that fails to read)."""
-    return SnapshotError(
-        f"{os.fsdecode(path)}: cannot read ({exc.strerror or exc})",
-        hint="make the file readable by this user (chmod/chown), or remove it from the snapshot",
-    )

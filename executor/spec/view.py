@@ -1,0 +1,62 @@
+"""The spec as the Statement records it: JSON-able, no host paths."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor.canonical import canonical_json
+from executor.spec.model import RunSpec
+
+
+def resolved_view(spec: RunSpec) -> dict[str, Any]:
+    """The spec as resolved, for ``externalParameters``: JSON-able, no host paths
+    (they differ between machines and say nothing about what ran)."""
+    view: dict[str, Any] = {
+        "version": spec.version,
+        "name": spec.name,
+        "command": list(spec.run.command),
+        "workdir": spec.run.workdir,
+        "user": spec.run.user,
+        "env": dict(sorted(spec.run.env.items())),
+        "secrets": sorted(spec.run.secrets),
+        "seed": spec.run.seed,
+        "timeoutSeconds": spec.run.timeout_s,
+        "params": spec.params,
+        "paramOverrides": [
+            {"key": o.key, "default": o.default, "value": o.value} for o in spec.overrides
+        ],
+        "inputs": sorted(
+            ({"name": i.name, "digest": i.digest, "mount": i.mount} for i in spec.inputs),
+            key=lambda d: d["name"],
+        ),
+        "outputs": {"mount": spec.outputs_mount},
+        "resources": {
+            "cpus": spec.resources.cpus,
+            "memoryBytes": spec.resources.memory_bytes,
+            "gpus": list(spec.resources.gpus)
+            if isinstance(spec.resources.gpus, tuple)
+            else spec.resources.gpus,
+            "pids": spec.resources.pids,
+        },
+        "determinism": {
+            "frameworks": sorted(spec.determinism.frameworks),
+            "strict": spec.determinism.strict,
+        },
+        "signing": {"method": spec.signing.method},
+        "security": {
+            "allowNetwork": spec.security.allow_network,
+            "allowRoot": spec.security.allow_root,
+            "allowWritableRoot": spec.security.allow_writable_root,
+        },
+    }
+    if spec.code:
+        view["code"] = {"mount": spec.code.mount}
+    if spec.tolerances:
+        view["replay"] = {
+            "tolerance": [
+                {"pattern": t.pattern, "rtol": t.rtol, "atol": t.atol} for t in spec.tolerances
+            ]
+        }
+    # Make sure the view is what will be hashed: canonical JSON must accept it.
+    canonical_json(view)
+    return view
