@@ -24,7 +24,7 @@ from executor.runtime import (
     OWNER_START_LABEL,
     RUN_LABEL,
     ContainerRuntime,
-    DockerRuntime,
+    default_runtime,
 )
 
 
@@ -71,7 +71,7 @@ def orphan_containers(runtime: ContainerRuntime) -> list[tuple[str, str]]:
 
 
 def handle(args: argparse.Namespace, runtime: ContainerRuntime | None = None) -> int:
-    runtime = runtime or DockerRuntime()
+    runtime = runtime or default_runtime()
     containers = orphan_containers(runtime)
     partials = store.stale_partials(args.runs_dir)
     verb = "would remove" if args.dry_run else "removed"

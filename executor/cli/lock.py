@@ -46,12 +46,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from executor.runtime import DockerRuntime
+    from executor.runtime import default_runtime
 
     _, doc = spec.read_document(args.spec)
     source: Path = args.spec.resolve()
     locked = lock.lock_document(
-        doc, base=source.parent, resolver=DockerRuntime(), allow_dirty=args.allow_dirty
+        doc, base=source.parent, resolver=default_runtime(), allow_dirty=args.allow_dirty
     )
     target_dir = args.output.resolve().parent if args.output else source.parent
     lock.rebase_paths(locked.document, source_dir=source.parent, target_dir=target_dir)

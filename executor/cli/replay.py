@@ -19,6 +19,7 @@ from executor import replay
 from executor.cli._render import console, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
 from executor.errors import NotReproduced
+from executor.runtime import default_runtime
 
 EPILOG = """\
 examples:
@@ -61,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
     options = exec_options(args)
     inputs: Mapping[str, Path] = parse_inputs(args.input)
     original = replay.open_original(args.target, trust_policy(args))
-    runtime = replay.default_runtime()
+    runtime = default_runtime()
     plan = replay.plan_replay(original, inputs=inputs, runtime=runtime, say=options.say)
     out = console()
     if not args.json:

@@ -20,6 +20,7 @@ from executor.cli._replay_options import add_run_options, exec_options, parse_in
 from executor.compare import MetricChange, metric_changes
 from executor.compare.records import diff_records, load_record
 from executor.errors import JobFailed
+from executor.runtime import default_runtime
 
 EPILOG = """\
 example:
@@ -61,7 +62,7 @@ def handle(args: argparse.Namespace) -> int:
     options = exec_options(args)
     changes = parse_inputs(args.input)
     original = replay.open_original(args.target, trust_policy(args))
-    runtime = replay.default_runtime()
+    runtime = default_runtime()
     plan = replay.plan_rerun(original, changes=changes, runtime=runtime, say=options.say)
     outcome = replay.execute(plan, options=options, runtime=runtime)
     diff = diff_records(original.record, load_record(outcome.result.run_dir))

@@ -120,13 +120,13 @@ def _pin_at_run_time(
     """What `rexec lock` would pin, resolved in memory now; the record says so."""
     from executor import lock
     from executor.canonical import sha256_hex
-    from executor.runtime import DockerRuntime
+    from executor.runtime import default_runtime
 
     source = path.resolve()
     locked = lock.lock_document(
         spec.read_document(source)[1],
         base=source.parent,
-        resolver=DockerRuntime(),
+        resolver=default_runtime(),
         strict=False,
         code=False,
     )

@@ -47,9 +47,9 @@ from executor.runtime import (
     ContainerRequest,
     ContainerResult,
     ContainerRuntime,
-    DockerRuntime,
     Hardening,
     Mount,
+    default_runtime,
     log_files,
 )
 from executor.signing import Signer, SignOptions, make_signer
@@ -120,7 +120,7 @@ class RunResult:
 def run(
     run_spec: spec.RunSpec, *, options: RunOptions, runtime: ContainerRuntime | None = None
 ) -> RunResult:
-    runtime = runtime or DockerRuntime()
+    runtime = runtime or default_runtime()
     say = options.say
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)

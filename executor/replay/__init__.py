@@ -35,7 +35,7 @@ from executor.compare.records import RunRecord, load_record
 from executor.errors import InputError, MismatchError
 from executor.record import store
 from executor.record.manifest import STATEMENT_TYPE, Subject
-from executor.runtime import ContainerRuntime, DockerRuntime
+from executor.runtime import ContainerRuntime
 from executor.signing import SignOptions, TrustPolicy, make_signer
 from executor.verification import TEST_RESULT_TYPE, VERDICT_BUNDLE, VERDICT_FILE, verify_record
 
@@ -477,7 +477,3 @@ def _environment(record: RunRecord, runtime: ContainerRuntime) -> EnvDiff:
 
 def _subjects(subjects: tuple[Subject, ...]) -> dict[str, str]:
     return {s.name: s.sha256 for s in subjects}
-
-
-def default_runtime() -> ContainerRuntime:
-    return DockerRuntime()

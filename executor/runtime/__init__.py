@@ -1,22 +1,20 @@
-"""The container engine seam: a small protocol and its Docker implementation.
+"""The container engine seam: a small protocol, the types it speaks, and the factory.
 
-This is the only module that imports ``docker``. The pipeline talks to a
-:class:`ContainerRuntime`, so stages can be tested with a fake at this seam
-while end-to-end tests drive a real engine. Connecting is lazy: nothing
-touches the Docker socket until a method needs it.
+The pipeline talks to a :class:`ContainerRuntime`, so stages can be tested with
+a fake at this seam while end-to-end tests drive a real engine
+(:mod:`executor.runtime.docker`, the only module that imports ``docker``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from executor.errors import EngineLost, InfrastructureError, InputError, MismatchError
+from executor.errors import InfrastructureError, MismatchError
 
 RUN_LABEL = "dev.rexec.run-id"
 # Who owns a job container: `rexec gc` removes those whose rexec process is gone.
@@ -129,382 +127,6 @@ class ContainerInfo:
     state: str
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class DockerRuntime:
-    """:class:`ContainerRuntime` over the Docker Engine API (docker-py)."""
-
-    def __init__(self, base_url: str | None = None) -> None:
-        self._base_url = base_url
-        self._client: Any = None
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import docker
-            import docker.errors
-
-            try:
-                self._client = (
-                    docker.DockerClient(base_url=self._base_url)
-                    if self._base_url
-                    else docker.from_env()
-                )
-                self._client.ping()
-            except docker.errors.DockerException as exc:
-                raise InfrastructureError(
-                    f"cannot reach the Docker engine: {exc}",
-                    hint="start it (`bash scripts/setup` starts one) or set DOCKER_HOST",
-                ) from exc
-        return self._client
-
-    def engine_info(self) -> dict[str, Any]:
-        info = self.client.info()
-        version = self.client.version()
-        return {
-            "name": "docker",
-            "version": version.get("Version"),
-            "api_version": version.get("ApiVersion"),
-            "os": info.get("OperatingSystem"),
-            "kernel": info.get("KernelVersion"),
-            "runtimes": sorted(info.get("Runtimes", {})),
-            "default_runtime": info.get("DefaultRuntime"),
-            "storage_driver": info.get("Driver"),
-            "cgroup_driver": info.get("CgroupDriver"),
-            "cgroup_version": info.get("CgroupVersion"),
-        }
-
-    def inspect_image(self, ref: str) -> ImageInfo | None:
-        import docker.errors
-
-        try:
-            image = self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(f"cannot inspect image {ref}: {exc}") from exc
-        return _image_info(image.attrs)
-
-    def pull(self, ref: str) -> ImageInfo:
-        import docker.errors
-
-        try:
-            self.client.api.pull(ref)
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(
-                f"cannot pull {ref}: {exc.explanation or exc}",
-                hint="check the registry is reachable and you are logged in (docker login)",
-            ) from exc
-        info = self.inspect_image(ref)
-        if info is None:
-            raise InfrastructureError(f"pulled {ref} but the engine does not list it")
-        return info
-
-    def registry_digest(self, ref: str) -> str:
-        """The manifest digest a registry serves for ``ref``, without pulling layers.
-
-        Uses the Engine's distribution endpoint, so credentials come from the
-        user's Docker config exactly as for a pull."""
-        import docker.errors
-
-        try:
-            data = self.client.images.get_registry_data(ref)
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(
-                f"cannot resolve {ref} in its registry: {exc.explanation or exc}",
-                hint="check the tag exists (docker push it first) and the registry is reachable; "
-                "credentials are read from ~/.docker/config.json (docker login)",
-            ) from exc
-        digest = str(data.id)
-        if not digest.startswith("sha256:"):
-            raise InfrastructureError(f"the registry answered {ref} with digest {digest!r}")
-        return digest
-
-    def push(self, image: str, *, repository: str, tag: str) -> str:
-        """Tag ``image`` as ``repository:tag``, push it, return the registry's digest."""
-        import docker.errors
-
-        try:
-            self.client.api.tag(image, repository, tag)
-            digest = None
-            for chunk in self.client.api.push(repository, tag=tag, stream=True, decode=True):
-                if "error" in chunk:
-                    raise InfrastructureError(
-                        f"cannot push {repository}:{tag}: {chunk['error'].strip()}",
-                        hint="check the registry is reachable and you are logged in (docker login)",
-                    )
-                aux = chunk.get("aux") or {}
-                if aux.get("Digest"):
-                    digest = str(aux["Digest"])
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(
-                f"cannot push {repository}:{tag}: {exc.explanation or exc}",
-                hint="check the registry is reachable and you are logged in (docker login)",
-            ) from exc
-        if digest is None:
-            raise InfrastructureError(f"pushed {repository}:{tag} but the registry sent no digest")
-        return digest
-
-    def load(self, archive: Path) -> None:
-        """``docker load`` a tar archive (docker-archive or OCI layout)."""
-        import docker.errors
-
-        try:
-            with open(archive, "rb") as fh:
-                for chunk in self.client.api.load_image(fh, quiet=True):
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        raise InfrastructureError(
-                            f"the engine refused to load {archive}: {chunk['error'].strip()}"
-                        )
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(
-                f"the engine refused to load {archive}: {exc.explanation or exc}"
-            ) from exc
-
-    def build(
-        self,
-        *,
-        context: Path,
-        dockerfile: Path,
-        tag: str,
-        args: Mapping[str, str],
-        target: str | None,
-        log: Callable[[str], None],
-    ) -> ImageInfo:
-        import docker.errors
-
-        try:
-            rel = dockerfile.relative_to(context)
-        except ValueError:
-            raise InputError(
-                f"image.build.dockerfile {dockerfile} is outside the build context {context}",
-                hint="put the Dockerfile inside the context directory",
-            ) from None
-        try:
-            stream = self.client.api.build(
-                path=str(context),
-                dockerfile=str(rel),
-                tag=tag,
-                buildargs=dict(args),
-                target=target,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                pull=False,
-            )
-            image_id = None
-            for chunk in stream:
-                if "stream" in chunk:
-                    log(chunk["stream"])
-                if "error" in chunk:
-                    raise InputError(
-                        f"building {dockerfile} failed: {chunk['error'].strip()}",
-                        hint="the build log above shows the failing step",
-                    )
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    image_id = chunk["aux"]["ID"]
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(f"cannot build {dockerfile}: {exc}") from exc
-        info = self.inspect_image(image_id or tag)
-        if info is None:
-            raise InfrastructureError(f"built {tag} but the engine does not list it")
-        return info
-
-    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult:
-        import docker.errors
-
-        container = self._create(request)
-        # Attach before start, as `docker run` does: a job that exits at once
-        # would otherwise be gone before a late attach, and its output lost.
-        stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        reader = threading.Thread(target=_pump_logs, args=(stream, sink), daemon=True)
-        timed_out = False
-        started = _now()
-        try:
-            _start(container, request)
-            started = _now()
-            reader.start()
-            try:
-                status = container.wait(timeout=request.timeout_s)
-                exit_code: int | None = int(status.get("StatusCode", -1))
-            except Exception as exc:  # requests' ReadTimeout: the job ran past its timeout
-                if not _is_connection_trouble(exc):
-                    raise
-                if (_now() - started).total_seconds() < request.timeout_s * 0.99:
-                    # The wait broke off early: the engine went away, not the clock.
-                    raise EngineLost(
-                        f"the Docker engine stopped answering while the job ran ({exc})",
-                        hint="the run is recorded as infrastructure-failed; restart the engine "
-                        "and run `rexec gc` to remove what it left",
-                    ) from exc
-                timed_out = True
-                exit_code = None
-                with contextlib.suppress(docker.errors.APIError):
-                    container.kill()
-                container.wait(timeout=60)
-            finished = _now()
-            reader.join(timeout=30)
-            container.reload()
-            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
-            return ContainerResult(
-                exit_code=exit_code,
-                started_on=started,
-                finished_on=finished,
-                timed_out=timed_out,
-                oom_killed=oom,
-                container_id=container.id,
-            )
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(f"the engine failed running the job: {exc}") from exc
-        finally:
-            # Best effort: with the engine gone this fails too, and `rexec gc` finds the
-            # container by its labels later.
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)  # and any anonymous volume with it
-
-    def _create(self, request: ContainerRequest) -> Any:
-        import docker.errors
-        from docker.types import DeviceRequest
-        from docker.types import Mount as DockerMount
-
-        h = request.hardening
-        kwargs: dict[str, Any] = {
-            "image": request.image,
-            # Exactly the recorded argv: the image's ENTRYPOINT must not wrap it.
-            "entrypoint": list(request.command[:1]),
-            "command": list(request.command[1:]),
-            "working_dir": request.workdir,
-            "environment": dict(request.env),
-            "user": request.user,
-            "labels": dict(request.labels),
-            "mounts": [
-                DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
-                for m in request.mounts
-            ],
-            "network_mode": "bridge" if h.network else "none",
-            "read_only": h.read_only_root,
-            "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={h.tmpfs_size}"},
-            "cap_drop": ["ALL"] if h.cap_drop_all else None,
-            "security_opt": ["no-new-privileges:true"] if h.no_new_privileges else None,
-            "pids_limit": request.pids_limit,
-            "detach": True,
-            "stdin_open": False,
-            "tty": False,
-        }
-        if request.cpus:
-            kwargs["nano_cpus"] = int(request.cpus * 1e9)
-        if request.memory_bytes:
-            kwargs["mem_limit"] = request.memory_bytes
-            kwargs["memswap_limit"] = request.memory_bytes  # no swap: OOM is visible, not slow
-        if request.gpu_uuids:
-            kwargs["device_requests"] = [
-                DeviceRequest(
-                    driver="nvidia",
-                    device_ids=list(request.gpu_uuids),
-                    capabilities=[["gpu"]],
-                )
-            ]
-        try:
-            return self.client.containers.create(**kwargs)
-        except docker.errors.ImageNotFound as exc:
-            raise InputError(f"image {request.image} is not present in the engine") from exc
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(f"cannot create the job container: {exc}") from exc
-
-    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
-        """Run a short hardened helper command in ``image`` and return its stdout."""
-        chunks: list[bytes] = []
-        request = ContainerRequest(
-            image=image,
-            command=command,
-            workdir="/",
-            env={},
-            mounts=(),
-            user=user,
-            labels={"dev.rexec.helper": "1"},
-            timeout_s=120,
-        )
-        result = self.run(
-            request, lambda name, data: chunks.append(data) if name == "stdout" else None
-        )
-        if result.exit_code != 0:
-            raise InfrastructureError(f"helper command in {image} exited {result.exit_code}")
-        return b"".join(chunks).decode("utf-8", "replace")
-
-    def containers_labelled(self, label: str) -> list[str]:
-        """IDs of all containers (any state) carrying ``label``; for tests and cleanup."""
-        return [c.id for c in self.list_containers(label)]
-
-    def list_containers(self, label: str) -> list[ContainerInfo]:
-        """Every container (any state) carrying ``label``, with its labels."""
-        import docker.errors
-
-        try:
-            found = self.client.containers.list(all=True, filters={"label": label})
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(f"cannot list containers: {exc}") from exc
-        return [ContainerInfo(c.id, dict(c.labels or {}), str(c.status)) for c in found]
-
-    def remove_container(self, container_id: str) -> None:
-        import docker.errors
-
-        try:
-            self.client.api.remove_container(container_id, force=True, v=True)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(f"cannot remove container {container_id}: {exc}") from exc
-
-
-def _start(container: Any, request: ContainerRequest) -> None:
-    """Start the job; a command the image does not have is the spec's error, not the engine's."""
-    import docker.errors
-
-    try:
-        container.start()
-    except docker.errors.APIError as exc:
-        text = str(exc.explanation or exc)
-        if "executable file not found" in text or "no such file or directory" in text:
-            raise InputError(
-                f"run.command[0]: {request.command[0]!r} is not an executable in the image "
-                f"(the engine said: {text.strip()})",
-                hint="name a program the image has (an absolute path, or one on its PATH), "
-                "or a script inside a mounted input or the code mount",
-            ) from exc
-        raise
-
-
-def _pump_logs(stream: Iterator[tuple[bytes | None, bytes | None]], sink: LogSink) -> None:
-    for out, err in stream:
-        if out:
-            sink("stdout", out)
-        if err:
-            sink("stderr", err)
-
-
-def _is_connection_trouble(exc: BaseException) -> bool:
-    """A wait that ended without an answer: the timeout (docker-py reports a read timeout
-    on its socket as a ConnectionError), or an engine that went away mid-answer."""
-    import requests.exceptions
-
-    return isinstance(exc, requests.exceptions.RequestException)
-
-
-def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
-    config = attrs.get("Config") or {}
-    return ImageInfo(
-        id=attrs["Id"],
-        repo_digests=tuple(attrs.get("RepoDigests") or ()),
-        user=config.get("User") or "",
-        os=attrs.get("Os", ""),
-        architecture=attrs.get("Architecture", ""),
-        entrypoint=tuple(config.get("Entrypoint") or ()),
-        volumes=tuple(sorted(config.get("Volumes") or {})),
-    )
-
-
 def check_repo_digest(ref: str, info: ImageInfo) -> None:
     """The image the engine holds for a pinned ref must carry that exact digest."""
     wanted = ref.rsplit("@", 1)[1]
@@ -532,13 +154,23 @@ def log_files(directory: Path, echo: IO[bytes] | None) -> Iterator[LogSink]:
         yield sink
 
 
-_default: DockerRuntime | None = None
+def default_runtime() -> ContainerRuntime:
+    """The engine rexec talks to when the caller names none: Docker, over its usual socket.
+
+    The one place that chooses; every command and stage that needs an engine asks here.
+    """
+    from executor.runtime.docker import DockerRuntime
+
+    return DockerRuntime()
+
+
+_default: ContainerRuntime | None = None
 
 
 def engine_info() -> dict[str, Any]:
     """Engine facts for host capture; ``available: False`` when it cannot be reached."""
     global _default
-    _default = _default or DockerRuntime()
+    _default = _default or default_runtime()
     try:
         return {"available": True, **_default.engine_info()}
     except InfrastructureError as exc:
