@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from executor import host as hardware
 from executor import pipeline, spec
 from executor.errors import InputError
+from executor.host import nvml
 from executor.host.nvml_replay import ReplayNvml
 from executor.runtime import ContainerRequest, ContainerResult, ImageInfo, LogSink
 from executor.signing import SignOptions
@@ -87,8 +87,8 @@ def options(tmp_path: Path) -> pipeline.RunOptions:
 def workstation(monkeypatch: pytest.MonkeyPatch) -> Mapping[str, Any]:
     """This host answers NVML as the recorded one-GPU PCIe workstation does."""
     doc = load_fixture("workstation-rtx4090-pcie")
-    real = hardware.load_nvml()
-    monkeypatch.setattr(hardware, "load_nvml", lambda: ReplayNvml(doc, real=real))
+    real = nvml.load_nvml()
+    monkeypatch.setattr(nvml, "load_nvml", lambda: ReplayNvml(doc, real=real))
     return doc
 
 

@@ -1,40 +1,30 @@
-"""The non-GPU half of host capture, and the job image's package inventory.
+"""The non-GPU half of host capture: CPU, memory, cgroup limits, the OS; the only
+module that imports ``psutil``.
 
 CPU model and flags decide which SIMD kernels BLAS picks; cgroup limits decide
 how many threads a job really gets; the kernel and OS explain the rest. None of
 this needs a driver, so it lives apart from NVML (:mod:`executor.host`).
 
-The package inventory is read *inside* the job's image, because that, not the
-host, is what the job imports. It runs once per image digest and is cached.
+The job image's package inventory lives with the images (:mod:`executor.images.inventory`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import re
 import socket
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from executor.errors import InputError
-
 __all__ = [
-    "INVENTORY_SCHEMA",
-    "INVENTORY_SCRIPT",
     "capture_cpu",
     "capture_memory",
     "capture_os",
     "cgroup_limits",
     "cpu_list",
-    "inventory_cache_path",
-    "parse_inventory",
 ]
-
-INVENTORY_SCHEMA = "rexec.inventory/v1"
 
 
 def cpu_list(cpus: set[int] | list[int]) -> str:
@@ -171,104 +161,3 @@ def capture_os() -> dict[str, Any]:
 
 
 # --- inside the job's image -------------------------------------------------
-
-# The Python half runs with whatever interpreter the image has. It must not use
-# single quotes (it sits inside sh '…'), must not write (read-only root), and
-# must survive a missing or broken torch: a version we cannot read is null.
-_INVENTORY_PY = r"""
-import json, os, platform, subprocess, sys
-from importlib import metadata
-out = {"schema": "rexec.inventory/v1", "python": {"version": platform.python_version(),
-       "implementation": platform.python_implementation(), "executable": sys.executable}}
-pkgs = {}
-for d in metadata.distributions():
-    name = d.metadata["Name"]
-    if name:
-        pkgs[name] = d.version
-out["pip"] = [{"name": k, "version": pkgs[k]} for k in sorted(pkgs, key=str.lower)]
-try:
-    rows = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${Architecture}\n"],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
-    out["dpkg"] = [dict(zip(("name", "version", "arch"), r.split("\t"))) for r in sorted(rows) if r]
-except (OSError, subprocess.CalledProcessError):
-    out["dpkg"] = None
-keys = ("CUDA_VERSION", "CUDNN_VERSION", "NCCL_VERSION", "NV_CUDNN_VERSION")
-out["env"] = {k: os.environ[k] for k in keys if os.environ.get(k)}
-fw = {}
-if "torch" in pkgs:
-    try:
-        import torch
-        fw["torch"] = torch.__version__
-        fw["cuda_runtime"] = torch.version.cuda
-        try:
-            fw["cudnn"] = torch.backends.cudnn.version()
-        except Exception:
-            fw["cudnn"] = None
-        try:
-            v = torch.cuda.nccl.version()
-            fw["nccl"] = ".".join(map(str, v)) if isinstance(v, tuple) else v
-        except Exception:
-            fw["nccl"] = None
-    except Exception as exc:
-        fw["torch_error"] = repr(exc)
-out["frameworks"] = fw
-sys.stdout.write(json.dumps(out) + "\n")
-"""
-
-INVENTORY_SCRIPT = (
-    "set -u\n"
-    "for py in python3 python; do\n"
-    '  if command -v "$py" >/dev/null 2>&1; then\n'
-    f"    exec \"$py\" -B -c '{_INVENTORY_PY}'\n"
-    "  fi\n"
-    "done\n"
-    "# No Python: Debian package names and versions never contain quotes or backslashes.\n"
-    'printf \'{"schema":"rexec.inventory/v1","python":null,"pip":[],"frameworks":{},"dpkg":\'\n'
-    "if command -v dpkg-query >/dev/null 2>&1; then\n"
-    "  printf '['\n"
-    "  dpkg-query -W -f "
-    '\'{"name":"${Package}","version":"${Version}","arch":"${Architecture}"}\\n\''
-    " | sort | sed '$!s/$/,/' | tr -d '\\n'\n"
-    "  printf ']}\\n'\n"
-    "else\n"
-    "  printf 'null}\\n'\n"
-    "fi\n"
-)
-
-
-def parse_inventory(stdout: str) -> dict[str, Any]:
-    """The one JSON object :data:`INVENTORY_SCRIPT` printed (its last non-empty line).
-
-    Earlier lines are tolerated because an image's ``sitecustomize`` or an
-    import may print; the inventory is always written last.
-    """
-    lines = [ln for ln in stdout.splitlines() if ln.strip()]
-    try:
-        value = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"the image's package inventory is not JSON ({exc}); last line: {lines[-1][:200]!r}",
-            hint="the image must provide /bin/sh; check the image runs `sh -c true`",
-        ) from exc
-    if not isinstance(value, dict) or value.get("schema") != INVENTORY_SCHEMA:
-        raise InputError(
-            "the image's package inventory has no rexec.inventory/v1 object on its last line",
-            details=lines[-3:],
-            hint="the image must provide /bin/sh; check the image runs `sh -c true`",
-        )
-    return value
-
-
-_DIGEST = re.compile(r"^(sha256):([0-9a-f]{64})$")
-
-
-def inventory_cache_path(image_digest: str) -> Path:
-    """Where the inventory of ``sha256:<hex>`` is cached (content-addressed, never stale)."""
-    m = _DIGEST.match(image_digest)
-    if not m:
-        raise InputError(
-            f"image digest {image_digest!r}: expected sha256:<64 lowercase hex>",
-            hint="pin images by digest (`rexec lock` writes it)",
-        )
-    base = os.environ.get("REXEC_CACHE_DIR") or str(Path.home() / ".cache" / "rexec")
-    return Path(base) / "inventory" / f"{m.group(1)}-{m.group(2)}.json"

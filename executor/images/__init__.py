@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import host as hardware
 from executor import snapshot
 from executor.canonical import canonical_json, sha256_file, sha256_hex
 from executor.errors import InputError, MismatchError
 from executor.images.archive import check_archive
 from executor.images.dockerfile import read_from_lines, unpinned_error
-from executor.runtime import NOBODY, ContainerRuntime, check_repo_digest
-from executor.snapshot.cache import cache_dir
+from executor.images.inventory import image_inventory as image_inventory  # re-exported
+from executor.paths import cache_dir
+from executor.runtime import ContainerRuntime, check_repo_digest
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
 
 Log = Callable[[str], None]
@@ -301,27 +301,3 @@ def check_image_config(image: ResolvedImage, *, runtime: ContainerRuntime) -> tu
             "rexec mounts the inputs and the outputs itself",
         )
     return info.entrypoint
-
-
-def image_inventory(
-    image: ResolvedImage, *, runtime: ContainerRuntime, say: Callable[[str], None]
-) -> dict[str, Any]:
-    """The job's view of its image (Python, pip, dpkg, torch/CUDA versions).
-
-    Read once per image id, in a hardened helper container, and cached: an
-    image id names immutable content, so the cache can never be stale.
-    """
-    cache = hardware.inventory_cache_path(image.image_id)
-    if cache.is_file():
-        cached: dict[str, Any] = json.loads(cache.read_bytes())
-        return cached
-    say("reading the image's package inventory (once per image)")
-    stdout = runtime.run_capture(
-        image.run_ref, ["sh", "-c", hardware.INVENTORY_SCRIPT], user=NOBODY
-    )
-    inventory = {"imageId": image.image_id, **hardware.parse_inventory(stdout)}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(canonical_json(inventory))
-    os.replace(tmp, cache)
-    return inventory

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from executor import determinism, owner, safeio, snapshot, spec
-from executor import host as hardware
 from executor.canonical import sha256_hex
 from executor.code import ResolvedCode, resolve_code
 from executor.errors import EngineLost, InputError, MismatchError, RexecError
+from executor.host import capture_host, resolve_gpus
 from executor.images import (
     ResolvedImage,
     check_image_config,
@@ -142,8 +142,8 @@ def run(
             say(f"pushed {image.pushed}")
         say(f"image {image.digest}")
         entrypoint = check_image_config(image, runtime=runtime)
-        host = hardware.capture_host(engine=checked.engine)
-        inventory = image_inventory(image, runtime=runtime, say=say)
+        host = capture_host(engine=checked.engine)
+        inventory = image_inventory(image.image_id, run_ref=image.run_ref, runtime=runtime, say=say)
         return _execute_and_record(
             run_spec,
             checked=checked,
@@ -212,7 +212,7 @@ def preflight(
             actual_tree=code.tree_digest,
             say=say,
         )
-    gpus = hardware.resolve_gpus(run_spec.resources.gpus)
+    gpus = resolve_gpus(run_spec.resources.gpus)
     _check_secrets(run_spec)
     _check_cpus(run_spec)
     return Verified(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)

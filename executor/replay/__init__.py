@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import host as hardware
 from executor import pipeline, snapshot, spec
 from executor.canonical import canonical_json, sha256_hex
 from executor.code import resolve_code
@@ -33,6 +32,7 @@ from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison, comp
 from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
 from executor.compare.records import RunRecord, load_record
 from executor.errors import InputError, MismatchError
+from executor.host import capture_host
 from executor.record import store
 from executor.record.manifest import STATEMENT_TYPE, Subject
 from executor.runtime import ContainerRuntime
@@ -469,7 +469,7 @@ def _check_image(run_spec: spec.RunSpec, record: RunRecord, *, runtime: Containe
 
 
 def _environment(record: RunRecord, runtime: ContainerRuntime) -> EnvDiff:
-    current = hardware.capture_host(engine=runtime.engine_info())
+    current = capture_host(engine=runtime.engine_info())
     if record.host is None:
         return EnvDiff(())
     return classify(record.host, current, uses_gpu=record.uses_gpu)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from executor.canonical import CHUNK
 from executor.errors import InputError, MismatchError, VerificationError
+from executor.paths import config_dir
 from executor.signing.bundle import Bundle, key_dsse_bundle, parse_bundle
 from executor.signing.dsse import pae
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, SignOptions, Verified
@@ -122,8 +123,7 @@ def generate_keypair(private_path: Path, public_path: Path, *, password: bytes |
 
 def default_key_prefix() -> Path:
     """Where `rexec keygen` writes and `rexec run` looks when no key is named."""
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "rexec" / "signing"
+    return Path(config_dir()) / "signing"
 
 
 def default_key_path() -> Path:

@@ -30,8 +30,9 @@ from _thread import get_ident  # as threading.get_ident, without importing threa
 from typing import NamedTuple
 
 from executor.errors import MismatchError
+from executor.paths import cache_dir
 from executor.progress import make_progress
-from executor.snapshot.cache import RACY_MARGIN_NS, cache_dir, open_cache
+from executor.snapshot.cache import RACY_MARGIN_NS, open_cache
 from executor.snapshot.hashing import Hashers, Sizes
 from executor.snapshot.listing import (
     ALGOS,

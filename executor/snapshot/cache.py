@@ -26,6 +26,8 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
+from executor.paths import cache_dir
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -49,21 +51,6 @@ CREATE TABLE IF NOT EXISTS files (
 # so a write in the same tick as our read could leave mtime unchanged
 # ("racily clean" in git's words). Such files are hashed but not cached.
 RACY_MARGIN_NS = 1_000_000_000
-
-
-def cache_dir() -> str:
-    """``$REXEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/rexec``, else ``~/.cache/rexec``.
-
-    A string, not a Path: ``rexec snapshot hash`` runs without importing
-    pathlib, whose imports are a tenth of its start-up.
-    """
-    explicit = os.environ.get("REXEC_CACHE_DIR")
-    if explicit:
-        return explicit
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return os.path.join(xdg, "rexec")
-    return os.path.join(os.path.expanduser("~"), ".cache", "rexec")
 
 
 class StatKey(NamedTuple):

@@ -14,16 +14,14 @@ import pytest
 
 from executor.errors import InputError
 from executor.host.system import (
-    INVENTORY_SCRIPT,
     capture_cpu,
     capture_memory,
     capture_os,
     cgroup_limits,
     cpu_list,
-    inventory_cache_path,
     parse_cpuinfo,
-    parse_inventory,
 )
+from executor.images.inventory import INVENTORY_SCRIPT, inventory_cache_path, parse_inventory
 
 
 def expand(text: str) -> set[int]:
