@@ -25,8 +25,8 @@ from executor import safeio
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
 from executor.outputs import display, is_subject_name, name_problem
-from executor.record import manifest
 from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
+from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.store import BUNDLE as RECORD_BUNDLE
 from executor.record.store import OUTPUTS as RECORD_OUTPUTS
 from executor.record.store import STATEMENT as RECORD_STATEMENT
@@ -36,8 +36,6 @@ from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 VERDICT_FILE = "verdict.json"
 VERDICT_BUNDLE = "verdict.sigstore.json"
 TEST_RESULT_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
-# A Statement names every output: large, but never without bound.
-STATEMENT_CAP = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -179,22 +177,9 @@ def _statement(payload: bytes, *, source: str) -> dict[str, Any]:
     return doc
 
 
-def _dig(doc: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(doc, dict):
-            return None
-        doc = doc.get(key)
-    return doc
-
-
 def run_status(statement: dict[str, Any]) -> tuple[str | None, int | None]:
     """The job's status and exit code as the signed Statement records them."""
-    notes = manifest.run_status(statement) or {}
-    status, code = notes.get("status"), notes.get("exitCode")
-    return (
-        status if isinstance(status, str) else None,
-        code if isinstance(code, int) and not isinstance(code, bool) else None,
-    )
+    return StatementView(statement).status
 
 
 def _list_files(root: Path) -> dict[str, safeio.Entry]:
@@ -243,7 +228,7 @@ def compare_artifacts(
     named: set[str] = set()
     for item in subjects:
         name = item.get("name") if isinstance(item, dict) else None
-        expected = _dig(item, "digest", "sha256")
+        expected = dig(item, "digest", "sha256")
         if not isinstance(name, str) or not is_subject_name(name):
             mismatched.append(str(name))
             details.append(f"mismatched: {name!r}: not a safe relative path")
@@ -283,15 +268,15 @@ def compare_artifacts(
 def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactReport:
     """Re-hash every file of the record the Statement names as a byproduct (host capture,
     logs, params, listings, inventory, job reports): each must be the signed bytes."""
-    products = _dig(statement, "predicate", "runDetails", "byproducts")
+    products = StatementView(statement).byproducts
     mismatched: list[str] = []
     missing: list[str] = []
     details: list[str] = []
     checked = verified = 0
-    for item in products if isinstance(products, list) else []:
-        if not isinstance(item, dict) or "content" in item or "digest" not in item:
+    for item in products:
+        if "content" in item or "digest" not in item:
             continue  # inline (the exit status), or no file named: the signature covers it
-        name, expected = item.get("name"), _dig(item, "digest", "sha256")
+        name, expected = item.get("name"), dig(item, "digest", "sha256")
         checked += 1
         if not isinstance(name, str) or not is_subject_name(name) or not isinstance(expected, str):
             mismatched.append(str(name))
@@ -340,7 +325,7 @@ def _read(path: Path, *, what: str, cap: int = STATEMENT_CAP) -> bytes:
 def _schema_warnings(statement: Mapping[str, Any]) -> tuple[str, ...]:
     if statement.get("predicateType") != PROVENANCE_TYPE:
         return ()
-    schema = _dig(statement, "predicate", "buildDefinition", "internalParameters", "manifestSchema")
+    schema = StatementView(statement).manifest_schema
     if schema == MANIFEST_SCHEMA:
         return ()
     return (
@@ -363,7 +348,7 @@ def replay_verdict(statement: Mapping[str, Any]) -> dict[str, Any] | None:
     return {
         "result": predicate.get("result"),
         "verdict": detail.get("verdict"),
-        "about": _dig(about, "digest", "sha256"),
+        "about": dig(about, "digest", "sha256"),
         "failedTests": predicate.get("failedTests"),
     }
 
@@ -389,8 +374,8 @@ def _check_verdict(record: Path, policy: TrustPolicy, payload: bytes) -> dict[st
     verdict = replay_verdict(doc)
     if verdict is None:
         raise VerificationError(f"{bundle_file}: not a replay verdict (test-result) Statement")
-    lineage = _dig(strict_loads(payload), "predicate", "buildDefinition", "internalParameters")
-    replay_of = _dig(lineage, "lineage", "originalStatementSha256")
+    lineage = dig(strict_loads(payload), "predicate", "buildDefinition", "internalParameters")
+    replay_of = dig(lineage, "lineage", "originalStatementSha256")
     if replay_of is not None and verdict["about"] != replay_of:
         raise VerificationError(
             f"{bundle_file}: the verdict is about statement {verdict['about']}, "
@@ -421,7 +406,7 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
             signer=verified.signer,
             transparency_log=verified.tlog,
             statement_digest=hashlib.sha256(payload).hexdigest(),
-            run_id=_run_id(statement),
+            run_id=StatementView(statement).run_id,
             status=status,
             exit_code=code,
             warnings=_schema_warnings(statement),
@@ -486,15 +471,10 @@ def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdic
             verdict = replace(
                 verdict,
                 statement_digest=hashlib.sha256(verified.payload).hexdigest(),
-                run_id=_run_id(statement),
+                run_id=StatementView(statement).run_id,
                 status=status,
                 exit_code=code,
                 replay_verdict=replay_verdict(statement),
                 warnings=_schema_warnings(statement),
             )
     return verdict
-
-
-def _run_id(statement: dict[str, Any]) -> str | None:
-    value = _dig(statement, "predicate", "runDetails", "metadata", "invocationId")
-    return value if isinstance(value, str) else None

@@ -18,8 +18,9 @@ from executor import replay
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
 from executor.compare import MetricChange, metric_changes
-from executor.compare.records import diff_records, load_record
+from executor.compare.records import diff_records
 from executor.errors import JobFailed
+from executor.record.reader import load_record
 from executor.runtime import default_runtime
 
 EPILOG = """\

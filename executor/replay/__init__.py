@@ -30,11 +30,11 @@ from executor.canonical import canonical_json, sha256_hex
 from executor.code import resolve_code
 from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison, compare_outputs
 from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
-from executor.compare.records import RunRecord, load_record
 from executor.errors import InputError, MismatchError
 from executor.host import capture_host
 from executor.record import store
 from executor.record.manifest import STATEMENT_TYPE, Subject
+from executor.record.reader import RunRecord, load_record
 from executor.runtime import ContainerRuntime
 from executor.signing import SignOptions, TrustPolicy, make_signer
 from executor.verification import TEST_RESULT_TYPE, VERDICT_BUNDLE, VERDICT_FILE, verify_record

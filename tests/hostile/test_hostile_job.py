@@ -29,8 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from executor import pipeline, spec
-from executor.compare.records import load_record
 from executor.errors import MismatchError
+from executor.record.reader import load_record
 from executor.runtime import ContainerRequest, ContainerResult, ImageInfo, LogSink
 from executor.signing import KeyPolicy, SignOptions, generate_keypair
 from executor.verification import verify_record
