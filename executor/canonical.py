@@ -1,4 +1,4 @@
-"""Canonical JSON (RFC 8785) and the sha256 helpers every stage shares.
+"""Canonical JSON (RFC 8785), strict JSON reading, and sha256 of bytes.
 
 Anything rexec hashes or signs is serialised here, so the same value always
 has the same bytes, whichever stage or machine wrote it.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import rfc8785
@@ -23,12 +22,6 @@ def canonical_json(value: Any) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Plain SHA-256 of a file's bytes, streamed (same as ``sha256sum``)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class StrictJSONError(ValueError):

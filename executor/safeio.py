@@ -10,14 +10,15 @@ recursion limit) and without following links.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import errno
 import hashlib
 import os
 import stat
-import subprocess
-from collections.abc import Iterator
-from typing import NamedTuple
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO, NamedTuple
 
 from executor.errors import InputError
 
@@ -72,8 +73,15 @@ def read_capped(path: str | bytes | os.PathLike[str], *, cap: int = SMALL_CAP) -
         os.close(fd)
 
 
-def sha256_regular(path: str | bytes | os.PathLike[str]) -> str:
-    """SHA-256 of a regular file, streamed; a link or special file is refused."""
+def sha256_file(path: str | bytes | os.PathLike[str], *, follow_links: bool = False) -> str:
+    """SHA-256 of a regular file, streamed (as ``sha256sum``); the one file hasher.
+
+    A link or special file is refused, unless ``follow_links`` (a file the user named,
+    such as ``--artifact`` or a Dockerfile, may be a link): then its target must be a
+    regular file, never a FIFO to wait on.
+    """
+    if follow_links:
+        path = os.path.realpath(path)
     fd = open_regular(path)
     with os.fdopen(fd, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -149,6 +157,8 @@ def rmtree(path: str | bytes | os.PathLike[str]) -> None:
         if exc.errno != errno.ENAMETOOLONG:
             raise
         # Deeper than PATH_MAX: GNU rm walks by descriptors and never follows links.
+        import subprocess  # here only: it pulls in threading, which `snapshot hash` never needs
+
         subprocess.run(["rm", "-rf", "--", top], check=True)
 
 
@@ -169,21 +179,35 @@ def _rmtree(top: bytes) -> None:
         os.rmdir(directory)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``path`` whole or not at all: a sibling temporary file, fsynced, then renamed.
+def write_atomic(
+    path: str | os.PathLike[str],
+    content: bytes | Callable[[BinaryIO], None],
+    *,
+    mode: int = 0o644,
+    durable: bool = True,
+) -> None:
+    """Write ``path`` whole or not at all: a sibling temporary file, then a rename.
 
-    On any failure (a full disk, a read-only directory) the temporary file is
-    removed and the error raised: nothing half-written is ever left under ``path``.
+    ``content`` is the bytes, or a function that writes them to the open file (a
+    large listing streams). ``durable`` fsyncs before the rename (records, locks);
+    caches that can be rebuilt skip it. On any failure (a full disk, a read-only
+    directory) the temporary file is removed and the error raised: nothing
+    half-written is ever left under ``path``. The one atomic write in rexec.
     """
     target = os.fspath(path)
     directory = os.path.dirname(target) or "."
-    tmp = os.path.join(directory, f".{os.path.basename(target)}.{os.getpid()}.tmp")
+    unique = f"{os.getpid()}.{_thread.get_ident()}.{time.monotonic_ns()}"
+    tmp = os.path.join(directory, f".{os.path.basename(target)}.{unique}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -211,7 +211,7 @@ class _NotHashed(Exception):
 
 
 def compare_artifacts(
-    subjects: list[Any], root: Path, *, hash_file: Callable[[bytes], str] = safeio.sha256_regular
+    subjects: list[Any], root: Path, *, hash_file: Callable[[bytes], str] = safeio.sha256_file
 ) -> ArtifactReport:
     """Re-hash ``root`` and compare it with the Statement's subjects, collecting every
     mismatched, missing and extra file."""
@@ -294,7 +294,7 @@ def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactRe
             details.append(f"mismatched: {name}: cannot be read ({exc.strerror})")
             continue
         try:
-            found = _hash_entry(safeio.Entry(name.encode(), bytes(path), st), safeio.sha256_regular)
+            found = _hash_entry(safeio.Entry(name.encode(), bytes(path), st), safeio.sha256_file)
         except _NotHashed as why:
             mismatched.append(name)
             details.append(f"mismatched: {name}: {why}")

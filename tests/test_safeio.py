@@ -76,7 +76,7 @@ def test_read_capped_refuses_links_fifos_devices_and_large_files(tmp_path: Path)
         safeio.read_capped(tmp_path / "big", cap=100)
     assert safeio.read_capped(tmp_path / "big", cap=101) == b"x" * 101
     with pytest.raises(safeio.UnsafeFile, match="symbolic link"):
-        safeio.sha256_regular(tmp_path / "link")
+        safeio.sha256_file(tmp_path / "link")
 
 
 def test_read_capped_does_not_block_on_a_fifo(tmp_path: Path) -> None:

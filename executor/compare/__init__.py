@@ -245,7 +245,7 @@ def _compare_different(
     if original_dir is None or not os.path.lexists(original_dir / name):
         return _note(result, "the original file is not at hand, so only digests were compared")
     try:
-        matches = safeio.sha256_regular(original_dir / name) == before
+        matches = safeio.sha256_file(original_dir / name) == before
     except (safeio.UnsafeFile, OSError):
         matches = False
     if not matches:

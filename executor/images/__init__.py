@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from executor import snapshot
-from executor.canonical import canonical_json, sha256_file, sha256_hex
+from executor.canonical import canonical_json, sha256_hex
 from executor.errors import InputError, MismatchError
 from executor.images.archive import check_archive
 from executor.images.dockerfile import read_from_lines, unpinned_error
 from executor.images.inventory import image_inventory as image_inventory  # re-exported
 from executor.paths import cache_dir
 from executor.runtime import ContainerRuntime, check_repo_digest
+from executor.safeio import sha256_file, write_atomic
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
 
 Log = Callable[[str], None]
@@ -211,9 +211,7 @@ def _reusable(key: str, runtime: ContainerRuntime) -> str | None:
 def _remember(key: str, image_id: str) -> None:
     path = _cache_file(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(canonical_json({"buildKey": key, "imageId": image_id}))
-    os.replace(tmp, path)
+    write_atomic(path, canonical_json({"buildKey": key, "imageId": image_id}), durable=False)
 
 
 def _build(
@@ -228,7 +226,7 @@ def _build(
     bases = base_images(build, runtime=runtime, allow_unpinned=allow_unpinned)
     context = snapshot.hash_tree(build.context)
     provenance: dict[str, Any] = {
-        "dockerfileSha256": sha256_file(build.dockerfile),
+        "dockerfileSha256": sha256_file(build.dockerfile, follow_links=True),
         "contextDigest": context.digest,
         "bases": bases,
         "args": dict(sorted(build.args.items())),

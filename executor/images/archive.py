@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.errors import InputError, MismatchError
+from executor.safeio import sha256_file
 
 _CHUNK = 1 << 20
 
@@ -50,14 +51,6 @@ def _member_sha256(tar: tarfile.TarFile, name: str, archive: Path) -> str:
     while chunk := fh.read(_CHUNK):
         h.update(chunk)
     return "sha256:" + h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def check_archive(path: Path, *, image_id: str) -> CheckedArchive:
@@ -108,7 +101,7 @@ def check_archive(path: Path, *, image_id: str) -> CheckedArchive:
             return CheckedArchive(
                 path=path,
                 image_id=image_id,
-                sha256=_file_sha256(path),
+                sha256=sha256_file(path, follow_links=True),
                 repo_tags=tuple(entry.get("RepoTags") or ()),
                 layers=len(layers),
             )

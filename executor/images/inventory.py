@@ -8,7 +8,6 @@ names immutable content, so the cache can never be stale.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from executor.canonical import canonical_json
 from executor.errors import InputError
 from executor.paths import cache_dir
 from executor.runtime import NOBODY, ContainerRuntime
+from executor.safeio import write_atomic
 
 INVENTORY_SCHEMA = "rexec.inventory/v1"
 
@@ -140,7 +140,5 @@ def image_inventory(
     stdout = runtime.run_capture(run_ref, ["sh", "-c", INVENTORY_SCRIPT], user=NOBODY)
     inventory = {"imageId": image_id, **parse_inventory(stdout)}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(canonical_json(inventory))
-    os.replace(tmp, cache)
+    write_atomic(cache, canonical_json(inventory), durable=False)  # a cache: read again if lost
     return inventory

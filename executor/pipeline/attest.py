@@ -73,7 +73,7 @@ def collect(record: store.RecordWriter, outputs: Path, reports: Path) -> Collect
     for name, data in job_meta.items():
         record.write(f"{store.JOB_META}/{name}", data)
     files, excluded = outputs_policy.settle(outputs)
-    subjects = [Subject(name, safeio.sha256_regular(path)) for name, path in files]
+    subjects = [Subject(name, safeio.sha256_file(path)) for name, path in files]
     return Collected(tuple(subjects), job_meta, tuple(ignored), tuple(excluded))
 
 
@@ -179,7 +179,7 @@ def _byproducts(
         products.append(Byproduct(rel, data, "application/json"))
     for rel in (f"{store.LOGS}/stdout.log", f"{store.LOGS}/stderr.log"):
         # Logs can be any size: hashed as a stream, never read whole.
-        digest = safeio.sha256_regular(record.path(rel))
+        digest = safeio.sha256_file(record.path(rel))
         products.append(Byproduct(rel, b"", "text/plain", sha256=digest))
     products.append(
         Byproduct(store.PARAMS, record.path(store.PARAMS).read_bytes(), "application/json")

@@ -69,12 +69,7 @@ class RecordWriter:
     def write(self, name: str, data: bytes) -> Path:
         target = self.staging / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        safeio.write_atomic(target, data)
         return target
 
     def write_json(self, name: str, value: Any) -> Path:

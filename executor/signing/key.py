@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from executor.canonical import CHUNK
 from executor.errors import InputError, MismatchError, VerificationError
 from executor.paths import config_dir
+from executor.safeio import sha256_file
 from executor.signing.bundle import Bundle, key_dsse_bundle, parse_bundle
 from executor.signing.dsse import pae
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, SignOptions, Verified
@@ -265,8 +266,7 @@ def statement_subject_digests(payload: bytes, *, source: str) -> dict[str, str]:
 
 def _file_sha256(path: Path) -> bytes:
     try:
-        with open(path, "rb") as f:
-            return hashlib.file_digest(f, "sha256").digest()
+        return bytes.fromhex(sha256_file(path, follow_links=True))
     except OSError as exc:
         raise InputError(
             f"{path}: cannot read the artifact ({exc.strerror})",

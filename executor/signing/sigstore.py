@@ -44,8 +44,8 @@ from sigstore.sign import SigningContext
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
 
-from executor.canonical import sha256_file
 from executor.errors import InfrastructureError, InputError, MismatchError, VerificationError
+from executor.safeio import sha256_file
 from executor.signing.bundle import parse_bundle
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, SignOptions, Verified
 
@@ -561,7 +561,7 @@ def _failure_hint(reason: str) -> str:
 
 def _hash_artifact(artifact: Path) -> Hashed:
     try:
-        digest = sha256_file(artifact)
+        digest = sha256_file(artifact, follow_links=True)
     except OSError as exc:
         raise InputError(
             f"{artifact}: cannot read the artifact ({exc.strerror})",
@@ -573,7 +573,7 @@ def _hash_artifact(artifact: Path) -> Hashed:
 def _require_subject(payload: bytes, artifact: Path) -> None:
     """The artifact's sha256 must be one of the (already verified) Statement's subjects."""
     try:
-        digest = sha256_file(artifact)
+        digest = sha256_file(artifact, follow_links=True)
     except OSError as exc:
         raise InputError(
             f"{artifact}: cannot read the artifact ({exc.strerror})",

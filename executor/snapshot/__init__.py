@@ -23,15 +23,15 @@ The digest format is defined in :mod:`executor.snapshot.listing` and
 
 from __future__ import annotations
 
-import contextlib
+import io
 import os
 import time
-from _thread import get_ident  # as threading.get_ident, without importing threading
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from executor.errors import MismatchError
 from executor.paths import cache_dir
 from executor.progress import make_progress
+from executor.safeio import write_atomic
 from executor.snapshot.cache import RACY_MARGIN_NS, open_cache
 from executor.snapshot.hashing import Hashers, Sizes
 from executor.snapshot.listing import (
@@ -192,22 +192,18 @@ def verify_tree(
 def store_listing(listing: Listing) -> str:
     """Keep a listing under the cache dir, addressed by its digest; written atomically.
 
-    The temporary name is made here rather than by ``tempfile``, whose import
-    alone costs more start-up than hashing a small tree.
+    Streamed: a listing of a million files is never held as one string.
     """
     target = _listing_path(listing.digest)
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp-{os.getpid()}-{time.monotonic_ns()}-{get_ident()}.json")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            listing.write_json(out)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+
+    def write(f: BinaryIO) -> None:
+        out = io.TextIOWrapper(f, encoding="utf-8")
+        listing.write_json(out)
+        out.flush()
+        out.detach()  # the file stays open for write_atomic to close
+
+    write_atomic(target, write, durable=False)  # a cache: rebuilt if lost
     return target
 
 
