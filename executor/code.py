@@ -9,12 +9,13 @@ in with ``--allow-dirty``, which the manifest records.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from executor import snapshot
-from executor.errors import InputError
+from executor.errors import InputError, MismatchError
 
 GIT_EXCLUDE = frozenset({b".git"})
 
@@ -84,3 +85,22 @@ def resolve_code(path: Path, *, mount: str, allow_dirty: bool) -> ResolvedCode:
         tree_digest=tree.digest,
         dirty=dirty,
     )
+
+
+def check_code_pins(
+    *,
+    commit: str | None,
+    tree: str | None,
+    actual_commit: str | None,
+    actual_tree: str,
+    say: Callable[[str], None],
+) -> None:
+    """The code must be the bytes the lock saw; a different commit with the
+    same tree (say, an unrelated commit elsewhere in the repository) is fine."""
+    if tree is not None and tree != actual_tree:
+        raise MismatchError(
+            f"code.tree: the code is now {actual_tree}, the spec pins {tree}",
+            hint="the code changed since `rexec lock`; lock again to run the new code",
+        )
+    if commit is not None and actual_commit is not None and commit != actual_commit:
+        say(f"code: HEAD is {actual_commit}, locked at {commit}; the code tree is unchanged")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +27,9 @@ from typing import Any, Protocol
 import tomli_w
 
 from executor import snapshot
+from executor.code import check_code_pins as check_code_pins  # re-exported
 from executor.code import resolve_code
-from executor.errors import InputError, MismatchError, RexecError, SpecError
+from executor.errors import InputError, RexecError, SpecError
 from executor.images.dockerfile import read_from_lines
 from executor.spec import IMAGE_DIGEST_RE
 
@@ -221,22 +221,3 @@ def rebase_paths(doc: dict[str, Any], *, source_dir: Path, target_dir: Path) -> 
 
 def dumps(doc: dict[str, Any], *, source: str) -> str:
     return HEADER.format(source=source) + tomli_w.dumps(doc)
-
-
-def check_code_pins(
-    *,
-    commit: str | None,
-    tree: str | None,
-    actual_commit: str | None,
-    actual_tree: str,
-    say: Callable[[str], None],
-) -> None:
-    """The code must be the bytes the lock saw; a different commit with the
-    same tree (say, an unrelated commit elsewhere in the repository) is fine."""
-    if tree is not None and tree != actual_tree:
-        raise MismatchError(
-            f"code.tree: the code is now {actual_tree}, the spec pins {tree}",
-            hint="the code changed since `rexec lock`; lock again to run the new code",
-        )
-    if commit is not None and actual_commit is not None and commit != actual_commit:
-        say(f"code: HEAD is {actual_commit}, locked at {commit}; the code tree is unchanged")

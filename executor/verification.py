@@ -177,11 +177,6 @@ def _statement(payload: bytes, *, source: str) -> dict[str, Any]:
     return doc
 
 
-def run_status(statement: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The job's status and exit code as the signed Statement records them."""
-    return StatementView(statement).status
-
-
 def _list_files(root: Path) -> dict[str, safeio.Entry]:
     """Every non-directory entry under ``root`` (links included, never followed), by
     its path relative to ``root``; a name that cannot be a subject is shown escaped."""
@@ -401,7 +396,7 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
             )
         payload = verified.payload
         statement = _statement(payload, source=str(where.bundle))
-        status, code = run_status(statement)
+        status, code = StatementView(statement).status
         verdict = Verdict(
             signer=verified.signer,
             transparency_log=verified.tlog,
@@ -467,7 +462,7 @@ def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdic
                 error=InputError(f"{bundle}: the signed payload is not strict JSON ({exc})"),
             )
         if isinstance(statement, dict):
-            status, code = run_status(statement)
+            status, code = StatementView(statement).status
             verdict = replace(
                 verdict,
                 statement_digest=hashlib.sha256(verified.payload).hexdigest(),

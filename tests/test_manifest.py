@@ -84,7 +84,7 @@ def test_byproducts_carry_digests_and_the_status_is_signed_inline() -> None:
     content = base64.b64decode(status["content"])
     assert json.loads(content) == status["annotations"]
     assert status["digest"] == {"sha256": hashlib.sha256(content).hexdigest()}
-    assert manifest.run_status(build()) == {"status": "failed", "exitCode": 3, "oomKilled": False}
+    assert manifest.exit_status(build()) == {"status": "failed", "exitCode": 3, "oomKilled": False}
 
 
 def test_canonical_bytes_do_not_depend_on_input_order() -> None:
@@ -113,4 +113,4 @@ def test_loads_round_trip_and_rejects_non_statements() -> None:
 
 
 def test_run_status_absent() -> None:
-    assert manifest.run_status({"predicate": {}}) is None
+    assert manifest.exit_status({"predicate": {}}) is None

@@ -18,8 +18,7 @@ from typing import Any
 from executor._version import __version__
 from executor.errors import ExitCode, Interrupted, RexecError
 
-# Subcommand modules, in the order `rexec --help` lists them. A module that
-# is not there yet (a feature still being built) is simply left out.
+# Subcommand modules, in the order `rexec --help` lists them.
 SUBCOMMANDS = (
     "run",
     "verify",
@@ -31,7 +30,6 @@ SUBCOMMANDS = (
     "env",
     "keygen",
     "gc",
-    "submit",
 )
 
 EPILOG = """\
@@ -120,13 +118,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in SUBCOMMANDS:
         if only is not None and name != only:
             continue
-        try:
-            module = importlib.import_module(f"executor.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"executor.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        # A missing subcommand module is a bug in rexec: it fails loudly, never vanishes.
+        importlib.import_module(f"executor.cli.{name}").register(sub)
     return parser
 
 

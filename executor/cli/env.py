@@ -8,7 +8,6 @@ replay on another machine will be compared against.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from typing import Any
@@ -36,14 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def engine_facts() -> dict[str, Any]:
     """The engine as the runtime reports it; never raises: `env` must work without Docker."""
-    try:
-        runtime = importlib.import_module("executor.runtime")
-    except ImportError as exc:
-        return {"available": False, "reason": f"container runtime support not installed: {exc}"}
-    info = getattr(runtime, "engine_info", None)
-    if info is None:
-        return {"available": False, "reason": "this rexec has no container runtime yet"}
-    return dict(info())
+    from executor.runtime import engine_info
+
+    return engine_info()
 
 
 def _size(n: int | None) -> str:

@@ -12,7 +12,6 @@ timeout, interrupt) is recorded and signed with its status.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -23,9 +22,8 @@ from typing import Any
 
 from executor import determinism, owner, safeio, snapshot, spec
 from executor.canonical import sha256_hex
-from executor.code import ResolvedCode, resolve_code
-from executor.errors import EngineLost, InputError, MismatchError, RexecError
-from executor.host import capture_host, resolve_gpus
+from executor.errors import EngineLost, MismatchError, RexecError
+from executor.host import capture_host
 from executor.images import (
     ResolvedImage,
     check_image_config,
@@ -33,12 +31,20 @@ from executor.images import (
     push_image,
     resolve_image,
 )
-from executor.lock import check_code_pins
 from executor.pipeline import attest
+from executor.pipeline.container import (
+    PARAMS_MOUNT,
+    REPORTS_STAGING,
+    code_mounts,
+    container_user,
+    hand_to,
+    job_env,
+    reclaim,
+)
+from executor.pipeline.preflight import Preflight, check_runs_dir, preflight
 from executor.record import manifest, store
 from executor.record.manifest import RunStatus, Subject
 from executor.runtime import (
-    NOBODY,
     OWNER_HOST_LABEL,
     OWNER_PID_LABEL,
     OWNER_START_LABEL,
@@ -53,10 +59,6 @@ from executor.runtime import (
     log_files,
 )
 from executor.signing import Signer, SignOptions, make_signer
-
-PARAMS_MOUNT = "/rexec/params.json"
-# Where the job's reports directory is staged: beside the outputs, never inside.
-REPORTS_STAGING = ".job-reports"
 
 Say = Callable[[str], None]
 
@@ -88,16 +90,6 @@ class RunOptions:
 
 
 @dataclass(frozen=True)
-class Verified:
-    """Preflight's value: every input checked against its pin."""
-
-    snapshots: Mapping[str, snapshot.Snapshot]
-    code: ResolvedCode | None
-    gpu_uuids: tuple[str, ...]
-    engine: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class RunResult:
     run_id: str
     run_dir: Path
@@ -124,7 +116,7 @@ def run(
     say = options.say
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)
-    _check_runs_dir(run_spec, options.runs_dir)
+    check_runs_dir(run_spec, options.runs_dir)
     # The staging directory first: a runs dir that cannot take a record fails now,
     # before an image is built or a container started.
     record = store.RecordWriter(options.runs_dir, store.new_run_id(run_spec.name))
@@ -166,20 +158,6 @@ def run(
         raise
 
 
-def _check_runs_dir(run_spec: spec.RunSpec, runs_dir: Path) -> None:
-    """The job writes into the runs dir: inside an input, it would change that input
-    under its own feet (and a read-only mount would not stop it)."""
-    runs = runs_dir.resolve()
-    for index, item in enumerate(run_spec.inputs):
-        path = item.path.resolve()
-        if runs == path or path in runs.parents or runs in path.parents:
-            raise InputError(
-                f"--runs-dir {runs_dir} overlaps inputs[{index}].path {item.path} "
-                f"(input {item.name!r}): the job's outputs would be written into its own input",
-                hint="keep the runs directory outside every input (the default is ./runs)",
-            )
-
-
 def _line_logger(say: Say) -> Callable[[str], None]:
     def log(text: str) -> None:
         if text.strip():
@@ -188,114 +166,10 @@ def _line_logger(say: Say) -> Callable[[str], None]:
     return log
 
 
-def preflight(
-    run_spec: spec.RunSpec, *, runtime: ContainerRuntime, allow_dirty: bool, say: Say
-) -> Verified:
-    engine = runtime.engine_info()
-    snapshots: dict[str, snapshot.Snapshot] = {}
-    for index, item in enumerate(run_spec.inputs):
-        if not item.path.is_dir():
-            raise InputError(
-                f"inputs[{index}].path: {item.path} is not a directory (input {item.name!r})",
-                hint="paths in a spec are relative to the spec file's directory",
-            )
-        say(f"verifying input {item.name} against {item.digest}")
-        snapshots[item.name] = snapshot.verify_tree(item.path, item.digest)
-    code = None
-    if run_spec.code is not None:
-        code = resolve_code(run_spec.code.path, mount=run_spec.code.mount, allow_dirty=allow_dirty)
-        say(f"code {code.repo_path} at {code.commit} ({code.tree_digest})")
-        check_code_pins(
-            commit=run_spec.code.commit,
-            tree=run_spec.code.tree,
-            actual_commit=code.commit,
-            actual_tree=code.tree_digest,
-            say=say,
-        )
-    gpus = resolve_gpus(run_spec.resources.gpus)
-    _check_secrets(run_spec)
-    _check_cpus(run_spec)
-    return Verified(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
-
-
-def _check_cpus(run_spec: spec.RunSpec) -> None:
-    """The engine refuses more CPUs than the host has, but only once it creates the container."""
-    wanted, have = run_spec.resources.cpus, os.cpu_count() or 1
-    if wanted is not None and wanted > have:
-        raise InputError(
-            f"resources.cpus: {wanted:g} CPUs requested, this host has {have}",
-            hint=f"ask for at most {have}; the record notes the CPU count a run had",
-        )
-
-
-def _check_secrets(run_spec: spec.RunSpec) -> None:
-    missing = [name for name in run_spec.run.secrets if name not in os.environ]
-    if missing:
-        raise InputError(
-            f"run.secrets: {', '.join(missing)} not set in the environment",
-            hint="export them before `rexec run`; the job gets their values, never the record",
-        )
-
-
-def container_user(run_spec: spec.RunSpec) -> str:
-    """Never root unless the spec opts in: the invoking user, or ``nobody`` under root.
-
-    Compared as numbers, so ``"00"`` or ``"0000:0"`` cannot pass for someone else;
-    gid 0 and the container engine's group (root-equivalent) need the same opt-in.
-    """
-    if run_spec.run.user is not None:
-        try:
-            uid, gid = spec.parse_user(run_spec.run.user)
-        except ValueError as exc:
-            raise InputError(f"run.user: {exc}") from None
-    elif os.geteuid() != 0:
-        uid, gid = os.geteuid(), os.getegid()
-    else:
-        uid, gid = (int(x) for x in NOBODY.split(":"))
-    privileged = {0, *_engine_groups()}
-    if (uid == 0 or gid in privileged) and not run_spec.security.allow_root:
-        raise InputError(
-            f"run.user: the job would run as {uid}:{gid}, and uid 0, gid 0 and the container "
-            "engine's group are root-equivalent; that needs `[security] allow_root = true`",
-            hint="prefer a non-root uid:gid (set run.user); the outputs directory is made "
-            "writable for it",
-        )
-    return f"{uid}:{gid}"
-
-
-def _engine_groups() -> set[int]:
-    """Host groups whose members can drive a container engine, and so are root."""
-    import grp
-
-    found = set()
-    for name in ("docker", "podman"):
-        with contextlib.suppress(KeyError):
-            found.add(grp.getgrnam(name).gr_gid)
-    return found
-
-
-def _job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str]) -> dict[str, str]:
-    env = dict(run_spec.run.env)
-    env.update(det_env)
-    env.update(
-        {
-            "REXEC_RUN_ID": run_id,
-            "REXEC_PARAMS": PARAMS_MOUNT,
-            "REXEC_OUTPUTS": run_spec.outputs_mount,
-            "REXEC_REPORTS": attest.REPORTS_MOUNT,
-            "REXEC_DETERMINISM_REPORT": f"{attest.REPORTS_MOUNT}/determinism.json",
-            "PYTHONPATH": determinism.CONTAINER_HELPER_DIR,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "HOME": "/tmp",
-        }
-    )
-    return env
-
-
 def _execute_and_record(
     run_spec: spec.RunSpec,
     *,
-    checked: Verified,
+    checked: Preflight,
     image: ResolvedImage,
     host: Mapping[str, Any],
     inventory: Mapping[str, Any],
@@ -311,7 +185,7 @@ def _execute_and_record(
     outputs.mkdir()
     reports.mkdir()
     user = container_user(run_spec)
-    _hand_to(user, outputs, reports)
+    hand_to(user, outputs, reports)
     params_file = (
         record.write(store.PARAMS, options.params_json)
         if options.params_json is not None
@@ -324,14 +198,14 @@ def _execute_and_record(
         cpu_threads=max(1, int(run_spec.resources.cpus or 1)),
         gpus=bool(checked.gpu_uuids),
     )
-    env = _job_env(run_spec, run_id=record.run_id, det_env=det_env)
+    env = job_env(run_spec, run_id=record.run_id, det_env=det_env)
     if checked.gpu_uuids:
         # Only the driver libraries a training job needs (CUDA, NVML), not graphics or video.
         env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
     secret_env = {name: os.environ[name] for name in run_spec.run.secrets}
     mounts = [
         *(Mount(i.path, i.mount) for i in run_spec.inputs),
-        *(_code_mounts(checked.code, record) if checked.code else []),
+        *(code_mounts(checked.code, record) if checked.code else []),
         Mount(params_file, PARAMS_MOUNT),
         Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
         Mount(outputs, run_spec.outputs_mount, read_only=False),
@@ -376,9 +250,9 @@ def _execute_and_record(
             else:
                 interrupted = exc
             outcome = ContainerResult(None, started, datetime.now(UTC), False, False, "")
-    _reclaim(outputs, reports)
+    reclaim(outputs, reports)
     safeio.rmtree(record.path(".git-cover"))
-    status = attest.run_status(outcome, interrupted=interrupted, lost=lost)
+    status = attest.status_of(outcome, interrupted=interrupted, lost=lost)
     changed = _inputs_changed(run_spec, say) if interrupted is None and lost is None else None
     if changed is not None:
         status = manifest.RunStatus("failed", outcome.exit_code, reason=changed.message)
@@ -462,34 +336,3 @@ def _inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:
         except RexecError as exc:
             return MismatchError(f"input {item.name!r} cannot be re-checked: {exc.message}")
     return None
-
-
-def _code_mounts(code: ResolvedCode, record: store.RecordWriter) -> list[Mount]:
-    """The code read-only, with its ``.git`` covered: the pin leaves it out, so the job
-    must not see it (nor read the repository's history and remotes)."""
-    mounts = [Mount(code.path, code.mount)]
-    git = code.path / ".git"
-    if git.is_dir() and not git.is_symlink():
-        cover = record.path(".git-cover")
-        cover.mkdir()
-        mounts.append(Mount(cover, f"{code.mount}/.git"))
-    elif git.is_file() and not git.is_symlink():  # a worktree's or a submodule's .git file
-        mounts.append(Mount(record.write(".git-cover", b""), f"{code.mount}/.git"))
-    return mounts
-
-
-def _hand_to(user: str, *directories: Path) -> None:
-    """Only the outputs (and reports) directories are writable, and only by the job's user."""
-    if os.geteuid() == 0:
-        uid, _, gid = user.partition(":")
-        for path in directories:
-            os.chown(path, int(uid), int(gid or uid))
-
-
-def _reclaim(*directories: Path) -> None:
-    """Give the job's files back to the invoking user, so the record is theirs."""
-    if os.geteuid() == 0:
-        for top in directories:
-            for entry in safeio.walk(top):
-                os.lchown(entry.path, 0, 0)
-            os.chown(top, 0, 0)

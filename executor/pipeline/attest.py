@@ -47,7 +47,7 @@ class Collected:
     excluded: tuple[outputs_policy.Excluded, ...] = ()  # left in outputs/, not a subject
 
 
-def run_status(
+def status_of(
     outcome: ContainerResult,
     *,
     interrupted: KeyboardInterrupt | None = None,

@@ -161,7 +161,7 @@ def loads(data: bytes, *, source: str) -> dict[str, Any]:
     return statement
 
 
-def run_status(statement: Mapping[str, Any]) -> dict[str, Any] | None:
+def exit_status(statement: Mapping[str, Any]) -> dict[str, Any] | None:
     """The signed exit status of a run, from its byproducts."""
     for product in statement.get("predicate", {}).get("runDetails", {}).get("byproducts", []):
         if product.get("name") == "exit-status":

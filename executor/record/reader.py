@@ -17,7 +17,7 @@ from executor import safeio
 from executor.canonical import StrictJSONError, sha256_hex, strict_loads
 from executor.errors import InputError, MismatchError
 from executor.record import store
-from executor.record.manifest import MANIFEST_SCHEMA, run_status
+from executor.record.manifest import MANIFEST_SCHEMA, exit_status
 from executor.record.manifest import loads as load_statement
 from executor.snapshot.listing import Listing
 from executor.spec import Tolerance
@@ -96,7 +96,7 @@ class StatementView:
     @property
     def status(self) -> tuple[str | None, int | None]:
         """The job's status and exit code as the signed ``exit-status`` byproduct says."""
-        notes = run_status(self.doc) or {}
+        notes = exit_status(self.doc) or {}
         status, code = notes.get("status"), notes.get("exitCode")
         return (
             status if isinstance(status, str) else None,

@@ -1,0 +1,95 @@
+"""Preflight: every input checked against its pin before anything runs.
+
+Snapshots are re-hashed, the code resolved and checked, GPUs resolved to UUIDs,
+secrets and CPUs checked against this host, and the runs directory kept out of
+every input. A failure here leaves nothing behind: no image built, no container.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from executor import snapshot, spec
+from executor.code import ResolvedCode, check_code_pins, resolve_code
+from executor.errors import InputError
+from executor.host import resolve_gpus
+from executor.runtime import ContainerRuntime
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """Preflight's value: every input checked against its pin."""
+
+    snapshots: Mapping[str, snapshot.Snapshot]
+    code: ResolvedCode | None
+    gpu_uuids: tuple[str, ...]
+    engine: Mapping[str, Any]
+
+
+def check_runs_dir(run_spec: spec.RunSpec, runs_dir: Path) -> None:
+    """The job writes into the runs dir: inside an input, it would change that input
+    under its own feet (and a read-only mount would not stop it)."""
+    runs = runs_dir.resolve()
+    for index, item in enumerate(run_spec.inputs):
+        path = item.path.resolve()
+        if runs == path or path in runs.parents or runs in path.parents:
+            raise InputError(
+                f"--runs-dir {runs_dir} overlaps inputs[{index}].path {item.path} "
+                f"(input {item.name!r}): the job's outputs would be written into its own input",
+                hint="keep the runs directory outside every input (the default is ./runs)",
+            )
+
+
+def preflight(
+    run_spec: spec.RunSpec, *, runtime: ContainerRuntime, allow_dirty: bool, say: Say
+) -> Preflight:
+    engine = runtime.engine_info()
+    snapshots: dict[str, snapshot.Snapshot] = {}
+    for index, item in enumerate(run_spec.inputs):
+        if not item.path.is_dir():
+            raise InputError(
+                f"inputs[{index}].path: {item.path} is not a directory (input {item.name!r})",
+                hint="paths in a spec are relative to the spec file's directory",
+            )
+        say(f"verifying input {item.name} against {item.digest}")
+        snapshots[item.name] = snapshot.verify_tree(item.path, item.digest)
+    code = None
+    if run_spec.code is not None:
+        code = resolve_code(run_spec.code.path, mount=run_spec.code.mount, allow_dirty=allow_dirty)
+        say(f"code {code.repo_path} at {code.commit} ({code.tree_digest})")
+        check_code_pins(
+            commit=run_spec.code.commit,
+            tree=run_spec.code.tree,
+            actual_commit=code.commit,
+            actual_tree=code.tree_digest,
+            say=say,
+        )
+    gpus = resolve_gpus(run_spec.resources.gpus)
+    _check_secrets(run_spec)
+    _check_cpus(run_spec)
+    return Preflight(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
+
+
+def _check_cpus(run_spec: spec.RunSpec) -> None:
+    """The engine refuses more CPUs than the host has, but only once it creates the container."""
+    wanted, have = run_spec.resources.cpus, os.cpu_count() or 1
+    if wanted is not None and wanted > have:
+        raise InputError(
+            f"resources.cpus: {wanted:g} CPUs requested, this host has {have}",
+            hint=f"ask for at most {have}; the record notes the CPU count a run had",
+        )
+
+
+def _check_secrets(run_spec: spec.RunSpec) -> None:
+    missing = [name for name in run_spec.run.secrets if name not in os.environ]
+    if missing:
+        raise InputError(
+            f"run.secrets: {', '.join(missing)} not set in the environment",
+            hint="export them before `rexec run`; the job gets their values, never the record",
+        )
