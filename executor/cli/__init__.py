@@ -8,6 +8,7 @@ exactly once; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc as _gc  # not `gc`: the `rexec gc` subcommand module takes that name here
 import importlib
 import os
@@ -159,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(exc.render(), file=sys.stderr)
         return int(exc.exit_code)
+    except BrokenPipeError:
+        # `rexec … | head`: the reader left. Say nothing more, as other tools do.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except OSError as exc:
         # A file the user named (or the disk) said no: say which and why, not a traceback.
         if args.verbose:
