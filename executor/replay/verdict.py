@@ -1,0 +1,99 @@
+"""The replay verdict: reproduced bitwise, within tolerance, or not, as an in-toto
+test-result Statement about the original run's Statement (docs/replay.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor import pipeline
+from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison
+from executor.record import store
+from executor.record.manifest import STATEMENT_TYPE
+from executor.replay.plan import Plan
+from executor.verification import TEST_RESULT_TYPE, VERDICT_FILE
+
+VERDICT_SCHEMA = "rexec.replay-verdict/v1"
+
+
+VERDICT = VERDICT_FILE
+
+
+BITWISE = "reproduced-bitwise"
+
+
+WITHIN = "reproduced-within-tolerance"
+
+
+NOT_REPRODUCED = "not-reproduced"
+
+
+_RESULTS = {BITWISE: "PASSED", WITHIN: "WARNED", NOT_REPRODUCED: "FAILED"}
+
+
+def decide(
+    comparison: OutputComparison, *, original_status: str | None, result: pipeline.RunResult
+) -> str:
+    if result.status.status != original_status:
+        return NOT_REPRODUCED
+    if comparison.bitwise:
+        return BITWISE
+    if comparison.within_tolerance:
+        return WITHIN
+    return NOT_REPRODUCED
+
+
+def verdict_statement(
+    plan: Plan, *, result: pipeline.RunResult, verdict: str, comparison: OutputComparison
+) -> dict[str, Any]:
+    """The verdict as an in-toto test-result Statement about the original run's Statement."""
+    record = plan.original.record
+    status_ok = result.status.status == record.status
+    passed = [f"output:{f.name}" for f in comparison.files if f.status == IDENTICAL]
+    warned = [f"output:{f.name}" for f in comparison.files if f.status == WITHIN_TOLERANCE]
+    failed = [
+        f"output:{f.name}"
+        for f in comparison.files
+        if f.status not in (IDENTICAL, WITHIN_TOLERANCE)
+    ]
+    (passed if status_ok else failed).append("exit-status")
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [
+            {
+                "name": f"{record.run_id}/{store.STATEMENT}",
+                "digest": {"sha256": record.statement_sha256},
+            }
+        ],
+        "predicateType": TEST_RESULT_TYPE,
+        "predicate": {
+            "result": _RESULTS[verdict],
+            "configuration": [
+                {
+                    "name": f"{result.run_id}/{store.STATEMENT}",
+                    "uri": f"rexec-run:{result.run_id}",
+                    "digest": {"sha256": result.statement_sha256},
+                }
+            ],
+            "passedTests": sorted(passed),
+            "warnedTests": sorted(warned),
+            "failedTests": sorted(failed),
+            "rexecReplay": {
+                "schema": VERDICT_SCHEMA,
+                "verdict": verdict,
+                "original": {
+                    "runId": record.run_id,
+                    "statementSha256": record.statement_sha256,
+                    "status": record.status,
+                    "verification": plan.original.verification,
+                },
+                "replay": {
+                    "runId": result.run_id,
+                    "statementSha256": result.statement_sha256,
+                    "status": result.status.status,
+                },
+                "outputs": comparison.to_json(),
+                "environment": plan.environment.to_json(),
+            },
+        },
+    }
