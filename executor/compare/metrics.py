@@ -1,0 +1,55 @@
+"""The metrics of two runs side by side: every numeric leaf of their JSON outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from executor import safeio
+from executor.canonical import strict_loads
+from executor.compare.numeric import flatten
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One numeric leaf of a JSON metrics file, before and after."""
+
+    file: str
+    key: str
+    before: float | None  # None: the key is new
+    after: float | None  # None: the key is gone
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "key": self.key, "before": self.before, "after": self.after}
+
+
+def metric_changes(before_dir: Path, after_dir: Path, names: Sequence[str]) -> list[MetricChange]:
+    """Every numeric leaf of the ``.json`` outputs both runs have, side by side.
+
+    What a data fix did to the metrics is the question a rerun answers, so all
+    metrics are listed, changed or not; unreadable or non-JSON files are skipped.
+    """
+    changes: list[MetricChange] = []
+    for name in sorted(names):
+        if not name.endswith(".json"):
+            continue
+        try:
+            before = _numeric_leaves(safeio.read_capped(before_dir / name))
+            after = _numeric_leaves(safeio.read_capped(after_dir / name))
+        except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
+            continue
+        for key in sorted(set(before) | set(after)):
+            changes.append(MetricChange(name, key, before.get(key), after.get(key)))
+    return changes
+
+
+def _numeric_leaves(data: bytes) -> dict[str, float]:
+    leaves: dict[str, Any] = {}
+    flatten(strict_loads(data), "", leaves)
+    return {
+        key: float(value)
+        for key, value in leaves.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
