@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from executor.errors import SpecError
@@ -82,3 +82,22 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
         dict: "a table",
     }
     return " or ".join(names.get(k, k.__name__) for k in _as_tuple(kind))
+
+
+def container_path(
+    table: Table, name: str, default: str | None = None, *, required: bool = False
+) -> str | None:
+    value = table.get(name, str, required=required and default is None)
+    if value is None:
+        return default
+    if not value.startswith("/") or ".." in PurePosixPath(value).parts or "\0" in value:
+        table.errors.add(table.key(name), f"expected an absolute container path, got {value!r}")
+        return default
+    return str(PurePosixPath(value))
+
+
+def host_path(table: Table, name: str, base: Path, *, required: bool = True) -> Path | None:
+    value: str | None = table.get(name, str, required=required)
+    if value is None:
+        return None
+    return (base / value).resolve()

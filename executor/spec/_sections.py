@@ -1,0 +1,192 @@
+"""Reading the spec's smaller tables: [image], [resources], [determinism], [signing],
+[security] and [replay], each into its model type with every problem reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from executor.signing.types import SigningMethod
+from executor.spec._table import Table, host_path
+from executor.spec.model import (
+    FRAMEWORKS,
+    IMAGE_DIGEST_RE,
+    IMAGE_ID_RE,
+    LOCK_HINT,
+    MAX_CPUS,
+    MAX_MEMORY,
+    MAX_PIDS,
+    MIN_MEMORY,
+    SIGNING_METHODS,
+    ArchiveSpec,
+    BuildSpec,
+    Determinism,
+    ImageSpec,
+    Resources,
+    Security,
+    Signing,
+    Tolerance,
+    parse_size,
+)
+
+
+def parse_image(top: Table, base: Path) -> ImageSpec:
+    image = top.table("image", required=True)
+    if image is None:
+        return ImageSpec()
+    ref = image.get("ref", str)
+    build_tab = image.table("build")
+    archive_tab = image.table("archive")
+    image.finish()
+    if [ref, build_tab, archive_tab].count(None) != 2:
+        top.errors.add(
+            "image",
+            "set exactly one of `ref` (a pinned image), `build` (a Dockerfile) "
+            "or `archive` (a `docker save` tar)",
+        )
+    archive = None
+    if archive_tab is not None:
+        archive_path = host_path(archive_tab, "path", base)
+        archive_id = archive_tab.get("id", str, required=True)
+        archive_tab.finish()
+        if archive_id is not None and not IMAGE_ID_RE.match(archive_id):
+            top.errors.add(
+                "image.archive.id",
+                f"expected the image id 'sha256:<64 hex>', got {archive_id!r}; "
+                "`docker inspect --format '{{.Id}}' IMAGE` prints it",
+            )
+        elif archive_path and archive_id:
+            archive = ArchiveSpec(archive_path, archive_id)
+    build = None
+    if build_tab is not None:
+        dockerfile = host_path(build_tab, "dockerfile", base)
+        context = host_path(build_tab, "context", base)
+        args = build_tab.get("args", dict) or {}
+        for key, value in args.items():
+            if not isinstance(value, str):
+                top.errors.add(f"image.build.args.{key}", "expected a string")
+        target = build_tab.get("target", str)
+        allow_from = bool(build_tab.get("allow_unpinned_from", bool))
+        build_tab.finish()
+        if dockerfile and context:
+            build = BuildSpec(dockerfile, context, dict(args), target, allow_from)
+    if ref is not None and not IMAGE_DIGEST_RE.search(ref):
+        top.errors.add(
+            "image.ref",
+            f"{ref!r} is not pinned: a reference must end in @sha256:<64 hex>. {LOCK_HINT}",
+        )
+    return ImageSpec(ref=ref, build=build, archive=archive)
+
+
+def parse_resources(top: Table) -> Resources:
+    tab = top.table("resources")
+    if tab is None:
+        return Resources(cpus=None, memory_bytes=None, gpus=None, pids=512)
+    cpus = tab.get("cpus", (int, float))
+    if cpus is not None and not 0 < cpus <= MAX_CPUS:  # NaN fails this too
+        top.errors.add("resources.cpus", f"expected a number of CPUs in (0, {MAX_CPUS:g}]")
+        cpus = None
+    memory_raw = tab.get("memory", (int, str))
+    memory = None
+    if memory_raw is not None:
+        try:
+            memory = parse_size(memory_raw)
+            if not MIN_MEMORY <= memory <= MAX_MEMORY:
+                raise ValueError(
+                    f"expected at least 6 MiB (the engine's minimum), got {memory_raw!r}; "
+                    "write sizes like '512m' or '4g'"
+                )
+        except ValueError as exc:
+            top.errors.add("resources.memory", str(exc))
+            memory = None
+    gpus_raw = tab.get("gpus", (str, int, list))
+    gpus: str | int | tuple[str, ...] | None = None
+    if isinstance(gpus_raw, str):
+        if gpus_raw != "all":
+            top.errors.add("resources.gpus", 'expected "all", a count, or a list of GPU UUIDs')
+        gpus = gpus_raw
+    elif isinstance(gpus_raw, int):
+        if gpus_raw < 0:
+            top.errors.add("resources.gpus", "expected a non-negative count")
+        gpus = gpus_raw or None
+    elif isinstance(gpus_raw, list):
+        if not all(isinstance(g, str) and g.startswith(("GPU-", "MIG-")) for g in gpus_raw):
+            top.errors.add("resources.gpus", "expected GPU UUIDs like 'GPU-1a2b…' or 'MIG-…'")
+        gpus = tuple(str(g) for g in gpus_raw) or None
+    pids = tab.get("pids", int)
+    if pids is not None and not 16 <= pids <= MAX_PIDS:
+        top.errors.add("resources.pids", f"expected from 16 to {MAX_PIDS}")
+        pids = None
+    tab.finish()
+    return Resources(
+        cpus=float(cpus) if cpus is not None else None,
+        memory_bytes=memory,
+        gpus=gpus,
+        pids=pids or 512,
+    )
+
+
+def parse_small_tables(top: Table, base: Path) -> tuple[Determinism, Signing, Security]:
+    det = top.table("determinism")
+    frameworks: list[str] = ["numpy"]
+    strict = True
+    if det is not None:
+        frameworks = det.get("frameworks", list) or []
+        for i, fw in enumerate(frameworks):
+            if fw not in FRAMEWORKS:
+                top.errors.add(f"determinism.frameworks[{i}]", f"expected one of {FRAMEWORKS}")
+        value = det.get("strict", bool)
+        strict = True if value is None else value
+        det.finish()
+    sign = top.table("signing")
+    method: SigningMethod = "key"
+    key = None
+    if sign is not None:
+        method = sign.get("method", str) or "key"
+        if method not in SIGNING_METHODS:
+            top.errors.add(
+                "signing.method", f'expected one of "key", "sigstore", "none"; got {method!r}'
+            )
+        key = host_path(sign, "key", base, required=False)
+        sign.finish()
+    sec = top.table("security")
+    security = Security()
+    if sec is not None:
+        security = Security(
+            allow_network=bool(sec.get("allow_network", bool)),
+            allow_root=bool(sec.get("allow_root", bool)),
+            allow_writable_root=bool(sec.get("allow_writable_root", bool)),
+        )
+        sec.finish()
+    return (
+        Determinism(tuple(f for f in frameworks if f in FRAMEWORKS), strict),
+        Signing(method, key),
+        security,
+    )
+
+
+def parse_replay(top: Table) -> tuple[Tolerance, ...]:
+    tab = top.table("replay")
+    if tab is None:
+        return ()
+    raw = tab.get("tolerance", list) or []
+    tab.finish()
+    tolerances = []
+    for i, item in enumerate(raw):
+        key = f"replay.tolerance[{i}]"
+        if not isinstance(item, dict):
+            top.errors.add(key, "expected a table with pattern, rtol, atol")
+            continue
+        entry = Table(item, key, top.errors)
+        pattern = entry.get("pattern", str, required=True)
+        rtol = entry.get("rtol", (int, float))
+        atol = entry.get("atol", (int, float))
+        entry.finish()
+        if rtol is None and atol is None:
+            top.errors.add(key, "set rtol, atol or both")
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if value is not None and value < 0:
+                top.errors.add(f"{key}.{name}", "expected a non-negative number")
+        if pattern:
+            tolerances.append(Tolerance(pattern, float(rtol or 0.0), float(atol or 0.0)))
+    return tuple(tolerances)
