@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from executor import safeio
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
-from executor.outputs import display, is_subject_name, name_problem
+from executor.record.integrity import ArtifactReport, compare_artifacts, compare_byproducts
 from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
 from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.store import BUNDLE as RECORD_BUNDLE
@@ -36,22 +35,6 @@ from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 VERDICT_FILE = "verdict.json"
 VERDICT_BUNDLE = "verdict.sigstore.json"
 TEST_RESULT_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
-
-
-@dataclass(frozen=True)
-class ArtifactReport:
-    """Result of comparing a directory with the signed subjects."""
-
-    checked: int
-    verified: int
-    mismatched: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-    extra: tuple[str, ...] = ()
-    details: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not (self.mismatched or self.missing or self.extra)
 
 
 @dataclass(frozen=True)
@@ -175,137 +158,6 @@ def _statement(payload: bytes, *, source: str) -> dict[str, Any]:
     if not isinstance(doc.get("subject"), list):
         raise InputError(f"{source}: the signed Statement has no subject list")
     return doc
-
-
-def _list_files(root: Path) -> dict[str, safeio.Entry]:
-    """Every non-directory entry under ``root`` (links included, never followed), by
-    its path relative to ``root``; a name that cannot be a subject is shown escaped."""
-    found: dict[str, safeio.Entry] = {}
-    for entry in safeio.walk(root):
-        if stat.S_ISDIR(entry.st.st_mode):
-            continue
-        name = display(entry.rel) if name_problem(entry.rel) else entry.rel.decode()
-        found[name] = entry
-    return found
-
-
-def _hash_entry(entry: safeio.Entry, hash_file: Callable[[bytes], str]) -> str:
-    """The sha256 of a listed file, or why it has none (not regular, unreadable)."""
-    if not stat.S_ISREG(entry.st.st_mode):
-        raise _NotHashed(f"{safeio.kind_of(entry.st.st_mode)}, not a regular file")
-    try:
-        return hash_file(entry.path)
-    except safeio.UnsafeFile as exc:
-        raise _NotHashed(exc.message) from exc
-    except OSError as exc:
-        raise _NotHashed(f"cannot be read ({exc.strerror})") from exc
-
-
-class _NotHashed(Exception):
-    pass
-
-
-def compare_artifacts(
-    subjects: list[Any], root: Path, *, hash_file: Callable[[bytes], str] = safeio.sha256_file
-) -> ArtifactReport:
-    """Re-hash ``root`` and compare it with the Statement's subjects, collecting every
-    mismatched, missing and extra file."""
-    if not root.is_dir():
-        raise InputError(
-            f"{root}: the artifacts directory does not exist",
-            hint="pass --artifacts DIR, or a complete run record with outputs/",
-        )
-    files = _list_files(root)
-    mismatched: list[str] = []
-    missing: list[str] = []
-    details: list[str] = []
-    verified = 0
-    named: set[str] = set()
-    for item in subjects:
-        name = item.get("name") if isinstance(item, dict) else None
-        expected = dig(item, "digest", "sha256")
-        if not isinstance(name, str) or not is_subject_name(name):
-            mismatched.append(str(name))
-            details.append(f"mismatched: {name!r}: not a safe relative path")
-            continue
-        named.add(name)
-        entry = files.get(name)
-        if entry is None:
-            missing.append(name)
-            details.append(f"missing: {name} (signed, not in {root})")
-        elif not isinstance(expected, str):
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: the subject has no sha256 digest")
-        else:
-            try:
-                found = _hash_entry(entry, hash_file)
-            except _NotHashed as why:
-                mismatched.append(name)
-                details.append(f"mismatched: {name}: {why}")
-                continue
-            if found == expected.lower():
-                verified += 1
-            else:
-                mismatched.append(name)
-                details.append(f"mismatched: {name}: sha256 {found}, signed {expected}")
-    extra = sorted(set(files) - named)
-    details += [f"extra: {name} (in {root}, not a signed subject)" for name in extra]
-    return ArtifactReport(
-        checked=len(subjects),
-        verified=verified,
-        mismatched=tuple(mismatched),
-        missing=tuple(missing),
-        extra=tuple(extra),
-        details=tuple(details),
-    )
-
-
-def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactReport:
-    """Re-hash every file of the record the Statement names as a byproduct (host capture,
-    logs, params, listings, inventory, job reports): each must be the signed bytes."""
-    products = StatementView(statement).byproducts
-    mismatched: list[str] = []
-    missing: list[str] = []
-    details: list[str] = []
-    checked = verified = 0
-    for item in products:
-        if "content" in item or "digest" not in item:
-            continue  # inline (the exit status), or no file named: the signature covers it
-        name, expected = item.get("name"), dig(item, "digest", "sha256")
-        checked += 1
-        if not isinstance(name, str) or not is_subject_name(name) or not isinstance(expected, str):
-            mismatched.append(str(name))
-            details.append(f"mismatched: byproduct {name!r}: not a safe name with a sha256")
-            continue
-        path = record / name
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            missing.append(name)
-            details.append(f"missing: {name} (signed, not in {record})")
-            continue
-        except OSError as exc:
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: cannot be read ({exc.strerror})")
-            continue
-        try:
-            found = _hash_entry(safeio.Entry(name.encode(), bytes(path), st), safeio.sha256_file)
-        except _NotHashed as why:
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: {why}")
-            continue
-        if found == expected.lower():
-            verified += 1
-        else:
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: sha256 {found}, signed {expected}")
-    return ArtifactReport(
-        checked=checked,
-        verified=verified,
-        mismatched=tuple(mismatched),
-        missing=tuple(missing),
-        details=tuple(details),
-    )
 
 
 def _read(path: Path, *, what: str, cap: int = STATEMENT_CAP) -> bytes:

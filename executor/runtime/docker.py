@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.errors import EngineLost, InfrastructureError, InputError
-from executor.runtime import (
+from executor.runtime.types import (
     ContainerInfo,
     ContainerRequest,
     ContainerResult,
