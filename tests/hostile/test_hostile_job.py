@@ -19,10 +19,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,41 +29,11 @@ from hypothesis import strategies as st
 from executor import pipeline, spec
 from executor.errors import MismatchError
 from executor.record.reader import load_record
-from executor.runtime import ContainerRequest, ContainerResult, ImageInfo, LogSink
 from executor.signing import KeyPolicy, SignOptions, generate_keypair
 from executor.verification import verify_record
+from tests.fakes import FakeRuntime, Job
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGE_ID = "sha256:" + "cd" * 32
-Job = Callable[[Path, Path], None]  # (outputs, reports) as the job sees them
-
-
-class HostileRuntime:
-    """An engine whose job is a Python callable run against the mounted directories."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.requests: list[ContainerRequest] = []
-
-    def engine_info(self) -> dict[str, Any]:
-        return {"name": "docker", "version": "20.10-fake"}
-
-    def inspect_image(self, ref: str) -> ImageInfo | None:
-        return ImageInfo(IMAGE_ID, (), "", "linux", "amd64")
-
-    def build(self, **kwargs: Any) -> ImageInfo:
-        return ImageInfo(IMAGE_ID, (), "", "linux", "amd64")
-
-    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult:
-        self.requests.append(request)
-        by_target = {m.target: m.source for m in request.mounts}
-        self.job(by_target[request.env["REXEC_OUTPUTS"]], by_target[request.env["REXEC_REPORTS"]])
-        sink("stdout", b"done\n")
-        now = datetime.now(UTC)
-        return ContainerResult(0, now, now, False, False, "fake")
-
-    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
-        return json.dumps({"schema": "rexec.inventory/v1"}) + "\n"
 
 
 @pytest.fixture
@@ -103,7 +71,7 @@ seed = 3
         echo_logs=False,
         say=said.append,
     )
-    result = pipeline.run(run_spec, options=options, runtime=HostileRuntime(job))
+    result = pipeline.run(run_spec, options=options, runtime=FakeRuntime(job))
     (result.run_dir / "said.txt").write_text("\n".join(said))  # unsigned: for the assertions
     return result
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from executor.host import capture_gpus
-from tests.hardware.nvml_fixtures import FIXTURE_NAMES, answer, replay
+from tests.host.nvml_fixtures import FIXTURE_NAMES, answer, replay
 
 # `nvidia-smi topo -m` legend, keyed by NVML_TOPOLOGY_* level (nvml.h).
 SMI_LEGEND = {10: "PIX", 20: "PXB", 30: "PHB", 40: "NODE", 50: "SYS"}

@@ -8,7 +8,7 @@ import pytest
 
 from executor.errors import InputError
 from executor.host import resolve_gpus
-from tests.hardware.nvml_fixtures import answer, load_fixture, replay
+from tests.host.nvml_fixtures import answer, load_fixture, replay
 
 DGX = "dgx-h100-8gpu-nvswitch"
 

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -15,46 +14,10 @@ from executor import images
 from executor.canonical import canonical_json
 from executor.errors import InputError, MismatchError
 from executor.images.archive import check_archive
-from executor.runtime import ImageInfo
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
+from tests.fakes import FakeImageEngine
 
 DIGEST = "sha256:" + "cd" * 32
-
-
-class FakeRuntime:
-    """Holds images by ref; `build` mints a new id each call, like a real rebuild
-    whose output is not reproducible would."""
-
-    def __init__(self) -> None:
-        self.images: dict[str, ImageInfo] = {}
-        self.builds = 0
-        self.loaded: list[Path] = []
-
-    def add(self, ref: str, image_id: str) -> None:
-        info = ImageInfo(image_id, (), "", "linux", "amd64")
-        self.images[ref] = info
-        self.images[image_id] = info
-
-    def inspect_image(self, ref: str) -> ImageInfo | None:
-        return self.images.get(ref)
-
-    def build(
-        self,
-        *,
-        context: Path,
-        dockerfile: Path,
-        tag: str,
-        args: Mapping[str, str],
-        target: str | None,
-        log: Callable[[str], None],
-    ) -> ImageInfo:
-        self.builds += 1
-        image_id = "sha256:" + hashlib.sha256(f"build {self.builds}".encode()).hexdigest()
-        self.add(tag, image_id)
-        return self.images[image_id]
-
-    def load(self, archive: Path) -> None:
-        self.loaded.append(archive)
 
 
 def build_spec(tmp_path: Path, dockerfile: str, **kw: object) -> BuildSpec:
@@ -64,13 +27,13 @@ def build_spec(tmp_path: Path, dockerfile: str, **kw: object) -> BuildSpec:
     return BuildSpec(ctx / "Dockerfile", ctx, **kw)  # type: ignore[arg-type]
 
 
-def resolve(spec: ImageSpec, runtime: FakeRuntime, **kw: bool) -> images.ResolvedImage:
+def resolve(spec: ImageSpec, runtime: FakeImageEngine, **kw: bool) -> images.ResolvedImage:
     return images.resolve_image(spec, runtime=runtime, spec_name="t", log=lambda _: None, **kw)  # type: ignore[arg-type]
 
 
 def test_unpinned_from_is_refused_with_its_line(tmp_path: Path) -> None:
     build = build_spec(tmp_path, "# x\nARG B=base:1\nFROM ${B}\n")
-    runtime = FakeRuntime()
+    runtime = FakeImageEngine()
     with pytest.raises(InputError) as info:
         resolve(ImageSpec(build=build), runtime)
     assert f"{build.dockerfile}:3: FROM ${{B}}" in info.value.details[0]
@@ -79,7 +42,7 @@ def test_unpinned_from_is_refused_with_its_line(tmp_path: Path) -> None:
 
 def test_allowed_unpinned_from_records_the_local_id(tmp_path: Path) -> None:
     build = build_spec(tmp_path, "FROM base:1\n", allow_unpinned_from=True)
-    runtime = FakeRuntime()
+    runtime = FakeImageEngine()
     runtime.add("base:1", "sha256:" + "0" * 64)
     resolved = resolve(ImageSpec(build=build), runtime)
     assert resolved.build is not None
@@ -90,7 +53,7 @@ def test_allowed_unpinned_from_records_the_local_id(tmp_path: Path) -> None:
 
 def test_second_build_from_same_inputs_reuses_the_image(tmp_path: Path) -> None:
     build = build_spec(tmp_path, f"FROM r@{DIGEST}\n", args={"A": "1"})
-    runtime = FakeRuntime()
+    runtime = FakeImageEngine()
     first = resolve(ImageSpec(build=build), runtime)
     second = resolve(ImageSpec(build=build), runtime)
     assert runtime.builds == 1
@@ -115,7 +78,7 @@ def test_second_build_from_same_inputs_reuses_the_image(tmp_path: Path) -> None:
 
 def test_changed_input_or_vanished_image_rebuilds(tmp_path: Path) -> None:
     build = build_spec(tmp_path, f"FROM r@{DIGEST}\n")
-    runtime = FakeRuntime()
+    runtime = FakeImageEngine()
     first = resolve(ImageSpec(build=build), runtime)
     changed = BuildSpec(build.dockerfile, build.context, {"A": "2"})
     resolve(ImageSpec(build=changed), runtime)
@@ -170,7 +133,7 @@ def test_archive_with_the_pinned_id_is_accepted(tmp_path: Path) -> None:
 
 def test_archive_with_another_id_is_refused_before_load(tmp_path: Path) -> None:
     image_id = make_archive(tmp_path / "a.tar")
-    runtime = FakeRuntime()
+    runtime = FakeImageEngine()
     wrong = "sha256:" + "9" * 64
     with pytest.raises(MismatchError) as info:
         resolve(ImageSpec(archive=ArchiveSpec(tmp_path / "a.tar", wrong)), runtime)

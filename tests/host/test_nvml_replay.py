@@ -8,7 +8,7 @@ import pytest
 
 from executor.host import capture_gpus, gpu_inventory, load_nvml
 from executor.host.nvml_replay import FIXTURE_SCHEMA, FixtureMiss, RecordingNvml, ReplayNvml
-from tests.hardware.nvml_fixtures import FIXTURE_NAMES, load_fixture, replay
+from tests.host.nvml_fixtures import FIXTURE_NAMES, load_fixture, replay
 
 pynvml = load_nvml()
 

@@ -8,8 +8,7 @@ container after a failed preflight) by counting calls.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,43 +18,9 @@ from executor import pipeline, spec
 from executor.errors import InputError
 from executor.host import nvml
 from executor.host.nvml_replay import ReplayNvml
-from executor.runtime import ContainerRequest, ContainerResult, ImageInfo, LogSink
 from executor.signing import SignOptions
-from tests.hardware.nvml_fixtures import load_fixture
-
-IMAGE_ID = "sha256:" + "ab" * 32
-
-
-class FakeRuntime:
-    """Answers like an engine; records every request it was given."""
-
-    def __init__(self) -> None:
-        self.requests: list[ContainerRequest] = []
-        self.builds = 0
-
-    def engine_info(self) -> dict[str, Any]:
-        return {"name": "docker", "version": "20.10-fake"}
-
-    def inspect_image(self, ref: str) -> ImageInfo | None:
-        return ImageInfo(IMAGE_ID, (), "", "linux", "amd64")
-
-    def build(self, **kwargs: Any) -> ImageInfo:
-        self.builds += 1
-        return ImageInfo(IMAGE_ID, (), "", "linux", "amd64")
-
-    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult:
-        self.requests.append(request)
-        outputs = next(m.source for m in request.mounts if not m.read_only)
-        (outputs / "model.bin").write_bytes(b"weights")
-        sink("stdout", b"trained\n")
-        now = datetime.now(UTC)
-        return ContainerResult(0, now, now, False, False, "fake")
-
-    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
-        return json.dumps({"schema": "rexec.inventory/v1", "python": {"version": "3.11.2"}}) + "\n"
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        raise AssertionError(f"the pipeline called runtime.{name}, which this test does not expect")
+from tests.fakes import FakeRuntime
+from tests.host.nvml_fixtures import load_fixture
 
 
 def make_spec(tmp_path: Path, gpus: str) -> spec.RunSpec:

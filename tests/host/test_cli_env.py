@@ -9,7 +9,7 @@ import pytest
 from executor.cli import main
 from executor.cli.env import summary
 from executor.host import capture_host
-from tests.hardware.nvml_fixtures import replay
+from tests.host.nvml_fixtures import replay
 
 
 def test_env_json_is_one_document_with_the_host_schema(capsys: pytest.CaptureFixture[str]) -> None:
