@@ -21,6 +21,7 @@ def canonical_json(value: Any) -> bytes:
 
 
 def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of bytes: the digest every record field and subject uses."""
     return hashlib.sha256(data).hexdigest()
 
 

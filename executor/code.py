@@ -22,6 +22,8 @@ GIT_EXCLUDE = frozenset({b".git"})
 
 @dataclass(frozen=True)
 class ResolvedCode:
+    """The code pin as resolved: the commit it comes from and the digest of what is mounted."""
+
     path: Path
     mount: str
     commit: str | None
@@ -30,6 +32,7 @@ class ResolvedCode:
     dirty: bool
 
     def dependency(self) -> dict[str, Any]:
+        """The SLSA ``resolvedDependencies`` entry for the code."""
         entry: dict[str, Any] = {
             "name": "code",
             "digest": {self.tree_digest.split(":")[0]: self.tree_digest.split(":")[1]},
@@ -58,6 +61,7 @@ def _git(path: Path, *args: str) -> str:
 
 
 def resolve_code(path: Path, *, mount: str, allow_dirty: bool) -> ResolvedCode:
+    """A code path to its commit and tree digest; uncommitted changes need ``allow_dirty``."""
     if not path.is_dir():
         raise InputError(f"code.path: {path} is not a directory")
     root = Path(_git(path, "rev-parse", "--show-toplevel"))

@@ -40,16 +40,20 @@ HEADER = "# Written by `rexec lock` from {source}; every input is pinned. Re-loc
 class Resolver(Protocol):
     """The one engine capability lock needs: a tag's digest in its registry."""
 
-    def registry_digest(self, ref: str) -> str: ...
+    def registry_digest(self, ref: str) -> str:
+        """The registry digest a tag points to now."""
 
 
 @dataclass(frozen=True)
 class Pin:
+    """One thing ``rexec lock`` pinned: what it was and what it became."""
+
     key: str  # key path in the spec, e.g. "image.build.args.BASE_IMAGE"
     old: str | None
     new: str
 
     def describe(self) -> str:
+        """One line for the terminal: ``kind name: before -> after``."""
         if self.new == REMOVED:
             return f"{self.key} removed: every FROM is pinned now"
         if self.old is None:
@@ -57,11 +61,14 @@ class Pin:
         return f"{self.key} = {self.new} (was {self.old})"
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form used by ``lock --json`` and the record."""
         return {"key": self.key, "old": self.old, "new": self.new}
 
 
 @dataclass(frozen=True)
 class Locked:
+    """A locked document, the pins made, and what could not be resolved."""
+
     document: dict[str, Any]
     pins: tuple[Pin, ...]
     unresolved: tuple[str, ...]  # what could not be pinned (only when not strict)
@@ -220,4 +227,5 @@ def rebase_paths(doc: dict[str, Any], *, source_dir: Path, target_dir: Path) -> 
 
 
 def dumps(doc: dict[str, Any], *, source: str) -> str:
+    """A locked spec as TOML, with a header saying what it was locked from."""
     return HEADER.format(source=source) + tomli_w.dumps(doc)

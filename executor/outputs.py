@@ -60,11 +60,14 @@ def display(raw: bytes) -> str:
 
 @dataclass(frozen=True)
 class Excluded:
+    """Something the job left in outputs/ that is not a subject, and why."""
+
     name: str  # escaped with :func:`display`
     kind: str
     reason: str
 
     def to_json(self) -> dict[str, str]:
+        """The JSON form kept in ``outputs-excluded.json``."""
         return {"name": self.name, "kind": self.kind, "reason": self.reason}
 
 

@@ -14,11 +14,14 @@ from typing import NamedTuple
 
 
 class Owner(NamedTuple):
+    """A process for all time: its host, pid and start time (pids are reused)."""
+
     host: str
     pid: int
     start: str  # the process's start time in clock ticks since boot, as /proc says
 
     def to_json(self) -> dict[str, object]:
+        """The JSON form kept in a staging directory's ``.owner`` file."""
         return {"host": self.host, "pid": self.pid, "start": self.start}
 
 
@@ -35,6 +38,7 @@ def process_start(pid: int) -> str | None:
 
 
 def me() -> Owner:
+    """This rexec process, as a job container's labels and a staging directory name it."""
     pid = os.getpid()
     return Owner(socket.gethostname(), pid, process_start(pid) or "")
 

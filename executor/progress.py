@@ -13,7 +13,11 @@ from typing import Protocol
 
 
 class Progress(Protocol):
-    def advance(self, nbytes: int) -> None: ...
+    """Something that can be told how many more bytes are done."""
+
+    def advance(self, nbytes: int) -> None:
+        """Count ``nbytes`` more as done."""
+
     def __enter__(self) -> Progress: ...
     def __exit__(
         self,
@@ -27,6 +31,7 @@ class NoProgress:
     """Does nothing: used when nobody is watching."""
 
     def advance(self, nbytes: int) -> None:
+        """Do nothing: the quiet and the non-terminal case."""
         pass
 
     def __enter__(self) -> NoProgress:
@@ -61,6 +66,7 @@ class BarProgress:
         self._task = self._bar.add_task(label, total=max(total, 1))
 
     def advance(self, nbytes: int) -> None:
+        """Count ``nbytes`` more and redraw at most every tenth of a second."""
         self._bar.advance(self._task, nbytes)
 
     def __enter__(self) -> BarProgress:

@@ -59,13 +59,16 @@ class Verdict:
 
     @property
     def verified(self) -> bool:
+        """True when every check held."""
         return self.error is None
 
     @property
     def process_exit_code(self) -> int:
+        """The process exit code this verdict means."""
         return int(self.error.exit_code) if self.error else int(ExitCode.OK)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON verdict printed by ``verify --json``."""
         arts = self.artifacts
         return {
             "verified": self.verified,

@@ -140,6 +140,7 @@ def entry() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the subcommand, and map every RexecError to its exit code."""
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
     # Only the named subcommand's module is imported; `--version` alone needs none.

@@ -20,6 +20,7 @@ from executor.record.reader import load_record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec diff`` to the parser."""
     p = sub.add_parser(
         "diff",
         help="what differs between two run records: inputs, environment, outputs",
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Print what differs between two records, as tables or one JSON document."""
     diff = diff_records(load_record(args.a), load_record(args.b))
     if args.json:
         print(json.dumps(diff.to_json(), indent=2, sort_keys=True))
@@ -50,6 +52,7 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def print_diff(out: Console, diff: RecordDiff) -> None:
+    """The human form of a record diff: inputs, environment, params, outputs."""
     doc = diff.to_json()
     out.print(f"[bold]A[/] {escape(diff.a.run_id)}  ({escape(str(diff.a.path))})")
     out.print(f"[bold]B[/] {escape(diff.b.run_id)}  ({escape(str(diff.b.path))})")

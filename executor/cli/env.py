@@ -16,6 +16,7 @@ from executor.host import capture_host
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec env`` to the parser."""
     p = sub.add_parser(
         "env",
         help="show this host's GPUs, driver, CPU, memory, OS and container engine",
@@ -92,6 +93,7 @@ def summary(host: dict[str, Any]) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Print what rexec would record about this host, without running anything."""
     engine = (
         {"available": False, "reason": "not queried (--no-engine)"}
         if args.no_engine

@@ -29,6 +29,7 @@ from executor.runtime import (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec gc`` to the parser."""
     p = sub.add_parser(
         "gc",
         help="remove containers and partial records left by a killed rexec",
@@ -71,6 +72,7 @@ def orphan_containers(runtime: ContainerRuntime) -> list[tuple[str, str]]:
 
 
 def handle(args: argparse.Namespace, runtime: ContainerRuntime | None = None) -> int:
+    """Remove orphan containers and partial records; ``runtime`` is the seam tests fill."""
     runtime = runtime or default_runtime()
     containers = orphan_containers(runtime)
     partials = store.stale_partials(args.runs_dir)

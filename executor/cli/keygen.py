@@ -13,6 +13,7 @@ from executor.signing.key import default_key_prefix
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec keygen`` to the parser."""
     p = sub.add_parser(
         "keygen",
         help="create a local ECDSA P-256 signing key pair",
@@ -60,6 +61,7 @@ def _password(args: argparse.Namespace) -> bytes | None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Write a new key pair, never over an existing file, and print its hint."""
     prefix = Path(os.path.expanduser(args.out)) if args.out else default_key_prefix()
     private_path = prefix.with_name(prefix.name + ".key")
     public_path = prefix.with_name(prefix.name + ".pub")

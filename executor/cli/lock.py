@@ -24,6 +24,7 @@ directory. Without -o the locked spec is printed on stdout.
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec lock`` to the parser."""
     p = sub.add_parser(
         "lock",
         help="resolve tags, data and code to digests and write a pinned spec",
@@ -46,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Pin every tag, path and the code of a spec, and write the locked copy atomically."""
     from executor.runtime import default_runtime
 
     _, doc = spec.read_document(args.spec)

@@ -36,6 +36,7 @@ exit codes: 0 reproduced, 2 something missing, 3 the record does not verify,
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec replay`` to the parser."""
     p = sub.add_parser(
         "replay",
         help="re-run a recorded run from its manifest and give a signed verdict",
@@ -59,6 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Replay a verified record and print the verdict (exit 7 when not reproduced)."""
     options = exec_options(args)
     inputs: Mapping[str, Path] = parse_inputs(args.input)
     original = replay.open_original(args.target, trust_policy(args))

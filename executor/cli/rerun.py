@@ -35,6 +35,7 @@ exit codes: 0 the rerun succeeded, 2 bad input, 3 the record does not verify,
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec rerun`` to the parser."""
     p = sub.add_parser(
         "rerun",
         help="re-run a record with a corrected input and compare with the original",
@@ -60,6 +61,7 @@ def _side_by_side(m: MetricChange) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Rerun a record on corrected inputs and show what changed, metric by metric."""
     options = exec_options(args)
     changes = parse_inputs(args.input)
     original = replay.open_original(args.target, trust_policy(args))

@@ -25,6 +25,7 @@ exits 5.
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec run`` to the parser."""
     p = sub.add_parser(
         "run",
         help="run a spec in a hardened container and write a signed record",
@@ -75,6 +76,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Run a spec end to end; a job that did not succeed is recorded, signed and exits 5."""
     overrides = [spec.parse_override(text) for text in args.param]
     pinned_at_run_time: dict[str, object] | None = None
     if args.allow_unpinned:

@@ -59,6 +59,7 @@ the tree matches, 4 when it differs.
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec snapshot hash|verify|diff`` to the parser."""
     p = sub.add_parser(
         "snapshot",
         help="pin, verify and diff data directories by content digest",
@@ -126,6 +127,7 @@ def _usage(p: argparse.ArgumentParser) -> int:
 
 
 def handle_hash(args: argparse.Namespace) -> int:
+    """Print a tree's digest (and keep its listing, so a later mismatch can name files)."""
     snap = hash_tree(
         args.path,
         algo=args.algo,
@@ -147,6 +149,7 @@ def handle_hash(args: argparse.Namespace) -> int:
 
 
 def handle_verify(args: argparse.Namespace) -> int:
+    """Check a tree against a pinned digest; exit 4 naming the files that differ."""
     reference = None
     if args.listing is not None:
         from executor.cli._snapshot_refs import read_listing
@@ -166,6 +169,7 @@ def handle_verify(args: argparse.Namespace) -> int:
 
 
 def handle_diff(args: argparse.Namespace) -> int:
+    """Show which files differ between a tree and a digest, listing or run record."""
     from executor.cli._snapshot_refs import references
 
     candidates = references(args.reference, wanted=args.input)

@@ -18,6 +18,7 @@ from executor.verification import Verdict, verify_artifact, verify_record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec verify`` to the parser."""
     p = sub.add_parser(
         "verify",
         help="verify a run record's signature, signer and artifacts",
@@ -110,6 +111,7 @@ def _print_human(verdict: Verdict, what: str) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    """Verify a record or bundle; the exit code alone tells a gate what failed."""
     what = str(args.target or args.artifact or "")
     try:
         verdict = _check(args)

@@ -79,6 +79,8 @@ NUMERIC_SUFFIXES = (".npy", ".npz", ".safetensors", ".json")
 
 @dataclass(frozen=True)
 class FileComparison:
+    """How one output compares between two runs, and, for numbers, by how much."""
+
     name: str
     status: str  # identical | within-tolerance | different | missing | extra
     original_sha256: str | None
@@ -88,6 +90,7 @@ class FileComparison:
     note: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form used by ``diff --json`` and the replay verdict."""
         return {
             "name": self.name,
             "status": self.status,
@@ -107,20 +110,26 @@ class FileComparison:
 
 @dataclass(frozen=True)
 class OutputComparison:
+    """Every output of two runs compared: the basis of a replay verdict."""
+
     files: tuple[FileComparison, ...]
 
     def named(self, status: str) -> list[str]:
+        """The names of the files with ``status``."""
         return [f.name for f in self.files if f.status == status]
 
     @property
     def bitwise(self) -> bool:
+        """True when every output is bit-identical and none is missing or extra."""
         return all(f.status == IDENTICAL for f in self.files)
 
     @property
     def within_tolerance(self) -> bool:
+        """True when every difference lies within its tolerance."""
         return all(f.status in (IDENTICAL, WITHIN_TOLERANCE) for f in self.files)
 
     def to_json(self) -> list[dict[str, Any]]:
+        """The JSON form: one entry per file."""
         return [f.to_json() for f in self.files]
 
 

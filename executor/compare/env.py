@@ -62,6 +62,8 @@ _CPU_NUMERICS = ("cpu.model", "cpu.flags")
 
 @dataclass(frozen=True)
 class EnvDifference:
+    """One way two host captures differ, with how likely it is to change results."""
+
     path: str
     recorded: Any
     current: Any
@@ -69,6 +71,7 @@ class EnvDifference:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form used by ``diff`` and the replay verdict."""
         return {
             "path": self.path,
             "recorded": self.recorded,
@@ -80,19 +83,24 @@ class EnvDifference:
 
 @dataclass(frozen=True)
 class EnvDiff:
+    """Every classified difference between two host captures."""
+
     differences: tuple[EnvDifference, ...]
 
     def by_impact(self, impact: str) -> list[EnvDifference]:
+        """The differences of one impact level."""
         return [d for d in self.differences if d.impact == impact]
 
     @property
     def worst(self) -> str | None:
+        """The most serious impact found, or None when the hosts match."""
         for impact in IMPACT_ORDER:
             if self.by_impact(impact):
                 return impact
         return None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form: the differences and the worst impact."""
         return {
             "worst": self.worst,
             "counts": {i: len(self.by_impact(i)) for i in IMPACT_ORDER},

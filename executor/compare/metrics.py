@@ -22,6 +22,7 @@ class MetricChange:
     after: float | None  # None: the key is gone
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form used by ``rerun --json``."""
         return {"file": self.file, "key": self.key, "before": self.before, "after": self.after}
 
 

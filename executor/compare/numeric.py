@@ -79,6 +79,7 @@ class Tensor:
 
     @property
     def count(self) -> int:
+        """How many elements were compared."""
         return math.prod(self.shape)
 
 
@@ -94,9 +95,11 @@ class NumericDiff:
     structure: str | None = None  # e.g. "shape of 'w' is (3,) vs (4,)"
 
     def within(self) -> bool:
+        """True when every element lies within the tolerance."""
         return self.structure is None and self.outside == 0
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form: counts and the largest differences, NaN-safe."""
         return {
             "elements": self.elements,
             "maxAbsDiff": json_number(self.max_abs),
@@ -307,6 +310,7 @@ def _parse_json_metrics(data: bytes) -> dict[str, Tensor]:
 
 
 def flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    """Flatten nested JSON into dotted keys, so metrics compare leaf by leaf."""
     if isinstance(value, dict):
         if not value:
             out[prefix or "$"] = {}

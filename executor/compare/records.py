@@ -29,6 +29,8 @@ _OWN_FIELDS = ("params", "paramOverrides", "seed", "command", "inputs", "name", 
 
 @dataclass(frozen=True)
 class RecordDiff:
+    """What differs between two records, section by section."""
+
     a: RunRecord
     b: RunRecord
     inputs: Mapping[str, Any]
@@ -37,9 +39,11 @@ class RecordDiff:
 
     @property
     def inputs_same(self) -> bool:
+        """True when both runs read the very same input snapshots."""
         return all(section.get("same", True) for section in self.inputs.values())
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form (``rexec.diff/v1``, documented in docs/replay.md)."""
         counts = {
             status: len(self.outputs.named(status))
             for status in ("identical", "within-tolerance", "different", "missing", "extra")
@@ -61,6 +65,7 @@ class RecordDiff:
 
 
 def diff_records(a: RunRecord, b: RunRecord) -> RecordDiff:
+    """Diff two records read from disk; A is the reference side."""
     environment = None
     if a.host is not None and b.host is not None:
         environment = classify(a.host, b.host, uses_gpu=a.uses_gpu or b.uses_gpu)
@@ -75,6 +80,7 @@ def diff_records(a: RunRecord, b: RunRecord) -> RecordDiff:
 
 
 def diff_inputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
+    """The inputs of two runs side by side, with the files that changed inside snapshots."""
     return {
         "image": _pair(_image(a), _image(b)),
         "code": _pair(_code(a), _code(b)),

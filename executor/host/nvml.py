@@ -33,11 +33,13 @@ def error_name(exc: BaseException) -> str:
 
 
 def reason(exc: BaseException) -> str:
+    """An NVML error as the record keeps it: message, error name and code."""
     code = getattr(exc, "value", None)
     return f"{exc} (NVML {error_name(exc)}, code {code})"
 
 
 def text(value: Any) -> str:
+    """NVML strings may come back as bytes; the record holds text."""
     return value.decode() if isinstance(value, bytes) else str(value)
 
 

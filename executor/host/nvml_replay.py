@@ -221,6 +221,7 @@ class RecordingNvml:
         return value
 
     def fixture(self, *, source: Mapping[str, Any]) -> dict[str, Any]:
+        """The recorded answers as a fixture document, tagged with where they came from."""
         return {
             "schema": FIXTURE_SCHEMA,
             "source": dict(source),

@@ -117,6 +117,7 @@ def cgroup_limits(
 
 
 def capture_cpu() -> dict[str, Any]:
+    """CPU model, flags and the cgroup's CPU limits: they pick BLAS kernels and thread counts."""
     info = parse_cpuinfo(_read(Path("/proc/cpuinfo")) or "")
     affinity = os.sched_getaffinity(0)
     return {
@@ -131,6 +132,7 @@ def capture_cpu() -> dict[str, Any]:
 
 
 def capture_memory() -> dict[str, Any]:
+    """Total and available memory, and the cgroup's limit."""
     limits = cgroup_limits()
     return {
         "total_bytes": psutil.virtual_memory().total,
@@ -148,6 +150,7 @@ def parse_os_release(text: str) -> dict[str, str]:
 
 
 def capture_os() -> dict[str, Any]:
+    """Kernel, OS release and C library: the rest of what can change a result."""
     release = parse_os_release(_read(Path("/etc/os-release")) or "")
     return {
         "name": release.get("PRETTY_NAME"),

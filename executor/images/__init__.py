@@ -70,6 +70,7 @@ def resolve_image(
     log: Log,
     allow_unpinned: bool = False,
 ) -> ResolvedImage:
+    """Turn the spec's ``[image]`` into an image the engine holds, checked against its pin."""
     if image.image_id is not None:
         return _resolve_local_id(image.image_id, runtime=runtime)
     if image.ref is not None:

@@ -23,6 +23,8 @@ _CHUNK = 1 << 20
 
 @dataclass(frozen=True)
 class CheckedArchive:
+    """An image archive checked against its pinned id before the engine loads it."""
+
     path: Path
     image_id: str
     sha256: str  # of the whole tar file, recorded so the archive itself is named

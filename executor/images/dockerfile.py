@@ -37,6 +37,7 @@ class FromLine:
 
     @property
     def pinned(self) -> bool:
+        """True when the FROM names a digest."""
         return self.kind != "image" or bool(PINNED_RE.search(self.image))
 
     @property
@@ -151,6 +152,7 @@ def from_lines(text: str, *, args: Mapping[str, str], source: Path) -> tuple[Fro
 
 
 def read_from_lines(dockerfile: Path, *, args: Mapping[str, str]) -> tuple[FromLine, ...]:
+    """Every FROM of a Dockerfile with build arguments substituted, for pinning and checking."""
     try:
         text = dockerfile.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

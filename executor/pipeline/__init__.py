@@ -65,6 +65,8 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RunOptions:
+    """How a run is recorded and signed, besides the spec: the caller's choices."""
+
     runs_dir: Path
     sign: SignOptions
     allow_dirty: bool = False
@@ -91,6 +93,8 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a run produced: its record, status, Statement digest and subjects."""
+
     run_id: str
     run_dir: Path
     status: RunStatus
@@ -99,6 +103,7 @@ class RunResult:
     signer: str | None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form printed by ``rexec run --json``."""
         return {
             "run_id": self.run_id,
             "run_dir": str(self.run_dir),
@@ -112,6 +117,7 @@ class RunResult:
 def run(
     run_spec: spec.RunSpec, *, options: RunOptions, runtime: ContainerRuntime | None = None
 ) -> RunResult:
+    """Run a spec through every stage; every ending after the job starts is recorded."""
     runtime = runtime or default_runtime()
     say = options.say
     # A missing key must fail before anything runs.

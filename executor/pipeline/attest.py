@@ -41,6 +41,8 @@ MAX_REPORTS = 16
 
 @dataclass(frozen=True)
 class Collected:
+    """What the job left: the subjects, its reports, and what the outputs policy excluded."""
+
     subjects: tuple[Subject, ...]
     job_meta: Mapping[str, bytes]  # report name → bytes, from the reports directory
     ignored_reports: tuple[str, ...] = ()  # what the job left there that is not a report

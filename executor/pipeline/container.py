@@ -61,6 +61,7 @@ def _engine_groups() -> set[int]:
 
 
 def job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str]) -> dict[str, str]:
+    """The job's environment: the spec's, then the determinism variables and rexec's own."""
     env = dict(run_spec.run.env)
     env.update(det_env)
     env.update(

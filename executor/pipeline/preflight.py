@@ -49,6 +49,7 @@ def check_runs_dir(run_spec: spec.RunSpec, runs_dir: Path) -> None:
 def preflight(
     run_spec: spec.RunSpec, *, runtime: ContainerRuntime, allow_dirty: bool, say: Say
 ) -> Preflight:
+    """Check every input against its pin before anything runs."""
     engine = runtime.engine_info()
     snapshots: dict[str, snapshot.Snapshot] = {}
     for index, item in enumerate(run_spec.inputs):

@@ -33,6 +33,7 @@ class ArtifactReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing is mismatched, missing or extra."""
         return not (self.mismatched or self.missing or self.extra)
 
 
@@ -61,6 +62,8 @@ def _hash_entry(entry: safeio.Entry, hash_file: Callable[[bytes], str]) -> str:
 
 
 class NotHashed(Exception):
+    """Why a listed file has no digest (not regular, unreadable)."""
+
     pass
 
 

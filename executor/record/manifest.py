@@ -28,6 +28,8 @@ MANIFEST_SCHEMA = "rexec.manifest/v1"
 
 @dataclass(frozen=True)
 class Subject:
+    """An output artifact: its name under outputs/ and its sha256."""
+
     name: str
     sha256: str
 
@@ -44,6 +46,7 @@ class Byproduct:
     sha256: str | None = None
 
     def descriptor(self, *, inline: bool) -> dict[str, Any]:
+        """The ResourceDescriptor of this byproduct; ``inline`` puts its bytes in the Statement."""
         entry: dict[str, Any] = {
             "name": self.name,
             "digest": {"sha256": self.sha256 or sha256_hex(self.content)},
@@ -68,6 +71,7 @@ class RunStatus:
     reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form of the ``exit-status`` byproduct."""
         doc: dict[str, Any] = {
             "status": self.status,
             "exitCode": self.exit_code,
@@ -97,6 +101,7 @@ def build_statement(
     byproducts: Sequence[Byproduct],
     rexec_version: str,
 ) -> dict[str, Any]:
+    """The in-toto Statement of a run, order-free lists sorted so equal runs give equal bytes."""
     status_bytes = canonical_json(status.to_json())
     status_product = Byproduct(
         name="exit-status",
@@ -144,6 +149,7 @@ def build_statement(
 
 
 def dumps(statement: Mapping[str, Any]) -> bytes:
+    """The Statement as canonical JSON: the bytes that are hashed and signed."""
     return canonical_json(statement)
 
 

@@ -117,10 +117,12 @@ class RunRecord:
 
     @property
     def run_id(self) -> str:
+        """The run id the record's Statement names."""
         return str(self.statement["predicate"]["runDetails"]["metadata"]["invocationId"])
 
     @property
     def spec(self) -> Mapping[str, Any]:
+        """The spec as resolved (``externalParameters.spec``)."""
         spec: Mapping[str, Any] = self.statement["predicate"]["buildDefinition"][
             "externalParameters"
         ]["spec"]
@@ -128,6 +130,7 @@ class RunRecord:
 
     @property
     def internal(self) -> Mapping[str, Any]:
+        """rexec's own parameters (``internalParameters``)."""
         internal: Mapping[str, Any] = self.statement["predicate"]["buildDefinition"][
             "internalParameters"
         ]
@@ -135,22 +138,27 @@ class RunRecord:
 
     @property
     def outputs(self) -> dict[str, str]:
+        """The signed subjects, name to sha256."""
         return {s["name"]: s["digest"]["sha256"] for s in self.statement.get("subject", [])}
 
     @property
     def outputs_dir(self) -> Path:
+        """Where the record keeps the outputs."""
         return self.path / store.OUTPUTS
 
     @property
     def status(self) -> str | None:
+        """The signed status of the run."""
         return StatementView(self.statement).status[0]
 
     @property
     def uses_gpu(self) -> bool:
+        """True when the run had GPUs (their differences then matter most)."""
         return bool(self.internal.get("gpuUuids"))
 
     @property
     def tolerances(self) -> tuple[Tolerance, ...]:
+        """The replay tolerance policy the run was made with."""
         entries = (self.spec.get("replay") or {}).get("tolerance") or []
         return tuple(
             Tolerance(str(t["pattern"]), float(t.get("rtol", 0)), float(t.get("atol", 0)))
@@ -158,6 +166,7 @@ class RunRecord:
         )
 
     def dependency(self, name: str) -> Mapping[str, Any] | None:
+        """The resolved dependency called ``name`` (image, code, input:NAME)."""
         for dep in self.statement["predicate"]["buildDefinition"]["resolvedDependencies"]:
             if dep.get("name") == name:
                 found: Mapping[str, Any] = dep
@@ -165,6 +174,7 @@ class RunRecord:
         return None
 
     def summary(self) -> dict[str, Any]:
+        """A short summary for replay and rerun output."""
         return {
             "runId": self.run_id,
             "path": str(self.path),

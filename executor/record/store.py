@@ -39,6 +39,7 @@ PARTIAL_SUFFIX = ".partial"
 
 
 def new_run_id(name: str, now: datetime | None = None) -> str:
+    """A run id that sorts by time and says what ran: ``<UTC stamp>-<name>-<6 hex>``."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{name}-{secrets.token_hex(3)}"
 
@@ -64,18 +65,22 @@ class RecordWriter:
             raise storage_error(self.runs_dir, exc) from exc
 
     def path(self, name: str) -> Path:
+        """A path inside the staging directory."""
         return self.staging / name
 
     def write(self, name: str, data: bytes) -> Path:
+        """Write one record file atomically and durably."""
         target = self.staging / name
         target.parent.mkdir(parents=True, exist_ok=True)
         safeio.write_atomic(target, data)
         return target
 
     def write_json(self, name: str, value: Any) -> Path:
+        """Write one record file as sorted, indented JSON."""
         return self.write(name, json.dumps(value, indent=2, sort_keys=True).encode() + b"\n")
 
     def commit(self) -> Path:
+        """Publish the record: rename the staging directory into place."""
         (self.staging / OWNER).unlink()
         # Records are shared artefacts: readable by others, writable by no one but the owner.
         self.staging.chmod(0o755)
@@ -84,6 +89,7 @@ class RecordWriter:
         return self.final
 
     def discard(self) -> None:
+        """Remove the staging directory: a run that is not recorded leaves nothing behind."""
         with contextlib.suppress(OSError):
             safeio.rmtree(self.staging)  # the job's tree: any depth, never following a link
 

@@ -78,6 +78,8 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a replay or rerun produced: its plan, run, comparison and verdict."""
+
     plan: Plan
     result: pipeline.RunResult
     verdict: str
@@ -86,6 +88,7 @@ class Outcome:
     signed: bool
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON form printed by ``replay --json`` and ``rerun --json``."""
         return {
             "verdict": self.verdict,
             "original": self.plan.original.record.summary(),
@@ -100,6 +103,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ExecOptions:
+    """Where and how the replay run is recorded and signed."""
+
     runs_dir: Path
     sign: SignOptions
     echo_logs: bool = True

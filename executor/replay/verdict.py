@@ -34,6 +34,7 @@ _RESULTS = {BITWISE: "PASSED", WITHIN: "WARNED", NOT_REPRODUCED: "FAILED"}
 def decide(
     comparison: OutputComparison, *, original_status: str | None, result: pipeline.RunResult
 ) -> str:
+    """The verdict: the status must match, then bitwise, then within tolerance."""
     if result.status.status != original_status:
         return NOT_REPRODUCED
     if comparison.bitwise:

@@ -35,6 +35,7 @@ class DockerRuntime:
 
     @property
     def client(self) -> Any:
+        """The Docker client, connected on first use and pinged, or a clear error."""
         if self._client is None:
             import docker
             import docker.errors
@@ -54,6 +55,7 @@ class DockerRuntime:
         return self._client
 
     def engine_info(self) -> dict[str, Any]:
+        """Engine facts for the record: version, API, storage and cgroup drivers."""
         info = self.client.info()
         version = self.client.version()
         return {
@@ -70,6 +72,7 @@ class DockerRuntime:
         }
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
+        """The engine's image for ``ref``, or None when it does not hold one."""
         import docker.errors
 
         try:
@@ -81,6 +84,7 @@ class DockerRuntime:
         return _image_info(image.attrs)
 
     def pull(self, ref: str) -> ImageInfo:
+        """Pull ``ref`` (by digest) and return what the engine now holds."""
         import docker.errors
 
         try:
@@ -166,6 +170,7 @@ class DockerRuntime:
         target: str | None,
         log: Callable[[str], None],
     ) -> ImageInfo:
+        """Build a Dockerfile, streaming the log, and return the built image."""
         import docker.errors
 
         try:
@@ -206,6 +211,7 @@ class DockerRuntime:
         return info
 
     def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult:
+        """Run the job's container to its end (or its timeout), streaming its logs."""
         import docker.errors
 
         container = self._create(request)
@@ -341,6 +347,7 @@ class DockerRuntime:
         return [ContainerInfo(c.id, dict(c.labels or {}), str(c.status)) for c in found]
 
     def remove_container(self, container_id: str) -> None:
+        """Remove a container and its anonymous volumes; one already gone is fine."""
         import docker.errors
 
         try:

@@ -27,6 +27,8 @@ NOBODY = "65534:65534"  # the job's user when rexec itself runs as root
 
 @dataclass(frozen=True)
 class Mount:
+    """A bind mount: a host path at a container target, read-only unless said."""
+
     source: Path
     target: str
     read_only: bool = True
@@ -44,6 +46,7 @@ class Hardening:
     no_new_privileges: bool = True
 
     def describe(self) -> dict[str, Any]:
+        """The hardening as the record states it."""
         return {
             "network": "bridge" if self.network else "none",
             "readOnlyRootFilesystem": self.read_only_root,
@@ -55,6 +58,8 @@ class Hardening:
 
 @dataclass(frozen=True)
 class ContainerRequest:
+    """Everything the engine needs to run the job, hardened, as rexec decided it."""
+
     image: str
     command: Sequence[str]
     workdir: str
@@ -72,6 +77,8 @@ class ContainerRequest:
 
 @dataclass(frozen=True)
 class ContainerResult:
+    """How the job's container ended."""
+
     exit_code: int | None
     started_on: datetime
     finished_on: datetime
@@ -82,6 +89,8 @@ class ContainerResult:
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What rexec needs to know of an image: identity, digests, user, and what it would override."""
+
     id: str  # "sha256:<hex>" of the image config
     repo_digests: tuple[str, ...]
     user: str
@@ -97,9 +106,17 @@ LogSink = Callable[[str, bytes], None]  # (stream name "stdout"|"stderr", chunk)
 
 
 class ContainerRuntime(Protocol):
-    def engine_info(self) -> dict[str, Any]: ...
-    def inspect_image(self, ref: str) -> ImageInfo | None: ...
-    def pull(self, ref: str) -> ImageInfo: ...
+    """A container engine, as the pipeline sees it; Docker today, fakes in tests."""
+
+    def engine_info(self) -> dict[str, Any]:
+        """Facts about the engine for the host capture."""
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        """The engine's image for ``ref``, or None."""
+
+    def pull(self, ref: str) -> ImageInfo:
+        """Pull ``ref`` and return the pulled image."""
+
     def build(
         self,
         *,
@@ -109,18 +126,35 @@ class ContainerRuntime(Protocol):
         args: Mapping[str, str],
         target: str | None,
         log: Callable[[str], None],
-    ) -> ImageInfo: ...
-    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult: ...
-    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str: ...
-    def registry_digest(self, ref: str) -> str: ...
-    def push(self, image: str, *, repository: str, tag: str) -> str: ...
-    def load(self, archive: Path) -> None: ...
-    def list_containers(self, label: str) -> list[ContainerInfo]: ...
-    def remove_container(self, container_id: str) -> None: ...
+    ) -> ImageInfo:
+        """Build an image from a Dockerfile and return it."""
+
+    def run(self, request: ContainerRequest, sink: LogSink) -> ContainerResult:
+        """Run the job's container to its end, streaming its logs to ``sink``."""
+
+    def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
+        """Run a short hardened helper command and return its stdout."""
+
+    def registry_digest(self, ref: str) -> str:
+        """The manifest digest a registry serves for ``ref``."""
+
+    def push(self, image: str, *, repository: str, tag: str) -> str:
+        """Push ``image`` as ``repository:tag`` and return the registry's digest."""
+
+    def load(self, archive: Path) -> None:
+        """Load an image archive into the engine."""
+
+    def list_containers(self, label: str) -> list[ContainerInfo]:
+        """Every container carrying ``label``, with its labels."""
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container and its anonymous volumes."""
 
 
 @dataclass(frozen=True)
 class ContainerInfo:
+    """A container the engine holds, as ``rexec gc`` judges it."""
+
     id: str
     labels: Mapping[str, str]
     state: str

@@ -31,6 +31,8 @@ MEDIA_TYPE_VERSIONS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class DsseEnvelope:
+    """A bundle's DSSE envelope: what was signed and the one signature."""
+
     payload_type: str
     payload: bytes
     signature: bytes
@@ -38,6 +40,8 @@ class DsseEnvelope:
 
 @dataclass(frozen=True)
 class MessageSignature:
+    """A bundle's signature over a file's digest."""
+
     digest_algorithm: str | None  # e.g. "SHA2_256"; None when the bundle omits it
     digest: bytes | None
     signature: bytes

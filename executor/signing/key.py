@@ -128,6 +128,7 @@ def default_key_prefix() -> Path:
 
 
 def default_key_path() -> Path:
+    """The default private key file, beside its public key."""
     return default_key_prefix().with_suffix(".key")
 
 
@@ -213,13 +214,16 @@ class KeySigner:
 
     @classmethod
     def from_options(cls, options: SignOptions) -> KeySigner:
+        """A signer for ``options``: the key from a file or the environment, decrypted."""
         return cls(load_private_key(options))
 
     @property
     def public_key_pem(self) -> bytes | None:
+        """The PEM public key to keep beside the record (never trusted by verify)."""
         return _public_pem(self._key.public_key())
 
     def sign_dsse(self, payload: bytes) -> bytes:
+        """Sign ``payload`` as in-toto DSSE and return a Sigstore bundle v0.3."""
         signature = self._key.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload), ec.ECDSA(self._hash))
         return key_dsse_bundle(
             payload_type=IN_TOTO_PAYLOAD_TYPE,
@@ -230,6 +234,7 @@ class KeySigner:
 
 
 def load_public_key(pem: bytes, *, source: str) -> ec.EllipticCurvePublicKey:
+    """A PEM public key, or a clear error naming ``source``."""
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -289,6 +294,7 @@ class KeyPolicy:
     def from_file(
         cls, path: Path, *, trusted_root: Path | None = None, require_tlog: bool = False
     ) -> KeyPolicy:
+        """Trust the public key in ``path``; with ``trusted_root``, also check log entries."""
         try:
             pem = path.read_bytes()
         except OSError as exc:
@@ -310,12 +316,15 @@ class KeyPolicy:
 
     @property
     def hint(self) -> str:
+        """The key's hint, base64(sha256(DER)), as bundles name it."""
         return key_hint(self._key)
 
     def describe(self) -> str:
+        """The policy in words, for messages."""
         return f"key {self.hint} ({self.source})"
 
     def verify_bundle(self, bundle: bytes, *, artifact: Path | None = None) -> Verified:
+        """Verify a bundle was signed by this key (and its log entries, with a trusted root)."""
         key = self._key
         expected = key_hint(key)
         parsed = parse_bundle(bundle)

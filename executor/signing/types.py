@@ -74,6 +74,8 @@ class TrustPolicy(Protocol):
     unreadable or malformed bundles.
     """
 
-    def verify_bundle(self, bundle: bytes, *, artifact: Path | None = None) -> Verified: ...
+    def verify_bundle(self, bundle: bytes, *, artifact: Path | None = None) -> Verified:
+        """Check ``bundle`` under this policy; raise VerificationError when it does not hold."""
 
-    def describe(self) -> str: ...
+    def describe(self) -> str:
+        """The policy in words, for messages and verdicts."""

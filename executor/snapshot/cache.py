@@ -64,6 +64,7 @@ class StatKey(NamedTuple):
 
     @classmethod
     def of(cls, st: os.stat_result) -> StatKey:
+        """The stat fields that say a file may have changed since it was hashed."""
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
@@ -91,6 +92,7 @@ class StatCache:
 
     @property
     def usable(self) -> bool:
+        """True when the cache database opened (a read-only cache dir is no error)."""
         return self._db is not None
 
     def directory(self, *, algo: str, dir_path: bytes) -> dict[bytes, tuple[StatKey, bytes]]:
@@ -119,6 +121,7 @@ class StatCache:
             self.flush()
 
     def flush(self) -> None:
+        """Write what was learnt this walk; the cache is best effort."""
         if self._db is None or not self._pending:
             return
         rows, self._pending = self._pending, []
@@ -143,9 +146,11 @@ class StatCache:
         self._db = None
 
     def close(self) -> None:
+        """Flush and close the database."""
         self.flush()
         self._disable()
 
 
 def open_cache() -> StatCache:
+    """The stat cache under rexec's cache dir, opened (or a disabled one)."""
     return StatCache(os.path.join(cache_dir(), "snapshot-cache.sqlite3"))

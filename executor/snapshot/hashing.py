@@ -126,6 +126,7 @@ class Hashers:
             yield self._collect(*pending.popleft())
 
     def close(self) -> None:
+        """Stop the pool and the mapping helper, reaping every child."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
         if self._threads is not None:

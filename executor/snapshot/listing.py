@@ -67,6 +67,7 @@ def hasher_factory(algo: str) -> Callable[..., Any]:
 
 
 def hash_bytes(algo: str, data: bytes) -> bytes:
+    """The digest of ``data`` under ``algo`` (a link's target, an empty dir)."""
     h = new_hasher(algo)
     h.update(data)
     digest: bytes = h.digest()
@@ -82,6 +83,7 @@ class Entry(NamedTuple):
     digest: bytes
 
     def record(self) -> bytes:
+        """The entry's bytes as the tree digest hashes them."""
         return b"%s %d %s %s\x00" % (
             self.type.encode(),
             self.size,
@@ -134,6 +136,7 @@ class RootHasher:
         self._h.update(ALGOS[algo].encode() + b"\n")
 
     def add(self, entry: Entry) -> None:
+        """Add one entry, in walk order, to the root digest."""
         self._h.update(entry.record())
 
     def add_many(self, entries: Iterable[Entry]) -> None:
@@ -141,6 +144,7 @@ class RootHasher:
         self._h.update(records(entries))
 
     def hexdigest(self) -> str:
+        """The tree digest as hex."""
         return f"{ALGOS[self.algo]}:{self._h.digest().hex()}"
 
 
@@ -265,6 +269,7 @@ class ListingDiff(NamedTuple):
 
     @property
     def same(self) -> bool:
+        """True when the two listings name the same files with the same digests."""
         return not (self.added or self.removed or self.changed)
 
     def lines(self) -> list[str]:
@@ -276,6 +281,7 @@ class ListingDiff(NamedTuple):
         )
 
     def to_json(self) -> dict[str, list[str]]:
+        """The JSON form: added, removed and changed paths."""
         return {
             "added": list(self.added),
             "removed": list(self.removed),

@@ -58,6 +58,8 @@ _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 @dataclass(frozen=True)
 class BuildSpec:
+    """``[image] build``: a Dockerfile, its context and arguments."""
+
     dockerfile: Path
     context: Path
     args: Mapping[str, str] = field(default_factory=dict)
@@ -77,6 +79,8 @@ class ArchiveSpec:
 
 @dataclass(frozen=True)
 class ImageSpec:
+    """``[image]``: exactly one of a pinned ref, a build or an archive."""
+
     ref: str | None = None
     build: BuildSpec | None = None
     archive: ArchiveSpec | None = None
@@ -86,6 +90,8 @@ class ImageSpec:
 
 @dataclass(frozen=True)
 class RunSection:
+    """``[run]``: the command, its environment, seed, timeout and user."""
+
     command: tuple[str, ...]
     workdir: str
     env: Mapping[str, str]
@@ -97,6 +103,8 @@ class RunSection:
 
 @dataclass(frozen=True)
 class InputSpec:
+    """One ``[[inputs]]`` snapshot: where it is, its pinned digest, where the job sees it."""
+
     name: str
     path: Path
     digest: str
@@ -105,6 +113,8 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class CodeSpec:
+    """``[code]``: the job's code, mounted read-only, pinned by commit and tree."""
+
     path: Path
     mount: str
     # Written by `rexec lock`; when present, the run checks the code against them.
@@ -114,6 +124,8 @@ class CodeSpec:
 
 @dataclass(frozen=True)
 class Resources:
+    """``[resources]``: CPUs, memory, GPUs and a pids limit."""
+
     cpus: float | None
     memory_bytes: int | None
     gpus: str | int | tuple[str, ...] | None
@@ -122,12 +134,16 @@ class Resources:
 
 @dataclass(frozen=True)
 class Determinism:
+    """``[determinism]``: the frameworks to make deterministic, and how strictly."""
+
     frameworks: tuple[str, ...]
     strict: bool
 
 
 @dataclass(frozen=True)
 class Signing:
+    """``[signing]``: how the record is signed."""
+
     method: SigningMethod
     key: Path | None
 
@@ -152,6 +168,8 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class ParamOverride:
+    """A ``--param`` override, with the default it replaced (both are recorded)."""
+
     key: str
     default: Any
     value: Any
@@ -159,6 +177,8 @@ class ParamOverride:
 
 @dataclass(frozen=True)
 class RunSpec:
+    """A whole run spec, frozen and validated: what every later stage reads."""
+
     source: Path
     source_sha256: str
     version: int

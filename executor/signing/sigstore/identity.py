@@ -20,6 +20,7 @@ class CertIdentity:
     issuer: str | None
 
     def text(self) -> str:
+        """The identity and issuer in words, for messages."""
         who = ", ".join(self.sans) if self.sans else "(no identity)"
         return f"{who} (issuer {self.issuer or 'unknown'})"
 
@@ -75,6 +76,7 @@ class IdentityMatch:
         self._issuer = issuer
 
     def verify(self, cert: x509.Certificate) -> None:
+        """Raise unless the certificate's identity and issuer match the policy."""
         found = cert_identity(cert)
         if found.issuer != self._issuer:
             raise PolicyMismatch(

@@ -82,9 +82,11 @@ class KeylessPolicy:
         return f"{who} (issuer {self._issuer})"
 
     def describe(self) -> str:
+        """The policy in words, for messages."""
         return f"keyless: {self._expected()}, trusted root: {self._root_label}"
 
     def verify_bundle(self, bundle: bytes, *, artifact: Path | None = None) -> Verified:
+        """Verify a keyless bundle offline: chain, log entry, identity and issuer."""
         shape = parse_bundle(bundle)
         if not shape.has_certificate:
             raise InputError(

@@ -39,6 +39,7 @@ class Token:
 
 
 def token_from_options_or_env(options: SignOptions) -> Token | None:
+    """A token given on the command line or in the environment, if any."""
     if options.identity_token:
         return Token(options.identity_token, "--identity-token")
     for name in TOKEN_ENV_VARS:
@@ -49,6 +50,7 @@ def token_from_options_or_env(options: SignOptions) -> Token | None:
 
 
 def ambient_token() -> Token | None:
+    """A token from the CI's ambient credentials (GitHub Actions, GCP, ...), if any."""
     try:
         raw = oidc.detect_credential()
     except SigstoreError as exc:
@@ -60,6 +62,7 @@ def ambient_token() -> Token | None:
 
 
 def browser_token(config: ClientTrustConfig) -> Token:
+    """A token through the browser flow; only ever asked for on a terminal."""
     try:
         issuer = oidc.Issuer(config.signing_config.get_oidc_url())
         return Token(str(issuer.identity_token()), "browser login")
@@ -70,6 +73,7 @@ def browser_token(config: ClientTrustConfig) -> Token:
 
 
 def parse_token(token: Token) -> oidc.IdentityToken:
+    """Parse a token, or a clear error saying which source gave a bad one."""
     try:
         return oidc.IdentityToken(token.raw)
     except SigstoreError as exc:
@@ -85,4 +89,5 @@ def parse_token(token: Token) -> oidc.IdentityToken:
 
 
 def stdin_is_terminal() -> bool:
+    """True when a person could answer a prompt (tests replace stdin)."""
     return sys.stdin is not None and sys.stdin.isatty()
