@@ -2,7 +2,7 @@
 
 ``collect`` hashes what the job left in its outputs (and moves rexec's own
 job metadata out of them); ``statement`` maps everything the run used and
-produced onto SLSA Provenance v1 as ARCHITECTURE.md §4 lays out: outputs are
+produced onto SLSA Provenance v1 as docs/design.md lays out: outputs are
 subjects; image, code and snapshots are resolved dependencies; the resolved
 spec is the external parameters; rexec's hardening and environment are the
 internal parameters; host capture, inventory, listings, logs, params and the
