@@ -9,7 +9,7 @@ never through a link, never waiting on a FIFO, names shown escaped.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,49 @@ class NotHashed(Exception):
     pass
 
 
+class _Tally:
+    """Every problem found while comparing files with their signed digests, collected."""
+
+    def __init__(self) -> None:
+        self.mismatched: list[str] = []
+        self.missing: list[str] = []
+        self.details: list[str] = []
+        self.verified = 0
+
+    def mismatch(self, name: str, why: str) -> None:
+        self.mismatched.append(name)
+        self.details.append(f"mismatched: {name}: {why}")
+
+    def miss(self, name: str, where: Path) -> None:
+        self.missing.append(name)
+        self.details.append(f"missing: {name} (signed, not in {where})")
+
+    def check(
+        self, name: str, entry: safeio.Entry, expected: str, hash_file: Callable[[bytes], str]
+    ) -> None:
+        try:
+            found = _hash_entry(entry, hash_file)
+        except NotHashed as why:
+            self.mismatch(name, str(why))
+            return
+        if found == expected.lower():
+            self.verified += 1
+        else:
+            self.mismatch(name, f"sha256 {found}, signed {expected}")
+
+    def report(
+        self, checked: int, extra: Sequence[str] = (), extra_details: Sequence[str] = ()
+    ) -> ArtifactReport:
+        return ArtifactReport(
+            checked=checked,
+            verified=self.verified,
+            mismatched=tuple(self.mismatched),
+            missing=tuple(self.missing),
+            extra=tuple(extra),
+            details=(*self.details, *extra_details),
+        )
+
+
 def compare_artifacts(
     subjects: list[Any], root: Path, *, hash_file: Callable[[bytes], str] = safeio.sha256_file
 ) -> ArtifactReport:
@@ -78,93 +121,51 @@ def compare_artifacts(
             hint="pass --artifacts DIR, or a complete run record with outputs/",
         )
     files = _list_files(root)
-    mismatched: list[str] = []
-    missing: list[str] = []
-    details: list[str] = []
-    verified = 0
+    tally = _Tally()
     named: set[str] = set()
     for item in subjects:
         name = item.get("name") if isinstance(item, dict) else None
         expected = dig(item, "digest", "sha256")
         if not isinstance(name, str) or not is_subject_name(name):
-            mismatched.append(str(name))
-            details.append(f"mismatched: {name!r}: not a safe relative path")
+            tally.mismatch(repr(name), "not a safe relative path")
             continue
         named.add(name)
         entry = files.get(name)
         if entry is None:
-            missing.append(name)
-            details.append(f"missing: {name} (signed, not in {root})")
+            tally.miss(name, root)
         elif not isinstance(expected, str):
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: the subject has no sha256 digest")
+            tally.mismatch(name, "the subject has no sha256 digest")
         else:
-            try:
-                found = _hash_entry(entry, hash_file)
-            except NotHashed as why:
-                mismatched.append(name)
-                details.append(f"mismatched: {name}: {why}")
-                continue
-            if found == expected.lower():
-                verified += 1
-            else:
-                mismatched.append(name)
-                details.append(f"mismatched: {name}: sha256 {found}, signed {expected}")
+            tally.check(name, entry, expected, hash_file)
     extra = sorted(set(files) - named)
-    details += [f"extra: {name} (in {root}, not a signed subject)" for name in extra]
-    return ArtifactReport(
-        checked=len(subjects),
-        verified=verified,
-        mismatched=tuple(mismatched),
-        missing=tuple(missing),
-        extra=tuple(extra),
-        details=tuple(details),
+    return tally.report(
+        len(subjects), extra, [f"extra: {name} (in {root}, not a signed subject)" for name in extra]
     )
 
 
 def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactReport:
     """Re-hash every file of the record the Statement names as a byproduct (host capture,
     logs, params, listings, inventory, job reports): each must be the signed bytes."""
-    products = StatementView(statement).byproducts
-    mismatched: list[str] = []
-    missing: list[str] = []
-    details: list[str] = []
-    checked = verified = 0
-    for item in products:
+    tally = _Tally()
+    checked = 0
+    for item in StatementView(statement).byproducts:
         if "content" in item or "digest" not in item:
             continue  # inline (the exit status), or no file named: the signature covers it
         name, expected = item.get("name"), dig(item, "digest", "sha256")
         checked += 1
         if not isinstance(name, str) or not is_subject_name(name) or not isinstance(expected, str):
-            mismatched.append(str(name))
-            details.append(f"mismatched: byproduct {name!r}: not a safe name with a sha256")
+            tally.mismatch(f"byproduct {name!r}", "not a safe name with a sha256")
             continue
         path = record / name
         try:
             st = path.lstat()
         except FileNotFoundError:
-            missing.append(name)
-            details.append(f"missing: {name} (signed, not in {record})")
+            tally.miss(name, record)
             continue
         except OSError as exc:
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: cannot be read ({exc.strerror})")
+            tally.mismatch(name, f"cannot be read ({exc.strerror})")
             continue
-        try:
-            found = _hash_entry(safeio.Entry(name.encode(), bytes(path), st), safeio.sha256_file)
-        except NotHashed as why:
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: {why}")
-            continue
-        if found == expected.lower():
-            verified += 1
-        else:
-            mismatched.append(name)
-            details.append(f"mismatched: {name}: sha256 {found}, signed {expected}")
-    return ArtifactReport(
-        checked=checked,
-        verified=verified,
-        mismatched=tuple(mismatched),
-        missing=tuple(missing),
-        details=tuple(details),
-    )
+        tally.check(
+            name, safeio.Entry(name.encode(), bytes(path), st), expected, safeio.sha256_file
+        )
+    return tally.report(checked)
