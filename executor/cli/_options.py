@@ -13,7 +13,7 @@ from pathlib import Path
 from executor.errors import InputError
 from executor.record.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
 from executor.signing import SignOptions
-from executor.signing.key import KeyPolicy
+from executor.signing.key_policy import KeyPolicy
 from executor.signing.types import SigningMethod, TrustPolicy
 
 

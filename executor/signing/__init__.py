@@ -9,7 +9,8 @@ who is trusted.
 
 from __future__ import annotations
 
-from executor.signing.key import KeyPolicy, KeySigner, generate_keypair, key_hint
+from executor.signing.key import KeySigner, generate_keypair, key_hint
+from executor.signing.key_policy import KeyPolicy
 from executor.signing.types import (
     BUNDLE_V03_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
