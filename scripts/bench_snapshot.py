@@ -204,12 +204,21 @@ def bench_tiny(work: Path, count: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="scripts/bench snapshot", description=__doc__)
     ap.add_argument("--small", action="store_true", help="quick run at reduced sizes")
+    ap.add_argument(
+        "--smoke", action="store_true", help="tiny sizes, seconds in all: proves it runs (CI)"
+    )
     ap.add_argument("--only", choices=("big", "many", "tiny"), help="run one part")
     ap.add_argument(
         "--dir", type=Path, default=None, help="where to build the data (default: a tmp dir)"
     )
     args = ap.parse_args()
-    big, many, tiny = (128 << 20, 5_000, 20_000) if args.small else (2 << 30, 100_000, 1_000_000)
+    big, many, tiny = (
+        (4 << 20, 200, 1_000)
+        if args.smoke
+        else (128 << 20, 5_000, 20_000)
+        if args.small
+        else (2 << 30, 100_000, 1_000_000)
+    )
     work = Path(tempfile.mkdtemp(prefix="rexec-bench-", dir=args.dir))
     print(f"rexec snapshot bench: {os.cpu_count()} cores, data in {work}")
     empty = work / "empty"

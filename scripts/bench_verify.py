@@ -41,7 +41,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--size", type=int, default=64 << 10, help="bytes per output file")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--smoke", action="store_true", help="20 small files, one run: proves the bench still runs"
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.files, args.size, args.repeat = 20, 4096, 1
     with tempfile.TemporaryDirectory(prefix="rexec-bench-verify-") as tmp:
         root = Path(tmp)
         env = {**os.environ, "REXEC_CACHE_DIR": str(root / "cache")}
