@@ -172,6 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        if exc.errno is None and exc.filename is None:
+            # Not a file: a connection (an HTTP client's error is an OSError too).
+            print(f"error: a connection broke: {exc}", file=sys.stderr)
+            print("hint: check that the engine, registry or service is up", file=sys.stderr)
+            return int(ExitCode.INFRASTRUCTURE)
         where = exc.filename if exc.filename is not None else "a file"
         print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
         print("hint: check the path, its permissions and the free space", file=sys.stderr)

@@ -233,11 +233,7 @@ class DockerRuntime:
                     raise
                 if (_now() - started).total_seconds() < request.timeout_s * 0.99:
                     # The wait broke off early: the engine went away, not the clock.
-                    raise EngineLost(
-                        f"the Docker engine stopped answering while the job ran ({exc})",
-                        hint="the run is recorded as infrastructure-failed; restart the engine "
-                        "and run `rexec gc` to remove what it left",
-                    ) from exc
+                    raise _engine_lost(exc) from exc
                 timed_out = True
                 exit_code = None
                 with contextlib.suppress(docker.errors.APIError):
@@ -257,6 +253,14 @@ class DockerRuntime:
             )
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"the engine failed running the job: {exc}") from exc
+        except EngineLost:
+            raise
+        except Exception as exc:
+            if not _is_connection_trouble(exc):
+                raise
+            # The engine went away at another step than the wait (its answer to
+            # start, the reload after the job): the same failure, recorded as such.
+            raise _engine_lost(exc) from exc
         finally:
             # Best effort: with the engine gone this fails too, and `rexec gc` finds the
             # container by its labels later.
@@ -356,6 +360,15 @@ class DockerRuntime:
             return
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"cannot remove container {container_id}: {exc}") from exc
+
+
+def _engine_lost(exc: BaseException) -> EngineLost:
+    """The engine went away while the job ran: an infrastructure failure, recorded as one."""
+    return EngineLost(
+        f"the Docker engine stopped answering while the job ran ({exc})",
+        hint="the run is recorded as infrastructure-failed; restart the engine "
+        "and run `rexec gc` to remove what it left",
+    )
 
 
 def _start(container: Any, request: ContainerRequest) -> None:

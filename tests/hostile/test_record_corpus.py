@@ -246,3 +246,18 @@ def test_a_zip_bomb_npz_is_not_unpacked(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(NotNumeric, match="unpacks to more than"):
         read_numeric(path)
+
+
+def test_strings_from_a_record_are_shown_escaped(tmp_path: Path, keys: tuple[Path, Path]) -> None:
+    """A signed Statement may carry terminal escapes in its run id or status; verify prints
+    them escaped, never as control sequences."""
+    doc = statement()
+    doc["predicate"]["runDetails"]["metadata"]["invocationId"] = "r\x1b[2J\x1b]0;owned\x07"  # type: ignore[index]
+    doc["predicate"]["runDetails"]["byproducts"] = [  # type: ignore[index]
+        {"name": "exit-status", "annotations": {"status": "succ\x1b[32meeded", "exitCode": 0}}
+    ]
+    record = signed_record(tmp_path / "run", keys[0], canonical_json(doc))
+    proc = rexec("verify", record, "--key", keys[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
+    assert "r\\x1b[2J\\x1b]0;owned\\x07" in proc.stdout

@@ -1,0 +1,78 @@
+"""The Docker runtime's reading of engine failures, at the docker-py seam.
+
+An engine that dies mid-run can break off any call, not only the wait: seen in
+CI, its answer to ``start`` was lost after the job had begun. Every such break
+must be EngineLost (recorded as infrastructure-failed, exit 6), never a raw
+connection error that the CLI would mistake for a file problem.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from executor.errors import EngineLost
+from executor.runtime import ContainerRequest
+from executor.runtime.docker import DockerRuntime
+
+
+class _Container:
+    id = "c0ffee"
+
+    def __init__(self, fail: str) -> None:
+        self.attrs: dict[str, Any] = {"State": {"OOMKilled": False}}
+        self.fail = fail
+        self.removed = False
+
+    def attach(self, **kwargs: Any) -> list[tuple[bytes | None, bytes | None]]:
+        return []
+
+    def _maybe(self, step: str) -> None:
+        if step == self.fail:
+            raise requests.exceptions.ConnectionError(
+                "('Connection aborted.', RemoteDisconnected('Remote end closed connection'))"
+            )
+
+    def start(self) -> None:
+        self._maybe("start")
+
+    def wait(self, timeout: float) -> dict[str, int]:
+        self._maybe("wait")
+        return {"StatusCode": 0}
+
+    def reload(self) -> None:
+        self._maybe("reload")
+
+    def remove(self, **kwargs: Any) -> None:
+        self.removed = True
+
+
+class _Client:
+    def __init__(self, container: _Container) -> None:
+        self.containers = self
+        self.container = container
+
+    def create(self, **kwargs: Any) -> _Container:
+        return self.container
+
+
+@pytest.mark.parametrize("step", ["start", "wait", "reload"])
+def test_an_engine_lost_at_any_step_of_the_run_is_engine_lost(step: str) -> None:
+    container = _Container(fail=step)
+    runtime = DockerRuntime()
+    runtime._client = _Client(container)
+    request = ContainerRequest(
+        image="sha256:" + "a" * 64,
+        command=["true"],
+        workdir="/",
+        env={},
+        mounts=(),
+        user="65534:65534",
+        labels={},
+        timeout_s=3600,
+    )
+    with pytest.raises(EngineLost, match="stopped answering while the job ran"):
+        runtime.run(request, lambda name, data: None)
+    assert container.removed  # tried, at least: gc finds it by its labels otherwise
