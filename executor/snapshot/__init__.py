@@ -23,12 +23,13 @@ The digest format is defined in :mod:`executor.snapshot.listing` and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
 from typing import BinaryIO, NamedTuple
 
-from executor.errors import MismatchError
+from executor.errors import InputError, MismatchError
 from executor.paths import cache_dir
 from executor.progress import make_progress
 from executor.safeio import write_atomic
@@ -192,9 +193,13 @@ def verify_tree(
 def store_listing(listing: Listing) -> str:
     """Keep a listing under the cache dir, addressed by its digest; written atomically.
 
-    Streamed: a listing of a million files is never held as one string.
+    Streamed: a listing of a million files is never held as one string. A
+    listing already kept is not written again: its name is its digest, and
+    :func:`load_listing` checks the entries against it (and drops a damaged one).
     """
     target = _listing_path(listing.digest)
+    if os.path.isfile(target):
+        return target
     os.makedirs(os.path.dirname(target), exist_ok=True)
 
     def write(f: BinaryIO) -> None:
@@ -217,8 +222,15 @@ def load_listing(digest: str) -> Listing | None:
             data = f.read()
     except OSError:
         return None
-    listing = Listing.from_json(data, where=target)
-    return listing if listing.digest == digest else None
+    try:
+        listing = Listing.from_json(data, where=target)
+    except InputError:
+        listing = None
+    if listing is None or listing.digest != digest:
+        with contextlib.suppress(OSError):
+            os.unlink(target)  # damaged: the next `snapshot hash` keeps a fresh one
+        return None
+    return listing
 
 
 def _listing_path(digest: str) -> str:

@@ -68,6 +68,12 @@ class StatKey(NamedTuple):
         return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+# One cached row as SQLite returns it: (name, dev, ino, size, mtime_ns, ctime_ns,
+# digest). Kept as the plain tuple, not unpacked into objects: a warm walk of
+# 100,000 files compares ``row[1:6]`` with the file's lstat fields and nothing more.
+CachedRow = tuple[bytes, int, int, int, int, int, bytes]
+
+
 class StatCache:
     """Per-directory reads and batched, transactional writes of file digests."""
 
@@ -95,8 +101,8 @@ class StatCache:
         """True when the cache database opened (a read-only cache dir is no error)."""
         return self._db is not None
 
-    def directory(self, *, algo: str, dir_path: bytes) -> dict[bytes, tuple[StatKey, bytes]]:
-        """Every cached row of one directory: name → (stat key, raw digest)."""
+    def directory(self, *, algo: str, dir_path: bytes) -> dict[bytes, CachedRow]:
+        """Every cached row of one directory, by name (see ``CachedRow``)."""
         if self._db is None:
             return {}
         try:
@@ -108,7 +114,7 @@ class StatCache:
         except self._error:
             self._disable()
             return {}
-        return {r[0]: (StatKey(r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
+        return {r[0]: r for r in rows}
 
     def put(self, *, algo: str, dir_path: bytes, name: bytes, key: StatKey, digest: bytes) -> None:
         """Queue one row; rows are written in batches, each one transaction."""

@@ -34,7 +34,7 @@ from executor.snapshot._files import (
     os_error,
     unreadable,
 )
-from executor.snapshot.cache import StatCache, StatKey
+from executor.snapshot.cache import CachedRow, StatCache, StatKey
 from executor.snapshot.listing import Entry, hash_bytes, make_entries
 
 __all__ = [
@@ -106,7 +106,10 @@ class Chunk:
                 )
 
 
-_Frame = tuple[Iterator[os.DirEntry[bytes]], bytes, bytes, dict[bytes, tuple[StatKey, bytes]]]
+# One directory in the walk: its entries as (name, kind, stat key or None) in
+# name order, its absolute path, its prefix in the listing, its cached rows.
+_Listed = tuple[bytes, str, tuple[int, ...] | None]
+_Frame = tuple[Iterator[_Listed], bytes, bytes, dict[bytes, CachedRow]]
 
 
 def walk(
@@ -131,41 +134,41 @@ def walk(
     out, todo, rels, keys = chunk.entries, chunk.todo, chunk.rels, chunk.keys
     stack = [_open_dir(root, b"", algo=algo, cache=cache, exclude=exclude)]
     while stack:
-        entries, _dir_abs, prefix, cached = stack[-1]
-        for e in entries:
-            if e.is_file(follow_symlinks=False):
-                rel = prefix + e.name
+        entries, dir_abs, prefix, cached = stack[-1]
+        for name, kind, key in entries:
+            if kind == "f":
+                rel = prefix + name
                 if keys is not None:
-                    key = _lstat_key(e.path)
-                    hit = cached.get(e.name)
-                    if hit is not None and hit[0] == key:
-                        out.append(Entry(rel, "f", key.size, hit[1]))
+                    hit = cached.get(name)
+                    if hit is not None and hit[1:6] == key:
+                        out.append(Entry(rel, "f", hit[3], hit[6]))
                         chunk.hits += 1
-                        chunk.hit_bytes += key.size
-                    else:
-                        keys.append(key)
-                        todo.append(len(out))
-                        out.append(None)
-                        rels.append(rel)
-                else:
-                    todo.append(len(out))
-                    out.append(None)
-                    rels.append(rel)
-            elif e.is_dir(follow_symlinks=False):
-                out.append(Entry(prefix + e.name, "d", 0, empty))
+                        chunk.hit_bytes += hit[3]
+                        continue  # a hit never fills a chunk's files to hash
+                    keys.append(StatKey._make(key))  # type: ignore[arg-type]  # keyed: a tuple
+                todo.append(len(out))
+                out.append(None)
+                rels.append(rel)
+            elif kind == "d":
+                out.append(Entry(prefix + name, "d", 0, empty))
                 stack.append(
                     _open_dir(
-                        e.path, prefix + e.name + b"/", algo=algo, cache=cache, exclude=exclude
+                        os.path.join(dir_abs, name),
+                        prefix + name + b"/",
+                        algo=algo,
+                        cache=cache,
+                        exclude=exclude,
                     )
                 )
                 break
-            elif e.is_symlink():
-                target = _readlink(e.path)
+            elif kind == "l":
+                path = os.path.join(dir_abs, name)
+                target = _readlink(path)
                 if not allow_external_links:
-                    _check_link(root, e.path, target)
-                out.append(Entry(prefix + e.name, "l", len(target), hash_bytes(algo, target)))
+                    _check_link(root, path, target)
+                out.append(Entry(prefix + name, "l", len(target), hash_bytes(algo, target)))
             else:
-                raise _special(e.path)
+                raise _special(os.path.join(dir_abs, name))
             if len(rels) >= batch_files or len(out) >= chunk_entries:
                 yield chunk
                 chunk = Chunk(keyed=keyed)
@@ -184,31 +187,68 @@ def _open_dir(
     cache: StatCache | None,
     exclude: frozenset[bytes] = frozenset(),
 ) -> _Frame:
-    """One directory's entries sorted bytewise by name, with its cached rows."""
+    """One directory's entries sorted bytewise by name, with its cached rows.
+
+    Without the cache, ``scandir``'s entry types are enough (no ``lstat`` per
+    file). With it, every entry is ``lstat``-ed anyway, relative to the
+    directory's descriptor (one path component to resolve, not the whole path,
+    and the directory cannot be swapped for a link meanwhile), and its mode
+    gives the type.
+    """
     try:
-        with os.scandir(dir_abs) as it:
-            entries = sorted(it, key=_name)
-        if exclude:
-            entries = [e for e in entries if e.name not in exclude]
-    except FileNotFoundError:
-        raise changed(dir_abs) from None
+        if cache is None:
+            listed = _scan(dir_abs, exclude)
+            rows: dict[bytes, CachedRow] = {}
+        else:
+            listed = _scan_keyed(dir_abs, exclude)
+            rows = cache.directory(algo=algo, dir_path=dir_abs)
+    except SnapshotError:
+        raise
     except OSError as exc:
-        raise unreadable(dir_abs, exc) from None
-    cached = cache.directory(algo=algo, dir_path=dir_abs) if cache is not None else {}
-    return iter(entries), dir_abs, prefix, cached
+        raise os_error(dir_abs, exc) from None  # gone, or swapped for a link: changed
+    return iter(listed), dir_abs, prefix, rows
+
+
+def _scan(dir_abs: bytes, exclude: frozenset[bytes]) -> list[_Listed]:
+    with os.scandir(dir_abs) as it:
+        entries = sorted(it, key=_name)
+    return [(e.name, _kind(e), None) for e in entries if e.name not in exclude]
+
+
+def _kind(e: os.DirEntry[bytes]) -> str:
+    if e.is_file(follow_symlinks=False):
+        return "f"
+    if e.is_dir(follow_symlinks=False):
+        return "d"
+    return "l" if e.is_symlink() else "?"
+
+
+_KINDS = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l"}
+
+
+def _scan_keyed(dir_abs: bytes, exclude: frozenset[bytes]) -> list[_Listed]:
+    fd = os.open(dir_abs, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        names = sorted(os.listdir(dir_abs))  # by path: bytes names (listdir(fd) gives str)
+        if exclude:
+            names = [n for n in names if n not in exclude]
+        lstat, kinds, fmt = os.stat, _KINDS, stat.S_IFMT  # os.stat(follow_symlinks=False)
+        out: list[_Listed] = []
+        for n in names:
+            try:
+                st = lstat(n, dir_fd=fd, follow_symlinks=False)
+            except OSError as exc:
+                raise os_error(os.path.join(dir_abs, n), exc) from None
+            kind = kinds.get(fmt(st.st_mode), "?")
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            out.append((n, kind, key if kind == "f" else None))
+        return out
+    finally:
+        os.close(fd)
 
 
 def _name(e: os.DirEntry[bytes]) -> bytes:
     return e.name
-
-
-def _lstat_key(path: bytes) -> StatKey:
-    try:
-        return StatKey.of(os.lstat(path))
-    except FileNotFoundError:
-        raise changed(path) from None
-    except OSError as exc:
-        raise unreadable(path, exc) from None
 
 
 def _readlink(path: bytes) -> bytes:

@@ -94,6 +94,20 @@ def test_store_and_load(data: Path) -> None:
     assert load_listing("sha256-tree-v1:" + "0" * 64) is None
 
 
+def test_a_kept_listing_is_not_rewritten_and_a_damaged_one_heals(data: Path) -> None:
+    listing = hash_tree(data).listing
+    path = Path(store_listing(listing))
+    first = path.stat().st_mtime_ns
+    os.utime(path, ns=(first - 10**9, first - 10**9))
+    store_listing(listing)
+    assert path.stat().st_mtime_ns == first - 10**9  # kept, not written again
+    path.write_text(path.read_text().replace('"f"', '"d"', 1))  # damaged in the cache
+    assert load_listing(listing.digest) is None
+    assert not path.exists()
+    store_listing(listing)
+    assert load_listing(listing.digest) == listing
+
+
 def test_verify_ok_and_mismatch_names_files(data: Path) -> None:
     pinned = hash_tree(data)
     assert verify_tree(data, pinned.digest).digest == pinned.digest

@@ -109,10 +109,14 @@ def test_unreadable_file_is_named(data: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "Permission denied" in info.value.message
 
 
-def test_unreadable_directory_is_named(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _deny(monkeypatch, "scandir", b"/dir")
+@pytest.mark.parametrize(("call", "use_cache"), [("scandir", False), ("open", True)])
+def test_unreadable_directory_is_named(
+    data: Path, monkeypatch: pytest.MonkeyPatch, call: str, use_cache: bool
+) -> None:
+    """Without the cache the walk scans by path; with it, it opens the directory first."""
+    _deny(monkeypatch, call, b"/dir")
     with pytest.raises(SnapshotError, match=r"dir: cannot read \(Permission denied\)"):
-        hash_tree(data)
+        hash_tree(data, use_cache=use_cache)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
