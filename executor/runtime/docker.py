@@ -47,17 +47,20 @@ class DockerRuntime:
             import docker.errors
 
             try:
-                self._client = (
+                client = (
                     docker.DockerClient(base_url=self._base_url, version=API_VERSION)
                     if self._base_url
                     else docker.from_env(version=API_VERSION)
                 )
-                self._client.ping()
-            except docker.errors.DockerException as exc:
+                client.ping()
+            # With the API version named, the ping is the first request: a missing
+            # socket is requests' ConnectionError (an OSError), not a DockerException.
+            except (docker.errors.DockerException, OSError) as exc:
                 raise InfrastructureError(
                     f"cannot reach the Docker engine: {exc}",
                     hint="start it (`bash scripts/setup` starts one) or set DOCKER_HOST",
                 ) from exc
+            self._client = client  # kept only once it answered
         return self._client
 
     def engine_info(self) -> dict[str, Any]:
