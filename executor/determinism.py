@@ -22,7 +22,9 @@ __all__ = [
     "HELPER_DIR",
     "MAX_SEED",
     "REASONS",
+    "cpu_threads",
     "determinism_env",
+    "portability_notes",
 ]
 
 # The folder holding rexec_runtime.py (seed_everything): mount it read-only at
@@ -115,3 +117,25 @@ def determinism_env(
     if "jax" in chosen:
         env["XLA_FLAGS"] = "--xla_gpu_deterministic_ops=true"
     return env
+
+
+def cpu_threads(cpus: float | None) -> int:
+    """The BLAS/OpenMP thread count for ``[resources] cpus``: whole CPUs, at least one."""
+    return max(1, int(cpus or 1))
+
+
+def portability_notes(*, cpu_threads: int) -> list[str]:
+    """What this run's settings cost in bit-identity across machines, said and recorded.
+
+    More than one BLAS/OpenMP thread splits reductions by thread, and how a
+    library splits them depends on the thread count and the CPU: the same run
+    repeats bit for bit on this machine, but not necessarily on another.
+    """
+    if cpu_threads <= 1:
+        return []
+    return [
+        f"resources.cpus = {cpu_threads}: BLAS/OpenMP run {cpu_threads} threads, which split "
+        "float reductions by thread; the run repeats bit for bit on this machine, but a "
+        "machine with another CPU or library build may differ in the last bits (cpus = 1 "
+        "is portable)"
+    ]

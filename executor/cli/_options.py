@@ -17,6 +17,17 @@ from executor.signing.key_policy import KeyPolicy
 from executor.signing.types import SigningMethod, TrustPolicy
 
 
+def seed_value(text: str) -> int:
+    """``--seed N``: an integer the job's RNGs and PYTHONHASHSEED accept (0 to 2**32-1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"expected 0 to {2**32 - 1}, got {value}")
+    return value
+
+
 def add_trust_options(parser: argparse.ArgumentParser, title: str) -> argparse._ArgumentGroup:
     """Add the trust-policy flags; returns their group so a caller can add related ones."""
     trust = parser.add_argument_group(title)

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from executor import lock, safeio, spec
+from executor import determinism, lock, safeio, spec
 from executor.errors import InputError
 
 EPILOG = """\
@@ -59,7 +59,10 @@ def handle(args: argparse.Namespace) -> int:
     lock.rebase_paths(locked.document, source_dir=source.parent, target_dir=target_dir)
     text = lock.dumps(locked.document, source=str(args.spec))
     # The result must be a spec this rexec accepts; check before writing it.
-    spec.loads(text.encode(), source=(args.output or source).resolve())
+    checked = spec.loads(text.encode(), source=(args.output or source).resolve())
+    threads = determinism.cpu_threads(checked.resources.cpus)
+    for note in determinism.portability_notes(cpu_threads=threads):
+        print(f"rexec: note: {note}", file=sys.stderr)
     if args.output:
         try:
             args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 from executor import pipeline, spec
-from executor.cli._options import add_signing_options, sign_options
+from executor.cli._options import add_signing_options, seed_value, sign_options
 from executor.errors import JobFailed
 
 EPILOG = """\
 examples:
   rexec run specs/demo.toml
   rexec run specs/demo.toml --param learning_rate=0.1 --param epochs=50
+  rexec run specs/demo.toml --seed 7
   rexec run specs/demo.toml --sign none --runs-dir /tmp/runs --json
 
 The job's stdout and stderr stream to this terminal's stderr and to
@@ -44,6 +45,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="KEY=VALUE",
         help='override a [params] value (VALUE is read as TOML: 0.1, true, "text"); '
         "the manifest records default and override",
+    )
+    p.add_argument(
+        "--seed",
+        type=seed_value,
+        metavar="N",
+        help="replace the spec's run.seed (0 to 2**32-1); recorded as an override beside "
+        "the spec's seed, like --param",
     )
     p.add_argument(
         "--runs-dir",
@@ -80,9 +88,9 @@ def handle(args: argparse.Namespace) -> int:
     overrides = [spec.parse_override(text) for text in args.param]
     pinned_at_run_time: dict[str, object] | None = None
     if args.allow_unpinned:
-        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides)
+        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides, args.seed)
     else:
-        run_spec = spec.load(args.spec, overrides=overrides)
+        run_spec = spec.load(args.spec, overrides=overrides, seed=args.seed)
     sign = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
 
     def say(text: str) -> None:
@@ -111,13 +119,13 @@ def handle(args: argparse.Namespace) -> int:
         raise JobFailed(
             f"the job {result.status.status} (exit code {result.status.exit_code}); "
             f"the failure is recorded and signed in {result.run_dir}",
-            hint=f"read {result.run_dir}/logs/stderr.log",
+            hint=pipeline.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
         )
     return 0
 
 
 def _pin_at_run_time(
-    path: Path, overrides: list[tuple[str, object]]
+    path: Path, overrides: list[tuple[str, object]], seed: int | None
 ) -> tuple[spec.RunSpec, dict[str, object]]:
     """What `rexec lock` would pin, resolved in memory now; the record says so."""
     from executor import lock
@@ -140,4 +148,4 @@ def _pin_at_run_time(
         "pins": [p.to_json() for p in locked.pins],
         "unresolved": list(locked.unresolved),
     }
-    return spec.loads(text.encode(), source=source, overrides=overrides), record
+    return spec.loads(text.encode(), source=source, overrides=overrides, seed=seed), record

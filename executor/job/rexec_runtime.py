@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["REPORT_SCHEMA", "SeedResult", "seed_everything", "worker_init_fn"]
+__all__ = ["REPORT_SCHEMA", "SeedResult", "automatic", "seed_everything", "worker_init_fn"]
 
 REPORT_SCHEMA = "rexec.determinism-report/v1"
 _KNOWN = ("numpy", "torch", "tensorflow", "jax")
@@ -171,6 +171,7 @@ def seed_everything(
     if path:
         report = {
             "schema": REPORT_SCHEMA,
+            "mode": "helper",  # the job called seed_everything() itself
             "seed": seed,
             "deterministic": deterministic,
             "strict": strict,
@@ -190,6 +191,7 @@ def seed_everything(
             "python": sys.version.split()[0],
         }
         _write_report(path, report)
+        _state["helper"] = 1  # the automatic hook never overwrites this report
     return SeedResult(
         seed=seed,
         generator=generator,
@@ -199,3 +201,105 @@ def seed_everything(
         warnings=tuple(warnings),
         report_path=path,
     )
+
+
+def automatic() -> None:
+    """Seed ``random`` now, and numpy and torch as the job imports them (``sitecustomize``).
+
+    For a job that never calls :func:`seed_everything`. Only the frameworks
+    ``[determinism]`` names are touched, and only once the job imports them, so
+    a job that never imports torch never pays for it. The first process writes
+    the report (``mode = "automatic"``) and rewrites it as frameworks are
+    applied; its children (DataLoader workers) apply the same switches but
+    leave the report alone, and a report :func:`seed_everything` wrote wins.
+    """
+    seed = int(os.environ["REXEC_SEED"])
+    strict = os.environ.get("REXEC_DETERMINISM_STRICT", "1") != "0"
+    _state["seed"] = seed
+    random.seed(seed)
+    writes = os.environ.get("REXEC_DETERMINISM_HOOKED") is None
+    os.environ["REXEC_DETERMINISM_HOOKED"] = str(os.getpid())  # children inherit: not first
+    wanted = [f for f in _requested() if f in ("numpy", "torch")]
+    report: dict[str, Any] = {
+        "schema": REPORT_SCHEMA,
+        "mode": "automatic",
+        "seed": seed,
+        "deterministic": True,
+        "strict": strict,
+        "seeded": ["random"],
+        "pending": list(wanted),  # requested, not (yet) imported by the job
+        "settings": {},
+        "warnings": [
+            "tensorflow is not seeded automatically (only TF_DETERMINISTIC_OPS is set); "
+            "call seed_everything() to seed it"
+            for name in _requested()
+            if name == "tensorflow"
+        ],
+        "python": sys.version.split()[0],
+    }
+    path = os.environ.get("REXEC_DETERMINISM_REPORT")
+
+    def save() -> None:
+        if writes and path and not _state.get("helper"):
+            _write_report(path, report)
+
+    def applied(name: str, module: Any) -> None:
+        if name == "numpy":
+            module.random.seed(seed)
+            report["settings"]["numpy.version"] = str(module.__version__)
+        else:
+            _, settings = _seed_torch(module, seed, deterministic=True, strict=strict)
+            report["settings"] |= settings
+        report["seeded"].append(name)
+        report["pending"].remove(name)
+        save()
+
+    for name in list(wanted):
+        if name in sys.modules:
+            applied(name, sys.modules[name])
+            wanted.remove(name)
+    if wanted:
+        sys.meta_path.insert(0, _AfterImport(set(wanted), applied))
+    save()
+
+
+class _AfterImport:
+    """A meta-path finder that runs ``callback(name, module)`` once ``name`` is imported."""
+
+    def __init__(self, names: set[str], callback: Callable[[str, Any], None]) -> None:
+        self.names = names
+        self.callback = callback
+        self.busy: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self.names or fullname in self.busy:
+            return None
+        self.busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self.busy.discard(fullname)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _ThenCall(spec.loader, self, fullname)  # type: ignore[assignment]
+        return spec
+
+
+class _ThenCall:
+    """A loader that loads as the real one does, then hands the module to the finder."""
+
+    def __init__(self, loader: Any, finder: _AfterImport, name: str) -> None:
+        self.loader = loader
+        self.finder = finder
+        self.name = name
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        self.loader.exec_module(module)
+        self.finder.names.discard(self.name)
+        self.finder.callback(self.name, module)
+
+    def __getattr__(self, attr: str) -> Any:  # get_resource_reader, is_package, …
+        return getattr(self.loader, attr)

@@ -38,10 +38,13 @@ from executor.pipeline.container import (
     code_mounts,
     container_user,
     hand_to,
+    job_argv,
     job_env,
     reclaim,
 )
+from executor.pipeline.diagnose import failure_hint as failure_hint
 from executor.pipeline.preflight import Preflight, check_runs_dir, preflight
+from executor.pipeline.scratch import Scratch, make_scratch
 from executor.record import manifest, store
 from executor.record.manifest import RunStatus, Subject
 from executor.runtime import (
@@ -192,26 +195,35 @@ def _execute_and_record(
     reports.mkdir()
     user = container_user(run_spec)
     hand_to(user, outputs, reports)
+    scratch = make_scratch(run_spec, checked.code, record, user)
     params_file = (
         record.write(store.PARAMS, options.params_json)
         if options.params_json is not None
         else record.write_json(store.PARAMS, run_spec.params)
     )
+    cpu_threads = determinism.cpu_threads(run_spec.resources.cpus)
     det_env = determinism.determinism_env(
         seed=run_spec.run.seed,
         frameworks=run_spec.determinism.frameworks,
         strict=run_spec.determinism.strict,
-        cpu_threads=max(1, int(run_spec.resources.cpus or 1)),
+        cpu_threads=cpu_threads,
         gpus=bool(checked.gpu_uuids),
     )
+    portability = determinism.portability_notes(cpu_threads=cpu_threads)
+    for note in portability:
+        say(f"note: {note}")
     env = job_env(run_spec, run_id=record.run_id, det_env=det_env)
     if checked.gpu_uuids:
         # Only the driver libraries a training job needs (CUDA, NVML), not graphics or video.
         env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
     secret_env = {name: os.environ[name] for name in run_spec.run.secrets}
+    code = code_mounts(checked.code, record) if checked.code else []
+    if scratch is not None and scratch.kind == "copy-of-code":
+        code = []  # the scratch copy is mounted in the code's place
     mounts = [
         *(Mount(i.path, i.mount) for i in run_spec.inputs),
-        *(code_mounts(checked.code, record) if checked.code else []),
+        *code,
+        *([scratch.mount] if scratch is not None else []),
         Mount(params_file, PARAMS_MOUNT),
         Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
         Mount(outputs, run_spec.outputs_mount, read_only=False),
@@ -223,7 +235,7 @@ def _execute_and_record(
     )
     request = ContainerRequest(
         image=image.run_ref,
-        command=run_spec.run.command,
+        command=job_argv(run_spec),
         workdir=run_spec.run.workdir,
         env={**env, **secret_env},
         mounts=mounts,
@@ -258,6 +270,7 @@ def _execute_and_record(
             outcome = ContainerResult(None, started, datetime.now(UTC), False, False, "")
     reclaim(outputs, reports)
     safeio.rmtree(record.path(".git-cover"))
+    scratch_note = _discard_scratch(scratch, say)
     status = attest.status_of(outcome, interrupted=interrupted, lost=lost)
     changed = _inputs_changed(run_spec, say) if interrupted is None and lost is None else None
     if changed is not None:
@@ -265,6 +278,15 @@ def _execute_and_record(
     collected = attest.collect(record, outputs, reports)
     for line in collected.ignored_reports:
         say(f"warning: ignored in the job's reports directory: {line}")
+    det_state = attest.determinism_state(collected.job_meta, run_spec.determinism.frameworks)
+    if det_state["report"] == "absent" and det_state["requested"] and outcome.exit_code is not None:
+        say(
+            "warning: the job never reported its determinism settings, so "
+            f"[determinism] frameworks = {det_state['requested']} may not have been applied "
+            "(no Python process of the job ran rexec's start-up hook: not Python, or "
+            "python -I/-S); the record says so. Call rexec_runtime.seed_everything() in the "
+            "job, or set frameworks = [] if it uses none"
+        )
     statement = attest.statement(
         run_spec,
         run_id=record.run_id,
@@ -283,7 +305,13 @@ def _execute_and_record(
             # What ran is the recorded command, exactly: the image's entrypoint was replaced.
             "argv": list(request.command),
             "imageEntrypointOverridden": list(image_entrypoint),
-            "optIns": {"allowUnpinned": options.allow_unpinned},
+            "optIns": {
+                "allowUnpinned": options.allow_unpinned,
+                "scratchWorkdir": run_spec.run.scratch_workdir,
+            },
+            **({"scratchWorkdir": scratch_note} if scratch_note is not None else {}),
+            "determinism": det_state,
+            **({"portability": portability} if portability else {}),
             **({"lineage": dict(options.lineage)} if options.lineage else {}),
             **(
                 {"pinnedAtRunTime": dict(options.pinned_at_run_time)}
@@ -323,6 +351,23 @@ def _execute_and_record(
         changed.message += f"; the run is recorded as failed in {result.run_dir}"
         raise changed
     return result
+
+
+def _discard_scratch(scratch: Scratch | None, say: Say) -> dict[str, object] | None:
+    """Delete the scratch workdir; say what the job left there, since it is not kept."""
+    if scratch is None:
+        return None
+    written = scratch.written()
+    if written:
+        shown = ", ".join(ascii(name) for name in written[:5])
+        more = f" and {len(written) - 5} more" if len(written) > 5 else ""
+        say(
+            f"warning: the job wrote {len(written)} file(s) into its scratch workdir "
+            f"{scratch.mount.target}, which is discarded: {shown}{more}; "
+            "write what should be kept to $REXEC_OUTPUTS"
+        )
+    scratch.discard()
+    return scratch.describe(written)
 
 
 def _inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:

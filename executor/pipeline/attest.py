@@ -22,7 +22,7 @@ from typing import Any
 from executor import outputs as outputs_policy
 from executor import safeio, snapshot, spec
 from executor._version import __version__
-from executor.canonical import canonical_json
+from executor.canonical import StrictJSONError, canonical_json, strict_loads
 from executor.code import ResolvedCode
 from executor.errors import RexecError
 from executor.images import ResolvedImage
@@ -77,6 +77,30 @@ def collect(record: store.RecordWriter, outputs: Path, reports: Path) -> Collect
     files, excluded = outputs_policy.settle(outputs)
     subjects = [Subject(name, safeio.sha256_file(path)) for name, path in files]
     return Collected(tuple(subjects), job_meta, tuple(ignored), tuple(excluded))
+
+
+DETERMINISM_REPORT = "determinism.json"
+
+
+def determinism_state(job_meta: Mapping[str, bytes], frameworks: Iterable[str]) -> dict[str, Any]:
+    """Whether the job's determinism report came back, and who wrote it.
+
+    ``mode`` is ``helper`` (the job called seed_everything()), ``automatic``
+    (rexec's start-up hook applied what it could) or ``absent`` (no Python of
+    the job reported: a non-Python job, ``python -I``/``-S``, or a job that died
+    first). Read from the job's own file, so anything else is ``unrecognised``.
+    """
+    wanted = sorted(frameworks)
+    data = job_meta.get(DETERMINISM_REPORT)
+    if data is None:
+        return {"report": "absent", "requested": wanted}
+    try:
+        mode = strict_loads(data).get("mode")
+    except (StrictJSONError, AttributeError):
+        mode = None
+    if mode not in ("helper", "automatic"):
+        mode = "unrecognised"
+    return {"report": mode, "requested": wanted}
 
 
 def read_reports(reports: Path) -> tuple[dict[str, bytes], list[str]]:

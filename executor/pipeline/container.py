@@ -17,6 +17,7 @@ from executor.errors import InputError
 from executor.pipeline import attest
 from executor.record import store
 from executor.runtime import NOBODY, Mount
+from executor.spec.argv import render_command
 
 PARAMS_MOUNT = "/rexec/params.json"
 # Where the job's reports directory is staged: beside the outputs, never inside.
@@ -77,6 +78,24 @@ def job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str]) 
         }
     )
     return env
+
+
+def job_argv(run_spec: spec.RunSpec) -> list[str]:
+    """``run.command`` with its placeholders filled (and params as flags, if asked)."""
+    words = {
+        "seed": str(run_spec.run.seed),
+        "outputs": run_spec.outputs_mount,
+        "reports": attest.REPORTS_MOUNT,
+        "params_file": PARAMS_MOUNT,
+        "code": run_spec.code.mount if run_spec.code else "",
+        **{f"inputs.{i.name}": i.mount for i in run_spec.inputs},
+    }
+    return render_command(
+        run_spec.run.command,
+        params=run_spec.params,
+        params_as=run_spec.run.params_as,
+        words=words,
+    )
 
 
 def code_mounts(code: ResolvedCode, record: store.RecordWriter) -> list[Mount]:

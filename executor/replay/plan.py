@@ -9,6 +9,7 @@ what the record says it was and where it used to be.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,11 +174,15 @@ def spec_from_record(
             seed=int(view["seed"]),
             timeout_s=float(view["timeoutSeconds"]),
             user=view.get("user"),  # absent in records made before it was recorded
+            params_as=str(view.get("paramsAs", "json")),
+            scratch_workdir=bool(view.get("scratchWorkdir", False)),
         ),
         inputs=tuple(inputs),
         code=_code_spec(record),
         outputs_mount=str(view["outputs"]["mount"]),
-        params=view.get("params", {}),
+        # params.json as the job read it: the view is canonical JSON, where 20.0 is 20,
+        # and a float param must reach argv as it did ("20.0").
+        params=json.loads(record.params_json) if record.params_json else view.get("params", {}),
         overrides=tuple(
             spec.ParamOverride(key=o["key"], default=o["default"], value=o["value"])
             for o in view.get("paramOverrides", [])
@@ -196,7 +201,16 @@ def spec_from_record(
             allow_writable_root=bool(sec.get("allowWritableRoot")),
         ),
         tolerances=record.tolerances,
+        seed_override=_seed_override(view),
     )
+
+
+def _seed_override(view: Mapping[str, Any]) -> spec.ParamOverride | None:
+    """The original run's ``--seed``, so the replay's record says the same."""
+    given = view.get("seedOverride")
+    if not isinstance(given, Mapping):
+        return None
+    return spec.ParamOverride(key="seed", default=given.get("default"), value=given.get("value"))
 
 
 def _image_spec(record: RunRecord) -> spec.ImageSpec:

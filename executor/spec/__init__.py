@@ -93,18 +93,28 @@ def _decode(data: bytes, source: Path) -> dict[str, Any]:
         raise SpecError(f"{source}: not valid TOML: {exc}", hint="see docs/spec.md") from exc
 
 
-def loads(data: bytes, *, source: Path, overrides: Sequence[tuple[str, Any]] = ()) -> RunSpec:
+def loads(
+    data: bytes,
+    *,
+    source: Path,
+    overrides: Sequence[tuple[str, Any]] = (),
+    seed: int | None = None,
+) -> RunSpec:
     """Parse spec bytes; ``source`` anchors relative paths and error messages."""
 
     source = source.resolve()
     doc = _decode(data, source)
-    return parse_document(doc, source=source, source_sha256=sha256_hex(data), overrides=overrides)
+    return parse_document(
+        doc, source=source, source_sha256=sha256_hex(data), overrides=overrides, seed=seed
+    )
 
 
-def load(path: Path, *, overrides: Sequence[tuple[str, Any]] = ()) -> RunSpec:
-    """Read and parse a spec file."""
+def load(
+    path: Path, *, overrides: Sequence[tuple[str, Any]] = (), seed: int | None = None
+) -> RunSpec:
+    """Read and parse a spec file (``overrides``: ``--param``; ``seed``: ``--seed``)."""
     data, _ = read_document(path)
-    return loads(data, source=path, overrides=overrides)
+    return loads(data, source=path, overrides=overrides, seed=seed)
 
 
 __all__ = [

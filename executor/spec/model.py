@@ -99,6 +99,12 @@ class RunSection:
     seed: int
     timeout_s: float
     user: str | None
+    # How [params] reach the job besides params.json: "json" (only the file),
+    # "flags" (--key value appended to the command) or "flags=" (--key=value).
+    params_as: str = "json"
+    # A recorded opt-in: the working directory is writable scratch (a copy of the
+    # code when it is the code's mount, else an empty tmpfs), discarded after the run.
+    scratch_workdir: bool = False
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,8 @@ class RunSpec:
     signing: Signing
     security: Security
     tolerances: tuple[Tolerance, ...] = ()
+    # `rexec run --seed N`: the spec's seed it replaced (both are recorded).
+    seed_override: ParamOverride | None = None
 
     @property
     def base_dir(self) -> Path:

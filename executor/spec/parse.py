@@ -9,6 +9,7 @@ reports problems to one :class:`Errors` under their full key path
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from executor.spec._sections import (
     parse_small_tables,
 )
 from executor.spec._table import Errors, Table, _kind_name, container_path, host_path
+from executor.spec.argv import check_command
 from executor.spec.model import (
     COMMIT_RE,
     ENV_NAME_RE,
@@ -94,6 +96,8 @@ def _parse_run(top: Table) -> RunSection | None:
         except ValueError as exc:
             top.errors.add("run.timeout", str(exc))
             timeout_s = 3600.0
+    params_as = run.get("params_as", str) or "json"
+    scratch = bool(run.get("scratch_workdir", bool))
     user = run.get("user", str)
     if user is not None:
         try:
@@ -111,6 +115,8 @@ def _parse_run(top: Table) -> RunSection | None:
         seed=seed if isinstance(seed, int) else 0,
         timeout_s=timeout_s,
         user=user,
+        params_as=params_as,
+        scratch_workdir=scratch,
     )
 
 
@@ -192,8 +198,13 @@ def parse_document(
     source: Path,
     source_sha256: str,
     overrides: Sequence[tuple[str, Any]] = (),
+    seed: int | None = None,
 ) -> RunSpec:
-    """A decoded TOML document to a :class:`RunSpec`, or one SpecError listing every problem."""
+    """A decoded TOML document to a :class:`RunSpec`, or one SpecError listing every problem.
+
+    ``overrides`` are ``--param`` values, ``seed`` is ``--seed``: each replaces the
+    spec's value, and the spec's is recorded beside it.
+    """
     errors = Errors(source)
     base = source.parent
     top = Table(doc, "", errors)
@@ -227,6 +238,19 @@ def parse_document(
         out_tab.finish()
     params = _json_value(top.get("params", dict) or {}, "params", errors)
     applied = _apply_overrides(params, overrides, errors)
+    seed_override = None
+    if seed is not None and run is not None:
+        seed_override = ParamOverride(key="seed", default=run.seed, value=seed)
+        run = dataclasses.replace(run, seed=seed)
+    if run is not None:
+        check_command(
+            run.command,
+            params=params,
+            params_as=run.params_as,
+            inputs=[i.name for i in inputs],
+            has_code=code is not None,
+            add_error=errors.add,
+        )
     resources = parse_resources(top)
     determinism, signing, security = parse_small_tables(top, base)
     tolerances = parse_replay(top)
@@ -241,6 +265,8 @@ def parse_document(
                 "(recorded); prefer a non-root uid, the outputs directory is made writable for it",
             )
     _check_mounts(inputs, code, outputs_mount, errors)
+    if run is not None and run.scratch_workdir:
+        _check_scratch(run.workdir, inputs, outputs_mount, errors)
     _check_unique(inputs, "name", lambda i: i.name, errors)
     errors.raise_if_any()
     assert name is not None and version is not None and run is not None
@@ -261,7 +287,38 @@ def parse_document(
         signing=signing,
         security=security,
         tolerances=tolerances,
+        seed_override=seed_override,
     )
+
+
+def _check_scratch(workdir: str, inputs: Sequence[InputSpec], outputs: str, errors: Errors) -> None:
+    """A scratch workdir is mounted at the workdir: it must be a place a mount can go."""
+    if workdir == "/":
+        errors.add(
+            "run.scratch_workdir",
+            "the workdir is /, which cannot be replaced by a scratch directory; "
+            "set run.workdir to the directory the program writes into",
+        )
+    for top in (outputs, "/tmp"):
+        if _under(workdir, top):
+            errors.add(
+                "run.scratch_workdir",
+                f"the workdir {workdir} is inside {top}, which is writable already; "
+                "remove scratch_workdir",
+            )
+    for top in RESERVED_MOUNTS:
+        if top != "/tmp" and _under(workdir, top):
+            errors.add(
+                "run.scratch_workdir",
+                f"the workdir {workdir} is inside {top}, where no scratch directory can go",
+            )
+    for item in inputs:
+        if _under(workdir, item.mount):
+            errors.add(
+                "run.scratch_workdir",
+                f"the workdir {workdir} is inside input {item.name!r} ({item.mount}), which "
+                "stays read-only; choose another workdir",
+            )
 
 
 def _check_mounts(

@@ -20,6 +20,8 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
         "env": dict(sorted(spec.run.env.items())),
         "secrets": sorted(spec.run.secrets),
         "seed": spec.run.seed,
+        "paramsAs": spec.run.params_as,
+        "scratchWorkdir": spec.run.scratch_workdir,
         "timeoutSeconds": spec.run.timeout_s,
         "params": spec.params,
         "paramOverrides": [
@@ -49,6 +51,11 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
             "allowWritableRoot": spec.security.allow_writable_root,
         },
     }
+    if spec.seed_override is not None:
+        view["seedOverride"] = {
+            "default": spec.seed_override.default,
+            "value": spec.seed_override.value,
+        }
     if spec.code:
         view["code"] = {"mount": spec.code.mount}
     if spec.tolerances:
