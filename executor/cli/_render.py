@@ -20,12 +20,29 @@ def console() -> Console:
 
 
 def input_lines(inputs: dict[str, Any]) -> Iterable[tuple[str, bool]]:
-    for key in ("image", "code", "seed", "command"):
-        item = inputs[key]
+    """The inputs section of a diff as (line, same) pairs; every value is the records'."""
+    for key in ("image", "code", "seed", "command", "argv"):
+        item = inputs.get(key)
+        if item is None:  # a diff made before this key existed
+            continue
         if item["same"]:
             yield f"{key}: same", True
+        elif key == "code":
+            yield _code_line(item["a"], item["b"]), False
+        elif key == "argv" and _same_length_lists(item["a"], item["b"]):
+            for i, (x, y) in enumerate(zip(item["a"], item["b"], strict=True)):
+                if x != y:
+                    yield f"argv[{i}]: {_short(x)} → {_short(y)}", False
         else:
             yield f"{key}: {_short(item['a'])} → {_short(item['b'])}", False
+        for side in ("a", "b"):
+            given = (item.get("overrides") or {}).get(side)
+            if isinstance(given, dict):
+                yield (
+                    f"  {side.upper()} overrode {key} (--seed): default {given.get('default')!r}"
+                    f" → {given.get('value')!r}",
+                    True,
+                )
     for snap in inputs["snapshots"]["entries"]:
         if snap["status"] == "same":
             yield f"snapshot {snap['name']}: same ({snap['a']})", True
@@ -47,6 +64,25 @@ def input_lines(inputs: dict[str, Any]) -> Iterable[tuple[str, bool]]:
             )
     for change in inputs["other"]["changed"]:
         yield f"spec {change['key']}: {change['a']!r} → {change['b']!r}", False
+
+
+def _same_length_lists(a: Any, b: Any) -> bool:
+    return isinstance(a, list) and isinstance(b, list) and len(a) == len(b)
+
+
+def _code_line(a: Any, b: Any) -> str:
+    """Code that differs: "same tree, other commit" says the bytes that ran were the same."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return f"code: {_short(a)} → {_short(b)}"
+    commits = f"commit {a.get('gitCommit')} → {b.get('gitCommit')}"
+    if a.get("treeDigest") == b.get("treeDigest") and a.get("treeDigest") is not None:
+        dirty = (
+            ""
+            if a.get("dirty") == b.get("dirty")
+            else f", dirty {a.get('dirty')} → {b.get('dirty')}"
+        )
+        return f"code: same tree {a['treeDigest']}, other {commits}{dirty}"
+    return f"code: tree {a.get('treeDigest')} → {b.get('treeDigest')} ({commits})"
 
 
 def _short(value: Any) -> str:
@@ -74,7 +110,10 @@ def print_outputs(out: Console, comparison: OutputComparison, *, indent: str = "
             if n.structure:
                 line += f"  ({escape(n.structure)})"
             else:
-                line += f"  max abs diff {n.max_abs:.3g}, max rel diff {n.max_rel:.3g}"
+                line += f"  max abs diff {n.max_abs:.3g}"
+                if n.where is not None:
+                    line += f" at {escape(n.where)}"
+                line += f", max rel diff {n.max_rel:.3g}"
                 if f.tolerance is not None:
                     line += (
                         f", tolerance rtol={f.tolerance.rtol:g} atol={f.tolerance.atol:g}"

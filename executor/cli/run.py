@@ -9,13 +9,16 @@ from pathlib import Path
 
 from executor import pipeline, spec
 from executor.cli._options import add_signing_options, seed_value, sign_options
-from executor.errors import JobFailed
+from executor.cli._seeds import print_spread, seed_list, seeds_value
+from executor.compare import metric_spread
+from executor.errors import InputError, JobFailed
 
 EPILOG = """\
 examples:
   rexec run specs/demo.toml
   rexec run specs/demo.toml --param learning_rate=0.1 --param epochs=50
   rexec run specs/demo.toml --seed 7
+  rexec run specs/demo.toml --seeds 5          # seeds 42..46: is a change more than noise?
   rexec run specs/demo.toml --sign none --runs-dir /tmp/runs --json
 
 The job's stdout and stderr stream to this terminal's stderr and to
@@ -54,6 +57,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the spec's seed, like --param",
     )
     p.add_argument(
+        "--seeds",
+        type=seeds_value,
+        metavar="N|S1,S2,…",
+        help="run the spec once per seed (N seeds up from the spec's seed or --seed, or the "
+        "seeds listed), each a signed run, and print each metric's mean and spread",
+    )
+    p.add_argument(
         "--runs-dir",
         type=Path,
         default=Path("runs"),
@@ -85,12 +95,53 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run a spec end to end; a job that did not succeed is recorded, signed and exits 5."""
+    if args.seeds is None:
+        result, run_spec = _run_once(args, seed=args.seed)
+        _print_result(args, result)
+        _raise_unless_succeeded(result, run_spec)
+        return 0
+    if isinstance(args.seeds, tuple) and args.seed is not None:
+        raise InputError(
+            "--seed and a list of --seeds both say which seeds to run",
+            hint="give the list alone (--seeds 1,5,9) or a count and a start (--seed 1 --seeds 3)",
+        )
+    base = args.seed if args.seed is not None else _spec_seed(args)
+    seeds = seed_list(args.seeds, base)
+    results: list[tuple[pipeline.RunResult, spec.RunSpec]] = []
+    for seed in seeds:
+        if not args.quiet:
+            print(f"rexec: seed {seed} ({len(results) + 1} of {len(seeds)})", file=sys.stderr)
+        results.append(_run_once(args, seed=seed))
+    spreads = metric_spread([r.run_dir / "outputs" for r, _ in results])
+    if args.json:
+        doc = {
+            "seeds": seeds,
+            "runs": [r.to_json() for r, _ in results],
+            "spread": [s.to_json() for s in spreads],
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        for result, _ in results:
+            print(f"run {result.run_id}: {result.status.status}")
+        print_spread(seeds, spreads)
+    for result, run_spec in results:
+        _raise_unless_succeeded(result, run_spec)
+    return 0
+
+
+def _spec_seed(args: argparse.Namespace) -> int:
+    return spec.load(args.spec).run.seed
+
+
+def _run_once(
+    args: argparse.Namespace, *, seed: int | None
+) -> tuple[pipeline.RunResult, spec.RunSpec]:
     overrides = [spec.parse_override(text) for text in args.param]
     pinned_at_run_time: dict[str, object] | None = None
     if args.allow_unpinned:
-        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides, args.seed)
+        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides, seed)
     else:
-        run_spec = spec.load(args.spec, overrides=overrides, seed=args.seed)
+        run_spec = spec.load(args.spec, overrides=overrides, seed=seed)
     sign = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
 
     def say(text: str) -> None:
@@ -107,21 +158,26 @@ def handle(args: argparse.Namespace) -> int:
         pinned_at_run_time=pinned_at_run_time,
         push=args.push,
     )
-    result = pipeline.run(run_spec, options=options)
+    return pipeline.run(run_spec, options=options), run_spec
+
+
+def _print_result(args: argparse.Namespace, result: pipeline.RunResult) -> None:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
-    else:
-        print(f"run {result.run_id}: {result.status.status}")
-        print(f"record: {result.run_dir}")
-        for subject in result.subjects:
-            print(f"  {subject.sha256[:16]}  {subject.name}")
+        return
+    print(f"run {result.run_id}: {result.status.status}")
+    print(f"record: {result.run_dir}")
+    for subject in result.subjects:
+        print(f"  {subject.sha256[:16]}  {subject.name}")
+
+
+def _raise_unless_succeeded(result: pipeline.RunResult, run_spec: spec.RunSpec) -> None:
     if result.status.status != "succeeded":
         raise JobFailed(
             f"the job {result.status.status} (exit code {result.status.exit_code}); "
             f"the failure is recorded and signed in {result.run_dir}",
             hint=pipeline.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
         )
-    return 0
 
 
 def _pin_at_run_time(

@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from executor import safeio
-from executor.compare.metrics import MetricChange, metric_changes
+from executor.compare.metrics import MetricChange, MetricSpread, metric_changes, metric_spread
 from executor.compare.numeric import (
     NUMERIC_CAP,
     NotNumeric,
@@ -54,6 +54,7 @@ __all__ = [
     "WITHIN_TOLERANCE",
     "FileComparison",
     "MetricChange",
+    "MetricSpread",
     "NotNumeric",
     "NumericDiff",
     "OutputComparison",
@@ -62,6 +63,7 @@ __all__ = [
     "json_number",
     "match_tolerance",
     "metric_changes",
+    "metric_spread",
     "numeric_diff",
     "parse_npy",
     "parse_safetensors",

@@ -93,6 +93,16 @@ class NumericDiff:
     worst: str | None  # tensor or JSON key holding the largest absolute difference
     outside: int | None  # elements outside the tolerance (None: no tolerance applied)
     structure: str | None = None  # e.g. "shape of 'w' is (3,) vs (4,)"
+    worst_index: int | None = None  # its flat index, where the tensor has more than one element
+
+    @property
+    def where(self) -> str | None:
+        """The largest difference's place for people: ``loss``, ``w[3]``, ``element 3``."""
+        if self.worst is None:
+            return None
+        if self.worst_index is None:
+            return self.worst or "the value"
+        return f"{self.worst}[{self.worst_index}]" if self.worst else f"element {self.worst_index}"
 
     def within(self) -> bool:
         """True when every element lies within the tolerance."""
@@ -105,6 +115,7 @@ class NumericDiff:
             "maxAbsDiff": json_number(self.max_abs),
             "maxRelDiff": json_number(self.max_rel),
             "worst": self.worst,
+            "worstIndex": self.worst_index,
             "outsideTolerance": self.outside,
             "structure": self.structure,
         }
@@ -132,8 +143,10 @@ def numeric_diff(original: Path, replay: Path, *, tolerance: Tolerance | None) -
             return _structural(f"shape of {key!r} is {ta.shape} in original, {tb.shape} in replay")
         if (ta.dtype, ta.fortran_order) != (tb.dtype, tb.fortran_order):
             return _structural(f"dtype or memory order of {key!r} differs")
+        offset = 0
         for xs, ys in zip(_values(ta), _values(tb), strict=True):
-            acc.add(key, xs, ys)
+            acc.add(key, xs, ys, offset=offset, count=ta.count)
+            offset += len(xs)
     return acc.result()
 
 
@@ -148,11 +161,15 @@ class _Accumulator:
         self.max_abs = 0.0
         self.max_rel = 0.0
         self.worst: str | None = None
+        self.worst_index: int | None = None
         self.outside = 0
 
-    def add(self, key: str, xs: Sequence[float], ys: Sequence[float]) -> None:
+    def add(
+        self, key: str, xs: Sequence[float], ys: Sequence[float], *, offset: int, count: int
+    ) -> None:
+        """Compare one chunk of tensor ``key`` (``count`` elements), ``offset`` into it."""
         tol = self.tolerance
-        for x, y in zip(xs, ys, strict=True):
+        for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
             self.elements += 1
             if x == y or (x != x and y != y):  # equal, or NaN at the same position
                 continue
@@ -162,6 +179,7 @@ class _Accumulator:
             rel = diff / abs(x) if x else math.inf
             if diff > self.max_abs or self.worst is None:
                 self.max_abs, self.worst = max(diff, self.max_abs), key
+                self.worst_index = offset + i if count > 1 else None
             self.max_rel = max(self.max_rel, rel)
             if tol is not None and not diff <= tol.atol + tol.rtol * abs(x):
                 self.outside += 1
@@ -173,6 +191,7 @@ class _Accumulator:
             max_rel=self.max_rel,
             worst=self.worst,
             outside=None if self.tolerance is None else self.outside,
+            worst_index=self.worst_index,
         )
 
 

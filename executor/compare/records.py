@@ -24,7 +24,16 @@ from executor.snapshot.listing import diff_listings
 
 DIFF_SCHEMA = "rexec.diff/v1"
 # Spec fields compared on their own lines; the rest go under "other".
-_OWN_FIELDS = ("params", "paramOverrides", "seed", "command", "inputs", "name", "signing")
+_OWN_FIELDS = (
+    "params",
+    "paramOverrides",
+    "seed",
+    "seedOverride",
+    "command",
+    "inputs",
+    "name",
+    "signing",
+)
 
 
 @dataclass(frozen=True)
@@ -86,8 +95,11 @@ def diff_inputs(a: RunRecord, b: RunRecord) -> dict[str, Any]:
         "code": _pair(_code(a), _code(b)),
         "snapshots": _snapshots(a, b),
         "params": _params(a, b),
-        "seed": _pair(a.spec.get("seed"), b.spec.get("seed")),
+        "seed": _pair(a.spec.get("seed"), b.spec.get("seed"))
+        | {"overrides": {"a": a.spec.get("seedOverride"), "b": b.spec.get("seedOverride")}},
         "command": _pair(a.spec.get("command"), b.spec.get("command")),
+        # The argv that ran: the command with its placeholders filled and params as flags.
+        "argv": _pair(a.internal.get("argv"), b.internal.get("argv")),
         "other": _other(a, b),
     }
 

@@ -110,3 +110,29 @@ def test_program_exits_with_main_code_after_freezing(
         assert lines[0].startswith("sha256-tree-v1:")
     else:
         assert "pinned sha256-tree-v1:0000" in out.stderr
+
+
+def test_diff_says_same_tree_other_commit_and_names_argv_words() -> None:
+    from executor.cli._render import input_lines
+
+    tree = "sha256-tree-v1:" + "c" * 64
+
+    def pair(a: object, b: object) -> dict[str, object]:
+        return {"same": a == b, "a": a, "b": b}
+
+    inputs = {
+        "image": pair(1, 1),
+        "code": pair(
+            {"gitCommit": "a" * 40, "treeDigest": tree, "dirty": False},
+            {"gitCommit": "b" * 40, "treeDigest": tree, "dirty": False},
+        ),
+        "seed": pair(1, 1) | {"overrides": {"a": None, "b": None}},
+        "command": pair(["t"], ["t"]),
+        "argv": pair(["t", "--lr", "0.1"], ["t", "--lr", "0.2"]),
+        "snapshots": {"entries": []},
+        "params": {"same": True, "changed": [], "overrides": {"a": [], "b": []}},
+        "other": {"changed": []},
+    }
+    lines = [line for line, _ in input_lines(inputs)]
+    assert f"code: same tree {tree}, other commit {'a' * 40} → {'b' * 40}" in lines
+    assert 'argv[2]: "0.1" → "0.2"' in lines

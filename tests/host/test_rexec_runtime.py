@@ -107,3 +107,67 @@ def test_no_seed_anywhere_is_an_error(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode != 0 and "REXEC_SEED is not set" in proc.stderr
+
+
+def start_job(
+    tmp_path: Path,
+    code: str,
+    *,
+    seed: int = 3,
+    frameworks: tuple[str, ...] = ("numpy",),
+    extra_path: str = "",
+) -> tuple[str, dict[str, Any] | None]:
+    """A job started as rexec starts one, whose code never mentions rexec."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REXEC_", "PYTHONHASHSEED"))}
+    env |= determinism_env(seed=seed, frameworks=list(frameworks), strict=True)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPER_DIR), extra_path]))
+    report = tmp_path / f"report-{seed}-{len(code)}" / "determinism.json"
+    env["REXEC_DETERMINISM_REPORT"] = str(report)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return proc.stdout, json.loads(report.read_text()) if report.exists() else None
+
+
+UNCOOPERATIVE = "import random, numpy; print(random.random(), numpy.random.rand())"
+
+
+def test_a_job_that_never_seeds_is_seeded_on_import(tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    first, report = start_job(tmp_path, UNCOOPERATIVE)
+    again, _ = start_job(tmp_path, UNCOOPERATIVE + " ")
+    other, _ = start_job(tmp_path, UNCOOPERATIVE, seed=4)
+    assert first == again and first != other
+    assert report is not None and report["mode"] == "automatic"
+    assert report["seeded"] == ["random", "numpy"] and report["pending"] == []
+
+
+def test_a_framework_the_job_never_imports_is_never_loaded(tmp_path: Path) -> None:
+    out, report = start_job(tmp_path, "import sys; print('numpy' in sys.modules)")
+    assert out.strip() == "False"
+    assert report is not None and report["pending"] == ["numpy"]
+
+
+def test_the_images_own_sitecustomize_still_runs(tmp_path: Path) -> None:
+    image_site = tmp_path / "image-site"
+    image_site.mkdir()
+    (image_site / "sitecustomize.py").write_text("import builtins\nbuiltins.IMAGE_HOOK = 1\n")
+    out, report = start_job(
+        tmp_path,
+        "import builtins; print(getattr(builtins, 'IMAGE_HOOK', 0))",
+        extra_path=str(image_site),
+    )
+    assert out.strip() == "1" and report is not None
+
+
+def test_a_report_from_the_helper_wins_and_children_leave_it_alone(tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    code = (
+        "import subprocess, sys\n"
+        "from rexec_runtime import seed_everything\n"
+        "seed_everything()\n"
+        "import numpy\n"
+        "subprocess.run([sys.executable, '-c', 'import numpy'], check=True)\n"
+    )
+    _, report = start_job(tmp_path, code)
+    assert report is not None and report["mode"] == "helper"
