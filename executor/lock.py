@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import tomli_w
+import tomlkit
+import tomlkit.exceptions
 
 from executor import snapshot
 from executor.code import check_code_pins as check_code_pins  # re-exported
@@ -160,7 +162,9 @@ class _Locker:
                 continue
             old = item.get("digest")
             algo = "blake3" if isinstance(old, str) and old.startswith("blake3-") else "sha256"
-            digest = snapshot.hash_tree(path, algo=algo).digest
+            hashed = snapshot.hash_tree(path, algo=algo)
+            snapshot.keep_listing(hashed.listing)
+            digest = hashed.digest
             item["digest"] = digest
             if old != digest:
                 self.pins.append(Pin(f"{key}.digest", old, digest))
@@ -226,6 +230,24 @@ def rebase_paths(doc: dict[str, Any], *, source_dir: Path, target_dir: Path) -> 
             item["path"] = move(item["path"])
 
 
+def editable(data: bytes, *, fallback: dict[str, Any]) -> dict[str, Any]:
+    """The spec's document in a form that keeps its comments and layout when locked.
+
+    ``fallback`` is the same document as ``tomllib`` read it (which already
+    accepted it); it is used should tomlkit disagree, and then the lock is
+    still right, only without the comments.
+    """
+    try:
+        return tomlkit.parse(data.decode("utf-8"))
+    except (tomlkit.exceptions.TOMLKitError, UnicodeDecodeError):
+        return fallback
+
+
 def dumps(doc: dict[str, Any], *, source: str) -> str:
-    """A locked spec as TOML, with a header saying what it was locked from."""
-    return HEADER.format(source=source) + tomli_w.dumps(doc)
+    """A locked spec as TOML, with a header saying what it was locked from.
+
+    A document from :func:`editable` comes back with the user's comments and
+    layout; any other is written plainly.
+    """
+    body = tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else tomli_w.dumps(doc)
+    return HEADER.format(source=source) + body

@@ -163,3 +163,38 @@ def test_code_tree_mismatch_is_refused() -> None:
             actual_tree="sha256-tree-v1:" + "b" * 64,
             say=said.append,
         )
+
+
+def test_a_locked_input_can_be_diffed_by_its_digest_later(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lock keeps the listing it pinned, so `snapshot diff DIR DIGEST` names changed files."""
+    from executor.cli import main
+
+    path = make_project(tmp_path, dockerfile="FROM x\n", image='[image]\nref = "reg:5000/x:1"\n')
+    doc = lock.lock_document(
+        load_doc(path), base=tmp_path, resolver=FakeRegistry({"reg:5000/x:1": D1})
+    ).document
+    pinned = doc["inputs"][0]["digest"]
+    victim = next(p for p in sorted((tmp_path / "data").rglob("*")) if p.is_file())
+    victim.write_text("changed after the lock\n")
+    capsys.readouterr()
+    assert main(["snapshot", "diff", str(tmp_path / "data"), pinned, "-q"]) == 4
+    assert f"changed: {victim.relative_to(tmp_path / 'data')}" in capsys.readouterr().out
+
+
+def test_lock_keeps_the_specs_comments_and_layout(tmp_path: Path) -> None:
+    path = make_project(tmp_path, dockerfile="FROM x\n", image='[image]\nref = "reg:5000/x:1"\n')
+    text = "# why this spec exists\n" + path.read_text().replace(
+        "[image]", "[image]\n# the team's image, pinned by `rexec lock`"
+    )
+    path.write_text(text)
+    data = text.encode()
+    doc = lock.editable(data, fallback=tomllib.loads(text))
+    locked = lock.lock_document(doc, base=tmp_path, resolver=FakeRegistry({"reg:5000/x:1": D1}))
+    out = lock.dumps(locked.document, source="spec.toml")
+    assert "# why this spec exists\n" in out
+    assert "[image]\n# the team's image, pinned by `rexec lock`\n" in out
+    assert f'ref = "reg:5000/x:1@{D1}"' in out
+    assert tomllib.loads(out)["inputs"][0]["digest"].startswith("sha256-tree-v1:")
+    assert lock.dumps({"a": 1}, source="x").endswith("a = 1\n")  # a built document: plain

@@ -31,6 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--json", action="store_true", help="print the full capture as one JSON document"
     )
     p.add_argument("--no-engine", action="store_true", help="do not contact the container engine")
+    p.add_argument(
+        "--helper-path",
+        action="store_true",
+        help="print only the folder holding rexec_runtime (seed_everything), to debug a job "
+        "outside its container: PYTHONPATH=$(rexec env --helper-path) python3 train.py",
+    )
     p.set_defaults(handler=handle)
 
 
@@ -94,6 +100,11 @@ def summary(host: dict[str, Any]) -> str:
 
 def handle(args: argparse.Namespace) -> int:
     """Print what rexec would record about this host, without running anything."""
+    if args.helper_path:
+        from executor.determinism import HELPER_DIR
+
+        print(HELPER_DIR)
+        return 0
     engine = (
         {"available": False, "reason": "not queried (--no-engine)"}
         if args.no_engine

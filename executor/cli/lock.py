@@ -50,7 +50,8 @@ def handle(args: argparse.Namespace) -> int:
     """Pin every tag, path and the code of a spec, and write the locked copy atomically."""
     from executor.runtime import default_runtime
 
-    _, doc = spec.read_document(args.spec)
+    data, parsed = spec.read_document(args.spec)
+    doc = lock.editable(data, fallback=parsed)  # its comments survive the lock
     source: Path = args.spec.resolve()
     locked = lock.lock_document(
         doc, base=source.parent, resolver=default_runtime(), allow_dirty=args.allow_dirty

@@ -60,6 +60,7 @@ def preflight(
             )
         say(f"verifying input {item.name} against {item.digest}")
         snapshots[item.name] = snapshot.verify_tree(item.path, item.digest)
+        snapshot.keep_listing(snapshots[item.name].listing)
     code = None
     if run_spec.code is not None:
         code = resolve_code(run_spec.code.path, mount=run_spec.code.mount, allow_dirty=allow_dirty)

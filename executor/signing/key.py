@@ -138,8 +138,10 @@ def _read_key_source(options: SignOptions, env: Mapping[str, str]) -> tuple[byte
     if path is None:
         raise InputError(
             "signing method 'key' needs a private key, and none was given",
-            hint=f"pass the key file, or set {ENV_KEY_FILE}=PATH or {ENV_KEY} to the PEM itself; "
-            "create one with `rexec keygen`",
+            hint=f"pass --signing-key FILE (or name it in the spec's [signing] key), set "
+            f"{ENV_KEY_FILE}=PATH or {ENV_KEY} to the PEM itself, or --sign none to leave the "
+            "record unsigned; `rexec keygen` makes a key where rexec finds it by default. "
+            "replay and rerun never take a key path from the record they replay",
         )
     try:
         return path.read_bytes(), str(path)

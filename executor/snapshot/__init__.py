@@ -56,6 +56,7 @@ __all__ = [
     "Snapshot",
     "diff_listings",
     "hash_tree",
+    "keep_listing",
     "load_listing",
     "parse_digest",
     "store_listing",
@@ -210,6 +211,16 @@ def store_listing(listing: Listing) -> str:
 
     write_atomic(target, write, durable=False)  # a cache: rebuilt if lost
     return target
+
+
+def keep_listing(listing: Listing) -> None:
+    """Keep a listing if the cache dir allows (``lock`` and ``run`` pins): best effort.
+
+    So that ``rexec snapshot diff DIR DIGEST`` can name the files that changed
+    since, whichever command pinned the digest.
+    """
+    with contextlib.suppress(OSError):
+        store_listing(listing)
 
 
 def load_listing(digest: str) -> Listing | None:

@@ -34,3 +34,23 @@ def test_summary_lists_gpus_and_mig_by_uuid() -> None:
     for key in ("gpu0", "gpu0.mig0", "gpu0.mig1", "gpu0.mig2"):
         assert doc["calls"]["nvmlDeviceGetUUID"][key]["ok"] in text
     assert doc["calls"]["nvmlSystemGetDriverVersion"][""]["ok"] in text
+
+
+def test_helper_path_lets_a_job_import_the_helper_outside_its_container(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    assert main(["env", "--helper-path"]) == 0
+    folder = capsys.readouterr().out.strip()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REXEC_")} | {
+        "PYTHONPATH": folder
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "from rexec_runtime import seed_everything; "
+         "print(seed_everything(5, report_path=None).seed)"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == "5"
