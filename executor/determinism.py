@@ -43,6 +43,7 @@ REASONS: dict[str, str] = {
     "PYTHONHASHSEED": "fixes str/bytes hashing, so set and dict iteration order repeats",
     "REXEC_DETERMINISM_FRAMEWORKS": "tells seed_everything() which frameworks the spec asked for",
     "REXEC_DETERMINISM_STRICT": "1: nondeterministic ops raise; 0: they only warn",
+    "REXEC_DETERMINISM_AUTO": "0: rexec's start-up hook leaves a job that never seeds alone",
     "OMP_NUM_THREADS": "fixed OpenMP thread count: parallel reductions sum in a fixed order",
     "MKL_NUM_THREADS": "same for Intel MKL (conda/pip builds of numpy and torch)",
     "OPENBLAS_NUM_THREADS": "same for OpenBLAS (numpy and scipy wheels)",
@@ -66,6 +67,7 @@ def determinism_env(
     strict: bool,
     cpu_threads: int = 1,
     gpus: bool = False,
+    automatic: bool = True,
 ) -> dict[str, str]:
     """Every variable rexec sets in the container for determinism (``[determinism]``).
 
@@ -97,6 +99,7 @@ def determinism_env(
         "PYTHONHASHSEED": str(seed),
         "REXEC_DETERMINISM_FRAMEWORKS": ",".join(chosen),
         "REXEC_DETERMINISM_STRICT": "1" if strict else "0",
+        "REXEC_DETERMINISM_AUTO": "1" if automatic else "0",
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,

@@ -208,6 +208,7 @@ def _execute_and_record(
         strict=run_spec.determinism.strict,
         cpu_threads=cpu_threads,
         gpus=bool(checked.gpu_uuids),
+        automatic=run_spec.determinism.automatic,
     )
     portability = determinism.portability_notes(cpu_threads=cpu_threads)
     for note in portability:

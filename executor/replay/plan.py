@@ -193,7 +193,9 @@ def spec_from_record(
             gpus=tuple(gpus) if isinstance(gpus, list) else gpus,
             pids=int(res.get("pids", 512)),
         ),
-        determinism=spec.Determinism(tuple(det["frameworks"]), bool(det["strict"])),
+        determinism=spec.Determinism(
+            tuple(det["frameworks"]), bool(det["strict"]), bool(det.get("automatic", True))
+        ),
         signing=spec.Signing(method=view.get("signing", {}).get("method", "key"), key=None),
         security=spec.Security(
             allow_network=bool(sec.get("allowNetwork")),

@@ -130,6 +130,7 @@ def parse_small_tables(top: Table, base: Path) -> tuple[Determinism, Signing, Se
     det = top.table("determinism")
     frameworks: list[str] = ["numpy"]
     strict = True
+    automatic = True
     if det is not None:
         frameworks = det.get("frameworks", list) or []
         for i, fw in enumerate(frameworks):
@@ -137,6 +138,8 @@ def parse_small_tables(top: Table, base: Path) -> tuple[Determinism, Signing, Se
                 top.errors.add(f"determinism.frameworks[{i}]", f"expected one of {FRAMEWORKS}")
         value = det.get("strict", bool)
         strict = True if value is None else value
+        auto = det.get("automatic", bool)
+        automatic = True if auto is None else auto
         det.finish()
     sign = top.table("signing")
     method: SigningMethod = "key"
@@ -159,7 +162,7 @@ def parse_small_tables(top: Table, base: Path) -> tuple[Determinism, Signing, Se
         )
         sec.finish()
     return (
-        Determinism(tuple(f for f in frameworks if f in FRAMEWORKS), strict),
+        Determinism(tuple(f for f in frameworks if f in FRAMEWORKS), strict, automatic),
         Signing(method, key),
         security,
     )

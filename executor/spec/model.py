@@ -144,6 +144,8 @@ class Determinism:
 
     frameworks: tuple[str, ...]
     strict: bool
+    # rexec's start-up hook seeds a job that never calls seed_everything() (docs/determinism.md).
+    automatic: bool = True
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
         "determinism": {
             "frameworks": sorted(spec.determinism.frameworks),
             "strict": spec.determinism.strict,
+            "automatic": spec.determinism.automatic,
         },
         "signing": {"method": spec.signing.method},
         "security": {

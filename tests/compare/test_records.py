@@ -199,7 +199,7 @@ def test_diff_json_field_by_field(two_records: tuple[Path, Path]) -> None:
         inputs["code"]["a"]["gitCommit"] == "1" * 40
         and inputs["code"]["b"]["gitCommit"] == "2" * 40
     )
-    assert inputs["seed"] == {"same": False, "a": 7, "b": 8}
+    assert inputs["seed"] == {"same": False, "a": 7, "b": 8, "overrides": {"a": None, "b": None}}
     assert inputs["command"]["same"] is True
     (snap,) = inputs["snapshots"]["entries"]
     assert snap["name"] == "data" and snap["status"] == "changed"

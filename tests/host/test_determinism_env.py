@@ -15,6 +15,7 @@ ALWAYS = {
     "PYTHONHASHSEED",
     "REXEC_DETERMINISM_FRAMEWORKS",
     "REXEC_DETERMINISM_STRICT",
+    "REXEC_DETERMINISM_AUTO",
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -29,6 +30,13 @@ def test_baseline_without_frameworks() -> None:
     assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1"
     assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
     assert env["REXEC_DETERMINISM_STRICT"] == "1"
+    assert env["REXEC_DETERMINISM_AUTO"] == "1"
+    assert (
+        determinism_env(seed=7, frameworks=[], strict=True, automatic=False)[
+            "REXEC_DETERMINISM_AUTO"
+        ]
+        == "0"
+    )
 
 
 @pytest.mark.parametrize(

@@ -116,10 +116,11 @@ def start_job(
     seed: int = 3,
     frameworks: tuple[str, ...] = ("numpy",),
     extra_path: str = "",
+    automatic: bool = True,
 ) -> tuple[str, dict[str, Any] | None]:
     """A job started as rexec starts one, whose code never mentions rexec."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REXEC_", "PYTHONHASHSEED"))}
-    env |= determinism_env(seed=seed, frameworks=list(frameworks), strict=True)
+    env |= determinism_env(seed=seed, frameworks=list(frameworks), strict=True, automatic=automatic)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HELPER_DIR), extra_path]))
     report = tmp_path / f"report-{seed}-{len(code)}" / "determinism.json"
     env["REXEC_DETERMINISM_REPORT"] = str(report)
@@ -171,3 +172,9 @@ def test_a_report_from_the_helper_wins_and_children_leave_it_alone(tmp_path: Pat
     )
     _, report = start_job(tmp_path, code)
     assert report is not None and report["mode"] == "helper"
+
+
+def test_automatic_false_leaves_the_job_alone(tmp_path: Path) -> None:
+    out, report = start_job(tmp_path, "import random; print(random.random())", automatic=False)
+    again, _ = start_job(tmp_path, "import random; print(random.random()) ", automatic=False)
+    assert report is None and out != again  # unseeded: two starts draw differently
