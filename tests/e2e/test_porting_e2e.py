@@ -67,6 +67,17 @@ def test_the_trainer_runs_unchanged_bitwise_twice_and_on_replay(
     )
     assert json.loads(out.stdout)["verdict"] == "reproduced-bitwise"
 
+    fixed = tmp_path / "blobs-fixed"
+    fixed.mkdir()
+    rows = (REPO / "specs" / "demo" / "data" / "train.csv").read_text().splitlines(keepends=True)
+    (fixed / "train.csv").write_text("".join(rows[:-20]))  # a data fix: 20 bad rows dropped
+    (fixed / "test.csv").write_text((REPO / "specs" / "demo" / "data" / "test.csv").read_text())
+    rerun = rexec(
+        "rerun", first, "--input", f"blobs={fixed}", "--key", keys[1],
+        "--signing-key", keys[0], "--runs-dir", runs, "-q",
+    ).stdout  # fmt: skip
+    assert "metrics.json accuracy:" in rerun and "metrics.json epochs: 30 (same)" in rerun
+
     default = run(rexec, PORTING, keys, runs)
     diff = rexec("diff", first, default).stdout  # exit 0: compared, whatever differs
     assert "param lr: 0.25 → 0.5" in diff
