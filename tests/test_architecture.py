@@ -46,6 +46,7 @@ RANKS = {
     # the orchestration, and what drives it
     "pipeline": 5,
     "replay": 6,
+    "cluster": 6,
     "cli": 7,
     "__main__": 8,
     "": 8,

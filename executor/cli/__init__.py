@@ -31,6 +31,11 @@ SUBCOMMANDS = (
     "env",
     "keygen",
     "gc",
+    "submit",
+    "status",
+    "logs",
+    "cancel",
+    "slurm_node",
 )
 
 EPILOG = """\
@@ -52,6 +57,8 @@ typical use:
   rexec replay runs/<run-id> --key K   re-run from the manifest; signed verdict
   rexec diff runs/<a> runs/<b>         what differs between two runs
   rexec rerun runs/<id> --input data=NEW --key K   the same run on corrected data
+  rexec submit locked.toml --partition gpu   the same run on a Slurm cluster
+  rexec status RUN_ID --wait           its state per task, then the final one
 """
 
 
@@ -144,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     first = next((w for w in words if not w.startswith("-")), None)
     # Only the named subcommand's module is imported; `--version` alone needs none.
-    only = first if first in SUBCOMMANDS else ("" if "--version" in words else None)
+    module = first.replace("-", "_") if first else None  # `slurm-node` lives in slurm_node
+    only = module if module in SUBCOMMANDS else ("" if "--version" in words else None)
     parser = build_parser(only=only)
     args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
@@ -192,13 +200,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signum, handler_before)
 
 
-_SIGNALS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15}
+_SIGNALS = {"SIGINT": 2, "SIGHUP": 1, "SIGTERM": 15, "SIGUSR2": 12}
 
 
 def _stop_on_signals() -> dict[int, Any]:
     """SIGINT, SIGTERM and SIGHUP stop rexec: the job's container is stopped
     and an ``interrupted`` record is signed, instead of an orphan left running.
-    Returns the handlers they replace."""
+    SIGUSR2, a scheduler's pre-emption warning, does the same and signs
+    ``preempted``. Returns the handlers they replace."""
     import signal
 
     def stop(signum: int, frame: object) -> None:
@@ -206,7 +215,7 @@ def _stop_on_signals() -> dict[int, Any]:
 
     # SIGINT too: a rexec started in the background inherits SIGINT ignored, and
     # `kill -INT` must still stop its job rather than be dropped.
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR2)
     return {signum: signal.signal(signum, stop) for signum in signals}
 
 

@@ -42,8 +42,8 @@ from executor.pipeline.container import (
     job_env,
     reclaim,
 )
-from executor.pipeline.diagnose import failure_hint as failure_hint
-from executor.pipeline.preflight import Preflight, check_runs_dir, preflight
+from executor.pipeline.diagnose import failure_hint
+from executor.pipeline.preflight import Preflight, check_pins, check_runs_dir, preflight
 from executor.pipeline.scratch import Scratch, make_scratch
 from executor.record import manifest, store
 from executor.record.manifest import RunStatus, Subject
@@ -64,6 +64,8 @@ from executor.runtime import (
 from executor.signing import Signer, SignOptions, make_signer
 
 Say = Callable[[str], None]
+
+__all__ = ["RunOptions", "RunResult", "check_pins", "check_runs_dir", "failure_hint", "run"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,19 @@ class RunOptions:
     # replay/rerun: the original run's params.json exactly (its digest is signed): the
     # spec view in the Statement is canonical JSON, where 20.0 and 20 are one number.
     params_json: bytes | None = None
+    # Under a scheduler (`rexec submit`): the run id it was given at submit time, the
+    # job's identity (signed under internalParameters.scheduler), the GPUs (UUIDs) and
+    # CPU/memory the allocation holds, which bound the container.
+    run_id: str | None = None
+    scheduler: Mapping[str, Any] | None = None
+    allocated_gpus: tuple[str, ...] | None = None
+    allocated_cpus: float | None = None
+    allocated_memory: int | None = None
+    # Multi-node, on rank 0: waits for the other nodes once this node's job has ended and
+    # returns {"nodes": [...], "failed": [ranks]}; signed in the Statement with this run.
+    peers: Callable[[], Mapping[str, Any]] | None = None
+    # More container labels (a scheduler's job id, for its epilog's reaper).
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -128,9 +143,15 @@ def run(
     check_runs_dir(run_spec, options.runs_dir)
     # The staging directory first: a runs dir that cannot take a record fails now,
     # before an image is built or a container started.
-    record = store.RecordWriter(options.runs_dir, store.new_run_id(run_spec.name))
+    record = store.RecordWriter(options.runs_dir, options.run_id or store.new_run_id(run_spec.name))
     try:
-        checked = preflight(run_spec, runtime=runtime, allow_dirty=options.allow_dirty, say=say)
+        checked = preflight(
+            run_spec,
+            runtime=runtime,
+            allow_dirty=options.allow_dirty,
+            say=say,
+            allocated_gpus=options.allocated_gpus,
+        )
         image = resolve_image(
             run_spec.image,
             runtime=runtime,
@@ -247,10 +268,11 @@ def _execute_and_record(
             OWNER_HOST_LABEL: owner.me().host,
             OWNER_PID_LABEL: str(owner.me().pid),
             OWNER_START_LABEL: owner.me().start,
+            **options.labels,
         },
         hardening=hardening,
-        cpus=run_spec.resources.cpus,
-        memory_bytes=run_spec.resources.memory_bytes,
+        cpus=_bounded(run_spec.resources.cpus, options.allocated_cpus),
+        memory_bytes=_bounded(run_spec.resources.memory_bytes, options.allocated_memory),
         pids_limit=run_spec.resources.pids,
         gpu_uuids=checked.gpu_uuids,
         timeout_s=run_spec.run.timeout_s,
@@ -279,6 +301,12 @@ def _execute_and_record(
     collected = attest.collect(record, outputs, reports)
     for line in collected.ignored_reports:
         say(f"warning: ignored in the job's reports directory: {line}")
+    peers = options.peers() if options.peers is not None else None
+    if peers and peers.get("failed") and status.status == "succeeded":
+        failed = ", ".join(str(r) for r in peers["failed"])
+        status = manifest.RunStatus(
+            "failed", outcome.exit_code, reason=f"node rank(s) {failed} did not succeed"
+        )
     det_state = attest.determinism_state(collected.job_meta, run_spec.determinism.frameworks)
     if det_state["report"] == "absent" and det_state["requested"] and outcome.exit_code is not None:
         say(
@@ -314,6 +342,8 @@ def _execute_and_record(
             "determinism": det_state,
             **({"portability": portability} if portability else {}),
             **({"lineage": dict(options.lineage)} if options.lineage else {}),
+            **({"scheduler": dict(options.scheduler)} if options.scheduler else {}),
+            **({"nodes": list(peers["nodes"])} if peers else {}),
             **(
                 {"pinnedAtRunTime": dict(options.pinned_at_run_time)}
                 if options.pinned_at_run_time is not None
@@ -352,6 +382,13 @@ def _execute_and_record(
         changed.message += f"; the run is recorded as failed in {result.run_dir}"
         raise changed
     return result
+
+
+def _bounded(wanted: Any, allocated: Any) -> Any:
+    """The spec's limit, within the allocation: the engine does not see Slurm's limits."""
+    if allocated is None:
+        return wanted
+    return allocated if wanted is None else min(wanted, allocated)
 
 
 def _discard_scratch(scratch: Scratch | None, say: Say) -> dict[str, object] | None:

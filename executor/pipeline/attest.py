@@ -60,6 +60,10 @@ def status_of(
         return RunStatus("infrastructure-failed", None, reason=lost.message)
     if interrupted is not None:
         signal_name = getattr(interrupted, "signal_name", "SIGINT")
+        if signal_name == PREEMPT_SIGNAL:
+            return RunStatus(
+                "preempted", None, reason=f"rexec received {signal_name}, the scheduler's warning"
+            )
         return RunStatus("interrupted", None, reason=f"rexec received {signal_name}")
     if outcome.timed_out:
         return RunStatus("timed-out", None, outcome.oom_killed)
@@ -80,6 +84,9 @@ def collect(record: store.RecordWriter, outputs: Path, reports: Path) -> Collect
 
 
 DETERMINISM_REPORT = "determinism.json"
+# The signal a scheduler sends before it pre-empts a job (`sbatch --signal=B:USR2@60`):
+# the run stops and is recorded as `preempted` rather than `interrupted`.
+PREEMPT_SIGNAL = "SIGUSR2"
 
 
 def determinism_state(job_meta: Mapping[str, bytes], frameworks: Iterable[str]) -> dict[str, Any]:

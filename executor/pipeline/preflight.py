@@ -47,10 +47,34 @@ def check_runs_dir(run_spec: spec.RunSpec, runs_dir: Path) -> None:
 
 
 def preflight(
-    run_spec: spec.RunSpec, *, runtime: ContainerRuntime, allow_dirty: bool, say: Say
+    run_spec: spec.RunSpec,
+    *,
+    runtime: ContainerRuntime,
+    allow_dirty: bool,
+    say: Say,
+    allocated_gpus: tuple[str, ...] | None = None,
 ) -> Preflight:
-    """Check every input against its pin before anything runs."""
+    """Check every input against its pin before anything runs.
+
+    ``allocated_gpus``: the GPUs a scheduler gave this job (UUIDs), used instead
+    of resolving ``[resources] gpus`` on a host the job does not own.
+    """
     engine = runtime.engine_info()
+    snapshots, code = check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    gpus = resolve_gpus(run_spec.resources.gpus) if allocated_gpus is None else allocated_gpus
+    _check_secrets(run_spec)
+    _check_cpus(run_spec)
+    return Preflight(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
+
+
+def check_pins(
+    run_spec: spec.RunSpec, *, allow_dirty: bool, say: Say
+) -> tuple[dict[str, snapshot.Snapshot], ResolvedCode | None]:
+    """Every input snapshot and the code against their pins; no engine needed.
+
+    ``rexec submit`` runs this on the submit host, before anything is queued,
+    and the node runs it again (through :func:`preflight`) before its container.
+    """
     snapshots: dict[str, snapshot.Snapshot] = {}
     for index, item in enumerate(run_spec.inputs):
         if not item.path.is_dir():
@@ -72,10 +96,7 @@ def preflight(
             actual_tree=code.tree_digest,
             say=say,
         )
-    gpus = resolve_gpus(run_spec.resources.gpus)
-    _check_secrets(run_spec)
-    _check_cpus(run_spec)
-    return Preflight(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
+    return snapshots, code
 
 
 def _check_cpus(run_spec: spec.RunSpec) -> None:

@@ -9,7 +9,7 @@ who is trusted.
 
 from __future__ import annotations
 
-from executor.signing.key import KeySigner, generate_keypair, key_hint
+from executor.signing.key import KeySigner, generate_keypair, key_file, key_hint
 from executor.signing.key_policy import KeyPolicy
 from executor.signing.types import (
     BUNDLE_V03_MEDIA_TYPE,
@@ -30,6 +30,7 @@ __all__ = [
     "TrustPolicy",
     "Verified",
     "generate_keypair",
+    "key_file",
     "key_hint",
     "make_signer",
 ]

@@ -126,15 +126,25 @@ def default_key_path() -> Path:
     return default_key_prefix().with_suffix(".key")
 
 
+def key_file(options: SignOptions, env: Mapping[str, str]) -> Path | None:
+    """The key file ``options`` and the environment name, in rexec's order; None when the
+    PEM itself is in ``$REXEC_SIGNING_KEY`` or no key is to be found."""
+    if options.key_path is not None:
+        return options.key_path
+    if env.get(ENV_KEY):
+        return None
+    if env.get(ENV_KEY_FILE):
+        return Path(env[ENV_KEY_FILE])
+    if default_key_path().is_file():
+        return default_key_path()  # where `rexec keygen` writes by default
+    return None
+
+
 def _read_key_source(options: SignOptions, env: Mapping[str, str]) -> tuple[bytes, str]:
     """The private key PEM and a name for it in messages."""
-    path = options.key_path
+    path = key_file(options, env)
     if path is None and env.get(ENV_KEY):
         return env[ENV_KEY].encode("utf-8"), f"${ENV_KEY}"
-    if path is None and env.get(ENV_KEY_FILE):
-        path = Path(env[ENV_KEY_FILE])
-    if path is None and default_key_path().is_file():
-        path = default_key_path()  # where `rexec keygen` writes by default
     if path is None:
         raise InputError(
             "signing method 'key' needs a private key, and none was given",
@@ -157,13 +167,14 @@ def _password(options: SignOptions, env: Mapping[str, str], *, source: str) -> b
         return options.key_password
     if ENV_PASSWORD in env:
         return env[ENV_PASSWORD].encode("utf-8")
-    if sys.stdin is not None and sys.stdin.isatty():
+    if options.allow_prompt and sys.stdin is not None and sys.stdin.isatty():
         import getpass
 
         return getpass.getpass(f"password for {source}: ").encode("utf-8")
     raise InputError(
         f"{source}: the signing key is encrypted and no password was given",
-        hint=f"set {ENV_PASSWORD} (stdin is not a terminal, so rexec cannot prompt)",
+        hint=f"set {ENV_PASSWORD} (rexec cannot prompt here: stdin is not a terminal, or "
+        "the key is used by a batch job, which `rexec submit` passes the variable to by name)",
     )
 
 

@@ -37,6 +37,9 @@ class SignOptions:
     key_password: bytes | None = None
     identity_token: str | None = None
     trust_config: Path | None = None
+    # False where nobody can answer a prompt (a batch job): a password must come from
+    # the environment, and `rexec submit` checks that before it queues anything.
+    allow_prompt: bool = True
 
 
 @dataclass(frozen=True)

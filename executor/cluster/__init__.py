@@ -1,0 +1,41 @@
+"""Running specs on a Slurm cluster: submit, the node's part, status (the face of ``cluster/``).
+
+``submission`` is what ``rexec submit`` decides and keeps on shared storage;
+``submit`` checks, renders and queues it; ``node`` is what the batch script
+runs; ``status`` reads Slurm and the records; ``identity`` reads the job from
+Slurm's variables; ``slurm`` is the only module that runs Slurm's commands.
+docs/cluster.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+from executor.cluster.node import run_on_node
+from executor.cluster.slurm import JobState, Slurm
+from executor.cluster.status import TaskStatus, find_submission, poll, wait
+from executor.cluster.submission import (
+    SiteOptions,
+    Submission,
+    SweepTask,
+    load_submission,
+    site_defaults,
+    sweep_tasks,
+)
+from executor.cluster.submit import render_script, submit
+
+__all__ = [
+    "JobState",
+    "SiteOptions",
+    "Slurm",
+    "Submission",
+    "SweepTask",
+    "TaskStatus",
+    "find_submission",
+    "load_submission",
+    "poll",
+    "render_script",
+    "run_on_node",
+    "site_defaults",
+    "submit",
+    "sweep_tasks",
+    "wait",
+]

@@ -1,0 +1,232 @@
+"""``rexec slurm-node DIR``: what the batch script runs on the node.
+
+It re-reads the submission, checks the spec file is still the one submitted
+(its sha256), applies this array task's overrides, resolves the allocated
+GPUs to UUIDs and the allocation's CPUs and memory into the container's
+limits (Docker does not see Slurm's cgroup), and runs the ordinary pipeline
+with the job's identity signed into the record. A requeued job is a new
+attempt: its run id gains ``-r<restart>``, so each attempt has its own record.
+
+Multi-node (``--nodes N``): the batch script starts one of these per node with
+srun. Every rank runs its own container with the rendezvous variables
+(``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``NODE_RANK``); ranks
+other than 0 write what they ran (host capture, status, outputs) to
+``attempt-<restart>/node-<rank>.json`` in the submission directory, and rank
+0 waits for them and signs one record that lists every node. A failure on any
+node fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from executor import pipeline, safeio, spec
+from executor.canonical import sha256_hex
+from executor.cluster.identity import (
+    allocated_cpus,
+    allocated_memory,
+    gpu_indices,
+    job_identity,
+    resolve_allocated,
+)
+from executor.cluster.slurm import Slurm
+from executor.cluster.submission import Submission, load_submission
+from executor.errors import InputError, JobFailed, MismatchError, RexecError
+from executor.signing import SignOptions
+
+__all__ = ["run_on_node"]
+
+Say = Callable[[str], None]
+MASTER_PORT = 29500
+# The container's label naming its Slurm job: scripts/slurm-epilog removes what a job left.
+JOB_LABEL = "dev.rexec.slurm-job"
+PEER_WAIT_S = 600.0
+
+
+def _task(sub: Submission, env: Mapping[str, str]) -> int | None:
+    if not sub.is_array:
+        return None
+    raw = env.get("SLURM_ARRAY_TASK_ID", "")
+    if not raw.isdigit() or int(raw) >= len(sub.tasks):
+        raise InputError(f"SLURM_ARRAY_TASK_ID={raw!r} is not a task of this submission")
+    return int(raw)
+
+
+def _load_spec(sub: Submission, task: int | None) -> spec.RunSpec:
+    path = Path(sub.spec_path)
+    data, _ = spec.read_document(path)
+    if sha256_hex(data) != sub.spec_sha256:
+        raise MismatchError(
+            f"{path}: the spec changed after it was submitted (sha256 {sha256_hex(data)}, "
+            f"submitted {sub.spec_sha256})",
+            hint="submit again; a queued job runs the spec as it was when submitted",
+        )
+    chosen = sub.tasks[task or 0]
+    return spec.loads(data, source=path, overrides=chosen.params, seed=chosen.seed)
+
+
+def _gpus(run_spec: spec.RunSpec, env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The allocated GPUs as UUIDs, or None when the spec asks for none."""
+    indices = gpu_indices(env)
+    if run_spec.resources.gpus is None:
+        return () if indices else None
+    uuids = resolve_allocated(indices)
+    wanted = run_spec.resources.gpus
+    if isinstance(wanted, int) and wanted != len(uuids):
+        raise InputError(
+            f"[resources] gpus = {wanted} but Slurm allocated {len(uuids)} GPU(s) on this node"
+        )
+    return uuids
+
+
+def run_on_node(directory: Path, *, say: Say, env: Mapping[str, str] | None = None) -> int:
+    """Run this node's part of a submission; the process's exit status."""
+    env = dict(os.environ if env is None else env)
+    sub = load_submission(directory)
+    task = _task(sub, env)
+    restart = int(env.get("SLURM_RESTART_COUNT") or 0)
+    run_spec = _load_spec(sub, task)
+    slurm = Slurm(env)
+    nodelist = env.get("SLURM_JOB_NODELIST", "")
+    nodes = slurm.hostnames(nodelist) if nodelist else []
+    rank = int(env.get("SLURM_NODEID") or 0)
+    gpus = _gpus(run_spec, env)
+    identity = job_identity(
+        env,
+        nodes=nodes,
+        gpu_uuids=gpus or (),
+        submit_host=sub.submit_host,
+        site={k: v for k, v in sub.site.__dict__.items()},
+    )
+    identity["submission"] = {"runId": sub.run_id, "task": task, "attempt": restart}
+    if sub.is_array:
+        identity["sweep"] = {
+            "runId": sub.run_id,
+            "task": task,
+            "tasks": len(sub.tasks),
+            "overrides": {k: v for k, v in sub.tasks[task or 0].params}
+            | (
+                {"seed": sub.tasks[task or 0].seed} if sub.tasks[task or 0].seed is not None else {}
+            ),
+        }
+    if len(nodes) > 1:
+        run_spec, identity = _rendezvous(run_spec, identity, slurm=slurm, nodes=nodes, rank=rank)
+    run_id = sub.task_run_id(task, restart)
+    sign = dict(sub.sign)
+    options = pipeline.RunOptions(
+        runs_dir=Path(sub.runs_dir),
+        sign=SignOptions(
+            method=sign.get("method", "key"),
+            key_path=Path(str(sign["key_path"])) if sign.get("key_path") else None,
+            trust_config=Path(str(sign["trust_config"])) if sign.get("trust_config") else None,
+            allow_prompt=False,
+        ),
+        allow_dirty=sub.allow_dirty,
+        say=say,
+        run_id=run_id if rank == 0 else f"{run_id}-node{rank}",
+        scheduler=identity,
+        labels={JOB_LABEL: str(env.get("SLURM_JOB_ID", ""))},
+        allocated_gpus=gpus,
+        allocated_cpus=allocated_cpus(env),
+        allocated_memory=allocated_memory(env),
+        peers=_wait_for_peers(sub, restart, len(nodes)) if rank == 0 and len(nodes) > 1 else None,
+    )
+    if rank != 0:
+        options = replace(options, runs_dir=_attempt_dir(sub, restart))
+        _attempt_dir(sub, restart).mkdir(exist_ok=True)
+    try:
+        result = pipeline.run(run_spec, options=options)
+    except (RexecError, KeyboardInterrupt) as exc:
+        if rank != 0:  # rank 0 must not wait for a report that never comes
+            _report_failure(sub, restart, rank, exc)
+        raise
+    if rank != 0:
+        _report_to_rank0(sub, restart, rank, result)
+    if result.status.status != "succeeded":
+        raise JobFailed(
+            f"the job {result.status.status} (exit code {result.status.exit_code}); recorded "
+            f"in {result.run_dir}",
+            hint=pipeline.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
+        )
+    return 0
+
+
+def _rendezvous(
+    run_spec: spec.RunSpec,
+    identity: dict[str, Any],
+    *,
+    slurm: Slurm,
+    nodes: list[str],
+    rank: int,
+) -> tuple[spec.RunSpec, dict[str, Any]]:
+    """The rendezvous variables of a multi-node job, in the job's environment and the record."""
+    master = slurm.node_address(nodes[0])
+    rendezvous = {
+        "MASTER_ADDR": master,
+        "MASTER_PORT": str(MASTER_PORT),
+        "WORLD_SIZE": str(len(nodes)),
+        "NODE_RANK": str(rank),
+    }
+    env = {**run_spec.run.env, **rendezvous}
+    identity = {**identity, "rendezvous": {**rendezvous, "NODE_RANK": None}, "nodeRank": rank}
+    return replace(run_spec, run=replace(run_spec.run, env=env)), identity
+
+
+def _attempt_dir(sub: Submission, restart: int) -> Path:
+    return sub.directory / f"attempt-{restart}"
+
+
+def _report_to_rank0(sub: Submission, restart: int, rank: int, result: pipeline.RunResult) -> None:
+    """What this node ran, where rank 0 looks for it."""
+    host = safeio.read_capped(result.run_dir / "host.json", cap=4 << 20)
+    doc = {
+        "rank": rank,
+        "node": os.environ.get("SLURMD_NODENAME"),
+        "runId": result.run_id,
+        "statementSha256": result.statement_sha256,
+        **result.status.to_json(),
+        "outputs": {s.name: s.sha256 for s in result.subjects},
+        "host": json.loads(host),
+    }
+    target = _attempt_dir(sub, restart) / f"node-{rank}.json"
+    safeio.write_atomic(target, json.dumps(doc, sort_keys=True).encode())
+
+
+def _report_failure(sub: Submission, restart: int, rank: int, exc: BaseException) -> None:
+    doc = {
+        "rank": rank,
+        "node": os.environ.get("SLURMD_NODENAME"),
+        "status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed-before-run",
+        "reason": getattr(exc, "message", None) or repr(exc),
+    }
+    target = _attempt_dir(sub, restart) / f"node-{rank}.json"
+    safeio.write_atomic(target, json.dumps(doc, sort_keys=True).encode())
+
+
+def _wait_for_peers(sub: Submission, restart: int, world: int) -> Callable[[], dict[str, Any]]:
+    """Rank 0's hook: every other node's report, once its job has ended (or a deadline)."""
+
+    def wait() -> dict[str, Any]:
+        deadline = time.monotonic() + PEER_WAIT_S
+        reports: dict[int, Any] = {}
+        while len(reports) < world - 1 and time.monotonic() < deadline:
+            for rank in range(1, world):
+                path = _attempt_dir(sub, restart) / f"node-{rank}.json"
+                if rank not in reports and path.exists():
+                    reports[rank] = json.loads(safeio.read_capped(path, cap=8 << 20))
+            if len(reports) < world - 1:
+                time.sleep(0.2)
+        nodes = [
+            reports.get(r) or {"rank": r, "status": "missing", "reason": "no report from the node"}
+            for r in range(1, world)
+        ]
+        failed = [n["rank"] for n in nodes if n.get("status") != "succeeded"]
+        return {"nodes": nodes, "failed": failed}
+
+    return wait

@@ -1,0 +1,189 @@
+"""``rexec submit`` on the submit host: check everything, render the batch script, queue it.
+
+Everything that can fail without a node fails here, before anything is queued:
+the spec (exit 2), every sweep task's overrides (2), each input snapshot and
+the code against their pins (4), a request Slurm cannot express (GPU UUIDs,
+2). sbatch's own refusal (an unknown partition) is exit 2 with its reason,
+and the submission directory is removed again: nothing is left queued or
+half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from executor import pipeline, safeio, spec
+from executor.canonical import sha256_hex
+from executor.cluster.slurm import Slurm
+from executor.cluster.submission import (
+    JOBS_DIR,
+    SCRIPT,
+    SiteOptions,
+    Submission,
+    SweepTask,
+)
+from executor.errors import InputError
+from executor.record import store
+
+__all__ = ["export_names", "render_script", "submit"]
+
+Say = Callable[[str], None]
+# What the node's rexec needs from the submit shell, when set there. Names only: the values
+# travel in Slurm's job environment, never into the script, the submission or the record.
+PASSED_THROUGH = (
+    "REXEC_CACHE_DIR",
+    "REXEC_CONFIG_DIR",
+    "REXEC_SIGNING_KEY",
+    "REXEC_SIGNING_KEY_FILE",
+    "REXEC_SIGNING_KEY_PASSWORD",
+    "DOCKER_HOST",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+)
+
+
+def export_names(run_spec: spec.RunSpec, env: dict[str, str]) -> list[str]:
+    """``--export=NONE,<these>``: what rexec needs and the spec's declared secrets, by name.
+
+    Slurm's default (``ALL``) would copy the whole submit shell, tokens and
+    all, into the job; only names are listed, values travel in Slurm's own
+    job environment and never into the script or the record.
+    """
+    names = [n for n in PASSED_THROUGH if n in env]
+    return names + [n for n in run_spec.run.secrets if n not in names]
+
+
+def node_command() -> list[str]:
+    """How the node starts rexec: this interpreter, which a cluster shares with its nodes."""
+    return [sys.executable, "-m", "executor"]
+
+
+def render_script(sub: Submission, *, name: str, export: Sequence[str]) -> str:
+    """A plain sbatch script: every choice an ``#SBATCH`` line, then rexec on the node."""
+    site = sub.site
+    directory = sub.directory
+    log = "slurm-%A_%a.out" if sub.is_array else "slurm-%j.out"
+    flags = [
+        f"--job-name=rexec-{name}",
+        f"--output={directory / log}",
+        f"--export={','.join(['NONE', *export])}",
+        f"--nodes={site.nodes}",
+        "--ntasks-per-node=1",
+        "--requeue" if site.requeue else "--no-requeue",
+    ]
+    for flag, value in (
+        ("partition", site.partition),
+        ("account", site.account),
+        ("qos", site.qos),
+        ("constraint", site.constraint),
+        ("time", site.time),
+        ("gpus-per-node", site.gpus_per_node),
+        ("cpus-per-task", site.cpus_per_task),
+        ("mem", site.mem),
+    ):
+        if value is not None:
+            flags.append(f"--{flag}={value}")
+    if site.signal:
+        flags.append(f"--signal=B:{site.signal}")
+    if sub.is_array:
+        flags.append(f"--array=0-{len(sub.tasks) - 1}")
+    flags.extend(site.extra)
+    command = [*node_command(), "slurm-node", str(directory)]
+    if site.nodes > 1:
+        # One rexec agent per node; srun forwards the job's signals to each.
+        command = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=0", *command]
+    lines = [
+        "#!/bin/bash",
+        f"# Written by `rexec submit` for run {sub.run_id}; kept beside the job's logs.",
+        f"# spec: {sub.spec_path} (sha256 {sub.spec_sha256}); the node checks it again.",
+        *(f"#SBATCH {shlex.quote(f)}" for f in flags),
+        "set -u",
+        # exec: rexec is the batch shell, so Slurm's TERM and --signal=B: reach it directly.
+        "exec " + " ".join(shlex.quote(c) for c in command),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def submit(
+    spec_path: Path,
+    *,
+    site: SiteOptions,
+    tasks: Sequence[SweepTask],
+    runs_dir: Path,
+    sign: Mapping[str, object],
+    allow_dirty: bool,
+    dry_run: bool,
+    say: Say,
+    slurm: Slurm | None = None,
+) -> tuple[Submission, str]:
+    """Check, render and (unless ``dry_run``) queue; the submission and its script."""
+    data, _ = spec.read_document(spec_path)
+    source = spec_path.resolve()
+    run_spec = spec.loads(data, source=source)
+    for task in tasks:  # every task's overrides are type-checked now, not on the node
+        spec.loads(data, source=source, overrides=task.params, seed=task.seed)
+    _check_resources(run_spec, site)
+    pipeline.check_runs_dir(run_spec, runs_dir)
+    pipeline.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    env = dict(os.environ)
+    sub = Submission(
+        run_id=store.new_run_id(run_spec.name),
+        spec_path=str(source),
+        spec_sha256=sha256_hex(data),
+        runs_dir=str(runs_dir.resolve()),
+        site=site,
+        sign=sign,
+        tasks=tuple(tasks),
+        allow_dirty=allow_dirty,
+        secret_names=tuple(run_spec.run.secrets),
+        submit_host=socket.gethostname(),
+        submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    script = render_script(sub, name=run_spec.name, export=export_names(run_spec, env))
+    if dry_run:
+        return sub, script
+    directory = sub.directory
+    directory.mkdir(parents=True)
+    try:
+        sub.save()
+        safeio.write_atomic(directory / SCRIPT, script.encode())
+        job_id = (slurm or Slurm()).submit(directory / SCRIPT)
+    except BaseException:
+        safeio.rmtree(directory)  # nothing half-written, nothing queued
+        raise
+    sub.job_id = job_id
+    sub.save()
+    index = Path(sub.runs_dir) / JOBS_DIR / "by-job"
+    index.mkdir(exist_ok=True)
+    safeio.write_atomic(index / job_id, sub.run_id.encode() + b"\n")
+    return sub, script
+
+
+def _check_resources(run_spec: spec.RunSpec, site: SiteOptions) -> None:
+    """What Slurm cannot express, or what contradicts the allocation, is refused now."""
+    gpus = run_spec.resources.gpus
+    if isinstance(gpus, tuple):
+        raise InputError(
+            "[resources] gpus names GPU UUIDs, which Slurm cannot allocate",
+            hint="use a count (gpus = 2) with --gpus-per-node 2; the record names the UUIDs "
+            "the node was given",
+        )
+    if isinstance(gpus, int) and site.gpus_per_node is not None and gpus != site.gpus_per_node:
+        raise InputError(
+            f"[resources] gpus = {gpus} but --gpus-per-node {site.gpus_per_node}",
+            hint="ask Slurm for the GPUs the spec uses",
+        )
+    if isinstance(gpus, int) and site.gpus_per_node is None:
+        raise InputError(
+            f"[resources] gpus = {gpus} but no GPUs are requested from Slurm",
+            hint=f"add --gpus-per-node {gpus}",
+        )
+    if site.nodes < 1:
+        raise InputError(f"--nodes {site.nodes}: expected 1 or more")

@@ -1,0 +1,146 @@
+"""What `rexec submit` decides before anything is queued: sweeps, the script, the identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from executor import spec
+from executor.cluster import SiteOptions, Submission, SweepTask, load_submission, sweep_tasks
+from executor.cluster.identity import gpu_indices, job_identity, resolve_allocated
+from executor.cluster.submit import export_names, render_script
+from executor.errors import InputError
+from tests.host.nvml_fixtures import answer, replay
+
+PARAMS = {"lr": 0.1, "layers": 2}
+
+
+def test_a_sweep_is_the_product_of_its_axes_in_order() -> None:
+    tasks = sweep_tasks(["lr=0.1,0.05,0.01", "seed=1,2"], parse=spec.parse_override, params=PARAMS)
+    assert len(tasks) == 6
+    assert tasks[0] == SweepTask((("lr", 0.1),), 1)
+    assert tasks[1] == SweepTask((("lr", 0.1),), 2)
+    assert tasks[5] == SweepTask((("lr", 0.01),), 2)
+    assert sweep_tasks([], parse=spec.parse_override, params=PARAMS) == (SweepTask(),)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "expected"),
+    [
+        (["lr"], "expected KEY=V1,V2"),
+        (["nope=1,2"], "no such parameter in"),
+        (["lr=1,2", "lr=3"], "is given twice"),
+        (["seed=1,x"], "expected integers"),
+    ],
+)
+def test_bad_sweeps_are_refused(sweep: list[str], expected: str) -> None:
+    with pytest.raises(InputError, match=expected):
+        sweep_tasks(sweep, parse=spec.parse_override, params=PARAMS)
+
+
+def submission(tmp_path: Path, **site: object) -> Submission:
+    return Submission(
+        run_id="20261201T000000Z-t-abcdef",
+        spec_path=str(tmp_path / "s.toml"),
+        spec_sha256="0" * 64,
+        runs_dir=str(tmp_path / "runs"),
+        site=SiteOptions(**site),  # type: ignore[arg-type]
+        sign={"method": "none"},
+        tasks=(SweepTask(), SweepTask()) if site.pop("array", False) else (SweepTask(),),
+    )
+
+
+def test_the_script_holds_every_choice_as_an_sbatch_line(tmp_path: Path) -> None:
+    sub = submission(
+        tmp_path,
+        partition="gpu",
+        account="ml",
+        time="4:00:00",
+        gpus_per_node=2,
+        signal="USR2@60",
+        extra=("--exclusive",),
+    )
+    script = render_script(sub, name="t", export=["REXEC_CACHE_DIR", "HF_TOKEN"])
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    for flag in (
+        "--partition=gpu",
+        "--account=ml",
+        "--time=4:00:00",
+        "--gpus-per-node=2",
+        "--signal=B:USR2@60",
+        "--no-requeue",
+        "--export=NONE,REXEC_CACHE_DIR,HF_TOKEN",
+        "--exclusive",
+    ):
+        assert f"#SBATCH {flag}" in lines, flag
+    assert lines[-1].startswith("exec ") and "slurm-node" in lines[-1]
+    assert "srun" not in script
+
+
+def test_multi_node_starts_one_agent_per_node(tmp_path: Path) -> None:
+    script = render_script(submission(tmp_path, nodes=2), name="t", export=[])
+    assert "#SBATCH --nodes=2" in script
+    assert "exec srun --ntasks-per-node=1" in script
+
+
+def test_a_submission_round_trips_through_its_file(tmp_path: Path) -> None:
+    sub = submission(tmp_path, partition="p", extra=("--x",))
+    sub.tasks = (SweepTask((("lr", 0.5),), 3), SweepTask())
+    sub.directory.mkdir(parents=True)
+    sub.save()
+    again = load_submission(sub.directory)
+    assert again == sub
+    assert again.task_run_id(1, 0) == f"{sub.run_id}-t1"
+    assert again.task_run_id(1, 2) == f"{sub.run_id}-t1-r2"
+
+
+def test_only_names_are_exported_and_undeclared_secrets_stay_behind(tmp_path: Path) -> None:
+    (tmp_path / "s.toml").write_text(
+        'version = 1\nname = "t"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        '[run]\ncommand = ["t"]\nseed = 1\nsecrets = ["HF_TOKEN"]\n'
+    )
+    run_spec = spec.load(tmp_path / "s.toml")
+    names = export_names(run_spec, {"SECRET_TOKEN": "x", "HF_TOKEN": "y", "REXEC_CACHE_DIR": "/c"})
+    assert names == ["REXEC_CACHE_DIR", "HF_TOKEN"]
+
+
+def test_gres_indices_resolve_to_uuids_in_pci_order() -> None:
+    """Slurm's GRES indices are neither NVML indices nor names: the index-th GPU by PCI bus."""
+    env = {"SLURM_JOB_GPUS": "0,2-3"}
+    assert gpu_indices(env) == [0, 2, 3]
+    _, doc = replay("dgx-h100-8gpu-nvswitch")
+    handles = [answer(doc, "nvmlDeviceGetHandleByIndex", str(i))["handle"] for i in range(8)]
+    by_bus = sorted(
+        (answer(doc, "nvmlDeviceGetPciInfo", h)["fields"]["busId"].lower(),
+         answer(doc, "nvmlDeviceGetUUID", h))
+        for h in handles
+    )  # fmt: skip
+    nvml, _ = replay("dgx-h100-8gpu-nvswitch")
+    assert resolve_allocated([1, 3], nvml=nvml) == (by_bus[1][1], by_bus[3][1])
+    nvml, _ = replay("dgx-h100-8gpu-nvswitch")
+    with pytest.raises(InputError, match="has 8 GPU"):
+        resolve_allocated([9], nvml=nvml)
+
+
+def test_the_identity_names_the_job_array_restart_and_gpus() -> None:
+    env = {
+        "SLURM_CLUSTER_NAME": "c",
+        "SLURM_JOB_ID": "15",
+        "SLURM_ARRAY_JOB_ID": "13",
+        "SLURM_ARRAY_TASK_ID": "2",
+        "SLURM_RESTART_COUNT": "1",
+        "SLURM_JOB_PARTITION": "gpu",
+        "SLURM_JOB_ACCOUNT": "ml",
+        "SLURM_JOB_NODELIST": "n[1-2]",
+        "SLURM_JOB_GPUS": "1",
+        "SLURM_CPUS_ON_NODE": "8",
+        "SLURM_MEM_PER_NODE": "1024",
+    }
+    ident = job_identity(env, nodes=["n1", "n2"], gpu_uuids=["GPU-x"], submit_host="h", site={})
+    assert ident["jobId"] == "15" and ident["array"] == {"jobId": "13", "taskId": 2}
+    assert ident["restartCount"] == 1 and ident["account"] == "ml" and "qos" not in ident
+    assert ident["gpus"] == {"slurmIndices": [1], "uuids": ["GPU-x"]}
+    assert ident["memPerNodeBytes"] == 1024 << 20 and ident["cpusOnNode"] == 8
+    assert job_identity({}, nodes=[], gpu_uuids=[], submit_host="h", site={})["restartCount"] == 0
