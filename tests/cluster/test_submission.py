@@ -144,3 +144,25 @@ def test_the_identity_names_the_job_array_restart_and_gpus() -> None:
     assert ident["gpus"] == {"slurmIndices": [1], "uuids": ["GPU-x"]}
     assert ident["memPerNodeBytes"] == 1024 << 20 and ident["cpusOnNode"] == 8
     assert job_identity({}, nodes=[], gpu_uuids=[], submit_host="h", site={})["restartCount"] == 0
+
+
+@pytest.mark.parametrize(
+    ("gpus", "site", "expected"),
+    [
+        ('["GPU-1"]', {"gpus_per_node": 1}, "GPU UUIDs, which Slurm cannot allocate"),
+        ("2", {"gpus_per_node": 1}, "gpus = 2 but --gpus-per-node 1"),
+        ("1", {}, "add --gpus-per-node 1"),
+    ],
+)
+def test_gpu_requests_slurm_cannot_honour_are_refused(
+    tmp_path: Path, gpus: str, site: dict[str, object], expected: str
+) -> None:
+    from executor.cluster.submit import _check_resources
+
+    (tmp_path / "s.toml").write_text(
+        'version = 1\nname = "t"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        f'[run]\ncommand = ["t"]\nseed = 1\n[resources]\ngpus = {gpus}\n'
+    )
+    with pytest.raises(InputError) as info:
+        _check_resources(spec.load(tmp_path / "s.toml"), SiteOptions(**site))  # type: ignore[arg-type]
+    assert expected in info.value.message + (info.value.hint or "")

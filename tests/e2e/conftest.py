@@ -93,9 +93,13 @@ class Rexec:
     env: dict[str, str]
     cwd: Path
 
+    def argv(self, *args: str | Path) -> list[str]:
+        """The command line of ``rexec ARGS``, for a test that runs it itself."""
+        return [sys.executable, "-m", "executor", *map(str, args)]
+
     def __call__(self, *args: str | Path, check: int | None = 0) -> Result:
         proc = subprocess.run(
-            [sys.executable, "-m", "executor", *map(str, args)],
+            self.argv(*args),
             capture_output=True,
             text=True,
             env=self.env,

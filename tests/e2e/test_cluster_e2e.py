@@ -1,0 +1,283 @@
+"""`rexec submit` against real Slurm clusters and a real Docker engine.
+
+scripts/test starts two throwaway clusters (scripts/slurm-cluster): one with
+accounting (MariaDB + slurmdbd, so sacct answers) and one without, and names
+their configs in REXEC_TEST_SLURM_CONF and REXEC_TEST_SLURM_CONF_NOACCT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor.errors import ExitCode
+from tests.e2e.conftest import Project, Rexec, build_definition
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+
+def _conf(name: str) -> str:
+    conf = os.environ.get(name)
+    if conf and Path(conf).is_file():
+        return conf
+    problem = f"{name} names no Slurm config: scripts/test starts the test clusters"
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def slurm(rexec: Rexec) -> Rexec:
+    """rexec talking to the cluster with accounting."""
+    rexec.env["SLURM_CONF"] = _conf("REXEC_TEST_SLURM_CONF")
+    return rexec
+
+
+def sh(env: dict[str, str], *argv: str) -> str:
+    return subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def submit(
+    rexec: Rexec, spec: Path, key: Path, runs: Path, *more: str, check: int | None = 0
+) -> dict[str, Any]:
+    out = rexec(
+        "submit", spec, "--signing-key", key, "--runs-dir", runs, "--json", *more, check=check
+    )
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+def status(rexec: Rexec, ref: str, runs: Path, *more: str, check: int | None = 0) -> dict[str, Any]:
+    out = rexec("status", ref, "--runs-dir", runs, "--json", *more, check=check)
+    doc: dict[str, Any] = json.loads(out.stdout)
+    return doc
+
+
+def until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def log_of(runs: Path, sub: dict[str, Any]) -> Path:
+    return runs / ".rexec-jobs" / sub["run_id"] / f"slurm-{sub['job_id']}.out"
+
+
+def started(runs: Path, sub: dict[str, Any]) -> Callable[[], bool]:
+    return lambda: log_of(runs, sub).is_file() and "started" in log_of(runs, sub).read_text()
+
+
+SLEEPER = ["sh", "-c", "echo started; sleep 8; echo done > $REXEC_OUTPUTS/done.txt"]
+
+
+def test_submit_and_wait_signs_the_job_identity(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(["python3", "-c", "open('/outputs/x.txt','w').write('hi')"])
+    sub = submit(slurm, spec, keys[0], runs, "--wait")
+    doc = status(slurm, sub["run_id"], runs)
+    (task,) = doc["tasks"]
+    assert (task["state"], task["recordStatus"]) == ("COMPLETED", "succeeded")
+    record = Path(task["record"])
+    assert record.name == sub["run_id"]
+    ident = build_definition(record)["internalParameters"]["scheduler"]
+    assert ident["kind"] == "slurm" and ident["cluster"] == "rexec"
+    assert ident["jobId"] == sub["job_id"] and ident["partition"] == "debug"
+    assert ident["nodes"] == [ident["node"]] and ident["restartCount"] == 0
+    assert ident["account"] and ident["qos"]  # with accounting
+    assert (record / "outputs" / "x.txt").read_text() == "hi"
+    slurm("verify", record, "--key", keys[1])
+    script = (runs / ".rexec-jobs" / sub["run_id"] / "job.sbatch").read_text()
+    assert "#SBATCH --export=NONE," in script  # only named variables travel
+    logs = slurm("logs", sub["job_id"], "--runs-dir", runs).stdout
+    assert "signing the statement" in logs
+    assert status(slurm, sub["job_id"], runs)["runId"] == sub["run_id"]  # by job id too
+
+
+def test_a_failing_job_is_state_failed_and_exit_5(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(["sh", "-c", "echo going down >&2; exit 3"])
+    sub = submit(slurm, spec, keys[0], runs)
+    out = slurm("status", sub["run_id"], "--runs-dir", runs, "--wait", check=ExitCode.JOB_FAILED)
+    assert "FAILED" in out.stdout and "record: failed" in out.stdout
+    doc = status(slurm, sub["run_id"], runs, check=ExitCode.JOB_FAILED)
+    assert doc["tasks"][0]["state"] == "FAILED"
+    assert "going down" in log_of(runs, sub).read_text()
+
+
+def test_cancel_stops_the_container_and_signs_interrupted(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(SLEEPER, extra='[run.env]\nPLAIN = "1"\n')
+    env = slurm.env | {"SECRET_TOKEN": "do-not-copy-me"}
+    sub = json.loads(
+        subprocess.run(
+            [*slurm.argv("submit", spec, "--signing-key", keys[0], "--runs-dir", runs, "--json")],
+            env=env, cwd=slurm.cwd, check=True, capture_output=True, text=True,
+        ).stdout
+    )  # fmt: skip
+    until("the job to start", started(runs, sub))
+    # The batch step's own environment: the submit shell's secret was not copied into it.
+    pids = sh(slurm.env, "pgrep", "-f", f"slurm-node {runs}/.rexec-jobs/{sub['run_id']}").split()
+    environ = Path(f"/proc/{pids[0]}/environ").read_bytes()
+    assert b"SECRET_TOKEN" not in environ and b"SLURM_JOB_ID=" + sub["job_id"].encode() in environ
+    label = f"label=dev.rexec.slurm-job={sub['job_id']}"
+    assert sh(slurm.env, "docker", "ps", "-q", "--filter", label).strip()
+    slurm("cancel", sub["run_id"], "--runs-dir", runs)
+    doc = status(slurm, sub["run_id"], runs, "--wait", check=ExitCode.JOB_FAILED)
+    assert doc["tasks"][0]["state"] == "CANCELLED"
+    assert doc["tasks"][0]["recordStatus"] == "interrupted"
+    assert sh(slurm.env, "docker", "ps", "-aq", "--filter", label).strip() == ""
+
+
+def test_the_preemption_signal_signs_preempted(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    sub = submit(slurm, project.spec(SLEEPER), keys[0], runs, "--signal", "USR2@60")
+    script = (runs / ".rexec-jobs" / sub["run_id"] / "job.sbatch").read_text()
+    assert "#SBATCH --signal=B:USR2@60" in script
+    until("the job to start", started(runs, sub))
+    # What Slurm does 60 s before the time limit, sent now: to the batch shell (rexec).
+    sh(slurm.env, "scancel", "--signal=USR2", "--batch", sub["job_id"])
+    doc = status(slurm, sub["run_id"], runs, "--wait", check=None)
+    assert doc["tasks"][0]["recordStatus"] == "preempted"
+    record = Path(doc["tasks"][0]["record"])
+    annotations = json.loads((record / "record.json").read_text())
+    assert annotations["status"] == "preempted"
+
+
+def test_a_requeued_job_is_a_second_attempt_with_its_own_record(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    sub = submit(slurm, project.spec(SLEEPER), keys[0], runs, "--requeue")
+    until("the job to start", started(runs, sub))
+    sh(slurm.env, "scontrol", "requeue", sub["job_id"])
+    first = runs / sub["run_id"]
+    until("the first attempt's record", first.is_dir)
+    assert json.loads((first / "record.json").read_text())["status"] == "interrupted"
+
+    def release() -> bool:  # Slurm holds a requeued job back ~2 minutes; let it go now
+        subprocess.run(
+            ["scontrol", "update", f"JobId={sub['job_id']}", "StartTime=now"],
+            env=slurm.env, capture_output=True, check=False,
+        )  # fmt: skip
+        return (runs / f"{sub['run_id']}-r1").is_dir()
+
+    until("the second attempt's record", release, timeout=90)
+    second = runs / f"{sub['run_id']}-r1"
+    assert json.loads((second / "record.json").read_text())["status"] == "succeeded"
+    ident = build_definition(second)["internalParameters"]["scheduler"]
+    assert ident["restartCount"] == 1 and ident["submission"]["attempt"] == 1
+    doc = status(slurm, sub["run_id"], runs)
+    assert doc["tasks"][0]["record"] == str(second)
+
+
+def test_two_nodes_one_record_with_both_host_captures(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(
+        ["sh", "-c", "echo $NODE_RANK/$WORLD_SIZE@$MASTER_ADDR > $REXEC_OUTPUTS/rank.txt"]
+    )
+    sub = submit(slurm, spec, keys[0], runs, "--nodes", "2", "--wait")
+    record = runs / sub["run_id"]
+    internal = build_definition(record)["internalParameters"]
+    assert internal["scheduler"]["nodes"] == ["n1", "n2"]
+    (peer,) = internal["nodes"]
+    assert peer["rank"] == 1 and peer["status"] == "succeeded" and peer["node"] == "n2"
+    assert peer["host"]["schema"] == "rexec.host/v1"
+    assert (record / "outputs" / "rank.txt").read_text().strip() == "0/2@127.0.0.1"
+    slurm("verify", record, "--key", keys[1])
+
+
+def test_a_sweep_is_one_array_and_six_signed_runs(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(["sh", "-c", "cp $REXEC_PARAMS $REXEC_OUTPUTS/params.json"])
+    sub = submit(
+        slurm, spec, keys[0], runs, "--sweep", "scale=1,2,3", "--sweep", "seed=5,6", "--wait"
+    )
+    doc = status(slurm, sub["job_id"], runs)
+    assert len(doc["tasks"]) == 6
+    seen = set()
+    for task in doc["tasks"]:
+        assert (
+            task["recordStatus"] == "succeeded"
+            and task["jobId"] == f"{sub['job_id']}_{task['task']}"
+        )
+        record = Path(task["record"])
+        scale = json.loads((record / "outputs" / "params.json").read_text())["scale"]
+        spec_view = build_definition(record)["externalParameters"]["spec"]
+        seen.add((scale, spec_view["seed"]))
+        sweep = build_definition(record)["internalParameters"]["scheduler"]["sweep"]
+        assert sweep["tasks"] == 6 and sweep["runId"] == sub["run_id"]
+    assert seen == {(s, seed) for s in (1, 2, 3) for seed in (5, 6)}
+    table = slurm("status", sub["run_id"], "--runs-dir", runs).stdout
+    assert table.count("record: succeeded") == 6
+
+
+def test_status_without_accounting_reads_the_records(
+    rexec: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rexec.env["SLURM_CONF"] = _conf("REXEC_TEST_SLURM_CONF_NOACCT")
+    runs = tmp_path / "runs"
+    sacct = subprocess.run(["sacct", "-n"], env=rexec.env, capture_output=True, text=True)
+    assert sacct.returncode != 0 and "accounting storage is disabled" in sacct.stderr.lower()
+    sub = submit(rexec, project.spec(["true"]), keys[0], runs, "--wait")
+    doc = status(rexec, sub["run_id"], runs)
+    assert doc["tasks"][0]["recordStatus"] == "succeeded"
+    ident = build_definition(runs / sub["run_id"])["internalParameters"]["scheduler"]
+    assert ident["cluster"] == "noacct" and "qos" not in ident  # no accounting, no qos
+
+
+def test_bad_submit_input_queues_nothing(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(["true"])
+    before = sh(slurm.env, "squeue", "-h", "-t", "all", "-o", "%i")
+    out = slurm(
+        "submit", spec, "--signing-key", keys[0], "--runs-dir", runs, "--partition", "nope",
+        check=ExitCode.BAD_INPUT,
+    )  # fmt: skip
+    assert "sbatch refused the job" in out.stderr and "invalid partition" in out.stderr.lower()
+    assert sh(slurm.env, "squeue", "-h", "-t", "all", "-o", "%i") == before
+    assert not list((runs / ".rexec-jobs").glob("2*"))  # the submission directory is gone
+    bad = slurm("submit", spec, "--runs-dir", runs, "--sweep", "nope=1,2", check=ExitCode.BAD_INPUT)
+    assert "no such parameter" in bad.stderr
+    (project.data / "numbers.txt").write_text("changed\n")
+    changed = slurm(
+        "submit", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.MISMATCH
+    )
+    assert "numbers.txt" in changed.stderr
+    assert sh(slurm.env, "squeue", "-h", "-t", "all", "-o", "%i") == before
+
+
+def test_a_failure_on_any_node_fails_the_run(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(["sh", "-c", "if [ $NODE_RANK = 1 ]; then exit 4; fi; true"])
+    sub = submit(slurm, spec, keys[0], runs, "--nodes", "2")
+    slurm("status", sub["run_id"], "--runs-dir", runs, "--wait", check=ExitCode.JOB_FAILED)
+    record = runs / sub["run_id"]
+    annotations = json.loads((record / "record.json").read_text())
+    assert annotations["status"] == "failed" and "rank(s) 1" in annotations["reason"]
+    (peer,) = build_definition(record)["internalParameters"]["nodes"]
+    assert peer["status"] == "failed" and peer["exitCode"] == 4
