@@ -166,3 +166,15 @@ def test_gpu_requests_slurm_cannot_honour_are_refused(
     with pytest.raises(InputError) as info:
         _check_resources(spec.load(tmp_path / "s.toml"), SiteOptions(**site))  # type: ignore[arg-type]
     assert expected in info.value.message + (info.value.hint or "")
+
+
+def test_site_defaults_come_from_the_users_config(tmp_path: Path) -> None:
+    from executor.cluster import site_defaults
+
+    assert site_defaults(tmp_path / "none.toml") == {}
+    conf = tmp_path / "cluster.toml"
+    conf.write_text('[slurm]\npartition = "gpu"\naccount = "ml"\nextra = ["--exclusive"]\n')
+    assert site_defaults(conf) == {"partition": "gpu", "account": "ml", "extra": ["--exclusive"]}
+    conf.write_text('[slurm]\npartiton = "gpu"\n')
+    with pytest.raises(InputError, match="unknown keys partiton"):
+        site_defaults(conf)

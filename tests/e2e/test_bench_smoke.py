@@ -7,6 +7,7 @@ never a timing: performance is measured by the full benches, not by tests.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -21,15 +22,22 @@ SUITES = {
     "run": "rexec overhead over the same hardened docker run:",
     "verify": "sha256sum of outputs",
     "snapshot": "rexec sha256, warm cache",
+    "submit": "rexec submit adds",
 }
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
 def test_the_bench_runs_to_the_end(suite: str, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    if suite == "submit":  # on the test cluster scripts/test started (else it starts its own)
+        conf = os.environ.get("REXEC_TEST_SLURM_CONF")
+        if conf:
+            env["SLURM_CONF"] = conf
     proc = subprocess.run(
         ["sh", str(REPO / "scripts" / "bench"), suite, "--smoke"],
         capture_output=True,
         text=True,
+        env=env,
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         timeout=600,

@@ -110,6 +110,8 @@ def test_a_failing_job_is_state_failed_and_exit_5(
     runs = tmp_path / "runs"
     spec = project.spec(["sh", "-c", "echo going down >&2; exit 3"])
     sub = submit(slurm, spec, keys[0], runs)
+    followed = slurm("logs", sub["run_id"], "--runs-dir", runs, "--follow").stdout  # to the end
+    assert "going down" in followed and "signing the statement" in followed
     out = slurm("status", sub["run_id"], "--runs-dir", runs, "--wait", check=ExitCode.JOB_FAILED)
     assert "FAILED" in out.stdout and "record: failed" in out.stdout
     doc = status(slurm, sub["run_id"], runs, check=ExitCode.JOB_FAILED)
@@ -281,3 +283,57 @@ def test_a_failure_on_any_node_fails_the_run(
     assert annotations["status"] == "failed" and "rank(s) 1" in annotations["reason"]
     (peer,) = build_definition(record)["internalParameters"]["nodes"]
     assert peer["status"] == "failed" and peer["exitCode"] == 4
+
+
+def test_the_epilog_removes_what_a_job_left_behind(slurm: Rexec) -> None:
+    """The admins' backstop for SIGKILL, OOM and node failure: containers by job label."""
+    from tests.e2e.conftest import BASE_IMAGE, REPO
+
+    label = "dev.rexec.slurm-job=999999"
+    other = "dev.rexec.slurm-job=999998"
+    for lab in (label, other):
+        sh(
+            slurm.env,
+            "docker",
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--label",
+            lab,
+            BASE_IMAGE,
+            "sleep",
+            "60",
+        )
+    subprocess.run(
+        ["sh", str(REPO / "scripts" / "slurm-epilog")],
+        env=slurm.env | {"SLURM_JOB_ID": "999999"}, check=True,
+    )  # fmt: skip
+    assert sh(slurm.env, "docker", "ps", "-aq", "--filter", f"label={label}").strip() == ""
+    left = sh(slurm.env, "docker", "ps", "-aq", "--filter", f"label={other}").split()
+    assert len(left) == 1  # another job's container is not touched
+    sh(slurm.env, "docker", "rm", "-f", *left)
+
+
+def test_an_unreachable_controller_is_exit_6(slurm: Rexec, tmp_path: Path) -> None:
+    conf = Path(slurm.env["SLURM_CONF"]).read_text()
+    dead = tmp_path / "etc" / "slurm.conf"
+    dead.parent.mkdir()
+    port = next(x for x in conf.splitlines() if x.startswith("SlurmctldPort="))
+    dead.write_text(conf.replace(port, "SlurmctldPort=1"))
+    runs = tmp_path / "runs"
+    (runs / ".rexec-jobs" / "by-job").mkdir(parents=True)
+    job = runs / ".rexec-jobs" / "20261201T000000Z-x-000000"
+    job.mkdir()
+    (job / "submission.json").write_text(
+        json.dumps(
+            {
+                "schema": "rexec.submission/v1", "run_id": job.name, "spec_path": "-",
+                "spec_sha256": "-", "runs_dir": str(runs), "site": {}, "sign": {},
+                "tasks": [{"params": [], "seed": None}], "job_id": "1",
+            }
+        )
+    )  # fmt: skip
+    slurm.env["SLURM_CONF"] = str(dead)
+    out = slurm("status", job.name, "--runs-dir", runs, check=ExitCode.INFRASTRUCTURE)
+    assert "squeue failed" in out.stderr and "scontrol ping" in out.stderr
