@@ -154,6 +154,7 @@ def main(argv: list[str]) -> int:
         env = dict(os.environ)
         started_cluster = None
         if not env.get("SLURM_CONF"):
+            work.chmod(0o755)  # munged and MariaDB run as their own users
             started_cluster = work / "cluster"
             subprocess.run(
                 ["bash", str(REPO / "scripts" / "slurm-cluster"), "up", str(started_cluster)],
