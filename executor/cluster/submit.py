@@ -10,11 +10,13 @@ half-written.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from executor.cluster.submission import (
 from executor.errors import InputError
 from executor.record import store
 
-__all__ = ["export_names", "render_script", "submit"]
+__all__ = ["export_names", "render_script", "submit", "with_resources"]
 
 Say = Callable[[str], None]
 # What the node's rexec needs from the submit shell, when set there. Names only: the values
@@ -129,6 +131,7 @@ def submit(
     run_spec = spec.loads(data, source=source)
     for task in tasks:  # every task's overrides are type-checked now, not on the node
         spec.loads(data, source=source, overrides=task.params, seed=task.seed)
+    site = with_resources(run_spec, site)
     _check_resources(run_spec, site)
     pipeline.check_runs_dir(run_spec, runs_dir)
     pipeline.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
@@ -166,6 +169,20 @@ def submit(
     return sub, script
 
 
+def with_resources(run_spec: spec.RunSpec, site: SiteOptions) -> SiteOptions:
+    """``[resources]`` as sbatch asks for it, where the command line did not say:
+    ``cpus`` → ``--cpus-per-task``, ``memory`` → ``--mem``, a GPU count → ``--gpus-per-node``."""
+    res = run_spec.resources
+    changes: dict[str, object] = {}
+    if site.cpus_per_task is None and res.cpus is not None:
+        changes["cpus_per_task"] = max(1, math.ceil(res.cpus))
+    if site.mem is None and res.memory_bytes is not None:
+        changes["mem"] = f"{math.ceil(res.memory_bytes / (1 << 20))}M"
+    if site.gpus_per_node is None and isinstance(res.gpus, int):
+        changes["gpus_per_node"] = res.gpus
+    return replace(site, **changes) if changes else site  # type: ignore[arg-type]
+
+
 def _check_resources(run_spec: spec.RunSpec, site: SiteOptions) -> None:
     """What Slurm cannot express, or what contradicts the allocation, is refused now."""
     gpus = run_spec.resources.gpus
@@ -179,11 +196,6 @@ def _check_resources(run_spec: spec.RunSpec, site: SiteOptions) -> None:
         raise InputError(
             f"[resources] gpus = {gpus} but --gpus-per-node {site.gpus_per_node}",
             hint="ask Slurm for the GPUs the spec uses",
-        )
-    if isinstance(gpus, int) and site.gpus_per_node is None:
-        raise InputError(
-            f"[resources] gpus = {gpus} but no GPUs are requested from Slurm",
-            hint=f"add --gpus-per-node {gpus}",
         )
     if site.nodes < 1:
         raise InputError(f"--nodes {site.nodes}: expected 1 or more")

@@ -151,7 +151,6 @@ def test_the_identity_names_the_job_array_restart_and_gpus() -> None:
     [
         ('["GPU-1"]', {"gpus_per_node": 1}, "GPU UUIDs, which Slurm cannot allocate"),
         ("2", {"gpus_per_node": 1}, "gpus = 2 but --gpus-per-node 1"),
-        ("1", {}, "add --gpus-per-node 1"),
     ],
 )
 def test_gpu_requests_slurm_cannot_honour_are_refused(
@@ -178,3 +177,17 @@ def test_site_defaults_come_from_the_users_config(tmp_path: Path) -> None:
     conf.write_text('[slurm]\npartiton = "gpu"\n')
     with pytest.raises(InputError, match="unknown keys partiton"):
         site_defaults(conf)
+
+
+def test_resources_become_sbatch_requests_unless_the_command_line_says(tmp_path: Path) -> None:
+    from executor.cluster.submit import with_resources
+
+    (tmp_path / "s.toml").write_text(
+        'version = 1\nname = "t"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        '[run]\ncommand = ["t"]\nseed = 1\n[resources]\ncpus = 1.5\nmemory = "1g"\ngpus = 2\n'
+    )
+    run_spec = spec.load(tmp_path / "s.toml")
+    site = with_resources(run_spec, SiteOptions())
+    assert (site.cpus_per_task, site.mem, site.gpus_per_node) == (2, "1024M", 2)
+    mine = with_resources(run_spec, SiteOptions(cpus_per_task=4, mem="8G"))
+    assert (mine.cpus_per_task, mine.mem, mine.gpus_per_node) == (4, "8G", 2)
