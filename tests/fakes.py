@@ -55,6 +55,9 @@ class FakeRuntime:
     def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
         return json.dumps({"schema": "rexec.inventory/v1", "python": {"version": "3.11.2"}}) + "\n"
 
+    def unenforced_limits(self, request: ContainerRequest) -> list[str]:
+        return []
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         raise AssertionError(f"the pipeline called runtime.{name}, which this fake does not expect")
 

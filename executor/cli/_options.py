@@ -17,6 +17,16 @@ from executor.signing.key_policy import KeyPolicy
 from executor.signing.types import SigningMethod, TrustPolicy
 
 
+def add_runtime_option(parser: argparse.ArgumentParser) -> None:
+    """``--runtime``: the container engine, over the spec's ``[runtime] engine``."""
+    parser.add_argument(
+        "--runtime",
+        choices=("docker", "podman"),
+        help="the container engine (default: the spec's [runtime] engine, else docker); "
+        "the record names the engine and its mode (see docs/runtimes.md)",
+    )
+
+
 def seed_value(text: str) -> int:
     """``--seed N``: an integer the job's RNGs and PYTHONHASHSEED accept (0 to 2**32-1)."""
     try:

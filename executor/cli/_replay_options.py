@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from executor import replay
-from executor.cli._options import add_signing_options, add_trust_options, sign_options
+from executor.cli._options import (
+    add_runtime_option,
+    add_signing_options,
+    add_trust_options,
+    sign_options,
+)
 from executor.cli._options import trust_policy as policy_from_args
 from executor.errors import InputError
 from executor.signing import TrustPolicy
@@ -30,6 +35,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
     add_signing_options(p, default="key")
+    add_runtime_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="no job output or progress")
 

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from executor import safeio
+from executor.cli._options import add_runtime_option
 from executor.errors import ExitCode
 from executor.owner import is_orphan
 from executor.record import store
@@ -55,6 +56,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--dry-run", action="store_true", help="list what would be removed, remove nothing"
     )
     p.add_argument("--json", action="store_true", help="print what was found as JSON")
+    add_runtime_option(p)
     p.set_defaults(handler=handle)
 
 
@@ -73,7 +75,7 @@ def orphan_containers(runtime: ContainerRuntime) -> list[tuple[str, str]]:
 
 def handle(args: argparse.Namespace, runtime: ContainerRuntime | None = None) -> int:
     """Remove orphan containers and partial records; ``runtime`` is the seam tests fill."""
-    runtime = runtime or default_runtime()
+    runtime = runtime or default_runtime(getattr(args, "runtime", None))
     containers = orphan_containers(runtime)
     partials = store.stale_partials(args.runs_dir)
     verb = "would remove" if args.dry_run else "removed"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from executor import determinism, lock, safeio, spec
+from executor.cli._options import add_runtime_option
 from executor.errors import InputError
 
 EPILOG = """\
@@ -43,6 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pin code with uncommitted changes (its tree digest still pins the bytes)",
     )
     p.add_argument("--json", action="store_true", help="print what was pinned as JSON on stdout")
+    add_runtime_option(p)
     p.set_defaults(handler=handle)
 
 
@@ -54,7 +56,10 @@ def handle(args: argparse.Namespace) -> int:
     doc = lock.editable(data, fallback=parsed)  # its comments survive the lock
     source: Path = args.spec.resolve()
     locked = lock.lock_document(
-        doc, base=source.parent, resolver=default_runtime(), allow_dirty=args.allow_dirty
+        doc,
+        base=source.parent,
+        resolver=default_runtime(args.runtime or (parsed.get("runtime") or {}).get("engine")),
+        allow_dirty=args.allow_dirty,
     )
     target_dir = args.output.resolve().parent if args.output else source.parent
     lock.rebase_paths(locked.document, source_dir=source.parent, target_dir=target_dir)

@@ -64,7 +64,7 @@ def handle(args: argparse.Namespace) -> int:
     options = exec_options(args)
     inputs: Mapping[str, Path] = parse_inputs(args.input)
     original = replay.open_original(args.target, trust_policy(args))
-    runtime = default_runtime()
+    runtime = default_runtime(args.runtime or original.record.spec.get("runtime", {}).get("engine"))
     plan = replay.plan_replay(original, inputs=inputs, runtime=runtime, say=options.say)
     out = console()
     if not args.json:

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from executor import pipeline, spec
-from executor.cli._options import add_signing_options, seed_value, sign_options
+from executor.cli._options import add_runtime_option, add_signing_options, seed_value, sign_options
 from executor.cli._seeds import print_spread, seed_list, seeds_value
 from executor.compare import metric_spread
 from executor.errors import InputError, JobFailed
+from executor.runtime import default_runtime
 
 EPILOG = """\
 examples:
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="where run records are written (default: ./runs)",
     )
     add_signing_options(p, default=None)
+    add_runtime_option(p)
     p.add_argument(
         "--allow-dirty",
         action="store_true",
@@ -139,9 +141,10 @@ def _run_once(
     overrides = [spec.parse_override(text) for text in args.param]
     pinned_at_run_time: dict[str, object] | None = None
     if args.allow_unpinned:
-        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides, seed)
+        run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides, seed, args.runtime)
     else:
         run_spec = spec.load(args.spec, overrides=overrides, seed=seed)
+    runtime = default_runtime(args.runtime or run_spec.engine)
     sign = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
 
     def say(text: str) -> None:
@@ -158,7 +161,7 @@ def _run_once(
         pinned_at_run_time=pinned_at_run_time,
         push=args.push,
     )
-    return pipeline.run(run_spec, options=options), run_spec
+    return pipeline.run(run_spec, options=options, runtime=runtime), run_spec
 
 
 def _print_result(args: argparse.Namespace, result: pipeline.RunResult) -> None:
@@ -181,18 +184,17 @@ def _raise_unless_succeeded(result: pipeline.RunResult, run_spec: spec.RunSpec) 
 
 
 def _pin_at_run_time(
-    path: Path, overrides: list[tuple[str, object]], seed: int | None
+    path: Path, overrides: list[tuple[str, object]], seed: int | None, engine: str | None
 ) -> tuple[spec.RunSpec, dict[str, object]]:
     """What `rexec lock` would pin, resolved in memory now; the record says so."""
     from executor import lock
     from executor.canonical import sha256_hex
-    from executor.runtime import default_runtime
 
     source = path.resolve()
     locked = lock.lock_document(
         spec.read_document(source)[1],
         base=source.parent,
-        resolver=default_runtime(),
+        resolver=default_runtime(engine or spec.load(path).engine),
         strict=False,
         code=False,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from executor import cluster, spec
 from executor.cli._cluster import add_runs_dir, print_tasks
-from executor.cli._options import add_signing_options, sign_options
+from executor.cli._options import add_runtime_option, add_signing_options, sign_options
 from executor.errors import InputError
 from executor.signing import SignOptions, key_file, make_signer
 
@@ -85,6 +85,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_runs_dir(p, help_text="shared directory the node writes records to (default ./runs)")
     add_signing_options(p, default=None)
+    add_runtime_option(p)
     p.add_argument("--allow-dirty", action="store_true", help="code with uncommitted changes")
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; queue nothing")
     p.add_argument("--json", action="store_true", help="print the submission as JSON")
@@ -157,6 +158,7 @@ def handle(args: argparse.Namespace) -> int:
         allow_dirty=args.allow_dirty,
         dry_run=args.dry_run,
         say=say,
+        engine=args.runtime,
     )
     if args.dry_run:
         sys.stdout.write(script)

@@ -38,6 +38,7 @@ from executor.cluster.identity import (
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import Submission, load_submission
 from executor.errors import InputError, JobFailed, MismatchError, RexecError
+from executor.runtime import default_runtime
 from executor.signing import SignOptions
 
 __all__ = ["run_on_node"]
@@ -141,7 +142,8 @@ def run_on_node(directory: Path, *, say: Say, env: Mapping[str, str] | None = No
         options = replace(options, runs_dir=_attempt_dir(sub, restart))
         _attempt_dir(sub, restart).mkdir(exist_ok=True)
     try:
-        result = pipeline.run(run_spec, options=options)
+        runtime = default_runtime(sub.extra.get("runtime") or run_spec.engine)
+        result = pipeline.run(run_spec, options=options, runtime=runtime)
     except (RexecError, KeyboardInterrupt) as exc:
         if rank != 0:  # rank 0 must not wait for a report that never comes
             _report_failure(sub, restart, rank, exc)

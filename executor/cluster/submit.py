@@ -124,6 +124,7 @@ def submit(
     dry_run: bool,
     say: Say,
     slurm: Slurm | None = None,
+    engine: str | None = None,
 ) -> tuple[Submission, str]:
     """Check, render and (unless ``dry_run``) queue; the submission and its script."""
     data, _ = spec.read_document(spec_path)
@@ -148,6 +149,7 @@ def submit(
         secret_names=tuple(run_spec.run.secrets),
         submit_host=socket.gethostname(),
         submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        extra={"runtime": engine} if engine else {},
     )
     script = render_script(sub, name=run_spec.name, export=export_names(run_spec, env))
     if dry_run:

@@ -136,7 +136,7 @@ def run(
     run_spec: spec.RunSpec, *, options: RunOptions, runtime: ContainerRuntime | None = None
 ) -> RunResult:
     """Run a spec through every stage; every ending after the job starts is recorded."""
-    runtime = runtime or default_runtime()
+    runtime = runtime or default_runtime(run_spec.engine)
     say = options.say
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)
@@ -277,6 +277,12 @@ def _execute_and_record(
         gpu_uuids=checked.gpu_uuids,
         timeout_s=run_spec.run.timeout_s,
     )
+    unenforced = runtime.unenforced_limits(request)
+    if unenforced:
+        say(
+            f"warning: this engine cannot enforce the {', '.join(unenforced)} limit(s) of this "
+            "run (rootless Podman on cgroup v1); the record says so"
+        )
     say(f"running {record.run_id} as uid {user}")
     interrupted: KeyboardInterrupt | None = None
     lost: EngineLost | None = None
@@ -340,6 +346,7 @@ def _execute_and_record(
             },
             **({"scratchWorkdir": scratch_note} if scratch_note is not None else {}),
             "determinism": det_state,
+            **({"unenforcedLimits": unenforced} if unenforced else {}),
             **({"portability": portability} if portability else {}),
             **({"lineage": dict(options.lineage)} if options.lineage else {}),
             **({"scheduler": dict(options.scheduler)} if options.scheduler else {}),

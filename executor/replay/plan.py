@@ -204,6 +204,7 @@ def spec_from_record(
         ),
         tolerances=record.tolerances,
         seed_override=_seed_override(view),
+        engine=(view.get("runtime") or {}).get("engine"),
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.errors import InfrastructureError
+from executor.errors import InfrastructureError, InputError
 from executor.runtime.types import (
     NOBODY,
     OWNER_HOST_LABEL,
@@ -31,6 +31,7 @@ from executor.runtime.types import (
 )
 
 __all__ = [
+    "ENGINES",
     "NOBODY",
     "OWNER_HOST_LABEL",
     "OWNER_PID_LABEL",
@@ -52,11 +53,22 @@ __all__ = [
 ]
 
 
-def default_runtime() -> ContainerRuntime:
-    """The engine rexec talks to when the caller names none: Docker, over its usual socket.
+ENGINES = ("docker", "podman")
+
+
+def default_runtime(engine: str | None = None) -> ContainerRuntime:
+    """The engine named (``--runtime``, the spec's ``[runtime] engine``), else Docker.
 
     The one place that chooses; every command and stage that needs an engine asks here.
     """
+    if engine not in (None, *ENGINES):
+        raise InputError(
+            f"unknown container engine {engine!r}", hint=f"choose one of {', '.join(ENGINES)}"
+        )
+    if engine == "podman":
+        from executor.runtime.podman import PodmanRuntime
+
+        return PodmanRuntime()
     from executor.runtime.docker import DockerRuntime
 
     return DockerRuntime()

@@ -33,7 +33,15 @@ API_VERSION = "1.41"
 
 
 class DockerRuntime:
-    """:class:`ContainerRuntime` over the Docker Engine API (docker-py)."""
+    """:class:`ContainerRuntime` over the Docker Engine API (docker-py).
+
+    Also the transport of :class:`executor.runtime.podman.PodmanRuntime`, which
+    speaks to Podman's Docker-compatible API: the subclass only says where the
+    socket is, what the engine is, and what Podman needs besides (ulimits).
+    """
+
+    name = "docker"
+    title = "Docker"
 
     def __init__(self, base_url: str | None = None) -> None:
         self._base_url = base_url
@@ -57,8 +65,10 @@ class DockerRuntime:
             # socket is requests' ConnectionError (an OSError), not a DockerException.
             except (docker.errors.DockerException, OSError) as exc:
                 raise InfrastructureError(
-                    f"cannot reach the Docker engine: {exc}",
-                    hint="start it (`bash scripts/setup` starts one) or set DOCKER_HOST",
+                    f"cannot reach the {self.title} engine: {exc}",
+                    hint="start it (`bash scripts/setup` starts Docker) or set DOCKER_HOST"
+                    if self.name == "docker"
+                    else f"check its socket ({self._base_url}) and `podman info`",
                 ) from exc
             self._client = client  # kept only once it answered
         return self._client
@@ -68,7 +78,7 @@ class DockerRuntime:
         info = self.client.info()
         version = self.client.version()
         return {
-            "name": "docker",
+            "name": self.name,
             "version": version.get("Version"),
             "api_version": version.get("ApiVersion"),
             "os": info.get("OperatingSystem"),
@@ -242,7 +252,7 @@ class DockerRuntime:
                     raise
                 if (_now() - started).total_seconds() < request.timeout_s * 0.99:
                     # The wait broke off early: the engine went away, not the clock.
-                    raise _engine_lost(exc) from exc
+                    raise _engine_lost(exc, self.title) from exc
                 timed_out = True
                 exit_code = None
                 with contextlib.suppress(docker.errors.APIError):
@@ -269,7 +279,7 @@ class DockerRuntime:
                 raise
             # The engine went away at another step than the wait (its answer to
             # start, the reload after the job): the same failure, recorded as such.
-            raise _engine_lost(exc) from exc
+            raise _engine_lost(exc, self.title) from exc
         finally:
             # Best effort: with the engine gone this fails too, and `rexec gc` finds the
             # container by its labels later.
@@ -277,20 +287,14 @@ class DockerRuntime:
                 container.remove(force=True, v=True)  # and any anonymous volume with it
 
     def _create(self, request: ContainerRequest) -> Any:
+        """Create the job's container from the low-level API, so an engine may add host
+        settings the client does not know (Podman's ``keep-id`` user namespace)."""
         import docker.errors
         from docker.types import DeviceRequest
         from docker.types import Mount as DockerMount
 
         h = request.hardening
-        kwargs: dict[str, Any] = {
-            "image": request.image,
-            # Exactly the recorded argv: the image's ENTRYPOINT must not wrap it.
-            "entrypoint": list(request.command[:1]),
-            "command": list(request.command[1:]),
-            "working_dir": request.workdir,
-            "environment": dict(request.env),
-            "user": request.user,
-            "labels": dict(request.labels),
+        host: dict[str, Any] = {
             "mounts": [
                 DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
                 for m in request.mounts
@@ -301,29 +305,56 @@ class DockerRuntime:
             "cap_drop": ["ALL"] if h.cap_drop_all else None,
             "security_opt": ["no-new-privileges:true"] if h.no_new_privileges else None,
             "pids_limit": request.pids_limit,
-            "detach": True,
-            "stdin_open": False,
-            "tty": False,
+            **self.create_options(request),
         }
         if request.cpus:
-            kwargs["nano_cpus"] = int(request.cpus * 1e9)
+            host["nano_cpus"] = int(request.cpus * 1e9)
         if request.memory_bytes:
-            kwargs["mem_limit"] = request.memory_bytes
-            kwargs["memswap_limit"] = request.memory_bytes  # no swap: OOM is visible, not slow
+            host["mem_limit"] = request.memory_bytes
+            host["memswap_limit"] = request.memory_bytes  # no swap: OOM is visible, not slow
         if request.gpu_uuids:
-            kwargs["device_requests"] = [
+            host["device_requests"] = [
                 DeviceRequest(
                     driver="nvidia",
                     device_ids=list(request.gpu_uuids),
                     capabilities=[["gpu"]],
                 )
             ]
+        api = self.client.api
         try:
-            return self.client.containers.create(**kwargs)
+            host_config = api.create_host_config(**host)
+            host_config.update(self.host_config_extra(request))
+            created = api.create_container(
+                image=request.image,
+                # Exactly the recorded argv: the image's ENTRYPOINT must not wrap it.
+                entrypoint=list(request.command[:1]),
+                command=list(request.command[1:]),
+                working_dir=request.workdir,
+                environment=dict(request.env),
+                user=request.user,
+                labels=dict(request.labels),
+                detach=True,
+                stdin_open=False,
+                tty=False,
+                host_config=host_config,
+            )
+            return self.client.containers.prepare_model({"Id": created["Id"]})
         except docker.errors.ImageNotFound as exc:
             raise InputError(f"image {request.image} is not present in the engine") from exc
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"cannot create the job container: {exc}") from exc
+
+    def host_config_extra(self, request: ContainerRequest) -> dict[str, Any]:
+        """HostConfig fields set as the engine's API spells them (Docker: none)."""
+        return {}
+
+    def create_options(self, request: ContainerRequest) -> dict[str, Any]:
+        """What this engine needs in a create request besides the hardening (Docker: nothing)."""
+        return {}
+
+    def unenforced_limits(self, request: ContainerRequest) -> list[str]:
+        """Docker enforces every limit it accepts."""
+        return []
 
     def run_capture(self, image: str, command: Sequence[str], *, user: str) -> str:
         """Run a short hardened helper command in ``image`` and return its stdout."""
@@ -371,10 +402,10 @@ class DockerRuntime:
             raise InfrastructureError(f"cannot remove container {container_id}: {exc}") from exc
 
 
-def _engine_lost(exc: BaseException) -> EngineLost:
+def _engine_lost(exc: BaseException, title: str) -> EngineLost:
     """The engine went away while the job ran: an infrastructure failure, recorded as one."""
     return EngineLost(
-        f"the Docker engine stopped answering while the job ran ({exc})",
+        f"the {title} engine stopped answering while the job ran ({exc})",
         hint="the run is recorded as infrastructure-failed; restart the engine "
         "and run `rexec gc` to remove what it left",
     )

@@ -150,6 +150,9 @@ class ContainerRuntime(Protocol):
     def remove_container(self, container_id: str) -> None:
         """Remove a container and its anonymous volumes."""
 
+    def unenforced_limits(self, request: ContainerRequest) -> list[str]:
+        """The limits of ``request`` this engine accepts but cannot hold (said and recorded)."""
+
 
 @dataclass(frozen=True)
 class ContainerInfo:

@@ -51,6 +51,7 @@ MAX_MEMORY = 1 << 50
 MAX_PIDS = 4_194_304  # the kernel's PID_MAX_LIMIT
 SIGNING_METHODS = ("key", "sigstore", "none")
 FRAMEWORKS = ("numpy", "torch", "tensorflow", "jax")
+ENGINES = ("docker", "podman")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?$", re.I)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -205,6 +206,8 @@ class RunSpec:
     tolerances: tuple[Tolerance, ...] = ()
     # `rexec run --seed N`: the spec's seed it replaced (both are recorded).
     seed_override: ParamOverride | None = None
+    # `[runtime] engine`: "docker" or "podman"; None: the default (docker), or --runtime.
+    engine: str | None = None
 
     @property
     def base_dir(self) -> Path:

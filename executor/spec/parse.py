@@ -24,6 +24,7 @@ from executor.spec._table import Errors, Table, _kind_name, container_path, host
 from executor.spec.argv import check_command
 from executor.spec.model import (
     COMMIT_RE,
+    ENGINES,
     ENV_NAME_RE,
     LOCK_HINT,
     MAX_TIMEOUT_S,
@@ -254,6 +255,13 @@ def parse_document(
     resources = parse_resources(top)
     determinism, signing, security = parse_small_tables(top, base)
     tolerances = parse_replay(top)
+    engine = None
+    runtime_tab = top.table("runtime")
+    if runtime_tab is not None:
+        engine = runtime_tab.get("engine", str)
+        runtime_tab.finish()
+        if engine is not None and engine not in ENGINES:
+            errors.add("runtime.engine", f"expected one of {', '.join(map(repr, ENGINES))}")
     top.finish()
     if run is not None and run.user is not None and not security.allow_root:
         uid, gid = parse_user(run.user)
@@ -288,6 +296,7 @@ def parse_document(
         security=security,
         tolerances=tolerances,
         seed_override=seed_override,
+        engine=engine,
     )
 
 

@@ -52,6 +52,8 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
             "allowWritableRoot": spec.security.allow_writable_root,
         },
     }
+    if spec.engine is not None:
+        view["runtime"] = {"engine": spec.engine}
     if spec.seed_override is not None:
         view["seedOverride"] = {
             "default": spec.seed_override.default,

@@ -1,0 +1,189 @@
+"""Podman behind the same contract: its Docker-compatible API, spoken by the Docker client.
+
+Why the API and not the ``podman`` CLI: the compatible API takes the very
+create request rexec sends Docker (the same hardening, mounts, labels, limits,
+attach-before-start, wait, inspect), so one code path runs both engines and a
+difference in behaviour is Podman's, visible, not a second implementation's.
+What Podman needs besides lives here: where its socket is, starting
+``podman system service`` when nothing answers there (daemonless: the service
+exits after ``IDLE_S`` without a client), the global flags these hosts need,
+lowered ulimits, and the engine facts the record keeps (rootful or rootless,
+the user-namespace mapping, which limits it cannot enforce).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket as socketlib
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from executor.errors import InfrastructureError
+from executor.paths import cache_dir
+from executor.runtime.docker import DockerRuntime
+from executor.runtime.types import ContainerRequest
+
+__all__ = ["PodmanRuntime", "global_flags"]
+
+IDLE_S = 600  # the service we start exits after this long without a client
+START_TIMEOUT_S = 20.0
+# Root without CAP_SYS_RESOURCE (these machines) cannot raise RLIMIT_NOFILE/NPROC to
+# Podman's defaults; runc then fails "error setting rlimits". 4096 is ample for a job.
+ULIMITS = (
+    {"name": "nofile", "soft": 4096, "hard": 4096},
+    {"name": "nproc", "soft": 4096, "hard": 4096},
+)
+
+
+def _cgroup_v2() -> bool:
+    return Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def global_flags(*, rootless: bool) -> list[str]:
+    """The ``podman`` flags this host needs, decided from what it has.
+
+    Without systemd as init, the cgroup manager must be cgroupfs. crun refuses
+    a hybrid (v1) cgroup hierarchy, so there runc is used. Rootless storage is
+    the kernel's overlay (twice as fast here as vfs).
+    """
+    flags: list[str] = []
+    if not Path("/run/systemd/system").is_dir():
+        flags += ["--cgroup-manager", "cgroupfs"]
+    if not _cgroup_v2() and shutil.which("runc"):
+        flags += ["--runtime", "runc"]
+    if rootless:
+        flags += ["--storage-driver", "overlay"]
+    return flags
+
+
+def default_socket(*, rootless: bool) -> Path:
+    """Where Podman's API socket lives: ``/run/podman`` as root, the runtime dir rootless."""
+    if not rootless:
+        return Path("/run/podman/podman.sock")
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
+    return Path(runtime_dir) / "podman" / "podman.sock"
+
+
+def _answers(path: Path) -> bool:
+    with contextlib.closing(socketlib.socket(socketlib.AF_UNIX)) as s:
+        s.settimeout(2.0)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+class PodmanRuntime(DockerRuntime):
+    """:class:`ContainerRuntime` over Podman's Docker-compatible API socket."""
+
+    name = "podman"
+    title = "Podman"
+
+    def __init__(self, socket: str | os.PathLike[str] | None = None) -> None:
+        self.rootless = os.geteuid() != 0
+        given = socket or os.environ.get("REXEC_PODMAN_SOCKET")
+        self.socket = Path(given) if given else default_socket(rootless=self.rootless)
+        self.flags = global_flags(rootless=self.rootless)
+        super().__init__(base_url=f"unix://{self.socket}")
+
+    @property
+    def client(self) -> Any:
+        """The client, after making sure a Podman service answers on the socket."""
+        if self._client is None:
+            self._ensure_service()
+        return DockerRuntime.client.fget(self)  # type: ignore[attr-defined]
+
+    def _ensure_service(self) -> None:
+        if _answers(self.socket):
+            return
+        podman = shutil.which("podman")
+        if podman is None:
+            raise InfrastructureError(
+                "the Podman engine is selected but `podman` is not installed",
+                hint="install it (`apt-get install podman`), or use --runtime docker",
+            )
+        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        log = Path(cache_dir()) / "podman-service.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            subprocess.Popen(
+                [
+                    podman,
+                    *self.flags,
+                    "system",
+                    "service",
+                    f"--time={IDLE_S}",
+                    f"unix://{self.socket}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,  # outlives this rexec, as a daemonless service does
+                close_fds=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(self.socket):
+            if time.monotonic() > deadline:
+                raise InfrastructureError(
+                    f"podman system service did not answer on {self.socket} within "
+                    f"{START_TIMEOUT_S:g} s",
+                    hint=f"see {log}",
+                )
+            time.sleep(0.05)
+
+    def libpod_info(self) -> dict[str, Any]:
+        """Podman's own ``/libpod/info``: rootless or not, id mappings, cgroups, storage."""
+        api = self.client.api
+        reply = api.get(f"{api.base_url}/v4.0.0/libpod/info", timeout=30)
+        reply.raise_for_status()
+        info: dict[str, Any] = reply.json()
+        return info
+
+    def engine_info(self) -> dict[str, Any]:
+        """The Docker-shaped facts, then Podman's: mode, id mappings, service flags."""
+        facts = super().engine_info()
+        host = self.libpod_info().get("host", {})
+        security = host.get("security", {})
+        rootless = bool(security.get("rootless", self.rootless))
+        facts |= {
+            "name": "podman",
+            "mode": "rootless" if rootless else "rootful",
+            "id_mappings": host.get("idMappings"),
+            "service_flags": list(self.flags),
+            "socket": str(self.socket),
+            "ulimits": [dict(u) for u in ULIMITS],
+            "cgroup_version": host.get("cgroupVersion", facts.get("cgroup_version")),
+            "oci_runtime": (host.get("ociRuntime") or {}).get("name"),
+            "limits_enforced": not (rootless and host.get("cgroupVersion") == "v1"),
+        }
+        return facts
+
+    def create_options(self, request: ContainerRequest) -> dict[str, Any]:
+        """Lowered ulimits (see ``ULIMITS``).
+
+        Rootless, container uid 0 is the invoking user and every other uid a
+        subordinate one, so the job's uid (the invoker's, see
+        :func:`executor.pipeline.container.container_user`) would not own the
+        outputs it must write: :meth:`host_config_extra` maps it to itself.
+        """
+        return {"ulimits": [dict(u) for u in ULIMITS]}
+
+    def host_config_extra(self, request: ContainerRequest) -> dict[str, Any]:
+        """Rootless: ``UsernsMode: keep-id`` (the Docker client only knows ``host``)."""
+        return {"UsernsMode": "keep-id"} if self.rootless else {}
+
+    def unenforced_limits(self, request: ContainerRequest) -> list[str]:
+        """Limits in ``request`` this engine cannot hold (rootless on cgroup v1: none)."""
+        if not self.rootless or _cgroup_v2():
+            return []
+        asked = {
+            "memory": request.memory_bytes is not None,
+            "cpus": request.cpus is not None,
+            "pids": bool(request.pids_limit),
+        }
+        return [name for name, set_ in asked.items() if set_]
