@@ -107,7 +107,14 @@ class PodmanRuntime(DockerRuntime):
                 "the Podman engine is selected but `podman` is not installed",
                 hint="install it (`apt-get install podman`), or use --runtime docker",
             )
-        self.socket.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.socket.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InfrastructureError(
+                f"cannot create {self.socket.parent} for Podman's API socket ({exc.strerror})",
+                hint="set XDG_RUNTIME_DIR to a directory of yours (a login session sets it), "
+                "or REXEC_PODMAN_SOCKET to a running `podman system service` socket",
+            ) from exc
         log = Path(cache_dir()) / "podman-service.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
@@ -125,6 +132,9 @@ class PodmanRuntime(DockerRuntime):
                 stderr=out,
                 start_new_session=True,  # outlives this rexec, as a daemonless service does
                 close_fds=True,
+                # Not this rexec's directory: it may be deleted while the service lives on,
+                # and conmon and runc would then start containers from a vanished cwd.
+                cwd="/",
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(self.socket):
@@ -176,6 +186,23 @@ class PodmanRuntime(DockerRuntime):
     def host_config_extra(self, request: ContainerRequest) -> dict[str, Any]:
         """Rootless: ``UsernsMode: keep-id`` (the Docker client only knows ``host``)."""
         return {"UsernsMode": "keep-id"} if self.rootless else {}
+
+    def registry_digest(self, ref: str) -> str:
+        """The digest the registry serves for ``ref``: Podman's compatible API has no
+        distribution endpoint, so the tag is pulled and the engine's record of the
+        manifest it fetched (its repository digest) is read. Slower than Docker's, once."""
+        info = self.pull(ref)
+        repository = ref.rsplit("@", 1)[0]
+        last = repository.rsplit("/", 1)[-1]
+        repository = repository[: len(repository) - len(last)] + last.split(":", 1)[0]
+        for entry in info.repo_digests:
+            name, _, digest = entry.partition("@")
+            if name.removeprefix("docker.io/") == repository.removeprefix("docker.io/"):
+                return digest
+        raise InfrastructureError(
+            f"pulled {ref} but Podman records no digest for {repository} "
+            f"(repository digests: {', '.join(info.repo_digests) or 'none'})"
+        )
 
     def unenforced_limits(self, request: ContainerRequest) -> list[str]:
         """Limits in ``request`` this engine cannot hold (rootless on cgroup v1: none)."""
