@@ -121,6 +121,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--smoke", action="store_true", help="one run per case: proves the bench still runs (CI)"
     )
+    parser.add_argument(
+        "--runtime",
+        choices=("docker", "podman"),
+        default="docker",
+        help="the engine: rexec run --runtime X against a bare `X run` of the same job",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.repeat = 1
@@ -140,6 +146,8 @@ def main(argv: list[str]) -> int:
             REXEC,
             "run",
             str(spec),
+            "--runtime",
+            args.runtime,
             "--quiet",
             "--signing-key",
             f"{key}.key",
@@ -153,28 +161,44 @@ def main(argv: list[str]) -> int:
             "--quiet",
             "--allow-dirty",
             "--allow-unpinned",  # the demo spec names its base by tag; `rexec lock` pins it
+            "--runtime",
+            args.runtime,
             "--signing-key",
             f"{key}.key",
             "--runs-dir",
             str(root / "runs"),
         ]
+        engine, image, hardened, limits = ["docker"], BASE, HARDENED, []
+        if args.runtime == "podman":
+            from executor.runtime.podman import ULIMITS, global_flags
+
+            engine = ["podman", *global_flags(rootless=os.geteuid() != 0)]
+            image = pinned_base()  # pulled by digest: Podman holds no local `rexec/base` tag
+            # Without them runc cannot start any container here (root lacks CAP_SYS_RESOURCE).
+            limits = [f"--ulimit={u['name']}={u['soft']}:{u['hard']}" for u in ULIMITS]
+            hardened = [*HARDENED, *limits]
+            subprocess.run([*engine, "pull", "-q", image], check=True, stdout=subprocess.DEVNULL)
+        bare_name, hard_name = (
+            f"{args.runtime} run (bare)",
+            f"{args.runtime} run (rexec's hardening)",
+        )
         cases = {
-            "docker run (bare)": (["docker", "run", "--rm", BASE, "python3", "-c", "pass"], None),
-            "docker run (rexec's hardening)": (
-                ["docker", "run", "--rm", *HARDENED, BASE, "python3", "-c", "pass"],
+            bare_name: (
+                [*engine, "run", "--rm", *limits, image, "python3", "-c", "pass"],
                 None,
             ),
+            hard_name: ([*engine, "run", "--rm", *hardened, image, "python3", "-c", "pass"], None),
             "rexec run (trivial job)": (rexec_run, env),
             "rexec run specs/demo.toml": (demo, env),
         }
         results = {name: median(cmd, args.repeat, env) for name, (cmd, env) in cases.items()}
-    bare = results["docker run (bare)"]
+    bare = results[bare_name]
     print(f"median of {args.repeat} runs each, after one warm-up")
-    print(f"{'case':34} {'seconds':>8} {'× bare docker run':>18}")
+    print(f"{'case':34} {'seconds':>8} {'× bare ' + args.runtime + ' run':>18}")
     for name, seconds in results.items():
         print(f"{name:34} {seconds:8.3f} {seconds / bare:18.2f}")
-    overhead = results["rexec run (trivial job)"] - results["docker run (rexec's hardening)"]
-    print(f"rexec overhead over the same hardened docker run: {overhead:.3f} s")
+    overhead = results["rexec run (trivial job)"] - results[hard_name]
+    print(f"rexec overhead over the same hardened {args.runtime} run: {overhead:.3f} s")
     print(json.dumps({k: round(v, 4) for k, v in results.items()}))
     return 0
 

@@ -305,7 +305,6 @@ class DockerRuntime:
             "cap_drop": ["ALL"] if h.cap_drop_all else None,
             "security_opt": ["no-new-privileges:true"] if h.no_new_privileges else None,
             "pids_limit": request.pids_limit,
-            **self.create_options(request),
         }
         if request.cpus:
             host["nano_cpus"] = int(request.cpus * 1e9)
@@ -345,11 +344,8 @@ class DockerRuntime:
             raise InfrastructureError(f"cannot create the job container: {exc}") from exc
 
     def host_config_extra(self, request: ContainerRequest) -> dict[str, Any]:
-        """HostConfig fields set as the engine's API spells them (Docker: none)."""
-        return {}
-
-    def create_options(self, request: ContainerRequest) -> dict[str, Any]:
-        """What this engine needs in a create request besides the hardening (Docker: nothing)."""
+        """What this engine needs in HostConfig besides the hardening, as its API spells
+        it (Docker: nothing; Podman: ulimits, and keep-id rootless)."""
         return {}
 
     def unenforced_limits(self, request: ContainerRequest) -> list[str]:
@@ -375,10 +371,6 @@ class DockerRuntime:
         if result.exit_code != 0:
             raise InfrastructureError(f"helper command in {image} exited {result.exit_code}")
         return b"".join(chunks).decode("utf-8", "replace")
-
-    def containers_labelled(self, label: str) -> list[str]:
-        """IDs of all containers (any state) carrying ``label``; for tests and cleanup."""
-        return [c.id for c in self.list_containers(label)]
 
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """Every container (any state) carrying ``label``, with its labels."""

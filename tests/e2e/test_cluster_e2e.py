@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -337,3 +338,24 @@ def test_an_unreachable_controller_is_exit_6(slurm: Rexec, tmp_path: Path) -> No
     slurm.env["SLURM_CONF"] = str(dead)
     out = slurm("status", job.name, "--runs-dir", runs, check=ExitCode.INFRASTRUCTURE)
     assert "squeue failed" in out.stderr and "scontrol ping" in out.stderr
+
+
+@pytest.mark.skipif(
+    shutil.which("podman") is None, reason="podman is not installed (setup installs it)"
+)
+def test_a_podman_container_dies_with_its_cancelled_job(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """conmon escapes the job's cgroup as dockerd's containers do: rexec's trap stops it."""
+    runs = tmp_path / "runs"
+    spec = project.spec(SLEEPER, extra='[runtime]\nengine = "podman"\n')
+    sub = submit(slurm, spec, keys[0], runs)
+    until("the job to start", started(runs, sub))
+    label = f"label=dev.rexec.slurm-job={sub['job_id']}"
+    assert sh(slurm.env, "podman", "ps", "-q", "--filter", label).strip()
+    slurm("cancel", sub["run_id"], "--runs-dir", runs)
+    doc = status(slurm, sub["run_id"], runs, "--wait", check=ExitCode.JOB_FAILED)
+    assert doc["tasks"][0]["recordStatus"] == "interrupted"
+    assert sh(slurm.env, "podman", "ps", "-aq", "--filter", label).strip() == ""
+    record = Path(doc["tasks"][0]["record"])
+    assert json.loads((record / "host.json").read_text())["engine"]["name"] == "podman"

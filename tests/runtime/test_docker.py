@@ -50,11 +50,21 @@ class _Container:
 
 
 class _Client:
+    """docker-py's two faces as the runtime uses them: ``api`` creates, ``containers`` wraps."""
+
     def __init__(self, container: _Container) -> None:
         self.containers = self
+        self.api = self
         self.container = container
 
-    def create(self, **kwargs: Any) -> _Container:
+    def create_host_config(self, **kwargs: Any) -> dict[str, Any]:
+        return dict(kwargs)
+
+    def create_container(self, **kwargs: Any) -> dict[str, str]:
+        return {"Id": self.container.id}
+
+    def prepare_model(self, attrs: dict[str, str]) -> _Container:
+        assert attrs == {"Id": self.container.id}
         return self.container
 
 
