@@ -41,6 +41,10 @@ ULIMITS = (
 )
 
 
+# The CDI device kind NVIDIA's container toolkit generates; a GPU is `nvidia.com/gpu=<UUID>`.
+CDI_KIND = "nvidia.com/gpu"
+
+
 def _cgroup_v2() -> bool:
     return Path("/sys/fs/cgroup/cgroup.controllers").exists()
 
@@ -219,6 +223,13 @@ class PodmanRuntime(DockerRuntime):
         }
         if self.rootless:
             extra["UsernsMode"] = "keep-id"
+        if request.gpu_uuids:
+            # GPUs by CDI name (nvidia-ctk cdi generate), not Docker's NVIDIA device request.
+            extra["DeviceRequests"] = None
+            extra["Devices"] = [
+                {"PathOnHost": f"{CDI_KIND}={uuid}", "PathInContainer": "", "CgroupPermissions": ""}
+                for uuid in request.gpu_uuids
+            ]
         return extra
 
     def registry_digest(self, ref: str) -> str:
