@@ -58,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
     locked = lock.lock_document(
         doc,
         base=source.parent,
-        resolver=default_runtime(args.runtime or (parsed.get("runtime") or {}).get("engine")),
+        resolver=default_runtime(args.runtime or spec.engine_named(parsed)),
         allow_dirty=args.allow_dirty,
     )
     target_dir = args.output.resolve().parent if args.output else source.parent

@@ -191,10 +191,11 @@ def _pin_at_run_time(
     from executor.canonical import sha256_hex
 
     source = path.resolve()
+    document = spec.read_document(source)[1]  # not yet a valid spec: it is not pinned
     locked = lock.lock_document(
-        spec.read_document(source)[1],
+        document,
         base=source.parent,
-        resolver=default_runtime(engine or spec.load(path).engine),
+        resolver=default_runtime(engine or spec.engine_named(document)),
         strict=False,
         code=False,
     )

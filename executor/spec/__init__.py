@@ -93,6 +93,13 @@ def _decode(data: bytes, source: Path) -> dict[str, Any]:
         raise SpecError(f"{source}: not valid TOML: {exc}", hint="see docs/spec.md") from exc
 
 
+def engine_named(document: dict[str, Any]) -> str | None:
+    """``[runtime] engine`` of a document not yet parsed (lock reads unpinned specs)."""
+    table = document.get("runtime")
+    engine = table.get("engine") if isinstance(table, dict) else None
+    return engine if isinstance(engine, str) else None
+
+
 def loads(
     data: bytes,
     *,
@@ -153,6 +160,7 @@ __all__ = [
     "Security",
     "Signing",
     "Tolerance",
+    "engine_named",
     "load",
     "loads",
     "parse_document",

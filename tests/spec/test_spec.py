@@ -334,3 +334,14 @@ def test_resolved_view_has_no_host_paths(tmp_path: Path) -> None:
     assert view["inputs"] == [{"name": "data", "digest": DIGEST, "mount": "/data"}]
     assert view["security"]["allowNetwork"] is True
     assert view["replay"]["tolerance"][0] == {"pattern": "*.npz", "rtol": 1e-6, "atol": 0.0}
+
+
+def test_the_engine_is_read_from_a_spec_not_yet_valid_and_checked_in_a_valid_one(
+    tmp_path: Path,
+) -> None:
+    assert spec.engine_named({"runtime": {"engine": "podman"}}) == "podman"
+    assert spec.engine_named({"runtime": "podman"}) is None  # not a table: the parser says so
+    assert spec.engine_named({}) is None
+    assert parse(minimal(runtime='[runtime]\nengine = "podman"\n'), tmp_path).engine == "podman"
+    found = problems(minimal(runtime='[runtime]\nengine = "lxc"\n'), tmp_path)
+    assert any(p.startswith("runtime.engine: expected one of") for p in found), found
