@@ -43,6 +43,18 @@ def me() -> Owner:
     return Owner(socket.gethostname(), pid, process_start(pid) or "")
 
 
+def invoker() -> dict[str, object]:
+    """Who ran rexec (user, uid, host), recorded beside who signed: they may differ."""
+    import pwd
+
+    uid = os.getuid()
+    try:
+        user: str | None = pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry (a container, a cluster without NSS)
+        user = None
+    return {"user": user, "uid": uid, "host": socket.gethostname()}
+
+
 def is_orphan(host: str, pid: str | int, start: str) -> bool:
     """True only when the owner ran on this host and that very process is gone."""
     if host != socket.gethostname():

@@ -23,7 +23,12 @@ from typing import Any
 from executor import safeio
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
-from executor.record.integrity import ArtifactReport, compare_artifacts, compare_byproducts
+from executor.record.integrity import (
+    ArtifactReport,
+    compare_artifacts,
+    compare_byproducts,
+    compare_trees,
+)
 from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
 from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.store import BUNDLE as RECORD_BUNDLE
@@ -276,6 +281,14 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
                 f"{problems} artifact(s) in {where.artifacts} differ from the signed statement",
                 details=report.details,
                 hint="the outputs changed after the run was signed; do not deploy them",
+            )
+        trees = compare_trees(statement, where.artifacts)
+        if trees:
+            raise MismatchError(
+                f"the directory structure of {where.artifacts} differs from the signed trees",
+                details=trees,
+                hint="a directory was added, removed or renamed after the run was signed; "
+                "a later run that pins these trees would not find them",
             )
         if where.statement is not None:
             record = where.statement.parent

@@ -346,6 +346,7 @@ def _execute_and_record(
             },
             **({"scratchWorkdir": scratch_note} if scratch_note is not None else {}),
             "determinism": det_state,
+            "invoker": owner.invoker(),
             **({"unenforcedLimits": unenforced} if unenforced else {}),
             **({"portability": portability} if portability else {}),
             **({"lineage": dict(options.lineage)} if options.lineage else {}),

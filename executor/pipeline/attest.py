@@ -15,7 +15,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,9 @@ class Collected:
     job_meta: Mapping[str, bytes]  # report name → bytes, from the reports directory
     ignored_reports: tuple[str, ...] = ()  # what the job left there that is not a report
     excluded: tuple[outputs_policy.Excluded, ...] = ()  # left in outputs/, not a subject
+    # sha256-tree-v1 of outputs/ and of each top-level directory ("outputs/model/"), from
+    # the subjects' digests: what a later run pins when it takes them as an input.
+    trees: Mapping[str, str] = field(default_factory=dict)
 
 
 def status_of(
@@ -80,7 +83,15 @@ def collect(record: store.RecordWriter, outputs: Path, reports: Path) -> Collect
         record.write(f"{store.JOB_META}/{name}", data)
     files, excluded = outputs_policy.settle(outputs)
     subjects = [Subject(name, safeio.sha256_file(path)) for name, path in files]
-    return Collected(tuple(subjects), job_meta, tuple(ignored), tuple(excluded))
+    trees = output_trees(outputs, subjects)
+    return Collected(tuple(subjects), job_meta, tuple(ignored), tuple(excluded), trees)
+
+
+def output_trees(outputs: Path, subjects: Iterable[Subject]) -> dict[str, str]:
+    """The tree digests of ``outputs/`` and its top-level directories, keyed as the
+    Statement names them (``outputs/``, ``outputs/model/``); verify checks them."""
+    trees = snapshot.trees_of(outputs, {s.name: s.sha256 for s in subjects})
+    return {f"{store.OUTPUTS}/{name}": digest for name, digest in trees.items()}
 
 
 DETERMINISM_REPORT = "determinism.json"
@@ -163,6 +174,7 @@ def statement(
         "environment": {k: v for k, v in sorted(request.env.items()) if k not in secrets},
         "secretNames": secrets,
         "gpuUuids": sorted(request.gpu_uuids),
+        "outputTrees": dict(collected.trees),
         **extra_internal,
         "optIns": {
             "allowDirty": bool(code and code.dirty),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import safeio
-from executor.errors import InputError
+from executor import safeio, snapshot
+from executor.errors import InputError, RexecError
 from executor.outputs import display, is_subject_name, name_problem
 from executor.record.reader import StatementView, dig
 
@@ -169,3 +169,27 @@ def compare_byproducts(statement: Mapping[str, Any], record: Path) -> ArtifactRe
             name, safeio.Entry(name.encode(), bytes(path), st), expected, safeio.sha256_file
         )
     return tally.report(checked)
+
+
+def compare_trees(statement: Mapping[str, Any], root: Path) -> list[str]:
+    """The signed tree digests of ``outputs/`` and its top-level directories against the
+    verified files: a directory added, removed or renamed changes a tree, not a file."""
+    signed = dig(statement, "predicate", "buildDefinition", "internalParameters", "outputTrees")
+    if not isinstance(signed, dict) or not signed:
+        return []  # a record made before trees were signed
+    digests = {
+        s["name"]: s["digest"]["sha256"]
+        for s in statement.get("subject", [])
+        if isinstance(s, dict) and isinstance(dig(s, "digest", "sha256"), str)
+    }
+    try:
+        found = {f"outputs/{k}": v for k, v in snapshot.trees_of(root, digests).items()}
+    except RexecError as exc:
+        return [f"outputs tree: {exc.message}"]
+    problems = []
+    for name in sorted(set(signed) | set(found)):
+        if signed.get(name) != found.get(name):
+            problems.append(
+                f"tree {name}: {found.get(name) or 'absent'}, signed {signed.get(name) or 'absent'}"
+            )
+    return problems

@@ -26,10 +26,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import time
+from collections.abc import Mapping
 from typing import BinaryIO, NamedTuple
 
-from executor.errors import InputError, MismatchError
+from executor import safeio
+from executor.errors import InputError, MismatchError, SnapshotError
 from executor.paths import cache_dir
 from executor.progress import make_progress
 from executor.safeio import write_atomic
@@ -43,8 +46,11 @@ from executor.snapshot.listing import (
     ListingDiff,
     RootHasher,
     diff_listings,
+    hash_bytes,
     new_hasher,
     parse_digest,
+    root_digest,
+    sort_key,
 )
 from executor.snapshot.walk import totals, tree_root, walk
 
@@ -60,6 +66,7 @@ __all__ = [
     "load_listing",
     "parse_digest",
     "store_listing",
+    "trees_of",
     "verify_tree",
 ]
 
@@ -156,6 +163,39 @@ def hash_tree(
         listing=listing,
         seconds=time.perf_counter() - t0,
     )
+
+
+def trees_of(root: str | os.PathLike[str], digests: Mapping[str, str]) -> dict[str, str]:
+    """``sha256-tree-v1`` digests of ``root`` and of each of its top-level directories,
+    from file digests already known (``digests``: relative name → sha256 hex).
+
+    A run's outputs are hashed once, file by file; their trees (what a later run
+    pins when it takes ``outputs/model`` as an input) follow from those digests
+    and the directory structure, without reading any file again. The result is
+    exactly what ``hash_tree`` gives for the same directory. Keys: ``""`` for the
+    root, ``"model/"`` for a top-level directory. Only regular files and
+    directories are expected (the outputs policy removed everything else); a
+    file without a known digest is an error.
+    """
+    empty = hash_bytes("sha256", b"")
+    entries: list[Entry] = []
+    for item in safeio.walk(root):
+        if stat.S_ISDIR(item.st.st_mode):
+            entries.append(Entry(item.rel, "d", 0, empty))
+            continue
+        name = item.rel.decode("utf-8", "surrogateescape")
+        if not stat.S_ISREG(item.st.st_mode) or name not in digests:
+            raise SnapshotError(f"{os.fsdecode(item.path)}: no known digest to build its tree from")
+        entries.append(Entry(item.rel, "f", item.st.st_size, bytes.fromhex(digests[name])))
+    entries.sort(key=lambda e: sort_key(e.path))
+    trees = {"": root_digest("sha256", entries)}
+    for top in [e for e in entries if e.type == "d" and b"/" not in e.path]:
+        prefix = top.path + b"/"
+        inside = [
+            e._replace(path=e.path[len(prefix) :]) for e in entries if e.path.startswith(prefix)
+        ]
+        trees[top.path.decode("utf-8", "surrogateescape") + "/"] = root_digest("sha256", inside)
+    return trees
 
 
 def verify_tree(

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executor.errors import InputError, MismatchError
+from executor.errors import InputError, MismatchError, SnapshotError
 from executor.snapshot import (
     Listing,
     diff_listings,
@@ -184,3 +184,29 @@ def test_any_single_change_changes_the_root(
             victim.mkdir()
         assert hash_tree(root, use_cache=False).digest != before
         shutil.rmtree(root)
+
+
+def test_trees_from_known_file_digests_equal_hashing_the_trees(tmp_path: Path) -> None:
+    import hashlib
+
+    from executor.snapshot import trees_of
+
+    root = tmp_path / "outputs"
+    (root / "model" / "shards").mkdir(parents=True)
+    (root / "empty").mkdir()
+    (root / "model" / "w.bin").write_bytes(b"w" * 1000)
+    (root / "model" / "shards" / "0").write_bytes(b"0")
+    (root / "model.json").write_text("{}")  # sorts between model and model/… by component
+    (root / "metrics.json").write_text('{"acc": 1}')
+    digests = {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
+    trees = trees_of(root, digests)
+    assert trees[""] == hash_tree(root, use_cache=False).digest
+    assert trees["model/"] == hash_tree(root / "model", use_cache=False).digest
+    assert trees["empty/"] == hash_tree(root / "empty", use_cache=False).digest
+    assert set(trees) == {"", "model/", "empty/"}
+    with pytest.raises(SnapshotError, match="no known digest"):
+        trees_of(root, {k: v for k, v in digests.items() if k != "metrics.json"})
