@@ -43,6 +43,7 @@ RANKS = {
     "compare": 4,
     "verification": 4,
     "lock": 4,
+    "catalog": 4.5,
     # the orchestration, and what drives it
     "pipeline": 5,
     "replay": 6,

@@ -36,6 +36,10 @@ SUBCOMMANDS = (
     "logs",
     "cancel",
     "slurm_node",
+    "catalog",
+    "log",
+    "show",
+    "lineage",
 )
 
 EPILOG = """\

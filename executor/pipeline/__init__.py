@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import determinism, owner, safeio, snapshot, spec
+from executor import catalog, determinism, owner, safeio, snapshot, spec
 from executor.canonical import sha256_hex
 from executor.errors import EngineLost, MismatchError, RexecError
 from executor.host import capture_host
@@ -382,6 +382,7 @@ def _execute_and_record(
     if options.before_commit is not None:
         options.before_commit(record, result, statement)
     record.commit()
+    catalog.remember(record.final, say=say)  # best effort: warns, never fails the run
     if interrupted is not None:
         raise interrupted
     if lost is not None:

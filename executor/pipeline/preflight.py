@@ -34,11 +34,16 @@ class Preflight:
 
 def check_runs_dir(run_spec: spec.RunSpec, runs_dir: Path) -> None:
     """The job writes into the runs dir: inside an input, it would change that input
-    under its own feet (and a read-only mount would not stop it)."""
+    under its own feet (and a read-only mount would not stop it).
+
+    The other way round is how runs chain: an input may be a directory of an
+    earlier record (``runs/<id>/outputs/model``). A committed record is never
+    written again, and this run writes only into its own new staging directory.
+    """
     runs = runs_dir.resolve()
     for index, item in enumerate(run_spec.inputs):
         path = item.path.resolve()
-        if runs == path or path in runs.parents or runs in path.parents:
+        if runs == path or path in runs.parents:
             raise InputError(
                 f"--runs-dir {runs_dir} overlaps inputs[{index}].path {item.path} "
                 f"(input {item.name!r}): the job's outputs would be written into its own input",

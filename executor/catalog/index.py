@@ -1,0 +1,146 @@
+"""One signed record to the catalog's rows: runs, inputs, outputs, params, metrics.
+
+Every value comes from the Statement (and, for metrics, from output files
+whose digests the Statement signs, read capped and without following links).
+Identity is the content digest: inputs and code by tree digest and commit,
+the image by digest, outputs by file digest and, for ``outputs/`` and its
+top-level directories, by the signed tree digests a later run pins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from executor import safeio
+from executor.canonical import strict_loads
+from executor.compare.numeric import flatten
+from executor.record.reader import RunRecord
+
+__all__ = ["rows_of"]
+
+METRICS_CAP = 1 << 20
+
+
+def _digest(dep: Mapping[str, Any] | None) -> str | None:
+    digest = (dep or {}).get("digest") or {}
+    for algo in ("sha256-tree-v1", "blake3-tree-v1", "sha256"):
+        if isinstance(digest.get(algo), str):
+            return f"{algo}:{digest[algo]}"
+    return None
+
+
+def _kind(lineage: Mapping[str, Any] | None) -> str:
+    if not lineage:
+        return "run"
+    return "replay" if lineage.get("replayOf") else "rerun" if lineage.get("derivedFrom") else "run"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def rows_of(record: RunRecord, *, verification: str | None) -> dict[str, list[dict[str, Any]]]:
+    """The catalog rows of one record (read through the reader's signed-file checks)."""
+    run_id = record.run_id
+    view, internal = record.spec, record.internal
+    meta = record.statement["predicate"]["runDetails"].get("metadata", {})
+    lineage = internal.get("lineage") if isinstance(internal.get("lineage"), dict) else None
+    code = record.dependency("code") or {}
+    exit_code = None
+    for product in record.statement["predicate"]["runDetails"].get("byproducts", []):
+        if isinstance(product, dict) and product.get("name") == "exit-status":
+            exit_code = (product.get("annotations") or {}).get("exitCode")
+    run = {
+        "run_id": run_id,
+        "statement_sha256": record.statement_sha256,
+        "name": view.get("name"),
+        "kind": _kind(lineage),
+        "status": record.status,
+        "exit_code": exit_code if isinstance(exit_code, int) else None,
+        "started": meta.get("startedOn"),
+        "finished": meta.get("finishedOn"),
+        "seed": view.get("seed") if isinstance(view.get("seed"), int) else None,
+        "image": _digest(record.dependency("image")),
+        "code_commit": (code.get("digest") or {}).get("gitCommit"),
+        "code_tree": _digest(code),
+        "invoker": json.dumps(internal.get("invoker"), sort_keys=True),
+        "engine": ((record.host or {}).get("engine") or {}).get("name"),
+        "signed": int((record.path / "statement.sigstore.json").is_file()),
+        "verification": verification,
+        "replay_of": (lineage or {}).get("replayOf"),
+        "derived_from": (lineage or {}).get("derivedFrom"),
+        "path": str(record.path),
+        "partial": None,
+    }
+    inputs = [
+        {
+            "run_id": run_id,
+            "name": str(item.get("name")),
+            "digest": str(item.get("digest")),
+            "role": "input",
+        }
+        for item in view.get("inputs", [])
+        if isinstance(item, dict) and isinstance(item.get("digest"), str)
+    ]
+    for role, dep in (("image", record.dependency("image")), ("code", code)):
+        digest = _digest(dep)
+        if digest is not None:
+            inputs.append({"run_id": run_id, "name": role, "digest": digest, "role": role})
+    outputs = [
+        {"run_id": run_id, "name": name, "digest": f"sha256:{digest}", "role": "file"}
+        for name, digest in sorted(record.outputs.items())
+    ]
+    for name, digest in sorted((internal.get("outputTrees") or {}).items()):
+        if isinstance(name, str) and isinstance(digest, str):
+            outputs.append({"run_id": run_id, "name": name, "digest": digest, "role": "tree"})
+    overridden = {o.get("key") for o in view.get("paramOverrides", []) if isinstance(o, dict)}
+    flat: dict[str, Any] = {}
+    flatten(view.get("params", {}), "", flat)
+    params = [
+        {
+            "run_id": run_id,
+            "key": key,
+            "value": json.dumps(value),
+            "num": _number(value),
+            "overridden": int(key.split(".", 1)[0] in overridden),
+        }
+        for key, value in sorted(flat.items())
+    ]
+    metrics = [
+        {
+            "run_id": run_id,
+            "file": name,
+            "key": key,
+            "value": value,
+            "file_digest": f"sha256:{digest}",
+        }
+        for name, digest in sorted(record.outputs.items())
+        if name.endswith(".json")
+        for key, value in sorted(_metrics(record.outputs_dir / name, digest).items())
+    ]
+    return {
+        "runs": [run],
+        "inputs": inputs,
+        "outputs": outputs,
+        "params": params,
+        "metrics": metrics,
+    }
+
+
+def _metrics(path: Path, signed: str) -> dict[str, float]:
+    """Numeric leaves of a JSON output, as `rerun` shows them, only from the signed bytes:
+    a file edited after signing (or unreadable) gives none."""
+    try:
+        data = safeio.read_capped(path, cap=METRICS_CAP)
+        if hashlib.sha256(data).hexdigest() != signed:
+            return {}
+        doc = strict_loads(data)
+    except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
+        return {}
+    leaves: dict[str, Any] = {}
+    flatten(doc, "", leaves)
+    return {k: v for k, v in ((k, _number(v)) for k, v in leaves.items()) if v is not None}

@@ -1,0 +1,72 @@
+"""``rexec log``: the ledger of runs, newest first, filtered."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from executor import catalog
+from executor.cli._catalog import add_catalog_option, print_rows
+
+EPILOG = """\
+examples:
+  rexec log
+  rexec log --name train --status succeeded --where "metrics.acc > 0.9" --where "params.lr = 0.01"
+  rexec log --input sha256-tree-v1:5be7d7… --json     which runs read this snapshot?
+  rexec log --produced sha256:8adcb63d…               which run produced this file?
+
+--where takes FIELD OP VALUE: metrics.KEY (or metrics.FILE:KEY) with a number,
+params.KEY with a number or a string, seed with an integer; give it once per
+condition (all must hold). Runs are read from the catalog (`rexec catalog index`).
+"""
+
+COLUMNS = ("run_id", "kind", "status", "name", "seed", "started", "verification")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec log`` to the parser."""
+    p = sub.add_parser(
+        "log",
+        help="the ledger of runs in the catalog, newest first, with filters",
+        description="List the catalog's runs, newest first, filtered by what they read and made.",
+        epilog=EPILOG,
+    )
+    p.add_argument("--name", help="the spec's name")
+    p.add_argument("--status", help="succeeded, failed, timed-out, interrupted, preempted, …")
+    p.add_argument("--kind", choices=("run", "replay", "rerun"), help="how the run came about")
+    p.add_argument("--since", metavar="ISO_TIME", help="started at or after (2026-12-01T10:00)")
+    p.add_argument("--input", metavar="DIGEST", help="read this snapshot, file, image or code")
+    p.add_argument("--produced", metavar="DIGEST", help="produced this file or tree")
+    p.add_argument("--image", metavar="DIGEST", help="ran this image (sha256:…)")
+    p.add_argument("--commit", metavar="SHA", help="ran this code commit")
+    p.add_argument("--where", action="append", default=[], metavar="COND", help="see below")
+    p.add_argument("--limit", type=int, help="at most this many runs")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    add_catalog_option(p)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print the filtered ledger."""
+    cat = catalog.open_catalog(args.catalog)
+    try:
+        rows = catalog.log(
+            cat,
+            where=args.where,
+            name=args.name,
+            status=args.status,
+            kind=args.kind,
+            since=args.since,
+            input=args.input,
+            produced=args.produced,
+            image=args.image,
+            code_commit=args.commit,
+            limit=args.limit,
+        )
+    finally:
+        cat.close()
+    if args.json:
+        print(json.dumps({"schema": "rexec.log/v1", "runs": rows}, indent=2, sort_keys=True))
+    else:
+        print_rows(rows, COLUMNS)
+    return 0

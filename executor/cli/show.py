@@ -1,0 +1,82 @@
+"""``rexec show RUN|DIGEST``: everything the catalog knows about a run or a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.markup import escape
+
+from executor import catalog
+from executor.cli._catalog import add_catalog_option
+from executor.cli._render import console
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec show`` to the parser."""
+    p = sub.add_parser(
+        "show",
+        help="a run (or a digest): what it read, who produced that, what it made, who used it",
+        description=(
+            "Show a run from the catalog, by run id, unique prefix or record path, with its "
+            "inputs (and the runs that produced them), outputs (and the runs that consumed "
+            "them), params and metrics; or a digest (≥ 8 hex), with who produced and used it."
+        ),
+        epilog="examples:\n  rexec show 20261201T1200\n  rexec show sha256:8adcb63d\n",
+    )
+    p.add_argument("ref", metavar="RUN|DIGEST")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    add_catalog_option(p)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print what is known about the run or digest."""
+    cat = catalog.open_catalog(args.catalog)
+    try:
+        doc = catalog.show(cat, args.ref)
+    finally:
+        cat.close()
+    if args.json:
+        print(json.dumps({"schema": "rexec.show/v1", **doc}, indent=2, sort_keys=True))
+        return 0
+    out = console()
+    if "digest" in doc:
+        out.print(f"[bold]{escape(doc['digest'])}[/]")
+        for r in doc["producedBy"]:
+            out.print(f"  produced by {escape(r['run_id'])} as {escape(r['name'])}")
+        for r in doc["consumedBy"]:
+            out.print(f"  consumed by {escape(r['run_id'])} as {escape(r['name'])}")
+        return 0
+    run = doc["run"]
+    head = f"{escape(str(run['status']))}  ({escape(str(run['kind']))})"
+    out.print(f"[bold]{escape(run['run_id'])}[/]  {head}")
+    for key in (
+        "name",
+        "started",
+        "finished",
+        "seed",
+        "image",
+        "code_commit",
+        "engine",
+        "invoker",
+        "verification",
+        "path",
+    ):
+        out.print(f"  {key}: {escape(str(run.get(key)))}")
+    out.print("[bold]inputs[/]")
+    for item in doc["inputs"]:
+        by = ", ".join(item["producedBy"]) or "no run in the catalog"
+        out.print(f"  {escape(item['name'])}  {escape(item['digest'])}  ← {escape(by)}")
+    out.print("[bold]outputs[/]")
+    for item in doc["outputs"]:
+        by = ", ".join(item["consumedBy"]) or "not used by a run in the catalog"
+        out.print(f"  {escape(item['name'])}  {escape(item['digest'])}  → {escape(by)}")
+    out.print("[bold]params[/]")
+    for p in doc["params"]:
+        mark = " (overridden)" if p["overridden"] else ""
+        out.print(f"  {escape(p['key'])} = {escape(p['value'])}{mark}")
+    out.print("[bold]metrics[/]")
+    for m in doc["metrics"]:
+        out.print(f"  {escape(m['file'])} {escape(m['key'])} = {m['value']:.6g}")
+    return 0

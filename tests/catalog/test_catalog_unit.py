@@ -1,0 +1,92 @@
+"""The catalog's pieces without a run: --where, lineage drawing, name resolution, schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from executor import catalog
+from executor.catalog.render import render_lineage
+from executor.catalog.where import parse_where
+from executor.errors import InputError
+
+
+def test_where_conditions_bind_every_value_and_choose_the_column() -> None:
+    clause, args = parse_where("metrics.acc > 0.9")
+    assert "m.value > ?" in clause and args == ["acc", 0.9]
+    clause, args = parse_where("metrics.eval.json:acc<=1")
+    assert "m.file = ?" in clause and args == ["acc", "eval.json", 1.0]
+    clause, args = parse_where('params.opt = "adam"')
+    assert "p.value = ?" in clause and args == ["opt", '"adam"']
+    clause, args = parse_where("params.lr = 0.01")
+    assert "p.num = ?" in clause and args == ["lr", 0.01]
+    assert parse_where("seed != 3") == ("r.seed != ?", [3])
+    for bad in ("acc > 1", "metrics.acc > x", "metrics > 1", "seed = x", "params.a ~ 1"):
+        with pytest.raises(InputError):
+            parse_where(bad)
+
+
+def test_injection_stays_a_value() -> None:
+    clause, args = parse_where("params.x = 1; DROP TABLE runs")
+    assert "DROP" not in clause and args[-1] == '"1; DROP TABLE runs"'
+
+
+def _graph() -> dict[str, object]:
+    evil = 'x"];\n  bad [label="pwn'
+    return {
+        "focus": {"kind": "run", "value": "b"},
+        "runs": [
+            {"run_id": "a", "status": "succeeded", "name": evil},
+            {"run_id": "b", "status": "succeeded", "name": "train"},
+        ],
+        "inputs": [{"run_id": "b", "name": evil, "digest": "sha256-tree-v1:" + "1" * 64}],
+        "outputs": [{"run_id": "a", "name": "outputs/d/", "digest": "sha256-tree-v1:" + "1" * 64}],
+    }
+
+
+def test_lineage_drawings_escape_what_records_hold() -> None:
+    dot = render_lineage(_graph(), "dot")
+    assert "r0 -> r1" in dot and "\n  bad [" not in dot and 'pwn"' not in dot
+    mermaid = render_lineage(_graph(), "mermaid")
+    assert "r0 -->|" in mermaid and "\n  bad" not in mermaid
+    tree = render_lineage(_graph(), "tree")
+    assert "b  succeeded  train\n  <- a" in tree
+
+
+def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(tmp_path: Path) -> None:
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    for run_id in ("20261201T100000Z-a-111111", "20261201T100000Z-a-222222"):
+        cat.put(
+            {
+                "runs": [{"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x"}],
+                "outputs": [
+                    {
+                        "run_id": run_id,
+                        "name": "m.json",
+                        "digest": "sha256:" + run_id[-6:] * 10,
+                        "role": "file",
+                    }
+                ],
+            }
+        )
+    assert catalog.resolve(cat, "20261201T100000Z-a-1") == ("run", "20261201T100000Z-a-111111")
+    assert catalog.resolve(cat, "22222222") == ("digest", "sha256:" + "222222" * 10)
+    with pytest.raises(InputError) as info:
+        catalog.resolve(cat, "20261201T1000")
+    assert len(info.value.details) == 2
+    with pytest.raises(InputError, match="no run or digest"):
+        catalog.resolve(cat, "nothing")
+    cat.close()
+
+
+def test_a_catalog_of_another_schema_says_rebuild(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "c.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(InputError, match="catalog schema 99") as info:
+        catalog.open_catalog(path)
+    assert info.value.hint is not None and "--rebuild" in info.value.hint

@@ -1,0 +1,165 @@
+"""The catalog over real runs: a prepare → train → evaluate chain linked by digest."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import BASE_IMAGE, Rexec, build_definition
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+STAGES = {
+    "prepare": (
+        "import os; os.makedirs('/outputs/dataset'); "
+        "open('/outputs/dataset/rows.txt','w').write(open('/data/raw.txt').read().upper())"
+    ),
+    "train": (
+        "import os, json; os.makedirs('/outputs/model'); "
+        "rows=open('/data/rows.txt').read(); open('/outputs/model/w.txt','w').write(str(len(rows))); "
+        "json.dump({'loss': 1.0/len(rows)}, open('/outputs/metrics.json','w'))"
+    ),
+    "evaluate": (
+        "import json; w=int(open('/data/w.txt').read()); "
+        "json.dump({'acc': w/100}, open('/outputs/eval.json','w'))"
+    ),
+}
+
+
+def stage(rexec: Rexec, root: Path, name: str, data: Path, key: Path, runs: Path) -> Path:
+    digest = rexec("snapshot", "hash", data, "--quiet").stdout.strip()
+    spec = root / f"{name}.toml"
+    spec.write_text(
+        textwrap.dedent(f"""\
+        version = 1
+        name = "{name}"
+        [image]
+        ref = "{BASE_IMAGE}"
+        [run]
+        command = ["python3", "-c", {json.dumps(STAGES[name])}]
+        seed = 1
+        [[inputs]]
+        name = "data"
+        path = "{data}"
+        digest = "{digest}"
+        mount = "/data"
+        [params]
+        stage = "{name}"
+        [determinism]
+        frameworks = []
+        """)
+    )
+    out = rexec("run", spec, "--signing-key", key, "--runs-dir", runs, "--json", "-q")
+    return Path(json.loads(out.stdout)["run_dir"])
+
+
+@pytest.fixture
+def chain(rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path) -> dict[str, Any]:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "raw.txt").write_text("a\nb\nc\n")
+    runs = tmp_path / "runs"
+    prepare = stage(rexec, tmp_path, "prepare", raw, keys[0], runs)
+    train = stage(rexec, tmp_path, "train", prepare / "outputs" / "dataset", keys[0], runs)
+    evaluate = stage(rexec, tmp_path, "evaluate", train / "outputs" / "model", keys[0], runs)
+    return {"raw": raw, "runs": runs, "prepare": prepare, "train": train, "evaluate": evaluate}
+
+
+def j(rexec: Rexec, *args: str | Path, check: int | None = 0) -> Any:
+    return json.loads(rexec(*args, "--json", check=check).stdout)
+
+
+def test_a_chain_is_linked_by_digest_upstream_and_downstream(
+    rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path]
+) -> None:
+    prepare, train, evaluate = chain["prepare"].name, chain["train"].name, chain["evaluate"].name
+    # rexec run indexed each record as it finished
+    assert [r["run_id"] for r in j(rexec, "log")["runs"]] == [evaluate, train, prepare]
+    trees = build_definition(chain["prepare"])["internalParameters"]["outputTrees"]
+    assert j(rexec, "log", "--input", trees["outputs/dataset/"])["runs"][0]["run_id"] == train
+    shown = j(rexec, "show", train[:20])
+    (data,) = [i for i in shown["inputs"] if i["name"] == "data"]
+    assert data["producedBy"] == [prepare]
+    (model,) = [o for o in shown["outputs"] if o["name"] == "outputs/model/"]
+    assert model["consumedBy"] == [evaluate]
+    assert {(m["key"], m["value"]) for m in shown["metrics"]} == {("loss", 1 / 6)}
+    up = j_lineage(rexec, evaluate, "--upstream")
+    assert [r["run_id"] for r in up["runs"]] == [prepare, train, evaluate]
+    down = j_lineage(rexec, prepare, "--downstream")
+    assert [r["run_id"] for r in down["runs"]] == [prepare, train, evaluate]
+    raw = rexec("snapshot", "hash", chain["raw"], "--quiet").stdout.strip()
+    from_raw = j_lineage(rexec, raw[:30], "--downstream")  # a digest by prefix
+    assert [r["run_id"] for r in from_raw["runs"]] == [prepare, train, evaluate]
+    mermaid = rexec("lineage", evaluate, "--upstream", "--format", "mermaid").stdout
+    assert mermaid.startswith("flowchart LR") and mermaid.count("-->") == 2
+    dot = rexec("lineage", evaluate, "--upstream", "--format", "dot").stdout
+    assert dot.count("->") == 2 and "digraph lineage" in dot
+    assert j(rexec, "log", "--where", "metrics.acc > 0.05")["runs"][0]["run_id"] == evaluate
+    assert j(rexec, "log", "--where", "params.stage = train")["runs"][0]["run_id"] == train
+    assert j(rexec, "log", "--where", "metrics.acc > 0.5")["runs"] == []
+
+
+def j_lineage(rexec: Rexec, ref: str, *args: str) -> Any:
+    return json.loads(rexec("lineage", ref, *args, "--format", "json").stdout)
+
+
+def test_rebuild_gives_the_same_answers_and_verify_catches_a_tampered_record(
+    rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path]
+) -> None:
+    before = rexec(
+        "catalog", "query", "SELECT * FROM outputs ORDER BY run_id, name", "--json"
+    ).stdout
+    assert j(rexec, "catalog", "index", chain["runs"], "--rebuild")["added"] == 3
+    after = rexec(
+        "catalog", "query", "SELECT * FROM outputs ORDER BY run_id, name", "--json"
+    ).stdout
+    assert before == after
+    rows = chain["prepare"] / "outputs" / "dataset" / "rows.txt"
+    rows.write_text("FORGED\n")  # an output edited after signing
+    host = chain["train"] / "host.json"
+    host.write_bytes(host.read_bytes().replace(b'"os":', b'"os" :'))  # a byproduct edited
+    report = j(rexec, "catalog", "index", chain["runs"], "--rebuild", "--verify", "--key", keys[1])
+    assert report["added"] == 2 and len(report["failed"]) == 1  # train's files no longer match
+    assert str(chain["train"]) in report["failed"][0]
+    status = j(rexec, "catalog", "status")
+    assert status["counts"]["runs"] == 2 and status["unverified"] == 0
+    found = json.loads(
+        rexec("catalog", "query", "SELECT run_id, verification FROM runs", "--json").stdout
+    )
+    verdicts = {r["run_id"]: r["verification"] for r in found}
+    assert verdicts[chain["prepare"].name].startswith("failed: ")
+    assert verdicts[chain["evaluate"].name].startswith("verified by key")
+
+
+def test_concurrent_runs_lose_nothing_and_a_copied_record_is_found_by_digest(
+    rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "raw.txt").write_text("x\n")
+    runs = tmp_path / "runs"
+    for i in range(8):
+        (tmp_path / f"s{i}").mkdir()
+    with ThreadPoolExecutor(8) as pool:  # eight rexec processes index into one catalog at once
+        done = list(
+            pool.map(
+                lambda i: stage(rexec, tmp_path / f"s{i}", "prepare", raw, keys[0], runs), range(8)
+            )
+        )
+    assert len({d.name for d in done}) == 8
+    assert len(j(rexec, "log", "--name", "prepare")["runs"]) == 8
+    copy = tmp_path / "elsewhere" / done[0].name
+    shutil.copytree(done[0], copy)
+    subprocess.run(["rm", "-rf", str(runs)], check=True)
+    fresh = tmp_path / "catalog2.sqlite"
+    rexec("catalog", "index", copy.parent, "--catalog", fresh)
+    digest = build_definition(copy)["internalParameters"]["outputTrees"]["outputs/dataset/"]
+    shown = json.loads(rexec("show", digest, "--catalog", fresh, "--json").stdout)
+    assert shown["producedBy"] == [{"run_id": done[0].name, "name": "outputs/dataset/"}]
