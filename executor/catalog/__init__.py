@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.catalog.index import rows_of
+from executor.catalog.inputs import resolve_inputs
 from executor.catalog.render import render_lineage
 from executor.catalog.store import SCHEMA_VERSION, Catalog
 from executor.catalog.where import parse_where
@@ -36,6 +37,7 @@ __all__ = [
     "remember",
     "render_lineage",
     "resolve",
+    "resolve_inputs",
     "show",
 ]
 

@@ -138,6 +138,7 @@ def run(
     """Run a spec through every stage; every ending after the job starts is recorded."""
     runtime = runtime or default_runtime(run_spec.engine)
     say = options.say
+    run_spec = _resolve_from_inputs(run_spec, options.runs_dir)
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)
     check_runs_dir(run_spec, options.runs_dir)
@@ -391,6 +392,17 @@ def _execute_and_record(
         changed.message += f"; the run is recorded as failed in {result.run_dir}"
         raise changed
     return result
+
+
+def _resolve_from_inputs(run_spec: spec.RunSpec, runs_dir: Path) -> spec.RunSpec:
+    """``from = "run:…"`` inputs: their directory and signed tree, from the runs dir or catalog."""
+    if not any(i.from_ref and not i.from_run for i in run_spec.inputs):
+        return run_spec
+    cat = catalog.open_catalog()
+    try:
+        return catalog.resolve_inputs(run_spec, runs_dir=runs_dir, catalog=cat)
+    finally:
+        cat.close()
 
 
 def _bounded(wanted: Any, allocated: Any) -> Any:

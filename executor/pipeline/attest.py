@@ -250,7 +250,22 @@ def _dependencies(
             {
                 "name": f"input:{item.name}",
                 "digest": {algo: hexdigest},
-                "annotations": {"mount": item.mount, "readOnly": True, "hostPath": str(item.path)},
+                "annotations": {
+                    "mount": item.mount,
+                    "readOnly": True,
+                    "hostPath": str(item.path),
+                    # Another run's outputs: the Statement it comes from, so the chain of
+                    # Statements can be walked offline from a model back to raw data.
+                    **(
+                        {
+                            "from": item.from_ref,
+                            "fromRun": item.from_run,
+                            "fromStatementSha256": item.from_statement,
+                        }
+                        if item.from_run
+                        else {}
+                    ),
+                },
             }
         )
     return deps

@@ -151,9 +151,17 @@ def spec_from_record(
                 f"{record.path}: input {name!r} has no recorded host path",
                 hint=f"point at a copy with --input {name}=PATH",
             )
+        notes = dep.get("annotations") or {}
         inputs.append(
             spec.InputSpec(
-                name=name, path=path, digest=digests.get(name, item["digest"]), mount=item["mount"]
+                name=name,
+                path=path,
+                digest=digests.get(name, item["digest"]),
+                mount=item["mount"],
+                # As the original resolved it: the replay reads the same upstream directory.
+                from_ref=item.get("from"),
+                from_run=notes.get("fromRun"),
+                from_statement=notes.get("fromStatementSha256"),
             )
         )
     res = view["resources"]

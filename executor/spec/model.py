@@ -23,6 +23,9 @@ TREE_DIGEST_RE = re.compile(r"^(sha256|blake3)-tree-v1:[0-9a-f]{64}$")
 IMAGE_DIGEST_RE = re.compile(r"@sha256:[0-9a-f]{64}$")
 IMAGE_ID_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+# `from = "run:<run-id>:<path under outputs>"` or `latest:<spec name>:<path>`.
+FROM_RE = re.compile(r"^(run|latest):([A-Za-z0-9][A-Za-z0-9_.-]{0,127}):([^\x00]+)$")
+UNRESOLVED_DIGEST = "unresolved"  # a `from` input's digest until its upstream record is read
 LOCK_HINT = "`rexec lock SPEC -o LOCKED` pins it (or `rexec run --allow-unpinned` pins at run time)"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -110,12 +113,20 @@ class RunSection:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One ``[[inputs]]`` snapshot: where it is, its pinned digest, where the job sees it."""
+    """One ``[[inputs]]`` snapshot: where it is, its pinned digest, where the job sees it.
+
+    ``from_ref`` (``run:<run-id>:<path>`` or ``latest:<name>:<path>``) names a
+    directory of an earlier run's outputs instead of a path; it is resolved,
+    and ``from_run`` / ``from_statement`` filled, before the run (catalog).
+    """
 
     name: str
     path: Path
     digest: str
     mount: str
+    from_ref: str | None = None
+    from_run: str | None = None
+    from_statement: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from executor.spec.model import (
     COMMIT_RE,
     ENGINES,
     ENV_NAME_RE,
+    FROM_RE,
     LOCK_HINT,
     MAX_TIMEOUT_S,
     NAME_RE,
@@ -35,6 +36,7 @@ from executor.spec.model import (
     SECRET_NAME_RE,
     SPEC_VERSION,
     TREE_DIGEST_RE,
+    UNRESOLVED_DIGEST,
     CodeSpec,
     InputSpec,
     ParamOverride,
@@ -136,12 +138,16 @@ def _parse_inputs(top: Table, base: Path) -> tuple[InputSpec, ...]:
         name = tab.get("name", str, required=True)
         if name is not None and not NAME_RE.match(name):
             top.errors.add(f"inputs[{i}].name", "use letters, digits, '.', '_' or '-'")
-        path = host_path(tab, "path", base)
-        if "digest" not in item:
+        from_ref = tab.get("from", str)
+        if from_ref is not None:
+            path = _from_input(from_ref, f"inputs[{i}]", tab, top.errors)
+        else:
+            path = host_path(tab, "path", base)
+        if "digest" not in item and from_ref is None:
             tab.seen.add("digest")
             top.errors.add(f"inputs[{i}].digest", f"missing: the input is not pinned. {LOCK_HINT}")
-        digest = tab.get("digest", str)
-        if digest is not None and not TREE_DIGEST_RE.match(digest):
+        digest = tab.get("digest", str) or (UNRESOLVED_DIGEST if from_ref is not None else None)
+        if digest is not None and digest != UNRESOLVED_DIGEST and not TREE_DIGEST_RE.match(digest):
             top.errors.add(
                 f"inputs[{i}].digest",
                 f"expected 'sha256-tree-v1:<64 hex>' (or blake3-tree-v1), got {digest!r}; "
@@ -150,8 +156,26 @@ def _parse_inputs(top: Table, base: Path) -> tuple[InputSpec, ...]:
         mount = container_path(tab, "mount", required=True)
         tab.finish()
         if name and path and digest and mount:
-            inputs.append(InputSpec(name, path, digest, mount))
+            inputs.append(InputSpec(name, path, digest, mount, from_ref=from_ref))
     return tuple(inputs)
+
+
+def _from_input(ref: str, key: str, tab: Table, errors: Errors) -> Path | None:
+    """``from``: an earlier run's output directory; resolved before the run, not here."""
+    if "path" in tab.data:
+        tab.seen.add("path")
+        errors.add(key, "set `path` or `from`, not both")
+        return None
+    match = FROM_RE.match(ref)
+    rel = match.group(3) if match else ""
+    if match is None or rel.startswith("/") or ".." in rel.split("/"):
+        errors.add(
+            f"{key}.from",
+            f"expected 'run:<run-id>:<path under its outputs>' or 'latest:<name>:<path>', "
+            f"got {ref!r}",
+        )
+        return None
+    return Path(UNRESOLVED_DIGEST)  # replaced by the record's outputs/<path> when resolved
 
 
 def _json_value(value: Any, key: str, errors: Errors) -> Any:

@@ -28,7 +28,11 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
             {"key": o.key, "default": o.default, "value": o.value} for o in spec.overrides
         ],
         "inputs": sorted(
-            ({"name": i.name, "digest": i.digest, "mount": i.mount} for i in spec.inputs),
+            (
+                {"name": i.name, "digest": i.digest, "mount": i.mount}
+                | ({"from": i.from_ref} if i.from_ref else {})
+                for i in spec.inputs
+            ),
             key=lambda d: d["name"],
         ),
         "outputs": {"mount": spec.outputs_mount},

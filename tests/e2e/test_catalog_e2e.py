@@ -163,3 +163,64 @@ def test_concurrent_runs_lose_nothing_and_a_copied_record_is_found_by_digest(
     digest = build_definition(copy)["internalParameters"]["outputTrees"]["outputs/dataset/"]
     shown = json.loads(rexec("show", digest, "--catalog", fresh, "--json").stdout)
     assert shown["producedBy"] == [{"run_id": done[0].name, "name": "outputs/dataset/"}]
+
+
+def from_stage(rexec: Rexec, root: Path, ref: str, key: Path, runs: Path, digest: str = "") -> Any:
+    spec = root / "train-from.toml"
+    pin = f'digest = "{digest}"\n' if digest else ""
+    spec.write_text(
+        textwrap.dedent(f"""\
+        version = 1
+        name = "train"
+        [image]
+        ref = "{BASE_IMAGE}"
+        [run]
+        command = ["python3", "-c", {json.dumps(STAGES["train"])}]
+        seed = 1
+        [[inputs]]
+        name = "data"
+        from = "{ref}"
+        mount = "/data"
+        """)
+        + pin
+        + "[determinism]\nframeworks = []\n"
+    )
+    return rexec("run", spec, "--signing-key", key, "--runs-dir", runs, "--json", "-q", check=None)
+
+
+def test_an_input_from_another_runs_outputs_names_its_statement(
+    rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs, prepare = chain["runs"], chain["prepare"]
+    out = from_stage(rexec, tmp_path, f"run:{prepare.name}:dataset", keys[0], runs)
+    assert out.code == 0, out.stderr
+    run_dir = Path(json.loads(out.stdout)["run_dir"])
+    (dep,) = [
+        d for d in build_definition(run_dir)["resolvedDependencies"] if d["name"] == "input:data"
+    ]
+    statement_sha = (
+        __import__("hashlib").sha256((prepare / "statement.json").read_bytes()).hexdigest()
+    )
+    assert dep["annotations"]["fromRun"] == prepare.name
+    assert dep["annotations"]["fromStatementSha256"] == statement_sha
+    signed = build_definition(prepare)["internalParameters"]["outputTrees"]["outputs/dataset/"]
+    assert "sha256-tree-v1:" + dep["digest"]["sha256-tree-v1"] == signed
+    up = j_lineage(rexec, run_dir.name, "--upstream")
+    assert [r["run_id"] for r in up["runs"]] == [prepare.name, run_dir.name]
+    latest = from_stage(rexec, tmp_path, "latest:prepare:dataset", keys[0], runs)
+    assert latest.code == 0, latest.stderr  # the newest succeeded `prepare`, from the catalog
+    replayed = rexec(
+        "replay", run_dir, "--key", keys[1], "--signing-key", keys[0], "--runs-dir", runs, "--json"
+    )
+    assert json.loads(replayed.stdout)["verdict"] == "reproduced-bitwise"
+    wrong = from_stage(
+        rexec,
+        tmp_path,
+        f"run:{prepare.name}:dataset",
+        keys[0],
+        runs,
+        digest="sha256-tree-v1:" + "0" * 64,
+    )
+    assert wrong.code == 4 and f"but run {prepare.name} signed" in wrong.stderr
+    missing = from_stage(rexec, tmp_path, "run:20990101T000000Z-nope-000000:dataset", keys[0], runs)
+    assert missing.code == 2 and "no record of run" in missing.stderr

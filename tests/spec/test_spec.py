@@ -345,3 +345,25 @@ def test_the_engine_is_read_from_a_spec_not_yet_valid_and_checked_in_a_valid_one
     assert parse(minimal(runtime='[runtime]\nengine = "podman"\n'), tmp_path).engine == "podman"
     found = problems(minimal(runtime='[runtime]\nengine = "lxc"\n'), tmp_path)
     assert any(p.startswith("runtime.engine: expected one of") for p in found), found
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ('from = "run:20261201T000000Z-a-abcdef:model"\nmount = "/m"', None),
+        ('from = "latest:prepare:dataset"\nmount = "/m"', None),
+        ('from = "run:x:../../etc"\nmount = "/m"', "inputs[0].from: expected"),
+        ('from = "run:x:/abs"\nmount = "/m"', "inputs[0].from: expected"),
+        ('from = "somewhere"\nmount = "/m"', "inputs[0].from: expected"),
+        ('from = "run:x:m"\npath = "d"\nmount = "/m"', "inputs[0]: set `path` or `from`"),
+    ],
+)
+def test_an_input_may_come_from_another_run(
+    tmp_path: Path, entry: str, expected: str | None
+) -> None:
+    text = minimal(inputs=f'[[inputs]]\nname = "m"\n{entry}\n')
+    if expected is None:
+        (item,) = parse(text, tmp_path).inputs
+        assert item.from_ref is not None and item.digest == spec.UNRESOLVED_DIGEST
+    else:
+        assert any(p.startswith(expected) for p in problems(text, tmp_path))
