@@ -27,6 +27,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Catalog",
     "IndexReport",
+    "compare",
     "default_path",
     "find_records",
     "index_records",
@@ -241,6 +242,49 @@ def show(catalog: Catalog, ref: str) -> dict[str, Any]:
         ),
         "metrics": catalog.rows("SELECT file, key, value FROM metrics WHERE run_id = ?", [value]),
     }
+
+
+def compare(catalog: Catalog, refs: Sequence[str], *, changed_only: bool = True) -> dict[str, Any]:
+    """Runs side by side, vertically: one row per key (status, seed, image, code, each
+    param, metric, input and output), one column per run; the first run is the
+    reference, and a numeric row carries each run's delta from it."""
+    run_ids = []
+    for ref in refs:
+        kind, value = resolve(catalog, ref)
+        if kind != "run":
+            raise InputError(f"{ref}: a digest, not a run", hint="compare takes runs")
+        run_ids.append(value)
+    if not 2 <= len(run_ids) <= 20:
+        raise InputError(f"compare takes 2 to 20 runs, got {len(run_ids)}")
+    table: dict[str, dict[str, Any]] = {}
+
+    def put(key: str, run_id: str, value: Any) -> None:
+        table.setdefault(key, {})[run_id] = value
+
+    for run_id in run_ids:
+        (run,) = catalog.rows("SELECT * FROM runs WHERE run_id = ?", [run_id])
+        for column in ("name", "status", "seed", "image", "code_commit", "code_tree", "engine"):
+            put(column, run_id, run[column])
+        for p in catalog.rows("SELECT key, value, num FROM params WHERE run_id = ?", [run_id]):
+            put(f"params.{p['key']}", run_id, p["num"] if p["num"] is not None else p["value"])
+        for m in catalog.rows("SELECT file, key, value FROM metrics WHERE run_id = ?", [run_id]):
+            put(f"metrics.{m['file']}:{m['key']}", run_id, m["value"])
+        for i in catalog.rows("SELECT name, digest FROM inputs WHERE run_id = ?", [run_id]):
+            put(f"input.{i['name']}", run_id, i["digest"])
+        for o in catalog.rows("SELECT name, digest FROM outputs WHERE run_id = ?", [run_id]):
+            put(f"output.{o['name']}", run_id, o["digest"])
+    rows = []
+    for key in sorted(table):
+        values = [table[key].get(r) for r in run_ids]
+        same = all(v == values[0] for v in values)
+        if changed_only and same:
+            continue
+        row: dict[str, Any] = {"key": key, "values": values, "same": same}
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if len(numbers) == len(values):
+            row["deltas"] = [v - numbers[0] for v in numbers]
+        rows.append(row)
+    return {"runs": run_ids, "rows": rows, "changedOnly": changed_only}
 
 
 def lineage(catalog: Catalog, ref: str, *, direction: str) -> dict[str, Any]:

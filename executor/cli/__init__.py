@@ -40,6 +40,7 @@ SUBCOMMANDS = (
     "log",
     "show",
     "lineage",
+    "compare",
 )
 
 EPILOG = """\

@@ -90,3 +90,23 @@ def test_a_catalog_of_another_schema_says_rebuild(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="catalog schema 99") as info:
         catalog.open_catalog(path)
     assert info.value.hint is not None and "--rebuild" in info.value.hint
+
+
+def test_compare_gives_deltas_from_the_first_run(tmp_path: Path) -> None:
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    for run_id, acc, seed in (("r-a", 0.5, 1), ("r-b", 0.75, 1)):
+        cat.put(
+            {
+                "runs": [
+                    {"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x", "seed": seed}
+                ],
+                "metrics": [{"run_id": run_id, "file": "m.json", "key": "acc", "value": acc}],
+            }
+        )
+    doc = catalog.compare(cat, ["r-a", "r-b"])
+    (row,) = [r for r in doc["rows"] if r["key"] == "metrics.m.json:acc"]
+    assert row["values"] == [0.5, 0.75] and row["deltas"] == [0.0, 0.25]
+    assert not any(r["key"] == "seed" for r in doc["rows"])
+    with pytest.raises(InputError, match="2 to 20 runs"):
+        catalog.compare(cat, ["r-a"])
+    cat.close()

@@ -224,3 +224,18 @@ def test_an_input_from_another_runs_outputs_names_its_statement(
     assert wrong.code == 4 and f"but run {prepare.name} signed" in wrong.stderr
     missing = from_stage(rexec, tmp_path, "run:20990101T000000Z-nope-000000:dataset", keys[0], runs)
     assert missing.code == 2 and "no record of run" in missing.stderr
+
+
+def test_compare_shows_the_changed_rows_with_deltas(
+    rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path]
+) -> None:
+    prepare, train = chain["prepare"].name, chain["train"].name
+    doc = j(rexec, "compare", prepare, train)
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert rows["name"]["values"] == ["prepare", "train"]
+    assert rows["params.stage"]["values"] == ['"prepare"', '"train"']
+    assert "seed" not in rows and "status" not in rows  # the same: left out by default
+    everything = {r["key"] for r in j(rexec, "compare", prepare, train, "--all")["rows"]}
+    assert {"seed", "status"} <= everything
+    text = rexec("compare", prepare, train).stdout
+    assert "params.stage" in text and "seed " not in text

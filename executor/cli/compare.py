@@ -1,0 +1,63 @@
+"""``rexec compare RUN RUN [RUN…]``: runs side by side, one row per key, changed rows only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.markup import escape
+
+from executor import catalog
+from executor.cli._catalog import add_catalog_option
+from executor.cli._render import console
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec compare`` to the parser."""
+    p = sub.add_parser(
+        "compare",
+        help="runs side by side from the catalog: params, metrics, inputs, outputs",
+        description=(
+            "Compare runs vertically (a row per key, a column per run, the first run the "
+            "reference, numeric deltas beside the values): status, seed, image, code, every "
+            "param and metric, every input and output digest. Only rows that differ unless --all."
+        ),
+        epilog="examples:\n  rexec compare 20261201T1200 20261201T1300\n"
+        "  rexec compare A B C --all --json\n",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="2 to 20 runs (ids, prefixes, paths)")
+    p.add_argument("--all", action="store_true", help="also the rows that are the same")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    add_catalog_option(p)
+    p.set_defaults(handler=handle)
+
+
+def _cell(value: object, delta: float | None) -> str:
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    if len(text) > 28:
+        text = text[:27] + "…"
+    if delta:
+        text += f" ({delta:+.3g})"
+    return text
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Print the comparison table."""
+    cat = catalog.open_catalog(args.catalog)
+    try:
+        doc = catalog.compare(cat, args.runs, changed_only=not args.all)
+    finally:
+        cat.close()
+    if args.json:
+        print(json.dumps({"schema": "rexec.compare/v1", **doc}, indent=2, sort_keys=True))
+        return 0
+    out = console()
+    width = max([len(r["key"]) for r in doc["rows"]] + [3])
+    out.print(escape("key".ljust(width) + "  " + "  ".join(r[:30].ljust(30) for r in doc["runs"])))
+    for row in doc["rows"]:
+        deltas = row.get("deltas") or [None] * len(row["values"])
+        cells = [_cell(v, d).ljust(30) for v, d in zip(row["values"], deltas, strict=True)]
+        out.print(escape(row["key"].ljust(width) + "  " + "  ".join(cells)))
+    if not doc["rows"]:
+        out.print("no differences" + ("" if args.all else " (--all shows every row)"))
+    return 0
