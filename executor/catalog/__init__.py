@@ -141,8 +141,9 @@ def resolve(catalog: Catalog, ref: str) -> tuple[str, str]:
         return "run", load_record(path).run_id
     runs = [
         r["run_id"]
+        # A range on the primary key: a prefix lookup without scanning every run.
         for r in catalog.rows(
-            "SELECT run_id FROM runs WHERE substr(run_id, 1, length(?1)) = ?1", [ref]
+            "SELECT run_id FROM runs WHERE run_id >= ?1 AND run_id < ?1 || char(1114111)", [ref]
         )
     ]
     if ref in runs:

@@ -100,17 +100,22 @@ class Catalog:
 
     def put(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Replace one run's rows (``rows["runs"]`` holds exactly one) in one transaction."""
-        (run,) = rows["runs"]
+        self.put_many([rows])
+
+    def put_many(self, batch: Sequence[Mapping[str, Sequence[Mapping[str, Any]]]]) -> None:
+        """Replace several runs' rows in one transaction (an index pass, a benchmark)."""
         with self.transaction() as db:
-            for table in TABLES:
-                db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run["run_id"],))
-            for table in TABLES:
-                for row in rows.get(table, ()):
-                    columns = ", ".join(row)
-                    marks = ", ".join("?" for _ in row)
-                    db.execute(
-                        f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
-                    )
+            for rows in batch:
+                (run,) = rows["runs"]
+                for table in TABLES:
+                    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run["run_id"],))
+                for table in TABLES:
+                    for row in rows.get(table, ()):
+                        columns = ", ".join(row)
+                        marks = ", ".join("?" for _ in row)
+                        db.execute(
+                            f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
+                        )
 
     def clear(self) -> None:
         """Remove every row (``index --rebuild``)."""

@@ -23,6 +23,7 @@ SUITES = {
     "verify": "sha256sum of outputs",
     "snapshot": "rexec sha256, warm cache",
     "submit": "rexec submit adds",
+    "catalog": "catalog bench done",
 }
 
 

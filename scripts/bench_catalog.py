@@ -1,0 +1,215 @@
+"""`scripts/bench catalog [--runs N ...] [--smoke]`: what the catalog costs, measured.
+
+1. Lineage and log queries over synthetic catalogs of 10,000 and 100,000 runs
+   (chains of prepare → train → evaluate, each run pinning the tree its
+   upstream signed; metrics and params on every run): `lineage --downstream`
+   of a root, `lineage --upstream` of a leaf, `log --where "metrics.acc > 0.9"`.
+   Targets: ≤ 100 ms each at 100,000 runs.
+2. Incremental `catalog index` of 1,000 new records beside 1,000 known ones
+   (real record directories, cloned from one real run and given new ids).
+3. The catalog hook's added time per `rexec run` (indexing one record), against
+   the same record's `load_record` alone. Target: ≤ 20 ms.
+
+The peer for (1) is the same query as plain SQL without the recursive walk
+(an index lookup), printed beside. A benchmark, not a test: it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from executor import catalog  # noqa: E402  (after the path: the bench runs from a checkout)
+from executor.record.reader import load_record  # noqa: E402
+
+REXEC = [str(REPO / ".venv" / "bin" / "python"), "-m", "executor"]
+BASE_REF_FILE = REPO / "build" / "base" / "registry-ref"
+JOB = "import json; json.dump({'acc': 1}, open('/outputs/m.json', 'w'))"
+
+
+def tree(i: int, role: str) -> str:
+    return f"sha256-tree-v1:{(str(i) + role).encode().hex().ljust(64, '0')[:64]}"
+
+
+def synthetic(n: int) -> list[dict[str, list[dict[str, object]]]]:
+    """``n`` runs in chains of three: prepare(i) → train(i) → evaluate(i)."""
+    batch = []
+    for i in range(n):
+        stage = ("prepare", "train", "evaluate")[i % 3]
+        chain = i // 3
+        run_id = f"20261201T000000Z-{stage}-{i:08d}"
+        upstream = tree(chain, ("raw", "dataset", "model")[i % 3])
+        produced = tree(chain, ("dataset", "model", "report")[i % 3])
+        batch.append(
+            {
+                "runs": [
+                    {
+                        "run_id": run_id,
+                        "statement_sha256": f"{i:064x}",
+                        "name": stage,
+                        "kind": "run",
+                        "status": "succeeded",
+                        "started": f"2026-12-01T00:00:{i % 60:02d}.{i:09d}Z",
+                        "seed": i % 7,
+                        "path": f"/runs/{run_id}",
+                    }
+                ],
+                "inputs": [{"run_id": run_id, "name": "data", "digest": upstream, "role": "input"}],
+                "outputs": [
+                    {"run_id": run_id, "name": "outputs/x/", "digest": produced, "role": "tree"}
+                ],
+                "params": [
+                    {"run_id": run_id, "key": "lr", "value": "0.01", "num": 0.01, "overridden": 0}
+                ],
+                "metrics": [
+                    {
+                        "run_id": run_id,
+                        "file": "m.json",
+                        "key": "acc",
+                        "value": (i % 1000) / 1000,
+                        "file_digest": f"sha256:{i:064x}",
+                    }
+                ],
+            }
+        )
+    return batch
+
+
+def best_ms(fn: object, repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - t0)
+    return min(times) * 1000
+
+
+def queries(work: Path, n: int) -> None:
+    path = work / f"catalog-{n}.sqlite"
+    cat = catalog.open_catalog(path)
+    t0 = time.perf_counter()
+    cat.put_many(synthetic(n))
+    fill = time.perf_counter() - t0
+    root = "20261201T000000Z-prepare-00000000"
+    leaf = "20261201T000000Z-evaluate-00000002"
+    down = best_ms(lambda: catalog.lineage(cat, root, direction="downstream"))
+    up = best_ms(lambda: catalog.lineage(cat, leaf, direction="upstream"))
+    where = best_ms(lambda: catalog.log(cat, where=["metrics.acc > 0.998"], limit=50))
+    peer = best_ms(
+        lambda: cat.rows("SELECT run_id FROM inputs WHERE digest = ?", [tree(0, "model")])
+    )
+    cat.close()
+    print(f"\n== {n:,} runs (filled in {fill:.1f} s) ==")
+    print(f"  lineage --downstream of a root      {down:8.2f} ms   (target <= 100)")
+    print(f"  lineage --upstream of a leaf        {up:8.2f} ms   (target <= 100)")
+    print(f"  log --where metrics.acc > 0.998     {where:8.2f} ms   (target <= 100)")
+    print(f"  one indexed lookup (peer)           {peer:8.2f} ms")
+
+
+def one_real_record(work: Path) -> Path:
+    data = work / "data"
+    data.mkdir()
+    (data / "x.txt").write_text("x\n")
+    digest = subprocess.run(
+        [*REXEC, "snapshot", "hash", str(data), "-q"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    spec = work / "spec.toml"
+    spec.write_text(
+        textwrap.dedent(f"""\
+        version = 1
+        name = "bench"
+        [image]
+        ref = "{BASE_REF_FILE.read_text().strip()}"
+        [run]
+        command = ["python3", "-c", "{JOB}"]
+        seed = 1
+        [[inputs]]
+        name = "data"
+        path = "data"
+        digest = "{digest}"
+        mount = "/data"
+        [determinism]
+        frameworks = []
+        [signing]
+        method = "none"
+        """)
+    )
+    env = {"REXEC_CACHE_DIR": str(work / "cache"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [*REXEC, "run", str(spec), "--runs-dir", str(work / "runs"), "--json", "-q"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"scripts/bench: the template run failed:\n{proc.stderr}")
+    return Path(json.loads(proc.stdout)["run_dir"])
+
+
+def clone(record: Path, target: Path, i: int) -> None:
+    run_id = f"20261201T000000Z-clone-{i:08d}"
+    shutil.copytree(record, target / run_id)
+    statement = target / run_id / "statement.json"
+    doc = json.loads(statement.read_text())
+    doc["predicate"]["runDetails"]["metadata"]["invocationId"] = run_id
+    statement.write_text(json.dumps(doc))
+
+
+def indexing(work: Path, new: int) -> None:
+    record = one_real_record(work)
+    runs = work / "clones"
+    runs.mkdir()
+    for i in range(new):
+        clone(record, runs, i)
+    cat = catalog.open_catalog(work / "index.sqlite")
+    catalog.index_records(cat, catalog.find_records([runs]))  # the known ones
+    for i in range(new, 2 * new):
+        clone(record, runs, i)
+    t0 = time.perf_counter()
+    report = catalog.index_records(cat, catalog.find_records([runs]))
+    incremental = time.perf_counter() - t0
+    cat.close()
+    print(f"\n== incremental index: {report.added} new beside {report.unchanged} known ==")
+    per = incremental / new * 1000
+    print(f"  catalog index                       {incremental:8.2f} s ({per:.2f} ms a record)")
+    hook = statistics.median(
+        best_ms(lambda: catalog.remember(record, say=lambda t: None), repeat=1) for _ in range(9)
+    )
+    load = statistics.median(best_ms(lambda: load_record(record), repeat=1) for _ in range(9))
+    print(f"  the hook per run (index one record) {hook:8.2f} ms   (target <= 20)")
+    print(f"  of which load_record (peer)         {load:8.2f} ms")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="scripts/bench catalog", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--new", type=int, default=1000, help="records for the incremental index")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.runs, args.new = [300], 20
+    with tempfile.TemporaryDirectory(prefix="rexec-bench-catalog-") as tmp:
+        work = Path(tmp)
+        import os
+
+        os.environ["REXEC_CACHE_DIR"] = str(work / "cache")  # the hook's catalog, not yours
+        for n in args.runs:
+            queries(work, n)
+        indexing(work, args.new)
+    print("\ncatalog bench done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
