@@ -58,6 +58,11 @@ def display(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace").encode("unicode_escape").decode("ascii")
 
 
+def display_text(value: object) -> str:
+    """A string from a record, as a terminal may show it: control characters escaped."""
+    return display(str(value).encode("utf-8", "surrogateescape"))
+
+
 @dataclass(frozen=True)
 class Excluded:
     """Something the job left in outputs/ that is not a subject, and why."""

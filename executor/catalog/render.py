@@ -1,8 +1,8 @@
 """Lineage drawn: an indented tree, JSON, Graphviz DOT, or Mermaid (renders in GitHub/GitLab).
 
-Names in a record are the job's strings: DOT and Mermaid labels are escaped
-(quotes, brackets, newlines), and node ids are generated, never taken from a
-record.
+Names in a record are untrusted strings: every label (the tree's lines too) is
+escaped (quotes, control characters, terminal escapes), and node ids are
+generated, never taken from a record.
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ def render_lineage(graph: Mapping[str, Any], fmt: str) -> str:
         lines = []
         for run_id in order:
             run = runs[run_id]
-            lines.append(f"{run_id}  {run.get('status')}  {run.get('name')}")
+            status, name = _label(str(run.get("status"))), _label(str(run.get("name")))
+            lines.append(f"{_label(run_id)}  {status}  {name}")
             for src, dst, what in edges:
                 if dst == run_id:
-                    lines.append(f"  <- {src}  ({what})")
+                    lines.append(f"  <- {_label(src)}  ({_label(what)})")
         return "\n".join(lines) + "\n"
     ids = {run_id: f"r{i}" for i, run_id in enumerate(order)}
     if fmt == "dot":

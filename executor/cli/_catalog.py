@@ -7,9 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
-from executor.cli._render import console
+from executor.cli._render import console, safe
 
 
 def add_catalog_option(p: argparse.ArgumentParser) -> None:
@@ -31,7 +29,7 @@ def print_rows(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     names = list(columns or rows[0].keys())
     cells = [[("" if r.get(n) is None else str(r.get(n))) for n in names] for r in rows]
     widths = [min(60, max(len(n), *(len(c[i]) for c in cells))) for i, n in enumerate(names)]
-    out.print(escape("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))))
+    out.print(safe("  ".join(n.ljust(w) for n, w in zip(names, widths, strict=True))))
     for row in cells:
-        shown = [c if len(c) <= w else c[: w - 1] + "…" for c, w in zip(row, widths, strict=True)]
-        out.print(escape("  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True))))
+        shown = [c if len(c) <= w else c[: w - 3] + "..." for c, w in zip(row, widths, strict=True)]
+        out.print(safe("  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True))))

@@ -7,9 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rich.markup import escape
-
-from executor.cli._render import console
+from executor.cli._render import console, safe
 from executor.cluster import TaskStatus
 
 
@@ -31,6 +29,6 @@ def print_tasks(tasks: Sequence[TaskStatus], *, err: bool = False) -> None:
     for t in tasks:
         task = "" if t.task is None else f"task {t.task:<3} "
         record = t.record_status or "no record yet"
-        reason = f" ({escape(t.reason)})" if t.reason else ""
-        state = f"{escape(t.state):<12}{reason}"
-        out.print(f"  {task}job {escape(t.job_id):<10} {state}  record: {escape(record)}")
+        reason = f" ({safe(t.reason)})" if t.reason else ""
+        state = f"{safe(t.state):<12}{reason}"
+        out.print(f"  {task}job {safe(t.job_id):<10} {state}  record: {safe(record)}")

@@ -12,6 +12,12 @@ from rich.markup import escape
 
 from executor.compare import OutputComparison
 from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff
+from executor.outputs import display_text
+
+
+def safe(value: object) -> str:
+    """What a record holds, printed inert: control characters and rich markup escaped."""
+    return escape(display_text(value))
 
 
 def console() -> Console:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.markup import escape
-
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
-from executor.cli._render import console
+from executor.cli._render import console, safe
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,11 +51,11 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     out = console()
     width = max([len(r["key"]) for r in doc["rows"]] + [3])
-    out.print(escape("key".ljust(width) + "  " + "  ".join(r[:30].ljust(30) for r in doc["runs"])))
+    out.print(safe("key".ljust(width) + "  " + "  ".join(r[:30].ljust(30) for r in doc["runs"])))
     for row in doc["rows"]:
         deltas = row.get("deltas") or [None] * len(row["values"])
         cells = [_cell(v, d).ljust(30) for v, d in zip(row["values"], deltas, strict=True)]
-        out.print(escape(row["key"].ljust(width) + "  " + "  ".join(cells)))
+        out.print(safe(row["key"].ljust(width) + "  " + "  ".join(cells)))
     if not doc["rows"]:
         out.print("no differences" + ("" if args.all else " (--all shows every row)"))
     return 0

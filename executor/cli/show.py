@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.markup import escape
-
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
-from executor.cli._render import console
+from executor.cli._render import console, safe
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,15 +40,15 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     out = console()
     if "digest" in doc:
-        out.print(f"[bold]{escape(doc['digest'])}[/]")
+        out.print(f"[bold]{safe(doc['digest'])}[/]")
         for r in doc["producedBy"]:
-            out.print(f"  produced by {escape(r['run_id'])} as {escape(r['name'])}")
+            out.print(f"  produced by {safe(r['run_id'])} as {safe(r['name'])}")
         for r in doc["consumedBy"]:
-            out.print(f"  consumed by {escape(r['run_id'])} as {escape(r['name'])}")
+            out.print(f"  consumed by {safe(r['run_id'])} as {safe(r['name'])}")
         return 0
     run = doc["run"]
-    head = f"{escape(str(run['status']))}  ({escape(str(run['kind']))})"
-    out.print(f"[bold]{escape(run['run_id'])}[/]  {head}")
+    head = f"{safe(str(run['status']))}  ({safe(str(run['kind']))})"
+    out.print(f"[bold]{safe(run['run_id'])}[/]  {head}")
     for key in (
         "name",
         "started",
@@ -63,20 +61,20 @@ def handle(args: argparse.Namespace) -> int:
         "verification",
         "path",
     ):
-        out.print(f"  {key}: {escape(str(run.get(key)))}")
+        out.print(f"  {key}: {safe(str(run.get(key)))}")
     out.print("[bold]inputs[/]")
     for item in doc["inputs"]:
         by = ", ".join(item["producedBy"]) or "no run in the catalog"
-        out.print(f"  {escape(item['name'])}  {escape(item['digest'])}  ← {escape(by)}")
+        out.print(f"  {safe(item['name'])}  {safe(item['digest'])}  ← {safe(by)}")
     out.print("[bold]outputs[/]")
     for item in doc["outputs"]:
         by = ", ".join(item["consumedBy"]) or "not used by a run in the catalog"
-        out.print(f"  {escape(item['name'])}  {escape(item['digest'])}  → {escape(by)}")
+        out.print(f"  {safe(item['name'])}  {safe(item['digest'])}  → {safe(by)}")
     out.print("[bold]params[/]")
     for p in doc["params"]:
         mark = " (overridden)" if p["overridden"] else ""
-        out.print(f"  {escape(p['key'])} = {escape(p['value'])}{mark}")
+        out.print(f"  {safe(p['key'])} = {safe(p['value'])}{mark}")
     out.print("[bold]metrics[/]")
     for m in doc["metrics"]:
-        out.print(f"  {escape(m['file'])} {escape(m['key'])} = {m['value']:.6g}")
+        out.print(f"  {safe(m['file'])} {safe(m['key'])} = {m['value']:.6g}")
     return 0

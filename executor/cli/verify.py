@@ -14,7 +14,7 @@ from pathlib import Path
 
 from executor.cli._options import add_trust_options, trust_policy
 from executor.errors import InputError, RexecError
-from executor.outputs import display
+from executor.outputs import display_text
 from executor.verification import Verdict, verify_artifact, verify_record
 
 
@@ -72,15 +72,10 @@ def _check(args: argparse.Namespace) -> Verdict:
 def _status_text(verdict: Verdict) -> str:
     if verdict.status is None and verdict.exit_code is None:
         return "unknown (not recorded in the statement)"
-    text = _shown(verdict.status or "finished")
+    text = display_text(verdict.status or "finished")
     if verdict.exit_code is not None:
         text += f" (exit {verdict.exit_code})"
     return text
-
-
-def _shown(value: object) -> str:
-    """A string from a record, as a terminal may show it: control characters escaped."""
-    return display(str(value).encode("utf-8", "surrogateescape"))
 
 
 def _print_human(verdict: Verdict, what: str) -> None:
@@ -89,17 +84,18 @@ def _print_human(verdict: Verdict, what: str) -> None:
     if verdict.transparency_log:
         print(f"tlog:      {verdict.transparency_log}")
     if verdict.run_id or verdict.statement_digest:
-        print(f"run id:    {_shown(verdict.run_id or '(none)')}")
+        print(f"run id:    {display_text(verdict.run_id or '(none)')}")
         print(f"status:    {_status_text(verdict)}")
         print(f"statement: sha256:{verdict.statement_digest}")
     if verdict.replay_verdict is not None:
         rv = verdict.replay_verdict
         print(
-            f"replay:    {_shown(rv.get('verdict') or '?')} ({_shown(rv.get('result'))}) "
-            f"about statement sha256:{_shown(rv.get('about'))}"
+            f"replay:    {display_text(rv.get('verdict') or '?')} "
+            f"({display_text(rv.get('result'))}) "
+            f"about statement sha256:{display_text(rv.get('about'))}"
         )
     for warning in verdict.warnings:
-        print(f"warning:   {_shown(warning)}")
+        print(f"warning:   {display_text(warning)}")
     if verdict.error is None:
         count = verdict.artifacts.verified if verdict.artifacts else 0
         print(f"artifacts: {count} verified")

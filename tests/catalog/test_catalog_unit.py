@@ -52,6 +52,9 @@ def test_lineage_drawings_escape_what_records_hold() -> None:
     assert "r0 -->|" in mermaid and "\n  bad" not in mermaid
     tree = render_lineage(_graph(), "tree")
     assert "b  succeeded  train\n  <- a" in tree
+    hostile = _graph()
+    hostile["runs"][0]["name"] = "\x1b]0;owned\x07\x1b[2J"  # type: ignore[index]
+    assert "\x1b" not in render_lineage(hostile, "tree")
 
 
 def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(tmp_path: Path) -> None:
@@ -110,3 +113,11 @@ def test_compare_gives_deltas_from_the_first_run(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="2 to 20 runs"):
         catalog.compare(cat, ["r-a"])
     cat.close()
+
+
+def test_tables_print_what_records_hold_inert(capsys: pytest.CaptureFixture[str]) -> None:
+    from executor.cli._catalog import print_rows
+
+    print_rows([{"run_id": "r", "name": "\x1b]0;owned\x07[bold]x[/bold]"}])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "[bold]x" in out
