@@ -121,3 +121,26 @@ def test_tables_print_what_records_hold_inert(capsys: pytest.CaptureFixture[str]
     print_rows([{"run_id": "r", "name": "\x1b]0;owned\x07[bold]x[/bold]"}])
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out and "[bold]x" in out
+
+
+def test_a_hostile_runs_dir_is_listed_never_followed_or_waited_on(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    runs = tmp_path / "runs"
+    (runs / "linked").mkdir(parents=True)
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"not": "a statement"}')
+    os.symlink(secret, runs / "linked" / "statement.json")  # a link to a host file
+    (runs / "fifo").mkdir()
+    os.mkfifo(runs / "fifo" / "statement.json")  # would block a naive reader forever
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    signal.alarm(10)  # a hang fails the test instead of stalling the suite
+    try:
+        records = catalog.find_records([runs])
+        report = catalog.index_records(cat, records)
+    finally:
+        signal.alarm(0)
+    assert [p.name for p in records] == ["linked"]  # the FIFO is not a record
+    assert report.added == 0 and len(report.failed) == 1 and "symbolic link" in report.failed[0]
+    cat.close()
