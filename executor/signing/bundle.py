@@ -59,6 +59,23 @@ class Bundle:
     message: MessageSignature | None
     # verificationMaterial.tlogEntries as JSON objects: checked only against a trusted root
     tlog_entries: tuple[dict[str, Any], ...] = ()
+    certificate: bytes | None = None  # the signing (leaf) certificate, DER, as found
+
+    def claimed_signer(self) -> tuple[str, str | None]:
+        """Who this bundle *says* signed, unverified: ``("key", hint)`` or
+        ``("sigstore", "identity (issuer …)")``; proof is ``rexec verify``'s job."""
+        if self.certificate is None:
+            return "key", self.key_hint
+        from cryptography import x509
+
+        from executor.signing.certificate import cert_identity
+
+        try:
+            return "sigstore", cert_identity(
+                x509.load_der_x509_certificate(self.certificate)
+            ).text()
+        except ValueError:
+            return "sigstore", None
 
 
 def _b64(value: Any, *, where: str, source: str) -> bytes:
@@ -108,6 +125,17 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
     if isinstance(public_key, dict) and isinstance(public_key.get("hint"), str):
         hint = public_key["hint"] or None
     has_certificate = "certificate" in material or "x509CertificateChain" in material
+    leaf = material.get("certificate")
+    chain = material.get("x509CertificateChain")
+    if (
+        isinstance(chain, dict)
+        and isinstance(chain.get("certificates"), list)
+        and chain["certificates"]
+    ):
+        leaf = chain["certificates"][0]
+    certificate = None
+    if isinstance(leaf, dict) and "rawBytes" in leaf:
+        certificate = _b64(leaf["rawBytes"], where="the signing certificate", source=source)
     entries = material.get("tlogEntries") or []
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise InputError(f"{source}: verificationMaterial.tlogEntries is not a list of entries")
@@ -163,6 +191,7 @@ def parse_bundle(data: bytes, *, source: str = "bundle") -> Bundle:
         dsse=dsse,
         message=message,
         tlog_entries=tuple(entries),
+        certificate=certificate,
     )
 
 
