@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog=(
             "examples:\n  rexec lineage <eval-run> --upstream\n"
             "  rexec lineage sha256-tree-v1:5be7d7ad --downstream --format mermaid -o lineage.md\n"
+            "  rexec lineage <model-run> --upstream --format html -o lineage.html\n\n"
+            "svg and html need Graphviz's `dot` (apt-get install graphviz); the html page is\n"
+            "one file, the graph inline, each node linking to its run's rows; it loads nothing.\n"
         ),
     )
     p.add_argument("ref", metavar="RUN|DIGEST")
