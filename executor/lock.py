@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,11 +86,18 @@ def _strip_tag(ref: str) -> str:
     return ref[: len(ref) - len(last)] + last.split(":", 1)[0]
 
 
+# ``from = "latest:<name>:<path>"`` → (``"run:<id>:<path>"``, the tree that run signs for it)
+FromPinner = Callable[[str], tuple[str, str]]
+
+
 class _Locker:
-    def __init__(self, *, base: Path, resolver: Resolver, strict: bool) -> None:
+    def __init__(
+        self, *, base: Path, resolver: Resolver, strict: bool, pin_from: FromPinner | None
+    ) -> None:
         self.base = base
         self.resolver = resolver
         self.strict = strict
+        self.pin_from = pin_from
         self.pins: list[Pin] = []
         self.unresolved: list[str] = []
 
@@ -153,6 +161,8 @@ class _Locker:
 
     def inputs(self, inputs: list[Any]) -> None:
         for index, item in enumerate(inputs):
+            if isinstance(item, dict) and isinstance(item.get("from"), str):
+                self.from_input(item, f"inputs[{index}]")
             if not isinstance(item, dict) or "path" not in item:
                 continue
             key = f"inputs[{index}]"
@@ -168,6 +178,20 @@ class _Locker:
             item["digest"] = digest
             if old != digest:
                 self.pins.append(Pin(f"{key}.digest", old, digest))
+
+    def from_input(self, item: dict[str, Any], key: str) -> None:
+        """``latest:`` becomes the run it names today, and the digest what that run signed."""
+        if self.pin_from is None:
+            return
+        try:
+            ref, digest = self.pin_from(item["from"])
+        except RexecError as exc:
+            self.fail(exc)
+            return
+        for name, value in (("from", ref), ("digest", digest)):
+            if item.get(name) != value:
+                self.pins.append(Pin(f"{key}.{name}", item.get(name), value))
+                item[name] = value
 
     def code(self, code: dict[str, Any], *, allow_dirty: bool) -> None:
         path = self.path(code.get("path"), "code.path")
@@ -188,10 +212,12 @@ def lock_document(
     strict: bool = True,
     code: bool = True,
     allow_dirty: bool = False,
+    pin_from: FromPinner | None = None,
 ) -> Locked:
-    """Pin a parsed spec document; ``base`` is the spec file's directory."""
+    """Pin a parsed spec document; ``base`` is the spec file's directory; ``pin_from``
+    resolves ``from`` inputs (without it they are left as written)."""
     out = copy.deepcopy(doc)
-    locker = _Locker(base=base, resolver=resolver, strict=strict)
+    locker = _Locker(base=base, resolver=resolver, strict=strict, pin_from=pin_from)
     if isinstance(out.get("image"), dict):
         locker.image(out["image"])
     if isinstance(out.get("inputs"), list):

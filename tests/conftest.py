@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -15,3 +19,37 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("REXEC_CACHE_DIR", str(cache))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     return cache
+
+
+def _postgres_server() -> str:
+    url = os.environ.get("REXEC_TEST_POSTGRES")
+    if url:
+        return url
+    problem = "REXEC_TEST_POSTGRES names no PostgreSQL server: scripts/test starts one"
+    if os.environ.get("CI") == "true":
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+@pytest.fixture
+def postgres_catalog() -> Iterator[str]:
+    """The URL of a fresh, empty database on the test PostgreSQL server (dropped after)."""
+    import psycopg
+
+    server = _postgres_server()
+    name = f"rexec_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each catalog backend in turn: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalog.sqlite")
+    return str(request.getfixturevalue("postgres_catalog"))

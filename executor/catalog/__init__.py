@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.catalog.index import rows_of
-from executor.catalog.inputs import resolve_inputs
+from executor.canonical import sha256_hex
+from executor.catalog.index import read_statement, rows_at
+from executor.catalog.inputs import pin_from, resolve_inputs
 from executor.catalog.render import render_lineage
-from executor.catalog.store import SCHEMA_VERSION, Catalog
+from executor.catalog.store import SCHEMA_VERSION, Catalog, like_pattern
 from executor.catalog.where import parse_where
 from executor.errors import InputError, RexecError
 from executor.paths import cache_dir
@@ -28,13 +29,14 @@ __all__ = [
     "Catalog",
     "IndexReport",
     "compare",
-    "default_path",
+    "default_location",
     "find_records",
     "index_records",
     "lineage",
     "log",
     "open_catalog",
     "parse_where",
+    "pin_from",
     "remember",
     "render_lineage",
     "resolve",
@@ -47,14 +49,26 @@ Say = Callable[[str], None]
 Verifier = Callable[[Path], str]
 
 
-def default_path() -> Path:
-    """``$REXEC_CATALOG``, else the user's cache dir (never beside a shared runs dir)."""
-    return Path(os.environ.get("REXEC_CATALOG") or Path(cache_dir()) / "catalog.sqlite")
+URL_SCHEMES = ("postgresql://", "postgres://")
 
 
-def open_catalog(path: Path | None = None) -> Catalog:
-    """The catalog at ``path`` (default: :func:`default_path`), created if need be."""
-    return Catalog(path or default_path())
+def default_location() -> str:
+    """``$REXEC_CATALOG`` (a file or a ``postgresql://`` URL), else a file in the user's
+    cache dir (never beside a shared runs dir)."""
+    return os.environ.get("REXEC_CATALOG") or str(Path(cache_dir()) / "catalog.sqlite")
+
+
+def open_catalog(location: str | Path | None = None) -> Catalog:
+    """The catalog at ``location`` (default: :func:`default_location`), created if need be:
+    a SQLite file, or a PostgreSQL database named by a ``postgresql://`` URL."""
+    where = str(location) if location is not None else default_location()
+    if where.startswith(URL_SCHEMES):
+        from executor.catalog.postgres import PostgresBackend
+
+        return Catalog(PostgresBackend(where))
+    from executor.catalog.sqlite import SQLiteBackend
+
+    return Catalog(SQLiteBackend(Path(where)))
 
 
 def find_records(roots: Iterable[Path]) -> list[Path]:
@@ -78,6 +92,7 @@ class IndexReport:
     updated: int = 0
     unchanged: int = 0
     failed: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)  # unknown manifest schema: some rows
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form of ``catalog index --json``."""
@@ -86,6 +101,7 @@ class IndexReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "failed": list(self.failed),
+            "partial": list(self.partial),
         }
 
 
@@ -101,23 +117,30 @@ def index_records(
     if rebuild:
         catalog.clear()
     known = {} if rebuild else catalog.known()
+    known_statements = set(known.values())
     report = IndexReport()
     for path in records:
         try:
-            record = load_record(path)
-            if known.get(record.run_id) == record.statement_sha256 and verify is None:
-                report.unchanged += 1
+            if verify is None and sha256_hex(read_statement(path)) in known_statements:
+                report.unchanged += 1  # the common case of an incremental pass: one hash
                 continue
             verification = verify(path) if verify is not None else None
-            catalog.put(rows_of(record, verification=verification))
+            rows = rows_at(path, verification=verification)
+            catalog.put(rows)
         except RexecError as exc:
             report.failed.append(f"{path}: {exc.message}")
             say(f"warning: not indexed: {path}: {exc.message}")
             continue
-        if record.run_id in known:
+        run = rows["runs"][0]
+        if run["partial"]:
+            report.partial.append(f"{path}: {run['partial']}")
+            say(f"warning: indexed partially: {path}: {run['partial']}")
+        if run["run_id"] in known:
             report.updated += 1
         else:
             report.added += 1
+    if report.added or report.updated:
+        catalog.optimize()
     return report
 
 
@@ -126,7 +149,7 @@ def remember(run_dir: Path, *, say: Say) -> None:
     try:
         catalog = open_catalog()
         try:
-            catalog.put(rows_of(load_record(run_dir), verification=None))
+            catalog.put(rows_at(run_dir, verification=None))
         finally:
             catalog.close()
     except Exception as exc:  # a catalog problem must never change a run's outcome
@@ -139,26 +162,13 @@ def resolve(catalog: Catalog, ref: str) -> tuple[str, str]:
     path = Path(ref)
     if (path / "statement.json").is_file():
         return "run", load_record(path).run_id
-    runs = [
-        r["run_id"]
-        # A range on the primary key: a prefix lookup without scanning every run.
-        for r in catalog.rows(
-            "SELECT run_id FROM runs WHERE run_id >= ?1 AND run_id < ?1 || char(1114111)", [ref]
-        )
-    ]
+    runs = catalog.run_ids_starting(ref)
     if ref in runs:
         return "run", ref
     hexpart = ref.split(":", 1)[-1]
     digests: list[str] = []
     if len(hexpart) >= 8 and all(c in "0123456789abcdef" for c in hexpart.lower()):
-        query = (
-            "SELECT DISTINCT digest FROM"
-            " (SELECT digest FROM outputs UNION SELECT digest FROM inputs)"
-            " WHERE substr(digest, 1, length(?1)) = ?1"
-            " OR substr(digest, instr(digest, ':') + 1, length(?2)) = ?2"
-        )
-        full = ref if ":" in ref else "\x00"  # "algo:hex…" prefix, or hex alone
-        digests = [r["digest"] for r in catalog.rows(query, [full, hexpart.lower()])]
+        digests = catalog.digests_starting(ref)
     candidates = [("run", r) for r in runs] + [("digest", d) for d in digests]
     if len(candidates) == 1:
         return candidates[0]
@@ -176,29 +186,31 @@ def resolve(catalog: Catalog, ref: str) -> tuple[str, str]:
 
 def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
     """The ledger, newest first, filtered (``name``, ``status``, ``kind``, ``since``,
-    ``input`` and ``produced`` digests, ``image``, ``commit``) and by ``--where``."""
+    ``input`` and ``produced`` digests, ``image``, ``code_commit``, ``signer``) and by
+    ``--where``."""
     sql = ["SELECT * FROM runs r WHERE 1=1"]
     args: list[Any] = []
     for column in ("name", "status", "kind", "image", "code_commit"):
         if filters.get(column):
             sql.append(f"AND r.{column} = ?")
             args.append(filters[column])
+    if filters.get("signer"):  # a key hint, or a Sigstore identity with or without its issuer
+        sql.append("AND (r.signer = ? OR r.signer LIKE ? ESCAPE '\\')")
+        args += [filters["signer"], like_pattern(filters["signer"]) + " (issuer %"]
     if filters.get("since"):
         sql.append("AND r.started >= ?")
         args.append(filters["since"])
     if filters.get("input"):
-        sql.append("AND EXISTS (SELECT 1 FROM inputs i WHERE i.run_id = r.run_id AND i.digest = ?)")
+        sql.append("AND r.run_id IN (SELECT i.run_id FROM inputs i WHERE i.digest = ?)")
         args.append(filters["input"])
     if filters.get("produced"):
-        sql.append(
-            "AND EXISTS (SELECT 1 FROM outputs o WHERE o.run_id = r.run_id AND o.digest = ?)"
-        )
+        sql.append("AND r.run_id IN (SELECT o.run_id FROM outputs o WHERE o.digest = ?)")
         args.append(filters["produced"])
     for text in where:
         clause, values = parse_where(text)
         sql.append(f"AND {clause}")
         args.extend(values)
-    sql.append("ORDER BY r.started DESC, r.run_id DESC")
+    sql.append("ORDER BY r.started DESC NULLS LAST, r.run_id DESC")
     if filters.get("limit"):
         sql.append("LIMIT ?")
         args.append(int(filters["limit"]))
@@ -213,9 +225,11 @@ def show(catalog: Catalog, ref: str) -> dict[str, Any]:
         return {
             "digest": value,
             "producedBy": catalog.rows(
-                "SELECT run_id, name FROM outputs WHERE digest = ?", [value]
+                "SELECT run_id, name FROM outputs WHERE digest = ? ORDER BY run_id, name", [value]
             ),
-            "consumedBy": catalog.rows("SELECT run_id, name FROM inputs WHERE digest = ?", [value]),
+            "consumedBy": catalog.rows(
+                "SELECT run_id, name FROM inputs WHERE digest = ? ORDER BY run_id, name", [value]
+            ),
         }
     (run,) = catalog.rows("SELECT * FROM runs WHERE run_id = ?", [value])
     inputs = catalog.rows(
@@ -224,7 +238,10 @@ def show(catalog: Catalog, ref: str) -> dict[str, Any]:
     for item in inputs:
         item["producedBy"] = [
             r["run_id"]
-            for r in catalog.rows("SELECT run_id FROM outputs WHERE digest = ?", [item["digest"]])
+            for r in catalog.rows(
+                "SELECT DISTINCT run_id FROM outputs WHERE digest = ? ORDER BY run_id",
+                [item["digest"]],
+            )
         ]
     outputs = catalog.rows(
         "SELECT name, digest, role FROM outputs WHERE run_id = ? ORDER BY name", [value]
@@ -232,16 +249,21 @@ def show(catalog: Catalog, ref: str) -> dict[str, Any]:
     for item in outputs:
         item["consumedBy"] = [
             r["run_id"]
-            for r in catalog.rows("SELECT run_id FROM inputs WHERE digest = ?", [item["digest"]])
+            for r in catalog.rows(
+                "SELECT DISTINCT run_id FROM inputs WHERE digest = ? ORDER BY run_id",
+                [item["digest"]],
+            )
         ]
     return {
         "run": run,
         "inputs": inputs,
         "outputs": outputs,
         "params": catalog.rows(
-            "SELECT key, value, overridden FROM params WHERE run_id = ?", [value]
+            "SELECT key, value, overridden FROM params WHERE run_id = ? ORDER BY key", [value]
         ),
-        "metrics": catalog.rows("SELECT file, key, value FROM metrics WHERE run_id = ?", [value]),
+        "metrics": catalog.rows(
+            "SELECT file, key, value FROM metrics WHERE run_id = ? ORDER BY file, key", [value]
+        ),
     }
 
 

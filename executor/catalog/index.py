@@ -1,5 +1,9 @@
 """One signed record to the catalog's rows: runs, inputs, outputs, params, metrics.
 
+A reader per manifest schema (:data:`READERS`): a record of a schema this rexec
+does not know is still listed, from the parts every in-toto Statement has (run
+id, status, subjects), and its ``partial`` column says what was left out.
+
 Every value comes from the Statement (and, for metrics, from output files
 whose digests the Statement signs, read capped and without following links).
 Identity is the content digest: inputs and code by tree digest and commit,
@@ -11,18 +15,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from executor import safeio
-from executor.canonical import strict_loads
+from executor.canonical import sha256_hex, strict_loads
 from executor.compare.numeric import flatten
-from executor.record.reader import RunRecord
+from executor.errors import InputError
+from executor.record import store
+from executor.record.manifest import MANIFEST_SCHEMA
+from executor.record.manifest import loads as load_statement
+from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
+from executor.signing.bundle import parse_bundle
 
-__all__ = ["rows_of"]
+__all__ = ["READERS", "Rows", "read_statement", "rows_at", "rows_of"]
 
 METRICS_CAP = 1 << 20
+BUNDLE_CAP = 16 << 20
+Rows = dict[str, list[dict[str, Any]]]
 
 
 def _digest(dep: Mapping[str, Any] | None) -> str | None:
@@ -43,8 +54,87 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def rows_of(record: RunRecord, *, verification: str | None) -> dict[str, list[dict[str, Any]]]:
-    """The catalog rows of one record (read through the reader's signed-file checks)."""
+def read_statement(path: Path) -> bytes:
+    """A record's ``statement.json`` bytes, read capped and without following a link."""
+    try:
+        return safeio.read_capped(path / store.STATEMENT, cap=STATEMENT_CAP)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not a run record (no {store.STATEMENT})") from None
+    except (OSError, safeio.UnsafeFile) as exc:
+        raise InputError(f"{path / store.STATEMENT}: cannot read ({exc})") from exc
+
+
+def rows_at(path: Path, *, verification: str | None) -> Rows:
+    """The rows of the record at ``path``, by the reader for its manifest schema."""
+    payload = read_statement(path)
+    view = StatementView(load_statement(payload, source=str(path / store.STATEMENT)))
+    reader = READERS.get(view.manifest_schema or "")
+    if reader is None:
+        return _partial_rows(path, view, sha256_hex(payload), verification)
+    return reader(load_record(path, payload=payload), verification=verification)
+
+
+def _signer(path: Path) -> tuple[str | None, str | None]:
+    """Who the record's bundle says signed (a claim: ``--verify`` proves it)."""
+    try:
+        bundle = parse_bundle(safeio.read_capped(path / store.BUNDLE, cap=BUNDLE_CAP))
+    except (OSError, safeio.UnsafeFile, InputError):
+        return None, None
+    return bundle.claimed_signer()
+
+
+def _partial_rows(path: Path, view: StatementView, sha: str, verification: str | None) -> Rows:
+    """What any Statement gives: run id, status, times and subjects; the rest is left out."""
+    run_id = view.run_id
+    if not run_id:
+        raise InputError(f"{path / store.STATEMENT}: no run id (runDetails.metadata.invocationId)")
+    status, exit_code = view.status
+    meta = dig(view.doc, "predicate", "runDetails", "metadata") or {}
+    kind, signer = _signer(path)
+    run = {
+        "run_id": run_id,
+        "statement_sha256": sha,
+        "name": _text(
+            dig(view.doc, "predicate", "buildDefinition", "externalParameters", "spec", "name")
+        ),
+        "kind": "run",
+        "status": status,
+        "exit_code": exit_code,
+        "started": _text(meta.get("startedOn")),
+        "finished": _text(meta.get("finishedOn")),
+        "signed": int(kind is not None),
+        "verification": verification,
+        "path": str(path),
+        "partial": (
+            f"manifest schema {view.manifest_schema!r} is not one this rexec reads"
+            f" ({', '.join(READERS)}): only the run id, status, times and subjects are indexed"
+        ),
+        "signer_kind": kind,
+        "signer": signer,
+    }
+    outputs = [
+        {
+            "run_id": run_id,
+            "name": s["name"],
+            "digest": f"sha256:{s['digest']['sha256']}",
+            "role": "file",
+        }
+        for s in view.subjects
+        if isinstance(s, dict)
+        and isinstance(s.get("name"), str)
+        and isinstance(s.get("digest"), dict)
+        and isinstance(s["digest"].get("sha256"), str)
+    ]
+    return {"runs": [run], "outputs": outputs}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
+    """The catalog rows of a ``rexec.manifest/v1`` record (read through the reader's
+    signed-file checks)."""
     run_id = record.run_id
     view, internal = record.spec, record.internal
     meta = record.statement["predicate"]["runDetails"].get("metadata", {})
@@ -75,6 +165,7 @@ def rows_of(record: RunRecord, *, verification: str | None) -> dict[str, list[di
         "derived_from": (lineage or {}).get("derivedFrom"),
         "path": str(record.path),
         "partial": None,
+        **dict(zip(("signer_kind", "signer"), _signer(record.path), strict=True)),
     }
     inputs = [
         {
@@ -144,3 +235,7 @@ def _metrics(path: Path, signed: str) -> dict[str, float]:
     leaves: dict[str, Any] = {}
     flatten(doc, "", leaves)
     return {k: v for k, v in ((k, _number(v)) for k, v in leaves.items()) if v is not None}
+
+
+# The reader of each manifest schema this rexec knows; others are indexed partially.
+READERS: dict[str, Callable[..., Rows]] = {MANIFEST_SCHEMA: rows_of}

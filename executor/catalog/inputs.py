@@ -18,7 +18,7 @@ from executor.catalog.store import Catalog
 from executor.errors import InputError, MismatchError
 from executor.record.reader import RunRecord, load_record
 
-__all__ = ["resolve_inputs"]
+__all__ = ["pin_from", "resolve_inputs"]
 
 
 def _record(kind: str, ident: str, *, runs_dir: Path, catalog: Catalog | None) -> Path:
@@ -49,6 +49,17 @@ def _signed_tree(record: RunRecord, rel: str) -> str:
     prefix = rel.rstrip("/") + "/"
     digests = {n[len(prefix) :]: d for n, d in record.outputs.items() if n.startswith(prefix)}
     return snapshot.trees_of(directory, digests)[""]
+
+
+def pin_from(ref: str, *, runs_dir: Path, catalog: Catalog | None) -> tuple[str, str]:
+    """``rexec lock``: ``run:``/``latest:<name>:<path>`` as ``run:<id>:<path>`` (the run it
+    names now) and the tree digest that run's record signs for the path."""
+    match = spec.FROM_RE.match(ref)
+    if match is None:
+        raise InputError(f"from {ref!r}: expected run:<id>:<path> or latest:<name>:<path>")
+    kind, ident, rel = match.groups()
+    record = load_record(_record(kind, ident, runs_dir=runs_dir, catalog=catalog))
+    return f"run:{record.run_id}:{rel}", _signed_tree(record, rel)
 
 
 def resolve_inputs(

@@ -1,10 +1,12 @@
-"""The catalog's SQLite database: schema, writes of one record's rows, and the queries.
+"""The catalog's database: schema, writes of one record's rows, and the queries.
 
 A cache of the signed records, never the truth: every row comes from a
 ``statement.json`` (read through :mod:`executor.record.reader`, which checks
 the files beside it against their signed digests) and ``rexec catalog index
---rebuild`` recreates it identically. It lives in the user's cache dir, not
-beside a runs dir that may be on NFS, where SQLite's locking is unreliable.
+--rebuild`` recreates it identically. Two backends run the same portable SQL
+(``?`` placeholders, no engine-only functions): a SQLite file in the user's
+cache dir (:mod:`.sqlite`, not beside a runs dir that may be on NFS) and a
+PostgreSQL database a team shares (:mod:`.postgres`).
 
 Lineage is a bipartite graph, artifact → run → artifact, held in two tables
 (``inputs`` and ``outputs``, both keyed by digest) and walked with recursive
@@ -15,88 +17,138 @@ CTEs; a run whose output equals its input cannot loop (``UNION``, not
 from __future__ import annotations
 
 import contextlib
-import json
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from executor.errors import InfrastructureError, InputError
+from executor.errors import InputError
 
-__all__ = ["SCHEMA_VERSION", "Catalog"]
+__all__ = ["SCHEMA_VERSION", "Backend", "Catalog"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    statement_sha256 TEXT NOT NULL,
-    name TEXT, kind TEXT, status TEXT, exit_code INTEGER,
-    started TEXT, finished TEXT, seed INTEGER,
-    image TEXT, code_commit TEXT, code_tree TEXT,
-    invoker TEXT, engine TEXT, signed INTEGER,
-    verification TEXT, replay_of TEXT, derived_from TEXT,
-    path TEXT NOT NULL, partial TEXT
+    run_id {text} PRIMARY KEY,
+    statement_sha256 {text} NOT NULL,
+    name {text}, kind {text}, status {text}, exit_code INTEGER,
+    started {text}, finished {text}, seed BIGINT,
+    image {text}, code_commit {text}, code_tree {text},
+    invoker {text}, engine {text}, signed INTEGER,
+    verification {text}, replay_of {text}, derived_from {text},
+    path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}
 );
+CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE TABLE IF NOT EXISTS inputs (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, role TEXT NOT NULL,
+    run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL, role {text} NOT NULL,
     PRIMARY KEY (run_id, name)
 );
 CREATE INDEX IF NOT EXISTS inputs_by_digest ON inputs (digest);
 CREATE TABLE IF NOT EXISTS outputs (
-    run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL, role TEXT NOT NULL,
+    run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL, role {text} NOT NULL,
     PRIMARY KEY (run_id, name)
 );
 CREATE INDEX IF NOT EXISTS outputs_by_digest ON outputs (digest);
 CREATE TABLE IF NOT EXISTS params (
-    run_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT, num REAL, overridden INTEGER,
-    PRIMARY KEY (run_id, key)
+    run_id {text} NOT NULL, key {text} NOT NULL, value {text}, num DOUBLE PRECISION,
+    overridden INTEGER, PRIMARY KEY (run_id, key)
 );
 CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, file TEXT NOT NULL, key TEXT NOT NULL, value REAL,
-    file_digest TEXT, PRIMARY KEY (run_id, file, key)
+    run_id {text} NOT NULL, file {text} NOT NULL, key {text} NOT NULL, value DOUBLE PRECISION,
+    file_digest {text}, PRIMARY KEY (run_id, file, key)
 );
+CREATE INDEX IF NOT EXISTS metrics_by_key ON metrics (key, value);
+CREATE INDEX IF NOT EXISTS params_by_key ON params (key, num);
 """
+# What an older catalog's tables need to read as this version (additive only: rows stay
+# valid); the schema's CREATE … IF NOT EXISTS then adds the new tables and indexes.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE runs ADD COLUMN signer_kind {text}",
+        "ALTER TABLE runs ADD COLUMN signer {text}",
+    ),
+}
 TABLES = ("runs", "inputs", "outputs", "params", "metrics")
 
 
-class Catalog:
-    """One SQLite catalog file: :meth:`put` writes a record's rows in one transaction."""
+class Backend(Protocol):
+    """What a database gives the catalog (:mod:`.sqlite`, :mod:`.postgres`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            self.db.execute("PRAGMA journal_mode = WAL")
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
+    dialect: str
+    label: str  # where it is, fit to print (no password)
+    text_type: str
+    text_value: str  # a placeholder typed as the text columns (collation included)
+
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """A query's rows as dicts."""
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement over many rows."""
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """One atomic write, serialised with every other writer."""
+
+    def version(self) -> int:
+        """The stored schema version, 0 for an empty database."""
+
+    def set_version(self, version: int) -> None:
+        """Store the schema version."""
+
+    def optimize(self) -> None:
+        """Refresh the query planner's statistics after a bulk write."""
+
+    def prefix(self, column: str, value: str) -> tuple[str, list[Any]]:
+        """A clause for ``column`` starting with ``value``, and its arguments."""
+
+    def read_only(self, sql: str) -> list[dict[str, Any]]:
+        """One user statement that cannot write."""
+
+    def close(self) -> None:
+        """Close the connection."""
+
+
+def like_pattern(value: str) -> str:
+    """``value`` as a LIKE pattern matching itself literally (wildcards escaped)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Catalog:
+    """One catalog: :meth:`put` writes a record's rows in one transaction."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.label = backend.label
+        if backend.version() != SCHEMA_VERSION:  # a reader of a current catalog never writes
+            self._create_or_migrate()
+
+    def _create_or_migrate(self) -> None:
+        """Create the tables, or bring an older catalog's up to date, in one transaction."""
+        backend = self.backend
+        with backend.transaction():
+            version = backend.version()  # again: another process may have done it meanwhile
+            if version not in (0, SCHEMA_VERSION, *MIGRATIONS):
                 raise InputError(
-                    f"{path}: catalog schema {version}, this rexec reads {SCHEMA_VERSION}",
+                    f"{self.label}: catalog schema {version}, this rexec reads {SCHEMA_VERSION}",
                     hint="rebuild it from the records: rexec catalog index --rebuild RUNS_DIR",
                 )
-            self.db.executescript(SCHEMA)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except (OSError, sqlite3.Error) as exc:
-            raise InfrastructureError(
-                f"{path}: cannot open the catalog ({exc})",
-                hint="pass --catalog PATH (or set REXEC_CATALOG) to a writable place",
-            ) from exc
+            text = backend.text_type
+            for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+                for statement in MIGRATIONS[old]:
+                    backend.rows(statement.format(text=text))
+            if version != SCHEMA_VERSION:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        backend.rows(statement.format(text=text))
+                backend.set_version(SCHEMA_VERSION)
 
     def close(self) -> None:
         """Close the database."""
-        self.db.close()
+        self.backend.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[None]:
         """One atomic write: concurrent indexers wait for each other, never interleave."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        with self.backend.transaction():
+            yield
 
     def put(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
         """Replace one run's rows (``rows["runs"]`` holds exactly one) in one transaction."""
@@ -104,76 +156,96 @@ class Catalog:
 
     def put_many(self, batch: Sequence[Mapping[str, Sequence[Mapping[str, Any]]]]) -> None:
         """Replace several runs' rows in one transaction (an index pass, a benchmark)."""
-        with self.transaction() as db:
-            for rows in batch:
-                (run,) = rows["runs"]
-                for table in TABLES:
-                    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (run["run_id"],))
-                for table in TABLES:
-                    for row in rows.get(table, ()):
-                        columns = ", ".join(row)
-                        marks = ", ".join("?" for _ in row)
-                        db.execute(
-                            f"INSERT INTO {table} ({columns}) VALUES ({marks})", tuple(row.values())
-                        )
+        run_ids = [[run["run_id"]] for rows in batch for run in rows["runs"]]
+        grouped: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+        for rows in batch:
+            for table in TABLES:
+                for row in rows.get(table, ()):
+                    grouped.setdefault((table, tuple(row)), []).append(tuple(row.values()))
+        with self.backend.transaction():
+            for table in TABLES:
+                self.backend.execute_many(f"DELETE FROM {table} WHERE run_id = ?", run_ids)
+            for (table, columns), values in grouped.items():
+                marks = ", ".join("?" for _ in columns)
+                self.backend.execute_many(
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values
+                )
+
+    def optimize(self) -> None:
+        """After an index pass or a bulk load: let the planner see the new rows."""
+        self.backend.optimize()
 
     def clear(self) -> None:
         """Remove every row (``index --rebuild``)."""
-        with self.transaction() as db:
+        with self.backend.transaction():
             for table in TABLES:
-                db.execute(f"DELETE FROM {table}")
+                self.backend.rows(f"DELETE FROM {table}")
 
     def known(self) -> dict[str, str]:
         """Every indexed run: run id → statement sha256 (the incremental index skips them)."""
-        return dict(self.db.execute("SELECT run_id, statement_sha256 FROM runs").fetchall())
+        found = self.rows("SELECT run_id, statement_sha256 FROM runs")
+        return {r["run_id"]: r["statement_sha256"] for r in found}
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A query's rows as dicts."""
-        cursor = self.db.execute(sql, tuple(args))
-        names = [d[0] for d in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return self.backend.rows(sql, args)
 
     def read_only_query(self, sql: str) -> list[dict[str, Any]]:
-        """``rexec catalog query``: any SELECT, on a connection that cannot write."""
-        uri = f"file:{self.path}?mode=ro"
-        db = sqlite3.connect(uri, uri=True)
-        try:
-            db.execute("PRAGMA query_only = ON")
-            cursor = db.execute(sql)
-            names = [d[0] for d in cursor.description or ()]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        except sqlite3.Error as exc:
-            raise InputError(f"catalog query: {exc}", hint="a read-only SQLite SELECT") from exc
-        finally:
-            db.close()
+        """``rexec catalog query``: one SELECT, on a connection that cannot write."""
+        return self.backend.read_only(sql)
+
+    def run_ids_starting(self, prefix: str) -> list[str]:
+        """Run ids that start with ``prefix`` (by the primary key, without a scan)."""
+        clause, args = self.backend.prefix("run_id", prefix)
+        return [r["run_id"] for r in self.rows(f"SELECT run_id FROM runs WHERE {clause}", args)]
+
+    def digests_starting(self, ref: str) -> list[str]:
+        """Digests that start with ``ref``: ``algo:hex…``, or the hex of any algorithm."""
+        pattern = like_pattern(ref) + "%" if ":" in ref else "%:" + like_pattern(ref.lower()) + "%"
+        query = (
+            "SELECT DISTINCT digest FROM"
+            " (SELECT digest FROM outputs UNION SELECT digest FROM inputs) AS d"
+            " WHERE digest LIKE ? ESCAPE '\\'"
+        )
+        return sorted(r["digest"] for r in self.rows(query, [pattern]))
 
     def walk(self, digests: Sequence[str], *, direction: str) -> list[str]:
         """The runs reachable from ``digests``: upstream (who produced them, from what)
         or downstream (who consumed them, producing what)."""
+        if not digests:
+            return []
+        seeds = ", ".join(f"({self.backend.text_value})" for _ in digests)
         if direction == "upstream":  # who produced them, and from what, back to raw data
-            walk = """
+            walk = f"""
             WITH RECURSIVE art(digest) AS (
-                SELECT value FROM json_each(?)
+                VALUES {seeds}
                 UNION
                 SELECT i.digest FROM art JOIN outputs o ON o.digest = art.digest
                     JOIN inputs i ON i.run_id = o.run_id
             )
             SELECT DISTINCT o.run_id FROM art JOIN outputs o ON o.digest = art.digest"""
         else:  # who consumed them, producing what, down to the last model
-            walk = """
+            walk = f"""
             WITH RECURSIVE art(digest) AS (
-                SELECT value FROM json_each(?)
+                VALUES {seeds}
                 UNION
                 SELECT o.digest FROM art JOIN inputs i ON i.digest = art.digest
                     JOIN outputs o ON o.run_id = i.run_id
             )
             SELECT DISTINCT i.run_id FROM art JOIN inputs i ON i.digest = art.digest"""
-        return [r["run_id"] for r in self.rows(walk, [json.dumps(list(digests))])]
+        return sorted(r["run_id"] for r in self.rows(walk, list(digests)))
 
     def graph(self, run_ids: Sequence[str]) -> dict[str, Any]:
         """These runs with their inputs and outputs: the nodes and edges to draw."""
         marks = ", ".join("?" for _ in run_ids) or "NULL"
-        runs = self.rows(f"SELECT * FROM runs WHERE run_id IN ({marks}) ORDER BY started", run_ids)
-        ins = self.rows(f"SELECT * FROM inputs WHERE run_id IN ({marks})", run_ids)
-        outs = self.rows(f"SELECT * FROM outputs WHERE run_id IN ({marks})", run_ids)
+        runs = self.rows(
+            f"SELECT * FROM runs WHERE run_id IN ({marks}) ORDER BY started NULLS FIRST, run_id",
+            run_ids,
+        )
+        ins = self.rows(
+            f"SELECT * FROM inputs WHERE run_id IN ({marks}) ORDER BY run_id, name", run_ids
+        )
+        outs = self.rows(
+            f"SELECT * FROM outputs WHERE run_id IN ({marks}) ORDER BY run_id, name", run_ids
+        )
         return {"runs": runs, "inputs": ins, "outputs": outs}

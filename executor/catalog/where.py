@@ -53,15 +53,15 @@ def parse_where(text: str) -> tuple[str, list[Any]]:
         file, sep, leaf = key.rpartition(":")
         clause = "m.key = ?" + (" AND m.file = ?" if sep else "")
         args: list[Any] = [leaf] + ([file] if sep else [])
+        # IN rather than a correlated EXISTS: the planner filters metrics once (by its
+        # key index) and looks the few runs up, not every run's metrics (95 → 7 ms at 100k)
         return (
-            f"EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = r.run_id AND {clause} "
-            f"AND m.value {op} ?)",
+            f"r.run_id IN (SELECT m.run_id FROM metrics m WHERE {clause} AND m.value {op} ?)",
             [*args, value],
         )
     column = "p.num" if isinstance(value, float) else "p.value"
     bound = value if isinstance(value, float) else f'"{value}"'  # params hold JSON text
     return (
-        f"EXISTS (SELECT 1 FROM params p WHERE p.run_id = r.run_id AND p.key = ? "
-        f"AND {column} {op} ?)",
+        f"r.run_id IN (SELECT p.run_id FROM params p WHERE p.key = ? AND {column} {op} ?)",
         [key, bound],
     )

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from executor.cli._render import console, safe
 
 
 def add_catalog_option(p: argparse.ArgumentParser) -> None:
-    """``--catalog PATH``: another catalog than $REXEC_CATALOG or the default."""
+    """``--catalog PATH|URL``: another catalog than $REXEC_CATALOG or the default."""
     p.add_argument(
         "--catalog",
-        type=Path,
+        metavar="PATH|URL",
         default=None,
-        help="the catalog file (default: $REXEC_CATALOG, else ~/.cache/rexec/catalog.sqlite)",
+        help="a SQLite file or a postgresql://user@host/db URL (default: $REXEC_CATALOG,"
+        " else ~/.cache/rexec/catalog.sqlite)",
     )
 
 

@@ -95,7 +95,8 @@ def handle_index(args: argparse.Namespace) -> int:
     else:
         print(
             f"indexed {report.added} new, {report.updated} updated, {report.unchanged} unchanged"
-            f" ({len(report.failed)} not readable) into {cat.path}"
+            f" ({len(report.failed)} not readable, {len(report.partial)} partially)"
+            f" into {cat.label}"
         )
     return 0
 
@@ -113,7 +114,7 @@ def handle_status(args: argparse.Namespace) -> int:
         cat.close()
     doc = {
         "schema": "rexec.catalog-status/v1",
-        "path": str(cat.path),
+        "location": cat.label,
         "schemaVersion": catalog.SCHEMA_VERSION,
         "counts": counts,
         "unverified": unverified,
@@ -121,7 +122,7 @@ def handle_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
-        print(f"catalog {cat.path} (schema {catalog.SCHEMA_VERSION})")
+        print(f"catalog {cat.label} (schema {catalog.SCHEMA_VERSION})")
         for table, n in counts.items():
             print(f"  {table:8} {n}")
         print(f"  {unverified} run(s) indexed without --verify")

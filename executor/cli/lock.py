@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
-from executor import determinism, lock, safeio, spec
+from executor import catalog, determinism, lock, safeio, spec
+from executor.cli._catalog import add_catalog_option
 from executor.cli._options import add_runtime_option
 from executor.errors import InputError
 
@@ -19,6 +21,9 @@ examples:
 Pins image.ref tags to registry digests (no layers are pulled), a build
 argument that names a FROM base (FROM ${BASE_IMAGE}) to repo@sha256:…, every
 [[inputs]] path to its tree digest, and [code] to its commit and tree digest.
+An input taken from another run is pinned to one run: from = "latest:train:model"
+becomes from = "run:<the newest succeeded train run>:model" with the digest
+that run's record signs (looked up in --runs-dir, then the catalog).
 Relative paths are rewritten so the locked spec means the same from its own
 directory. Without -o the locked spec is printed on stdout.
 """
@@ -44,8 +49,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pin code with uncommitted changes (its tree digest still pins the bytes)",
     )
     p.add_argument("--json", action="store_true", help="print what was pinned as JSON on stdout")
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=Path("runs"),
+        help="where `from` inputs' records are looked up first (default: ./runs)",
+    )
     add_runtime_option(p)
+    add_catalog_option(p)
     p.set_defaults(handler=handle)
+
+
+def _from_pinner(args: argparse.Namespace, stack: contextlib.ExitStack) -> lock.FromPinner:
+    """Pin ``from`` inputs by the runs dir, opening the catalog only if one needs it."""
+    opened: list[catalog.Catalog] = []
+
+    def pin(ref: str) -> tuple[str, str]:
+        if not opened:
+            opened.append(catalog.open_catalog(args.catalog))
+            stack.callback(opened[0].close)
+        return catalog.pin_from(ref, runs_dir=args.runs_dir.resolve(), catalog=opened[0])
+
+    return pin
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -55,12 +80,14 @@ def handle(args: argparse.Namespace) -> int:
     data, parsed = spec.read_document(args.spec)
     doc = lock.editable(data, fallback=parsed)  # its comments survive the lock
     source: Path = args.spec.resolve()
-    locked = lock.lock_document(
-        doc,
-        base=source.parent,
-        resolver=default_runtime(args.runtime or spec.engine_named(parsed)),
-        allow_dirty=args.allow_dirty,
-    )
+    with contextlib.ExitStack() as stack:
+        locked = lock.lock_document(
+            doc,
+            base=source.parent,
+            resolver=default_runtime(args.runtime or spec.engine_named(parsed)),
+            allow_dirty=args.allow_dirty,
+            pin_from=_from_pinner(args, stack),
+        )
     target_dir = args.output.resolve().parent if args.output else source.parent
     lock.rebase_paths(locked.document, source_dir=source.parent, target_dir=target_dir)
     text = lock.dumps(locked.document, source=str(args.spec))

@@ -14,6 +14,7 @@ examples:
   rexec log --name train --status succeeded --where "metrics.acc > 0.9" --where "params.lr = 0.01"
   rexec log --input sha256-tree-v1:5be7d7… --json     which runs read this snapshot?
   rexec log --produced sha256:8adcb63d…               which run produced this file?
+  rexec log --signer 'alice@example.com'             which runs did Alice sign?
 
 --where takes FIELD OP VALUE: metrics.KEY (or metrics.FILE:KEY) with a number,
 params.KEY with a number or a string, seed with an integer; give it once per
@@ -39,6 +40,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--produced", metavar="DIGEST", help="produced this file or tree")
     p.add_argument("--image", metavar="DIGEST", help="ran this image (sha256:…)")
     p.add_argument("--commit", metavar="SHA", help="ran this code commit")
+    p.add_argument(
+        "--signer",
+        metavar="WHO",
+        help="signed by this key hint or Sigstore identity, as `rexec show` prints it",
+    )
     p.add_argument("--where", action="append", default=[], metavar="COND", help="see below")
     p.add_argument("--limit", type=int, help="at most this many runs")
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -61,6 +67,7 @@ def handle(args: argparse.Namespace) -> int:
             produced=args.produced,
             image=args.image,
             code_commit=args.commit,
+            signer=args.signer,
             limit=args.limit,
         )
     finally:

@@ -58,9 +58,14 @@ def handle(args: argparse.Namespace) -> int:
         "code_commit",
         "engine",
         "invoker",
+        "signer_kind",
+        "signer",
         "verification",
         "path",
+        "partial",
     ):
+        if key == "partial" and not run.get(key):
+            continue
         out.print(f"  {key}: {safe(str(run.get(key)))}")
     out.print("[bold]inputs[/]")
     for item in doc["inputs"]:

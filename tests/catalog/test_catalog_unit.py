@@ -57,9 +57,11 @@ def test_lineage_drawings_escape_what_records_hold() -> None:
     assert "\x1b" not in render_lineage(hostile, "tree")
 
 
-def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(tmp_path: Path) -> None:
-    cat = catalog.open_catalog(tmp_path / "c.sqlite")
-    for run_id in ("20261201T100000Z-a-111111", "20261201T100000Z-a-222222"):
+def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(
+    catalog_location: str,
+) -> None:
+    cat = catalog.open_catalog(catalog_location)
+    for run_id in ("20261201T100000Z-a-111111", "20261201T100000Z-a-222222", "2026_x%y-333333"):
         cat.put(
             {
                 "runs": [{"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x"}],
@@ -75,6 +77,11 @@ def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(tmp_path:
         )
     assert catalog.resolve(cat, "20261201T100000Z-a-1") == ("run", "20261201T100000Z-a-111111")
     assert catalog.resolve(cat, "22222222") == ("digest", "sha256:" + "222222" * 10)
+    assert catalog.resolve(cat, "sha256:11111111") == ("digest", "sha256:" + "111111" * 10)
+    # "_" and "%" are literal, not LIKE wildcards that would also match the 20261201… runs
+    assert catalog.resolve(cat, "2026_") == ("run", "2026_x%y-333333")
+    with pytest.raises(InputError, match="no run or digest"):
+        catalog.resolve(cat, "2026%")
     with pytest.raises(InputError) as info:
         catalog.resolve(cat, "20261201T1000")
     assert len(info.value.details) == 2
@@ -83,20 +90,51 @@ def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(tmp_path:
     cat.close()
 
 
-def test_a_catalog_of_another_schema_says_rebuild(tmp_path: Path) -> None:
+def test_a_catalog_of_another_schema_says_rebuild(catalog_location: str) -> None:
+    cat = catalog.open_catalog(catalog_location)
+    with cat.transaction():
+        cat.backend.set_version(99)
+    cat.close()
+    with pytest.raises(InputError, match="catalog schema 99") as info:
+        catalog.open_catalog(catalog_location)
+    assert info.value.hint is not None and "--rebuild" in info.value.hint
+
+
+def test_a_schema_1_catalog_gains_the_signer_columns_and_keeps_its_rows(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "c.sqlite"
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 99")
+    db.execute(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, statement_sha256 TEXT NOT NULL, name TEXT,"
+        " kind TEXT, status TEXT, exit_code INTEGER, started TEXT, finished TEXT, seed INTEGER,"
+        " image TEXT, code_commit TEXT, code_tree TEXT, invoker TEXT, engine TEXT, signed INTEGER,"
+        " verification TEXT, replay_of TEXT, derived_from TEXT, path TEXT NOT NULL, partial TEXT)"
+    )
+    db.execute("INSERT INTO runs (run_id, statement_sha256, path) VALUES ('old', 'x', '/r')")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
     db.close()
-    with pytest.raises(InputError, match="catalog schema 99") as info:
-        catalog.open_catalog(path)
-    assert info.value.hint is not None and "--rebuild" in info.value.hint
+    cat = catalog.open_catalog(path)
+    (row,) = cat.rows("SELECT run_id, signer FROM runs")
+    assert row == {"run_id": "old", "signer": None}
+    assert cat.backend.version() == catalog.SCHEMA_VERSION
+    cat.close()
 
 
-def test_compare_gives_deltas_from_the_first_run(tmp_path: Path) -> None:
-    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+def test_a_catalog_query_cannot_write(catalog_location: str) -> None:
+    cat = catalog.open_catalog(catalog_location)
+    cat.put({"runs": [{"run_id": "r", "statement_sha256": "0" * 64, "path": "/x"}]})
+    assert cat.read_only_query("SELECT run_id FROM runs") == [{"run_id": "r"}]
+    for sql in ("DELETE FROM runs", "SELECT 1; DELETE FROM runs", "DROP TABLE runs"):
+        with pytest.raises(InputError, match="catalog query"):
+            cat.read_only_query(sql)
+    assert cat.rows("SELECT count(*) AS n FROM runs") == [{"n": 1}]
+    cat.close()
+
+
+def test_compare_gives_deltas_from_the_first_run(catalog_location: str) -> None:
+    cat = catalog.open_catalog(catalog_location)
     for run_id, acc, seed in (("r-a", 0.5, 1), ("r-b", 0.75, 1)):
         cat.put(
             {
@@ -123,7 +161,9 @@ def test_tables_print_what_records_hold_inert(capsys: pytest.CaptureFixture[str]
     assert "\x1b" not in out and "\x07" not in out and "[bold]x" in out
 
 
-def test_a_hostile_runs_dir_is_listed_never_followed_or_waited_on(tmp_path: Path) -> None:
+def test_a_hostile_runs_dir_is_listed_never_followed_or_waited_on(
+    tmp_path: Path, catalog_location: str
+) -> None:
     import os
     import signal
 
@@ -134,7 +174,7 @@ def test_a_hostile_runs_dir_is_listed_never_followed_or_waited_on(tmp_path: Path
     os.symlink(secret, runs / "linked" / "statement.json")  # a link to a host file
     (runs / "fifo").mkdir()
     os.mkfifo(runs / "fifo" / "statement.json")  # would block a naive reader forever
-    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    cat = catalog.open_catalog(catalog_location)
     signal.alarm(10)  # a hang fails the test instead of stalling the suite
     try:
         records = catalog.find_records([runs])
@@ -144,3 +184,111 @@ def test_a_hostile_runs_dir_is_listed_never_followed_or_waited_on(tmp_path: Path
     assert [p.name for p in records] == ["linked"]  # the FIFO is not a record
     assert report.added == 0 and len(report.failed) == 1 and "symbolic link" in report.failed[0]
     cat.close()
+
+
+def test_log_filters_by_signer_key_hint_or_identity(catalog_location: str) -> None:
+    cat = catalog.open_catalog(catalog_location)
+    signers = {
+        "r-alice": ("sigstore", "alice@example.com (issuer https://id.example)"),
+        "r-bob": ("sigstore", "bob@example.com (issuer https://id.example)"),
+        "r-key": ("key", "TLMsSDfG3ajPsWge+z/vX5T/zluXnmvbkTkwLIV68Tk="),
+    }
+    for run_id, (kind, who) in signers.items():
+        row = {"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x"}
+        cat.put({"runs": [{**row, "signer_kind": kind, "signer": who}]})
+    assert [r["run_id"] for r in catalog.log(cat, signer="alice@example.com")] == ["r-alice"]
+    assert [r["run_id"] for r in catalog.log(cat, signer=signers["r-bob"][1])] == ["r-bob"]
+    assert [r["run_id"] for r in catalog.log(cat, signer=signers["r-key"][1])] == ["r-key"]
+    assert catalog.log(cat, signer="%") == [] and catalog.log(cat, signer="alice") == []
+    cat.close()
+
+
+def _statement(tmp_path: Path, name: str, doc: dict[str, object]) -> Path:
+    import json
+
+    record = tmp_path / "runs" / name
+    record.mkdir(parents=True)
+    (record / "statement.json").write_text(json.dumps(doc))
+    return record
+
+
+def test_a_record_of_an_unknown_manifest_schema_is_indexed_partially_and_said_so(
+    tmp_path: Path, catalog_location: str
+) -> None:
+    future = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [
+            {"name": "model.bin", "digest": {"sha256": "ab" * 32}},
+            {"name": 3, "digest": {"sha256": "cd" * 32}},  # not a name: left out
+        ],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {"internalParameters": {"manifestSchema": "rexec.manifest/v9"}},
+            "runDetails": {
+                "metadata": {"invocationId": "20991231T000000Z-future-abcdef"},
+                "byproducts": [
+                    {"name": "exit-status", "annotations": {"status": "succeeded", "exitCode": 0}}
+                ],
+            },
+        },
+    }
+    _statement(tmp_path, "future", future)
+    nameless = {**future, "predicate": {"buildDefinition": {}, "runDetails": {}}}
+    _statement(tmp_path, "nameless", nameless)
+    cat = catalog.open_catalog(catalog_location)
+    said: list[str] = []
+    report = catalog.index_records(cat, catalog.find_records([tmp_path / "runs"]), say=said.append)
+    assert report.added == 1 and len(report.partial) == 1 and len(report.failed) == 1
+    assert "rexec.manifest/v9" in report.partial[0] and "no run id" in report.failed[0]
+    assert any("indexed partially" in s for s in said)
+    (run,) = cat.rows("SELECT run_id, status, partial FROM runs")
+    assert run["run_id"] == "20991231T000000Z-future-abcdef" and run["status"] == "succeeded"
+    assert "rexec.manifest/v9" in run["partial"]
+    shown = catalog.show(cat, "abababab")  # its subjects are found by digest
+    assert shown["producedBy"] == [{"run_id": run["run_id"], "name": "model.bin"}]
+    cat.close()
+
+
+def test_lineage_walks_every_hop_both_ways_and_a_copy_run_does_not_loop(
+    catalog_location: str,
+) -> None:
+    cat = catalog.open_catalog(catalog_location)
+    chain = [("raw", "a"), ("a", "b"), ("b", "c"), ("c", "c")]  # the last one copies its input
+    for i, (src, dst) in enumerate(chain):
+        run_id = f"r{i}"
+        cat.put(
+            {
+                "runs": [{"run_id": run_id, "statement_sha256": str(i), "path": "/x"}],
+                "inputs": [{"run_id": run_id, "name": "in", "digest": f"d:{src}", "role": "input"}],
+                "outputs": [
+                    {"run_id": run_id, "name": "out", "digest": f"d:{dst}", "role": "tree"}
+                ],
+            }
+        )
+    assert cat.walk(["d:raw"], direction="downstream") == ["r0", "r1", "r2", "r3"]
+    assert cat.walk(["d:c"], direction="upstream") == ["r0", "r1", "r2", "r3"]
+    assert cat.walk(["d:a"], direction="upstream") == ["r0"]
+    graph = catalog.lineage(cat, "r1", direction="both")
+    assert [r["run_id"] for r in graph["runs"]] == ["r0", "r1", "r2", "r3"]
+    cat.close()
+
+
+def test_svg_and_html_lineage_render_hostile_names_inert_and_link_nodes_to_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hostile = _graph()
+    hostile["runs"][0]["name"] = '<script>alert(1)</script><img src=x onerror="x()">'  # type: ignore[index]
+    hostile["inputs"][0]["name"] = "</code><script>alert(2)</script>"  # type: ignore[index]
+    svg = render_lineage(hostile, "svg")
+    assert svg.startswith("<svg") and svg.count('class="node"') == 2 and "<script" not in svg
+    page = render_lineage(hostile, "html")
+    assert "<script" not in page and "<img" not in page and "&lt;script&gt;" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert 'href="#r0"' in page and '<section id="r0">' in page  # a node opens its run's rows
+    assert "http://" not in page.replace("http://www.w3.org/", "")  # loads nothing
+    monkeypatch.setenv("PATH", "/nonexistent")
+    from executor.errors import InfrastructureError
+
+    with pytest.raises(InfrastructureError, match="Graphviz") as info:
+        render_lineage(_graph(), "svg")
+    assert info.value.hint is not None and "apt-get install graphviz" in info.value.hint

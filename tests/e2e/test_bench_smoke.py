@@ -45,3 +45,5 @@ def test_the_bench_runs_to_the_end(suite: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert SUITES[suite] in proc.stdout, proc.stdout
+    if suite == "catalog" and os.environ.get("REXEC_TEST_POSTGRES"):
+        assert "PostgreSQL / SQLite" in proc.stdout, proc.stdout  # both backends measured

@@ -1,4 +1,9 @@
-"""The catalog over real runs: a prepare → train → evaluate chain linked by digest."""
+"""The catalog over real runs: a prepare → train → evaluate chain linked by digest.
+
+Every test runs once per backend (``catalog_location``): the runs' own hooks
+index into a SQLite file, then into a fresh database on the PostgreSQL server
+scripts/test starts, and every query must give the same answers on both.
+"""
 
 from __future__ import annotations
 
@@ -61,7 +66,10 @@ def stage(rexec: Rexec, root: Path, name: str, data: Path, key: Path, runs: Path
 
 
 @pytest.fixture
-def chain(rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path) -> dict[str, Any]:
+def chain(
+    rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path, catalog_location: str
+) -> dict[str, Any]:
+    rexec.env["REXEC_CATALOG"] = catalog_location  # the runs' hooks index here
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "raw.txt").write_text("a\nb\nc\n")
@@ -104,23 +112,44 @@ def test_a_chain_is_linked_by_digest_upstream_and_downstream(
     assert j(rexec, "log", "--where", "metrics.acc > 0.05")["runs"][0]["run_id"] == evaluate
     assert j(rexec, "log", "--where", "params.stage = train")["runs"][0]["run_id"] == train
     assert j(rexec, "log", "--where", "metrics.acc > 0.5")["runs"] == []
+    signer = shown["run"]["signer"]  # the claim the bundle makes: the key's hint
+    from executor.signing.key import key_hint
+    from executor.signing.key_policy import load_public_key
+
+    hint = key_hint(load_public_key(keys[1].read_bytes(), source=str(keys[1])))
+    assert (shown["run"]["signer_kind"], signer) == ("key", hint)
+    assert len(j(rexec, "log", "--signer", hint)["runs"]) == 3
+    assert j(rexec, "log", "--signer", "someone-else@example.com")["runs"] == []
 
 
 def j_lineage(rexec: Rexec, ref: str, *args: str) -> Any:
     return json.loads(rexec("lineage", ref, *args, "--format", "json").stdout)
 
 
+ANSWERS = (
+    "SELECT * FROM outputs ORDER BY run_id, name",
+    "SELECT * FROM inputs ORDER BY run_id, name",
+    "SELECT * FROM params ORDER BY run_id, key",
+    "SELECT * FROM metrics ORDER BY run_id, file, key",
+    "SELECT run_id, name, status, started, image, code_tree, signer FROM runs ORDER BY run_id",
+)
+
+
+def answers(rexec: Rexec, *catalog: str | Path) -> list[str]:
+    return [rexec("catalog", "query", sql, "--json", *catalog).stdout for sql in ANSWERS] + [
+        rexec("log", "--json", *catalog).stdout
+    ]
+
+
 def test_rebuild_gives_the_same_answers_and_verify_catches_a_tampered_record(
-    rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path]
+    rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    before = rexec(
-        "catalog", "query", "SELECT * FROM outputs ORDER BY run_id, name", "--json"
-    ).stdout
+    before = answers(rexec)
     assert j(rexec, "catalog", "index", chain["runs"], "--rebuild")["added"] == 3
-    after = rexec(
-        "catalog", "query", "SELECT * FROM outputs ORDER BY run_id, name", "--json"
-    ).stdout
-    assert before == after
+    assert answers(rexec) == before
+    other = tmp_path / "other.sqlite"  # the same records into a SQLite file: the same answers
+    rexec("catalog", "index", chain["runs"], "--catalog", other)
+    assert answers(rexec, "--catalog", other) == before
     rows = chain["prepare"] / "outputs" / "dataset" / "rows.txt"
     rows.write_text("FORGED\n")  # an output edited after signing
     host = chain["train"] / "host.json"
@@ -139,8 +168,9 @@ def test_rebuild_gives_the_same_answers_and_verify_catches_a_tampered_record(
 
 
 def test_concurrent_runs_lose_nothing_and_a_copied_record_is_found_by_digest(
-    rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+    rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path, catalog_location: str
 ) -> None:
+    rexec.env["REXEC_CATALOG"] = catalog_location
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "raw.txt").write_text("x\n")
@@ -209,6 +239,17 @@ def test_an_input_from_another_runs_outputs_names_its_statement(
     assert [r["run_id"] for r in up["runs"]] == [prepare.name, run_dir.name]
     latest = from_stage(rexec, tmp_path, "latest:prepare:dataset", keys[0], runs)
     assert latest.code == 0, latest.stderr  # the newest succeeded `prepare`, from the catalog
+    locked = tmp_path / "locked.toml"  # lock pins `latest:` to that run and its signed tree
+    pins = j(rexec, "lock", tmp_path / "train-from.toml", "-o", locked, "--runs-dir", tmp_path)
+    made = {p["key"]: p["new"] for p in pins["pins"]}
+    assert made["inputs[0].from"] == f"run:{prepare.name}:dataset"
+    assert made["inputs[0].digest"] == signed
+    assert (
+        json.loads(
+            rexec("run", locked, "--sign", "none", "--runs-dir", runs, "--json", "-q").stdout
+        )["status"]
+        == "succeeded"
+    )
     replayed = rexec(
         "replay", run_dir, "--key", keys[1], "--signing-key", keys[0], "--runs-dir", runs, "--json"
     )
