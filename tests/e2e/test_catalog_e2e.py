@@ -109,6 +109,11 @@ def test_a_chain_is_linked_by_digest_upstream_and_downstream(
     assert mermaid.startswith("flowchart LR") and mermaid.count("-->") == 2
     dot = rexec("lineage", evaluate, "--upstream", "--format", "dot").stdout
     assert dot.count("->") == 2 and "digraph lineage" in dot
+    page = chain["runs"].parent / "lineage.html"
+    rexec("lineage", evaluate, "--upstream", "--format", "html", "-o", page)
+    html = page.read_text()
+    assert html.count("<section id=") == 3 and all(r in html for r in (prepare, train, evaluate))
+    assert html.count('<g id="edge') == 2 and "default-src 'none'" in html
     assert j(rexec, "log", "--where", "metrics.acc > 0.05")["runs"][0]["run_id"] == evaluate
     assert j(rexec, "log", "--where", "params.stage = train")["runs"][0]["run_id"] == train
     assert j(rexec, "log", "--where", "metrics.acc > 0.5")["runs"] == []
