@@ -34,6 +34,7 @@ RANKS = {
     "runtime": 1,
     "signing": 1,
     "determinism": 1,
+    "contracts": 1.5,
     # what a run is made of
     "spec": 2,
     "code": 2,
@@ -48,6 +49,7 @@ RANKS = {
     "pipeline": 5,
     "replay": 6,
     "cluster": 6,
+    "stages": 6.5,
     "cli": 7,
     "__main__": 8,
     "": 8,
@@ -59,6 +61,9 @@ EXTERNAL = {
     "psutil": {"executor.host.system"},
     "sigstore": {"executor.signing.sigstore"},
     "sigstore_models": {"executor.signing.sigstore"},
+    "psycopg": {"executor.catalog.postgres"},
+    "pyarrow": {"executor.contracts.check"},
+    "sqlite3": {"executor.catalog.sqlite", "executor.snapshot.cache"},  # two separate caches
     # the transport of the two above, for their exception types
     "requests": {"executor.runtime.docker", "executor.signing.sigstore"},
 }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import snapshot, spec
+from executor import contracts, snapshot, spec
 from executor.code import ResolvedCode, check_code_pins, resolve_code
 from executor.errors import InputError
 from executor.host import resolve_gpus
@@ -90,6 +90,12 @@ def check_pins(
         say(f"verifying input {item.name} against {item.digest}")
         snapshots[item.name] = snapshot.verify_tree(item.path, item.digest)
         snapshot.keep_listing(snapshots[item.name].listing)
+        if item.contract is not None:  # the verified bytes, by the verified listing's names
+            say(f"checking input {item.name} against its data contract")
+            files = [
+                os.fsdecode(e.path) for e in snapshots[item.name].listing.entries if e.type == "f"
+            ]
+            contracts.enforce(item.name, item.path, files, item.contract)
     code = None
     if run_spec.code is not None:
         code = resolve_code(run_spec.code.path, mount=run_spec.code.mount, allow_dirty=allow_dirty)

@@ -18,6 +18,7 @@ from typing import Any
 from executor import snapshot, spec
 from executor.code import resolve_code
 from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
+from executor.contracts import Contract
 from executor.errors import InputError, MismatchError
 from executor.host import capture_host
 from executor.record import store
@@ -162,6 +163,7 @@ def spec_from_record(
                 from_ref=item.get("from"),
                 from_run=notes.get("fromRun"),
                 from_statement=notes.get("fromStatementSha256"),
+                contract=Contract.from_json(item["contract"]) if item.get("contract") else None,
             )
         )
     res = view["resources"]

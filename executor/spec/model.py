@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor.contracts.model import Contract
 from executor.determinism import REASONS
 from executor.errors import SpecError
 from executor.signing.types import SigningMethod
@@ -127,6 +128,8 @@ class InputSpec:
     from_ref: str | None = None
     from_run: str | None = None
     from_statement: str | None = None
+    # ``[inputs.contract]``: what its files must look like, checked before the job runs.
+    contract: Contract | None = None
 
 
 @dataclass(frozen=True)

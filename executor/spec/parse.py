@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from executor.contracts.model import parse_contract
 from executor.spec._sections import (
     parse_image,
     parse_replay,
@@ -154,9 +155,15 @@ def _parse_inputs(top: Table, base: Path) -> tuple[InputSpec, ...]:
                 "print the digest with `rexec snapshot hash PATH`",
             )
         mount = container_path(tab, "mount", required=True)
+        contract = None
+        if "contract" in item:
+            tab.seen.add("contract")
+            contract = parse_contract(item["contract"], f"inputs[{i}].contract", top.errors.add)
         tab.finish()
         if name and path and digest and mount:
-            inputs.append(InputSpec(name, path, digest, mount, from_ref=from_ref))
+            inputs.append(
+                InputSpec(name, path, digest, mount, from_ref=from_ref, contract=contract)
+            )
     return tuple(inputs)
 
 

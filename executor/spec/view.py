@@ -31,6 +31,7 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
             (
                 {"name": i.name, "digest": i.digest, "mount": i.mount}
                 | ({"from": i.from_ref} if i.from_ref else {})
+                | ({"contract": i.contract.to_json()} if i.contract else {})
                 for i in spec.inputs
             ),
             key=lambda d: d["name"],
