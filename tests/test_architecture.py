@@ -28,6 +28,7 @@ RANKS = {
     "owner": 0.1,
     "safeio": 0.2,
     "outputs": 0.3,
+    "htmlpage": 0.3,
     # one outside system or mechanism each
     "snapshot": 1,
     "host": 1,

@@ -184,10 +184,30 @@ def resolve(catalog: Catalog, ref: str) -> tuple[str, str]:
     )
 
 
+# Digests a regeneration replaced: the corrected inputs, and each output of a superseded
+# run that its successor made differently (an identical output is not replaced).
+_CORRECTED = """
+    SELECT old_digest AS digest FROM corrections
+    UNION
+    SELECT o.digest FROM supersedes s JOIN outputs o ON o.run_id = s.old_run
+    LEFT JOIN outputs n ON n.run_id = s.run_id AND n.name = o.name
+    WHERE n.digest IS NULL OR n.digest != o.digest"""
+_CURRENT = "i.run_id NOT IN (SELECT old_run FROM supersedes)"
+# Current runs that read a replaced digest, and, transitively, what read their outputs.
+STALE = f"""
+    WITH RECURSIVE stale(run_id) AS (
+        SELECT i.run_id FROM inputs i WHERE i.digest IN ({_CORRECTED}) AND {_CURRENT}
+        UNION
+        SELECT i.run_id FROM stale s JOIN outputs o ON o.run_id = s.run_id
+            JOIN inputs i ON i.digest = o.digest WHERE {_CURRENT}
+    )
+    SELECT s.run_id FROM stale s JOIN runs k ON k.run_id = s.run_id WHERE k.kind != 'replay'"""
+
+
 def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
     """The ledger, newest first, filtered (``name``, ``status``, ``kind``, ``since``,
-    ``input`` and ``produced`` digests, ``image``, ``code_commit``, ``signer``) and by
-    ``--where``."""
+    ``input`` and ``produced`` digests, ``image``, ``code_commit``, ``signer``, ``stale``)
+    and by ``--where``."""
     sql = ["SELECT * FROM runs r WHERE 1=1"]
     args: list[Any] = []
     for column in ("name", "status", "kind", "image", "code_commit"):
@@ -206,6 +226,8 @@ def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[
     if filters.get("produced"):
         sql.append("AND r.run_id IN (SELECT o.run_id FROM outputs o WHERE o.digest = ?)")
         args.append(filters["produced"])
+    if filters.get("stale"):
+        sql.append(f"AND r.run_id IN ({STALE})")
     for text in where:
         clause, values = parse_where(text)
         sql.append(f"AND {clause}")
@@ -256,6 +278,18 @@ def show(catalog: Catalog, ref: str) -> dict[str, Any]:
         ]
     return {
         "run": run,
+        "supersededBy": [
+            r["run_id"]
+            for r in catalog.rows(
+                "SELECT run_id FROM supersedes WHERE old_run = ? ORDER BY run_id", [value]
+            )
+        ],
+        "supersedes": [
+            r["old_run"]
+            for r in catalog.rows(
+                "SELECT old_run FROM supersedes WHERE run_id = ? ORDER BY old_run", [value]
+            )
+        ],
         "inputs": inputs,
         "outputs": outputs,
         "params": catalog.rows(

@@ -28,15 +28,17 @@ from executor.record.manifest import MANIFEST_SCHEMA
 from executor.record.manifest import loads as load_statement
 from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
 from executor.signing.bundle import parse_bundle
+from executor.spec.view import stage_key
 
-__all__ = ["READERS", "Rows", "read_statement", "rows_at", "rows_of"]
+__all__ = ["READERS", "Rows", "dependency_digest", "read_statement", "rows_at", "rows_of"]
 
 METRICS_CAP = 1 << 20
 BUNDLE_CAP = 16 << 20
 Rows = dict[str, list[dict[str, Any]]]
 
 
-def _digest(dep: Mapping[str, Any] | None) -> str | None:
+def dependency_digest(dep: Mapping[str, Any] | None) -> str | None:
+    """A resolved dependency's digest as the catalog writes it: ``algo:hex``."""
     digest = (dep or {}).get("digest") or {}
     for algo in ("sha256-tree-v1", "blake3-tree-v1", "sha256"):
         if isinstance(digest.get(algo), str):
@@ -154,9 +156,9 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         "started": meta.get("startedOn"),
         "finished": meta.get("finishedOn"),
         "seed": view.get("seed") if isinstance(view.get("seed"), int) else None,
-        "image": _digest(record.dependency("image")),
+        "image": dependency_digest(record.dependency("image")),
         "code_commit": (code.get("digest") or {}).get("gitCommit"),
-        "code_tree": _digest(code),
+        "code_tree": dependency_digest(code),
         "invoker": json.dumps(internal.get("invoker"), sort_keys=True),
         "engine": ((record.host or {}).get("engine") or {}).get("name"),
         "signed": int((record.path / "statement.sigstore.json").is_file()),
@@ -166,6 +168,9 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         "path": str(record.path),
         "partial": None,
         **dict(zip(("signer_kind", "signer"), _signer(record.path), strict=True)),
+        "stage_key": stage_key(
+            view, image=dependency_digest(record.dependency("image")), code=dependency_digest(code)
+        ),
     }
     inputs = [
         {
@@ -173,12 +178,13 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
             "name": str(item.get("name")),
             "digest": str(item.get("digest")),
             "role": "input",
+            "from_run": _from_run(record, item.get("name")),
         }
         for item in view.get("inputs", [])
         if isinstance(item, dict) and isinstance(item.get("digest"), str)
     ]
     for role, dep in (("image", record.dependency("image")), ("code", code)):
-        digest = _digest(dep)
+        digest = dependency_digest(dep)
         if digest is not None:
             inputs.append({"run_id": run_id, "name": role, "digest": digest, "role": role})
     outputs = [
@@ -213,13 +219,40 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         if name.endswith(".json")
         for key, value in sorted(_metrics(record.outputs_dir / name, digest).items())
     ]
+    supersedes, corrections = _regeneration_rows(run_id, lineage or {})
     return {
         "runs": [run],
         "inputs": inputs,
         "outputs": outputs,
         "params": params,
         "metrics": metrics,
+        "supersedes": supersedes,
+        "corrections": corrections,
     }
+
+
+def _from_run(record: RunRecord, name: Any) -> str | None:
+    """The upstream run an input was taken from (``from = "run:…"``), as the record signs it."""
+    notes = (record.dependency(f"input:{name}") or {}).get("annotations") or {}
+    value = notes.get("fromRun")
+    return value if isinstance(value, str) else None
+
+
+def _regeneration_rows(
+    run_id: str, lineage: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A regenerated run supersedes the run it derives from, and each input it replaced
+    is a corrected digest (what ``log --stale`` looks for)."""
+    regeneration, old = lineage.get("regeneration"), lineage.get("derivedFrom")
+    if not isinstance(regeneration, Mapping) or not isinstance(old, str):
+        return [], []
+    supersedes = [{"run_id": run_id, "old_run": old, "regeneration": regeneration.get("id")}]
+    corrections = [
+        {"run_id": run_id, "old_digest": c["from"], "new_digest": str(c.get("to"))}
+        for c in lineage.get("changedInputs") or []
+        if isinstance(c, Mapping) and isinstance(c.get("from"), str)
+    ]
+    return supersedes, corrections
 
 
 def _metrics(path: Path, signed: str) -> dict[str, float]:

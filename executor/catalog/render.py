@@ -4,31 +4,21 @@ SVG (Graphviz lays out the DOT) or one self-contained HTML page.
 Names in a record are untrusted strings: every label (the tree's lines too) is
 escaped (quotes, control characters, terminal escapes; HTML entities in the
 page), and node ids are generated, never taken from a record. The HTML page
-loads nothing: its Content-Security-Policy forbids scripts and every fetch.
+loads nothing (:mod:`executor.htmlpage`).
 """
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from executor.catalog.graphviz import svg_of
+from executor.htmlpage import esc, page
 
 __all__ = ["FORMATS", "render_lineage"]
 
 FORMATS = ("tree", "json", "dot", "mermaid", "svg", "html")
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #1d2330; }
-h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
-.graph svg { max-width: 100%; height: auto; border: 1px solid #d5dae3; border-radius: 6px; }
-table { border-collapse: collapse; margin: .4em 0 1.2em; }
-th, td { text-align: left; padding: .2em .8em .2em 0; vertical-align: top; }
-code { font: 12px ui-monospace, monospace; word-break: break-all; }
-section:target { background: #fff7d6; }
-"""
 
 
 def _short(digest: str) -> str:
@@ -95,7 +85,6 @@ def render_lineage(graph: Mapping[str, Any], fmt: str) -> str:
 
 def _page(graph: Mapping[str, Any], svg: str, ids: Mapping[str, str]) -> str:
     """One HTML file: the graph (each node links to its run below) and every run's rows."""
-    e = html.escape
     focus = graph.get("focus") or {}
     title = f"Lineage of {focus.get('kind', '')} {focus.get('value', '')}"
     ins: dict[str, list[Mapping[str, Any]]] = {}
@@ -105,30 +94,24 @@ def _page(graph: Mapping[str, Any], svg: str, ids: Mapping[str, str]) -> str:
     for item in graph["outputs"]:
         outs.setdefault(item["run_id"], []).append(item)
     parts = [
-        "<!doctype html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        f"<title>{e(title)}</title><style>{STYLE}</style></head><body>",
-        f"<h1>{e(title)}</h1>",
         "<p>Made by <code>rexec lineage --format html</code> from the run catalog. Each box is a"
         " run; an arrow is an output of one run that another read, matched by digest.</p>",
         f'<div class="graph">{svg}</div>',
     ]
     for run in graph["runs"]:
         run_id = run["run_id"]
-        parts.append(f'<section id="{ids[run_id]}"><h2><code>{e(str(run_id))}</code></h2><table>')
+        parts.append(f'<section id="{ids[run_id]}"><h2><code>{esc(run_id)}</code></h2><table>')
         for key in ("name", "status", "kind", "started", "signer", "verification", "path"):
-            parts.append(f"<tr><th>{key}</th><td>{e(str(run.get(key)))}</td></tr>")
+            parts.append(f"<tr><th>{key}</th><td>{esc(run.get(key))}</td></tr>")
         parts.append("</table><table><tr><th>input</th><th>digest</th></tr>")
         for item in ins.get(run_id, []):
             parts.append(
-                f"<tr><td>{e(item['name'])}</td><td><code>{e(item['digest'])}</code></td></tr>"
+                f"<tr><td>{esc(item['name'])}</td><td><code>{esc(item['digest'])}</code></td></tr>"
             )
         parts.append("<tr><th>output</th><th>digest</th></tr>")
         for item in outs.get(run_id, []):
             parts.append(
-                f"<tr><td>{e(item['name'])}</td><td><code>{e(item['digest'])}</code></td></tr>"
+                f"<tr><td>{esc(item['name'])}</td><td><code>{esc(item['digest'])}</code></td></tr>"
             )
         parts.append("</table></section>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return page(title, "\n".join(parts))

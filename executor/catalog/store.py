@@ -24,7 +24,7 @@ from executor.errors import InputError
 
 __all__ = ["SCHEMA_VERSION", "Backend", "Catalog"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -35,12 +35,13 @@ CREATE TABLE IF NOT EXISTS runs (
     image {text}, code_commit {text}, code_tree {text},
     invoker {text}, engine {text}, signed INTEGER,
     verification {text}, replay_of {text}, derived_from {text},
-    path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}
+    path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text}
 );
 CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
+CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key);
 CREATE TABLE IF NOT EXISTS inputs (
     run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL, role {text} NOT NULL,
-    PRIMARY KEY (run_id, name)
+    from_run {text}, PRIMARY KEY (run_id, name)
 );
 CREATE INDEX IF NOT EXISTS inputs_by_digest ON inputs (digest);
 CREATE TABLE IF NOT EXISTS outputs (
@@ -57,6 +58,15 @@ CREATE TABLE IF NOT EXISTS metrics (
     file_digest {text}, PRIMARY KEY (run_id, file, key)
 );
 CREATE INDEX IF NOT EXISTS metrics_by_key ON metrics (key, value);
+CREATE TABLE IF NOT EXISTS supersedes (
+    run_id {text} NOT NULL, old_run {text} NOT NULL, regeneration {text},
+    PRIMARY KEY (run_id, old_run)
+);
+CREATE INDEX IF NOT EXISTS supersedes_by_old ON supersedes (old_run);
+CREATE TABLE IF NOT EXISTS corrections (
+    run_id {text} NOT NULL, old_digest {text} NOT NULL, new_digest {text} NOT NULL,
+    PRIMARY KEY (run_id, old_digest)
+);
 CREATE INDEX IF NOT EXISTS params_by_key ON params (key, num);
 """
 # What an older catalog's tables need to read as this version (additive only: rows stay
@@ -66,8 +76,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN signer_kind {text}",
         "ALTER TABLE runs ADD COLUMN signer {text}",
     ),
+    2: (
+        "ALTER TABLE runs ADD COLUMN stage_key {text}",
+        "ALTER TABLE inputs ADD COLUMN from_run {text}",
+    ),
 }
-TABLES = ("runs", "inputs", "outputs", "params", "metrics")
+TABLES = ("runs", "inputs", "outputs", "params", "metrics", "supersedes", "corrections")
 
 
 class Backend(Protocol):

@@ -41,6 +41,8 @@ SUBCOMMANDS = (
     "show",
     "lineage",
     "compare",
+    "pipeline",
+    "regenerate",
 )
 
 EPILOG = """\

@@ -45,6 +45,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="WHO",
         help="signed by this key hint or Sigstore identity, as `rexec show` prints it",
     )
+    p.add_argument(
+        "--stale",
+        action="store_true",
+        help="current runs built (at any distance) on a digest a regeneration corrected",
+    )
     p.add_argument("--where", action="append", default=[], metavar="COND", help="see below")
     p.add_argument("--limit", type=int, help="at most this many runs")
     p.add_argument("--json", action="store_true", help="print one JSON document")
@@ -68,6 +73,7 @@ def handle(args: argparse.Namespace) -> int:
             image=args.image,
             code_commit=args.commit,
             signer=args.signer,
+            stale=args.stale,
             limit=args.limit,
         )
     finally:

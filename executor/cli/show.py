@@ -67,6 +67,10 @@ def handle(args: argparse.Namespace) -> int:
         if key == "partial" and not run.get(key):
             continue
         out.print(f"  {key}: {safe(str(run.get(key)))}")
+    for old in doc["supersedes"]:
+        out.print(f"  supersedes: {safe(old)} (regenerated from it)")
+    for new in doc["supersededBy"]:
+        out.print(f"  [yellow]superseded by: {safe(new)}[/] (a regeneration replaced it)")
     out.print("[bold]inputs[/]")
     for item in doc["inputs"]:
         by = ", ".join(item["producedBy"]) or "no run in the catalog"

@@ -33,6 +33,7 @@ from executor.record.manifest import Subject
 from executor.replay.plan import (
     Original,
     Plan,
+    check_record_pins,
     open_original,
     plan_replay,
     plan_rerun,
@@ -63,6 +64,7 @@ __all__ = [
     "Original",
     "Outcome",
     "Plan",
+    "check_record_pins",
     "decide",
     "execute",
     "open_original",

@@ -73,7 +73,7 @@ def plan_replay(
     """The original run, rebuilt from the manifest, with every pin checked here."""
     record = original.record
     run_spec = spec_from_record(record, paths=inputs, digests={})
-    _check_pins(run_spec, record, runtime=runtime, say=say)
+    check_record_pins(run_spec, record, runtime=runtime, say=say)
     lineage = {
         "replayOf": record.run_id,
         "originalStatementSha256": record.statement_sha256,
@@ -113,7 +113,7 @@ def plan_rerun(
             )
         changed.append({"name": name, "from": recorded[name], "to": digests[name]})
     run_spec = spec_from_record(record, paths=changes, digests=digests)
-    _check_pins(run_spec, record, runtime=runtime, say=say, skip=set(changes))
+    check_record_pins(run_spec, record, runtime=runtime, say=say, skip=set(changes))
     lineage = {
         "derivedFrom": record.run_id,
         "originalStatementSha256": record.statement_sha256,
@@ -265,7 +265,7 @@ def _require_dir(name: str, path: Path, *, recorded_at: Path | None) -> None:
     )
 
 
-def _check_pins(
+def check_record_pins(
     run_spec: spec.RunSpec,
     record: RunRecord,
     *,

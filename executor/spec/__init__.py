@@ -61,7 +61,7 @@ from executor.spec.model import (
     parse_user,
 )
 from executor.spec.parse import parse_document
-from executor.spec.view import resolved_view
+from executor.spec.view import resolved_view, stage_key
 
 SPEC_CAP = 1 << 20  # a spec is a page of TOML; anything larger is not one
 
@@ -174,4 +174,5 @@ __all__ = [
     "parse_user",
     "read_document",
     "resolved_view",
+    "stage_key",
 ]

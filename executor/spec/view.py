@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from executor.canonical import canonical_json
+from executor.canonical import canonical_json, sha256_hex
 from executor.spec.model import RunSpec
 
 
@@ -75,3 +76,20 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
     # Make sure the view is what will be hashed: canonical JSON must accept it.
     canonical_json(view)
     return view
+
+
+# What a stage's result cannot depend on: how it is signed, and by which name an input
+# was looked up (`latest:`/`run:` both resolve to the digest the key does hold).
+_NOT_IN_KEY = ("signing",)
+
+
+def stage_key(view: Mapping[str, Any], *, image: str | None, code: str | None) -> str:
+    """The digest of everything a run's outputs may depend on: the spec as resolved (its
+    command, params, seed, inputs by digest and contract, resources, determinism), the
+    image digest and the code tree. Two runs with one key are the same computation, so a
+    pipeline may reuse the earlier one's outputs (docs/pipelines.md)."""
+    doc = {k: v for k, v in view.items() if k not in _NOT_IN_KEY}
+    doc["inputs"] = [
+        {k: v for k, v in item.items() if k != "from"} for item in view.get("inputs", [])
+    ]
+    return sha256_hex(canonical_json({"spec": doc, "image": image, "code": code}))

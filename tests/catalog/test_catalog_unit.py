@@ -111,13 +111,18 @@ def test_a_schema_1_catalog_gains_the_signer_columns_and_keeps_its_rows(tmp_path
         " image TEXT, code_commit TEXT, code_tree TEXT, invoker TEXT, engine TEXT, signed INTEGER,"
         " verification TEXT, replay_of TEXT, derived_from TEXT, path TEXT NOT NULL, partial TEXT)"
     )
+    db.execute(
+        "CREATE TABLE inputs (run_id TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,"
+        " role TEXT NOT NULL, PRIMARY KEY (run_id, name))"
+    )
     db.execute("INSERT INTO runs (run_id, statement_sha256, path) VALUES ('old', 'x', '/r')")
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
     cat = catalog.open_catalog(path)
-    (row,) = cat.rows("SELECT run_id, signer FROM runs")
-    assert row == {"run_id": "old", "signer": None}
+    (row,) = cat.rows("SELECT run_id, signer, stage_key FROM runs")
+    assert row == {"run_id": "old", "signer": None, "stage_key": None}
+    assert cat.rows("SELECT from_run FROM inputs") == []  # the column exists
     assert cat.backend.version() == catalog.SCHEMA_VERSION
     cat.close()
 

@@ -1,0 +1,33 @@
+"""Pipelines of runs: stages in order with a signed stage cache, and regeneration of
+everything downstream of a corrected input (the face of ``stages/``).
+
+``pipefile`` reads pipeline.toml and orders its stages, ``cache`` decides reuse
+(stage key + verified record), ``run`` runs a pipeline, ``regenerate`` replays the
+downstream closure of a corrected digest, ``ledger`` signs what was decided,
+``report`` writes the side-by-side. docs/pipelines.md walks through it.
+"""
+
+from __future__ import annotations
+
+from executor.stages.pipefile import Pipeline, Stage, load_pipeline
+from executor.stages.regenerate import SCHEMA as REGENERATION_SCHEMA
+from executor.stages.regenerate import Campaign, RegenOptions, plan_regeneration, regenerate
+from executor.stages.report import regeneration_html
+from executor.stages.run import SCHEMA as PIPELINE_SCHEMA
+from executor.stages.run import PipelineOptions, StageOutcome, run_pipeline
+
+__all__ = [
+    "PIPELINE_SCHEMA",
+    "REGENERATION_SCHEMA",
+    "Campaign",
+    "Pipeline",
+    "PipelineOptions",
+    "RegenOptions",
+    "Stage",
+    "StageOutcome",
+    "load_pipeline",
+    "plan_regeneration",
+    "regenerate",
+    "regeneration_html",
+    "run_pipeline",
+]

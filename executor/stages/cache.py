@@ -1,0 +1,92 @@
+"""The signed stage cache: an earlier run reused only when it is the same computation
+and its record still verifies.
+
+"The same computation" is :func:`executor.spec.stage_key` (the resolved spec, the
+image digest, the code tree), which the catalog stores for every run it
+indexes. A match is not trusted on the catalog's word: the record is verified
+under the caller's trust policy, outputs included, before its outputs feed the
+next stage; one that does not verify is refused, said so, and the stage runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from executor import spec
+from executor.catalog import Catalog
+from executor.catalog.index import dependency_digest
+from executor.code import resolve_code
+from executor.images import ResolvedImage, resolve_image
+from executor.record.reader import RunRecord, load_record
+from executor.runtime import ContainerRuntime
+from executor.signing import TrustPolicy
+from executor.verification import verify_record
+
+__all__ = ["Reuse", "find_reusable", "key_of"]
+
+Say = Callable[[str], None]
+CANDIDATES = 5  # the newest matching runs tried before the stage is run instead
+
+
+@dataclass(frozen=True)
+class Reuse:
+    """An earlier run whose outputs stand for this stage, and how that was decided."""
+
+    record: RunRecord | None
+    refused: tuple[str, ...]  # earlier matching runs that did not verify, and why
+
+
+def key_of(
+    run_spec: spec.RunSpec, *, runtime: ContainerRuntime, say: Say
+) -> tuple[str, ResolvedImage]:
+    """The stage key of a resolved spec: resolves the image (pull or build, as a run
+    would; no job container is started) and hashes the code tree."""
+    image = resolve_image(
+        run_spec.image, runtime=runtime, spec_name=run_spec.name, log=lambda t: None
+    )
+    code = None
+    if run_spec.code is not None:
+        code = resolve_code(
+            run_spec.code.path, mount=run_spec.code.mount, allow_dirty=True
+        ).tree_digest
+    key = spec.stage_key(spec.resolved_view(run_spec), image=image.digest, code=code)
+    say(f"stage {run_spec.name}: key {key[:16]}… (image {image.digest[:19]}…)")
+    return key, image
+
+
+def find_reusable(catalog: Catalog, key: str, *, policy: TrustPolicy | None, say: Say) -> Reuse:
+    """The newest succeeded run with ``key`` whose record verifies under ``policy``."""
+    if policy is None:
+        return Reuse(None, ())
+    rows = catalog.rows(
+        "SELECT run_id, path FROM runs WHERE stage_key = ? AND status = 'succeeded'"
+        " ORDER BY started DESC NULLS LAST, run_id DESC",
+        [key],
+    )
+    refused: list[str] = []
+    for row in rows[:CANDIDATES]:
+        path = Path(row["path"])
+        verdict = verify_record(path, policy)
+        if verdict.error is not None:
+            refused.append(f"{row['run_id']}: {verdict.error.message}")
+            say(
+                f"not reusing {row['run_id']}: its record does not verify ({verdict.error.message})"
+            )
+            continue
+        record = load_record(path, payload=verdict.payload)
+        if record.run_id != row["run_id"] or spec_key_of_record(record) != key:
+            refused.append(f"{row['run_id']}: the record at {path} is no longer that run")
+            continue
+        return Reuse(record, tuple(refused))
+    return Reuse(None, tuple(refused))
+
+
+def spec_key_of_record(record: RunRecord) -> str:
+    """The stage key a verified record signs (never the catalog's copy of it)."""
+    return spec.stage_key(
+        record.spec,
+        image=dependency_digest(record.dependency("image")),
+        code=dependency_digest(record.dependency("code")),
+    )

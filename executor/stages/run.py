@@ -1,0 +1,219 @@
+"""``rexec pipeline run``: each stage in order, reused when an earlier verified run is the
+same computation, run otherwise; a broken contract or a failed job stops what is below it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from executor import catalog, pipeline, spec
+from executor.contracts import ContractViolation
+from executor.errors import RexecError
+from executor.record import store
+from executor.record.reader import RunRecord, load_record
+from executor.runtime import default_runtime
+from executor.signing import SignOptions, TrustPolicy, make_signer
+from executor.stages.cache import find_reusable, key_of
+from executor.stages.ledger import write_ledger
+from executor.stages.pipefile import Pipeline
+
+__all__ = ["PipelineOptions", "StageOutcome", "bind_stage_inputs", "run_pipeline"]
+
+Say = Callable[[str], None]
+SCHEMA = "rexec.pipeline-run/v1"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How stages are run, signed and trusted for reuse."""
+
+    runs_dir: Path
+    sign: SignOptions
+    policy: TrustPolicy | None
+    force: frozenset[str] = frozenset()
+    dry_run: bool = False
+    keep_going: bool = False
+    echo_logs: bool = True
+    engine: str | None = None
+    say: Say = field(default=lambda text: None)
+
+
+@dataclass
+class StageOutcome:
+    """What happened to one stage, and why."""
+
+    stage: str
+    decision: str  # ran | reused | failed | contract-violated | skipped | would-run | would-reuse
+    reason: str
+    run_id: str | None = None
+    run_dir: Path | None = None
+    statement_sha256: str | None = None
+    key: str | None = None
+    details: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The stage's entry in the JSON summary and the signed ledger."""
+        return {
+            "stage": self.stage,
+            "decision": self.decision,
+            "reason": self.reason,
+            "runId": self.run_id,
+            "runDir": str(self.run_dir) if self.run_dir else None,
+            "statementSha256": self.statement_sha256,
+            "stageKey": self.key,
+            "details": list(self.details),
+        }
+
+
+def bind_stage_inputs(run_spec: spec.RunSpec, used: Mapping[str, RunRecord]) -> spec.RunSpec:
+    """``from = "latest:<stage>:<path>"`` of a stage this pipeline ran or reused becomes
+    ``run:<that run>:<path>``: the run the pipeline chose, not whichever is newest."""
+    bound = []
+    for item in run_spec.inputs:
+        match = spec.FROM_RE.match(item.from_ref or "")
+        if match and match.group(1) == "latest" and match.group(2) in used:
+            ref = f"run:{used[match.group(2)].run_id}:{match.group(3)}"
+            item = dataclasses.replace(item, from_ref=ref)
+        bound.append(item)
+    return dataclasses.replace(run_spec, inputs=tuple(bound))
+
+
+def _finished(outcome: StageOutcome, record: RunRecord, decision: str, reason: str) -> None:
+    outcome.decision, outcome.reason = decision, reason
+    outcome.run_id, outcome.run_dir = record.run_id, record.path
+    outcome.statement_sha256 = record.statement_sha256
+
+
+def run_pipeline(
+    pipe: Pipeline, options: PipelineOptions
+) -> tuple[list[StageOutcome], Path | None]:
+    """Every stage in order; returns the outcomes and the signed ledger's directory
+    (None for a dry run)."""
+    say, started = options.say, datetime.now(UTC)
+    signer = None if options.dry_run else make_signer(options.sign)
+    used: dict[str, RunRecord] = {}
+    outcomes: list[StageOutcome] = []
+    stopped: dict[str, str] = {}  # stage -> why its downstream cannot run
+    cat = catalog.open_catalog()
+    try:
+        for stage in pipe.stages:
+            blocked = [n for n in stage.needs if n in stopped]
+            pending = [n for n in stage.needs if n not in used and n not in stopped]
+            if blocked or (stopped and not options.keep_going):
+                why = (
+                    f"upstream {blocked[0]} {stopped[blocked[0]]}"
+                    if blocked
+                    else "the pipeline stopped"
+                )
+                outcomes.append(StageOutcome(stage.name, "skipped", why))
+                stopped[stage.name] = "was skipped"
+                continue
+            if pending:  # a dry run: an upstream stage would run, so these inputs are unknown
+                outcomes.append(
+                    StageOutcome(
+                        stage.name, "would-run", f"its upstream {pending[0]} would run first"
+                    )
+                )
+                continue
+            outcome = StageOutcome(stage.name, "failed", "")
+            outcomes.append(outcome)
+            try:
+                _one_stage(stage.name, stage.run_spec, outcome, used, cat, options, signer)
+            except ContractViolation as exc:
+                outcome.decision, outcome.reason = "contract-violated", exc.message
+                outcome.details = tuple(exc.details)
+                stopped[stage.name] = "broke its data contract"
+                say(f"stage {stage.name}: {exc.message}")
+            except RexecError as exc:
+                outcome.reason = exc.message
+                outcome.details = tuple(exc.details)
+                stopped[stage.name] = "failed"
+                say(f"stage {stage.name} failed: {exc.message}")
+            if outcome.decision == "failed" and stage.name not in stopped:
+                stopped[stage.name] = "failed"
+    finally:
+        cat.close()
+    if options.dry_run:
+        return outcomes, None
+    ledger = write_ledger(
+        options.runs_dir,
+        store.new_run_id(pipe.name),
+        kind="pipeline",
+        stages=[o.to_json() for o in outcomes],
+        about={"pipeline": {"name": pipe.name, "file": str(pipe.path), "sha256": pipe.sha256}},
+        started=started,
+        signer=signer,
+    )
+    return outcomes, ledger
+
+
+def _one_stage(
+    name: str,
+    declared: spec.RunSpec,
+    outcome: StageOutcome,
+    used: dict[str, RunRecord],
+    cat: catalog.Catalog,
+    options: PipelineOptions,
+    signer: Any,
+) -> None:
+    say = options.say
+    run_spec = catalog.resolve_inputs(
+        bind_stage_inputs(declared, used), runs_dir=options.runs_dir, catalog=cat
+    )
+    runtime = default_runtime(options.engine or run_spec.engine)
+    outcome.key, _ = key_of(run_spec, runtime=runtime, say=say)
+    refused: tuple[str, ...] = ()
+    if name in options.force:
+        why = "forced (--force)"
+    else:
+        reuse = find_reusable(cat, outcome.key, policy=options.policy, say=say)
+        refused = reuse.refused
+        if reuse.record is not None:
+            decision = "would-reuse" if options.dry_run else "reused"
+            _finished(
+                outcome,
+                reuse.record,
+                decision,
+                f"the same inputs as {reuse.record.run_id}, verified",
+            )
+            used[name] = reuse.record
+            say(f"stage {name}: reused {reuse.record.run_id}")
+            return
+        why = (
+            "no trust policy (--key or --identity) to verify an earlier run with"
+            if options.policy is None
+            else "no earlier verified run with these inputs"
+            + (f" ({len(refused)} matching run(s) did not verify)" if refused else "")
+        )
+    outcome.details = refused
+    if options.dry_run:
+        outcome.decision, outcome.reason = "would-run", why
+        return
+    say(f"stage {name}: running ({why})")
+    result = pipeline.run(
+        run_spec,
+        options=pipeline.RunOptions(
+            runs_dir=options.runs_dir,
+            sign=options.sign,
+            signer=signer,
+            echo_logs=options.echo_logs,
+            say=say,
+        ),
+        runtime=runtime,
+    )
+    record = load_record(result.run_dir)
+    if result.status.status != "succeeded":
+        _finished(
+            outcome,
+            record,
+            "failed",
+            f"the job {result.status.status} (exit {result.status.exit_code})",
+        )
+        return
+    _finished(outcome, record, "ran", why)
+    used[name] = record
