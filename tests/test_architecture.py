@@ -51,6 +51,7 @@ RANKS = {
     "replay": 6,
     "cluster": 6,
     "stages": 6.5,
+    "web": 6.5,
     "cli": 7,
     "__main__": 8,
     "": 8,
@@ -64,6 +65,8 @@ EXTERNAL = {
     "sigstore_models": {"executor.signing.sigstore"},
     "psycopg": {"executor.catalog.postgres"},
     "pyarrow": {"executor.contracts.check"},
+    "flask": {"executor.web.app"},
+    "werkzeug": {"executor.cli.ui"},  # Flask's own WSGI server, to serve the app
     "sqlite3": {"executor.catalog.sqlite", "executor.snapshot.cache"},  # two separate caches
     # the transport of the two above, for their exception types
     "requests": {"executor.runtime.docker", "executor.signing.sigstore"},

@@ -234,8 +234,8 @@ def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[
         args.extend(values)
     sql.append("ORDER BY r.started DESC NULLS LAST, r.run_id DESC")
     if filters.get("limit"):
-        sql.append("LIMIT ?")
-        args.append(int(filters["limit"]))
+        sql.append("LIMIT ? OFFSET ?")
+        args += [int(filters["limit"]), int(filters.get("offset") or 0)]
     return catalog.rows(" ".join(sql), args)
 
 

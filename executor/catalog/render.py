@@ -32,8 +32,11 @@ def _label(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in out)[:120]
 
 
-def render_lineage(graph: Mapping[str, Any], fmt: str) -> str:
-    """``graph`` (from :func:`executor.catalog.lineage`) in format ``fmt``."""
+def render_lineage(
+    graph: Mapping[str, Any], fmt: str, *, links: Mapping[str, str] | None = None
+) -> str:
+    """``graph`` (from :func:`executor.catalog.lineage`) in format ``fmt``; for svg,
+    ``links`` maps a run id to the URL its node opens (the web view's run pages)."""
     if fmt == "json":
         return json.dumps(
             {"schema": "rexec.lineage/v1", **graph}, indent=2, sort_keys=True, default=str
@@ -62,7 +65,8 @@ def render_lineage(graph: Mapping[str, Any], fmt: str) -> str:
     if fmt in ("dot", "svg", "html"):
         lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
         for r in order:
-            link = f', URL="#{ids[r]}", tooltip="{_label(r)}"' if fmt == "html" else ""
+            url = f"#{ids[r]}" if fmt == "html" else (links or {}).get(r)
+            link = f', URL="{_label(url)}", tooltip="{_label(r)}"' if url else ""
             lines.append(
                 f'  {ids[r]} [label="{_label(r)}\\n{_label(str(runs[r].get("status")))}"{link}];'
             )

@@ -43,6 +43,8 @@ SUBCOMMANDS = (
     "compare",
     "pipeline",
     "regenerate",
+    "ui",
+    "report",
 )
 
 EPILOG = """\

@@ -1,0 +1,111 @@
+"""``rexec ui``: the catalog as read-only web pages, served."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import secrets
+import sys
+from pathlib import Path
+
+from executor import catalog, safeio
+from executor.cli._catalog import add_catalog_option
+from executor.errors import InfrastructureError, InputError
+
+UI_EPILOG = """\
+examples:
+  rexec ui                                   http://127.0.0.1:8765/ over your catalog
+  rexec ui --catalog postgresql://rexec@db/rexec --port 9000
+  rexec ui --host 0.0.0.0 --token-file ~/.config/rexec/ui-token     others may connect
+
+Read-only: pages for the run ledger (filters, pages), each run (inputs and who
+produced them, outputs, params, metrics, host, signer, verification, replays),
+lineage as a clickable graph, a comparison of 2-5 runs and regenerations. It
+binds to 127.0.0.1; any other address needs --host and prints a warning, and
+then an access token is made for you (or read with --token-file) unless --no-token.
+Needs `pip install 'rexec[web]'` (Flask) and Graphviz for the lineage graph.
+"""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``rexec ui`` to the parser."""
+    p = sub.add_parser(
+        "ui",
+        help="a read-only web view of the catalog (runs, lineage, compare)",
+        description="Serve the run catalog as read-only web pages.",
+        epilog=UI_EPILOG,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="default: 8765")
+    p.add_argument(
+        "--token-file", type=Path, help="require the token in this file on every request"
+    )
+    p.add_argument("--no-token", action="store_true", help="serve another address without a token")
+    add_catalog_option(p)
+    p.set_defaults(handler=handle_ui)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    if args.token_file is not None:
+        try:
+            text = safeio.read_capped(args.token_file, cap=4096).decode().strip()
+        except (OSError, safeio.UnsafeFile, UnicodeDecodeError) as exc:
+            raise InputError(f"--token-file {args.token_file}: cannot read it ({exc})") from exc
+        if len(text) < 16:
+            raise InputError(
+                f"--token-file {args.token_file}: the token is shorter than 16 characters"
+            )
+        return text
+    if _loopback(args.host) or args.no_token:
+        return None
+    return secrets.token_urlsafe(24)
+
+
+def handle_ui(args: argparse.Namespace) -> int:
+    """Serve until interrupted."""
+    from executor import web
+
+    location = str(args.catalog) if args.catalog else catalog.default_location()
+    catalog.open_catalog(location).close()  # a missing or broken catalog fails here, clearly
+    token = _token(args)
+    if not _loopback(args.host):
+        print(
+            f"rexec: warning: serving on {args.host}, reachable from other machines;"
+            + (" every request must carry the token" if token else " WITHOUT a token (--no-token)"),
+            file=sys.stderr,
+        )
+    app = web.create_app(location, token=token)
+    import logging
+
+    from werkzeug.serving import make_server
+
+    # Werkzeug logs every request line, query string included: a token would land in logs.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    try:
+        server = make_server(args.host, args.port, app, threaded=True)
+    except OSError as exc:
+        raise InfrastructureError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror})",
+            hint="choose another --port, or stop what uses this one",
+        ) from exc
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    url = f"http://{shown}:{server.server_port}/" + (f"?token={token}" if token else "")
+    print(
+        f"rexec ui: {url}  (catalog {catalog.open_catalog(location).label}; Ctrl-C stops)",
+        flush=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0

@@ -1,0 +1,162 @@
+"""``rexec ui``: the read-only web view, a Flask app (the one importer of Flask).
+
+Flask (with Jinja2, autoescaping every value) rather than a hand-written
+server: routing, escaping and a WSGI server that is maintained elsewhere. Every
+page opens the catalog read-only for the request; nothing a request names is a
+path: run ids and digests are looked up in the catalog, and the only files
+served are the view's own stylesheet. Each response carries a strict
+Content-Security-Policy (no script at all), and with an access token every
+request must present it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask, abort, make_response, redirect, render_template, request, url_for
+
+from executor import catalog
+from executor.errors import InputError
+from executor.web import pages
+
+__all__ = ["CSP", "create_app", "report_html"]
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+TOKEN_COOKIE = "rexec_ui_token"
+
+
+def create_app(location: str, *, token: str | None = None) -> Flask:
+    """The app over the catalog at ``location``; ``token``, when set, is required."""
+    app = Flask("executor.web", static_folder="static", template_folder="templates")
+    app.config.update(MAX_CONTENT_LENGTH=64 << 10)
+
+    @contextmanager
+    def opened() -> Iterator[catalog.Catalog]:
+        cat = catalog.open_catalog(location)
+        try:
+            yield cat
+        finally:
+            cat.close()
+
+    def run_url(run_id: str) -> str:
+        return url_for("run", run_id=run_id)
+
+    @app.before_request
+    def check_token() -> Any:
+        if token is None:
+            return None
+        given = request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            given = header.removeprefix("Bearer ")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            abort(401)
+        if request.args.get("token"):  # once in the URL, then a cookie, out of the history
+            response = redirect(request.path)
+            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+            return response
+        return None
+
+    @app.after_request
+    def harden(response: Any) -> Any:
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(InputError)
+    def bad_input(exc: InputError) -> Any:
+        return make_response(render_template("error.html", error=exc), 404)
+
+    @app.get("/")
+    def ledger() -> Any:
+        query: dict[str, Any] = {
+            k: request.args.get(k, "") for k in ("name", "status", "input", "signer", "page")
+        }
+        query["where"] = request.args.getlist("where")
+        with opened() as cat:
+            doc = pages.ledger_page(cat, query)
+        return render_template("ledger.html", doc=doc, run_url=run_url)
+
+    @app.get("/run/<path:run_id>")
+    def run(run_id: str) -> Any:
+        with opened() as cat:
+            kind, value = catalog.resolve(cat, run_id)
+            if kind != "run" or value != run_id:
+                abort(404)
+            doc = pages.run_page(cat, run_id)
+        return render_template("run.html", doc=doc, run_url=run_url)
+
+    @app.get("/lineage/<path:ref>")
+    def lineage(ref: str) -> Any:
+        direction = request.args.get("direction", "both")
+        if direction not in ("upstream", "downstream", "both"):
+            abort(400)
+        with opened() as cat:
+            doc = pages.lineage_page(cat, ref, direction, run_url)
+        return render_template("lineage.html", doc=doc, run_url=run_url)
+
+    @app.get("/compare")
+    def compare() -> Any:
+        runs = [r for r in request.args.getlist("run") if r]
+        if not 2 <= len(runs) <= 5:
+            return render_template("compare.html", doc=None, runs=runs, run_url=run_url)
+        with opened() as cat:
+            doc = pages.compare_page(cat, runs, everything=request.args.get("all") == "1")
+        return render_template("compare.html", doc=doc, runs=runs, run_url=run_url)
+
+    @app.get("/regenerations")
+    def regenerations() -> Any:
+        with opened() as cat:
+            doc = pages.regeneration_page(cat, None)
+        return render_template("regenerations.html", doc=doc)
+
+    @app.get("/regeneration/<path:regeneration>")
+    def regeneration(regeneration: str) -> Any:
+        with opened() as cat:
+            doc = pages.regeneration_page(cat, regeneration)
+        if not doc["runs"]:
+            abort(404)
+        return render_template("regeneration.html", doc=doc, run_url=run_url)
+
+    app.jinja_env.filters["q"] = lambda text: quote(str(text), safe="")
+    return app
+
+
+def report_html(location: str, ref: str, *, max_runs: int) -> str:
+    """The report page: the same templates as the server, rendered once, links as anchors."""
+    app = create_app(location)
+    css = (Path(__file__).parent / "static" / "style.css").read_text()
+    cat = catalog.open_catalog(location)
+    try:
+        with app.test_request_context("/"):
+
+            def anchor(run_id: str) -> str:
+                return f"#run-{run_id}"
+
+            lineage = pages.lineage_page(cat, ref, "both", anchor)
+            ids = [r["run_id"] for r in lineage["graph"]["runs"]][:max_runs]
+            docs = [pages.run_page(cat, run_id) for run_id in ids]
+            return str(
+                render_template(
+                    "report.html",
+                    ref=ref,
+                    lineage=lineage,
+                    docs=docs,
+                    run_url=anchor,
+                    report=True,
+                    inline_css=css,
+                )
+            )
+    finally:
+        cat.close()
