@@ -57,6 +57,8 @@ class Verdict:
     byproducts: ArtifactReport | None = None
     # A replay's signed verdict, when the record or the bundle holds one.
     replay_verdict: Mapping[str, Any] | None = None
+    # `verify --require-approval`: who approved, and why each other approver did not count.
+    approvals: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     error: RexecError | None = field(default=None, compare=False)
     # The signed payload exactly: what replay, diff and rerun act on (never re-read).
@@ -95,6 +97,7 @@ class Verdict:
                 "missing": list(self.byproducts.missing) if self.byproducts else [],
             },
             "replay_verdict": dict(self.replay_verdict) if self.replay_verdict else None,
+            "approvals": dict(self.approvals) if self.approvals is not None else None,
             "warnings": list(self.warnings),
             "error": None
             if self.error is None
@@ -196,7 +199,11 @@ def replay_verdict(statement: Mapping[str, Any]) -> dict[str, Any] | None:
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
         return None
-    detail = predicate.get("rexecReplay")
+    # rexec's detail: in the replay run's descriptor's annotations (strict test-result);
+    # verdicts written before that kept it in a field of their own, `rexecReplay`.
+    configuration = predicate.get("configuration")
+    first = configuration[0] if isinstance(configuration, list) and configuration else {}
+    detail = dig(first, "annotations") or predicate.get("rexecReplay")
     detail = detail if isinstance(detail, dict) else {}
     subject = statement.get("subject")
     about = subject[0] if isinstance(subject, list) and subject else {}

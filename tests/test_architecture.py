@@ -44,6 +44,8 @@ RANKS = {
     # what is done with records and specs
     "compare": 4,
     "verification": 4,
+    "approvals": 4,
+    "registry": 4,
     "lock": 4,
     "catalog": 4.5,
     # the orchestration, and what drives it

@@ -292,6 +292,11 @@ def show(catalog: Catalog, ref: str) -> dict[str, Any]:
         ],
         "inputs": inputs,
         "outputs": outputs,
+        "approvals": catalog.rows(
+            "SELECT file, approver_kind, approver, result, verified_at, policy FROM approvals"
+            " WHERE run_id = ? ORDER BY verified_at, file",
+            [value],
+        ),
         "params": catalog.rows(
             "SELECT key, value, overridden FROM params WHERE run_id = ? ORDER BY key", [value]
         ),

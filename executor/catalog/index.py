@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from executor import safeio
+from executor.approvals import BUNDLE_SUFFIX, list_approvals
 from executor.canonical import sha256_hex, strict_loads
 from executor.compare.numeric import flatten
 from executor.errors import InputError
@@ -78,8 +79,12 @@ def rows_at(path: Path, *, verification: str | None) -> Rows:
 
 def _signer(path: Path) -> tuple[str | None, str | None]:
     """Who the record's bundle says signed (a claim: ``--verify`` proves it)."""
+    return _signer_of(path / store.BUNDLE)
+
+
+def _signer_of(bundle_file: Path) -> tuple[str | None, str | None]:
     try:
-        bundle = parse_bundle(safeio.read_capped(path / store.BUNDLE, cap=BUNDLE_CAP))
+        bundle = parse_bundle(safeio.read_capped(bundle_file, cap=BUNDLE_CAP))
     except (OSError, safeio.UnsafeFile, InputError):
         return None, None
     return bundle.claimed_signer()
@@ -167,6 +172,7 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         "derived_from": (lineage or {}).get("derivedFrom"),
         "path": str(record.path),
         "partial": None,
+        "purpose": view.get("purpose") if isinstance(view.get("purpose"), str) else None,
         **dict(zip(("signer_kind", "signer"), _signer(record.path), strict=True)),
         "stage_key": stage_key(
             view, image=dependency_digest(record.dependency("image")), code=dependency_digest(code)
@@ -220,6 +226,7 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         for key, value in sorted(_metrics(record.outputs_dir / name, digest).items())
     ]
     supersedes, corrections = _regeneration_rows(run_id, lineage or {})
+    approvals = _approval_rows(record)
     return {
         "runs": [run],
         "inputs": inputs,
@@ -228,6 +235,7 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         "metrics": metrics,
         "supersedes": supersedes,
         "corrections": corrections,
+        "approvals": approvals,
     }
 
 
@@ -236,6 +244,37 @@ def _from_run(record: RunRecord, name: Any) -> str | None:
     notes = (record.dependency(f"input:{name}") or {}).get("annotations") or {}
     value = notes.get("fromRun")
     return value if isinstance(value, str) else None
+
+
+def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:
+    """The approvals beside the record that are about its Statement, with who they say
+    signed them (a claim: ``verify --require-approval`` proves it)."""
+    rows = []
+    for path in list_approvals(record.path):
+        try:
+            doc = strict_loads(safeio.read_capped(path, cap=BUNDLE_CAP))
+        except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
+            continue
+        subject = (doc.get("subject") or [{}])[0] if isinstance(doc, dict) else {}
+        if (
+            not isinstance(subject, dict)
+            or dig(subject, "digest", "sha256") != record.statement_sha256
+        ):
+            continue
+        predicate = doc.get("predicate") if isinstance(doc.get("predicate"), dict) else {}
+        kind, who = _signer_of(path.with_name(path.stem + BUNDLE_SUFFIX))
+        rows.append(
+            {
+                "run_id": record.run_id,
+                "file": path.name,
+                "approver_kind": kind,
+                "approver": who,
+                "result": _text(predicate.get("verificationResult")),
+                "verified_at": _text(predicate.get("timeVerified")),
+                "policy": _text(dig(predicate, "policy", "uri")),
+            }
+        )
+    return rows
 
 
 def _regeneration_rows(

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     image {text}, code_commit {text}, code_tree {text},
     invoker {text}, engine {text}, signed INTEGER,
     verification {text}, replay_of {text}, derived_from {text},
-    path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text}
+    path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text},
+    purpose {text}
 );
 CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key);
@@ -63,6 +64,10 @@ CREATE TABLE IF NOT EXISTS supersedes (
     PRIMARY KEY (run_id, old_run)
 );
 CREATE INDEX IF NOT EXISTS supersedes_by_old ON supersedes (old_run);
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id {text} NOT NULL, file {text} NOT NULL, approver_kind {text}, approver {text},
+    result {text}, verified_at {text}, policy {text}, PRIMARY KEY (run_id, file)
+);
 CREATE TABLE IF NOT EXISTS corrections (
     run_id {text} NOT NULL, old_digest {text} NOT NULL, new_digest {text} NOT NULL,
     PRIMARY KEY (run_id, old_digest)
@@ -78,10 +83,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     2: (
         "ALTER TABLE runs ADD COLUMN stage_key {text}",
+        "ALTER TABLE runs ADD COLUMN purpose {text}",
         "ALTER TABLE inputs ADD COLUMN from_run {text}",
     ),
 }
-TABLES = ("runs", "inputs", "outputs", "params", "metrics", "supersedes", "corrections")
+TABLES = (
+    "runs",
+    "inputs",
+    "outputs",
+    "params",
+    "metrics",
+    "supersedes",
+    "corrections",
+    "approvals",
+)
 
 
 class Backend(Protocol):

@@ -45,6 +45,8 @@ SUBCOMMANDS = (
     "regenerate",
     "ui",
     "report",
+    "approve",
+    "publish",
 )
 
 EPILOG = """\

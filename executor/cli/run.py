@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the spec's seed, like --param",
     )
     p.add_argument(
+        "--purpose",
+        metavar="TEXT",
+        help="why this run is made (recorded and signed; replaces [run] purpose)",
+    )
+    p.add_argument(
         "--seeds",
         type=seeds_value,
         metavar="N|S1,S2,…",
@@ -144,6 +149,8 @@ def _run_once(
         run_spec, pinned_at_run_time = _pin_at_run_time(args.spec, overrides, seed, args.runtime)
     else:
         run_spec = spec.load(args.spec, overrides=overrides, seed=seed)
+    if args.purpose is not None:
+        run_spec = spec.with_purpose(run_spec, args.purpose)
     runtime = default_runtime(args.runtime or run_spec.engine)
     sign = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
 

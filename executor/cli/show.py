@@ -57,6 +57,7 @@ def handle(args: argparse.Namespace) -> int:
         "image",
         "code_commit",
         "engine",
+        "purpose",
         "invoker",
         "signer_kind",
         "signer",
@@ -79,6 +80,14 @@ def handle(args: argparse.Namespace) -> int:
     for item in doc["outputs"]:
         by = ", ".join(item["consumedBy"]) or "not used by a run in the catalog"
         out.print(f"  {safe(item['name'])}  {safe(item['digest'])}  → {safe(by)}")
+    out.print(
+        "[bold]approvals[/] (claimed by each bundle; `rexec verify --require-approval` proves)"
+    )
+    for a in doc["approvals"]:
+        who = f"{a['approver_kind']} {a['approver']}"
+        out.print(f"  {safe(str(a['result']))} by {safe(who)} at {safe(str(a['verified_at']))}")
+    if not doc["approvals"]:
+        out.print("  none")
     out.print("[bold]params[/]")
     for p in doc["params"]:
         mark = " (overridden)" if p["overridden"] else ""

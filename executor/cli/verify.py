@@ -9,12 +9,16 @@ shipped inside the record is never trusted, since a record cannot vouch for itse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 from executor.cli._options import add_trust_options, trust_policy
-from executor.errors import InputError, RexecError
+from executor.errors import InputError, RexecError, VerificationError
 from executor.outputs import display_text
+from executor.signing import TrustPolicy
+from executor.signing.key_policy import KeyPolicy
 from executor.verification import Verdict, verify_artifact, verify_record
 
 
@@ -36,14 +40,41 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "  rexec verify runs/<run-id> --identity ci@example.com "
             "--issuer https://accounts.google.com\n"
             "  rexec verify --bundle model.sigstore.json --artifact model.bin --key signing.pub\n"
+            "  rexec verify registry.example/models/mnist@sha256:… --key signing.pub --output m/\n"
             "exit codes: 0 verified, 2 bad input, 3 signature or policy, 4 artifacts differ"
         ),
     )
     p.add_argument("target", nargs="?", metavar="RUN_DIR|BUNDLE", help="run record or bundle")
     p.add_argument("--artifacts", type=Path, metavar="DIR", help="verify these files, not outputs/")
     p.add_argument("--bundle", type=Path, metavar="B", help="any Sigstore bundle (with --artifact)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="with REGISTRY/REPO@sha256:…: write the verified output files here (new or empty)",
+    )
     p.add_argument("--artifact", type=Path, metavar="FILE", help="the file --bundle signs")
     add_trust_options(p, "trust policy (exactly one)")
+    gate = p.add_argument_group("approvals (a deployment gate: see `rexec approve`)")
+    gate.add_argument(
+        "--require-approval",
+        action="append",
+        default=[],
+        metavar="KEY_OR_IDENTITY",
+        help="an approver: a PEM public key file, or a Sigstore identity (with --approval-issuer)",
+    )
+    gate.add_argument(
+        "--approvals",
+        type=int,
+        metavar="N",
+        help="how many of the named approvers must have approved (default: all of them)",
+    )
+    gate.add_argument("--approval-issuer", metavar="URL", help="OIDC issuer of identity approvers")
+    gate.add_argument(
+        "--allow-self-approval",
+        action="store_true",
+        help="count an approval signed by the run's own signer",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.set_defaults(handler=handle)
 
@@ -94,6 +125,12 @@ def _print_human(verdict: Verdict, what: str) -> None:
             f"({display_text(rv.get('result'))}) "
             f"about statement sha256:{display_text(rv.get('about'))}"
         )
+    if verdict.approvals is not None:
+        by = verdict.approvals["approvedBy"]
+        who = display_text(", ".join(by) or "nobody")
+        print(f"approvals: {len(by)} of {verdict.approvals['required']} required ({who})")
+        for why in verdict.approvals["notCounted"]:
+            print(f"           not counted: {display_text(why)}")
     for warning in verdict.warnings:
         print(f"warning:   {display_text(warning)}")
     if verdict.error is None:
@@ -112,11 +149,99 @@ def _print_human(verdict: Verdict, what: str) -> None:
             )
 
 
+def _approver_policies(args: argparse.Namespace) -> list[tuple[str, TrustPolicy]]:
+    found: list[tuple[str, TrustPolicy]] = []
+    for value in args.require_approval:
+        if Path(value).is_file():
+            found.append(
+                (value, KeyPolicy.from_file(Path(value), trusted_root=None, require_tlog=False))
+            )
+            continue
+        if not args.approval_issuer:
+            raise InputError(
+                f"--require-approval {value}: not a key file, and no --approval-issuer",
+                hint="name a PEM public key file, or an identity with --approval-issuer URL",
+            )
+        from executor.signing import sigstore as keyless
+
+        found.append(
+            (
+                value,
+                keyless.KeylessPolicy(
+                    identity=value,
+                    identity_regexp=None,
+                    issuer=args.approval_issuer,
+                    trusted_root=args.trusted_root,
+                ),
+            )
+        )
+    return found
+
+
+def _gate(args: argparse.Namespace, verdict: Verdict) -> Verdict:
+    """``--require-approval``: enough named approvers signed an approval of this Statement."""
+    if not args.require_approval or verdict.error is not None or args.target is None:
+        return verdict
+    from executor.approvals import check_approvals
+
+    approvers = _approver_policies(args)
+    need = args.approvals if args.approvals is not None else len(approvers)
+    if not 1 <= need <= len(approvers):
+        raise InputError(
+            f"--approvals {need}: between 1 and the {len(approvers)} approver(s) named"
+        )
+    found = check_approvals(
+        Path(args.target),
+        verdict.statement_digest or "",
+        approvers,
+        run_signer=verdict.signer,
+        allow_self=args.allow_self_approval,
+    )
+    doc = {**found.to_json(), "required": need}
+    if len(found.approvers) >= need:
+        return dataclasses.replace(verdict, approvals=doc)
+    error = VerificationError(
+        f"{len(found.approvers)} of the {need} required approval(s)",
+        details=found.rejected,
+        hint="`rexec approve RUN --signing-key KEY` records an approval; "
+        "`rexec show RUN` lists the approvals the record has",
+    )
+    return dataclasses.replace(verdict, approvals=doc, error=error)
+
+
+def _is_registry(target: str | None) -> bool:
+    return bool(target) and "@sha256:" in str(target) and not Path(str(target)).exists()
+
+
+def _registry(args: argparse.Namespace) -> int:
+    """``verify REGISTRY/REPO@sha256:…``: the published artifact against its attached record."""
+    from executor.registry import pull_verified
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(f"rexec: {text}", file=sys.stderr)
+
+    doc = pull_verified(args.target, trust_policy(args), output=args.output, say=say)
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        signer = display_text(doc["signer"])
+        print(f"signature: ok, signed by {signer} (attached via {doc['attachedBy']})")
+        print(f"run id:    {display_text(str(doc['runId']))}")
+        print(f"layers:    {doc['layers']} verified against the signed subjects")
+        if doc["output"]:
+            print(f"written:   {len(doc['written'])} file(s) under {display_text(doc['output'])}")
+        print(f"VERIFIED {display_text(args.target)}")
+    return 0
+
+
 def handle(args: argparse.Namespace) -> int:
     """Verify a record or bundle; the exit code alone tells a gate what failed."""
+    if _is_registry(args.target):
+        return _registry(args)
     what = str(args.target or args.artifact or "")
     try:
-        verdict = _check(args)
+        verdict = _gate(args, _check(args))
     except RexecError as exc:
         verdict = Verdict(error=exc)
     if args.json:

@@ -186,6 +186,7 @@ def spec_from_record(
             user=view.get("user"),  # absent in records made before it was recorded
             params_as=str(view.get("paramsAs", "json")),
             scratch_workdir=bool(view.get("scratchWorkdir", False)),
+            purpose=view.get("purpose"),
         ),
         inputs=tuple(inputs),
         code=_code_spec(record),

@@ -60,7 +60,7 @@ from executor.spec.model import (
     parse_size,
     parse_user,
 )
-from executor.spec.parse import parse_document
+from executor.spec.parse import parse_document, with_purpose
 from executor.spec.view import resolved_view, stage_key
 
 SPEC_CAP = 1 << 20  # a spec is a page of TOML; anything larger is not one
@@ -175,4 +175,5 @@ __all__ = [
     "read_document",
     "resolved_view",
     "stage_key",
+    "with_purpose",
 ]

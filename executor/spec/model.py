@@ -110,6 +110,9 @@ class RunSection:
     # A recorded opt-in: the working directory is writable scratch (a copy of the
     # code when it is the code's mount, else an empty tmpfs), discarded after the run.
     scratch_workdir: bool = False
+    # Why the run was made ("candidate for release 1.4"): recorded, signed, shown with the
+    # roles (who ran, who signed, who approved); it does not change what is computed.
+    purpose: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.contracts.model import parse_contract
+from executor.errors import SpecError
 from executor.spec._sections import (
     parse_image,
     parse_replay,
@@ -102,6 +103,9 @@ def _parse_run(top: Table) -> RunSection | None:
             timeout_s = 3600.0
     params_as = run.get("params_as", str) or "json"
     scratch = bool(run.get("scratch_workdir", bool))
+    purpose = run.get("purpose", str)
+    if purpose is not None and (len(purpose) > 500 or not purpose.isprintable()):
+        top.errors.add("run.purpose", "expected one line of printable text, at most 500 characters")
     user = run.get("user", str)
     if user is not None:
         try:
@@ -121,6 +125,7 @@ def _parse_run(top: Table) -> RunSection | None:
         user=user,
         params_as=params_as,
         scratch_workdir=scratch,
+        purpose=purpose,
     )
 
 
@@ -419,3 +424,13 @@ def _check_unique(
         if value in seen:
             errors.add(f"inputs[{i}].{what}", f"{value!r} is used twice")
         seen.add(value)
+
+
+def with_purpose(run_spec: RunSpec, purpose: str) -> RunSpec:
+    """``rexec run --purpose TEXT``: the spec with its purpose replaced (checked as the key is)."""
+    if not purpose or len(purpose) > 500 or not purpose.isprintable():
+        raise SpecError(
+            "--purpose: expected one line of printable text, at most 500 characters",
+            hint='e.g. --purpose "candidate model for release 1.4"',
+        )
+    return dataclasses.replace(run_spec, run=dataclasses.replace(run_spec.run, purpose=purpose))

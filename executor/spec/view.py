@@ -23,6 +23,7 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
         "seed": spec.run.seed,
         "paramsAs": spec.run.params_as,
         "scratchWorkdir": spec.run.scratch_workdir,
+        **({"purpose": spec.run.purpose} if spec.run.purpose else {}),
         "timeoutSeconds": spec.run.timeout_s,
         "params": spec.params,
         "paramOverrides": [
@@ -78,9 +79,9 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
     return view
 
 
-# What a stage's result cannot depend on: how it is signed, and by which name an input
+# What a stage's result cannot depend on: how it is signed, why it was run, by which name an input
 # was looked up (`latest:`/`run:` both resolve to the digest the key does hold).
-_NOT_IN_KEY = ("signing",)
+_NOT_IN_KEY = ("signing", "purpose")
 
 
 def stage_key(view: Mapping[str, Any], *, image: str | None, code: str | None) -> str:

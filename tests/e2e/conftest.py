@@ -255,3 +255,18 @@ def job_containers_created() -> Callable[[Path], list[dict[str, object]]]:
         )
 
     return created
+
+
+def strict_parse(statement: dict[str, Any], predicate: str) -> None:
+    """Parse with the in-toto-attestation protobuf bindings, unknown fields rejected."""
+    from google.protobuf import json_format
+    from in_toto_attestation.predicates.test_result.v0 import test_result_pb2
+    from in_toto_attestation.predicates.vsa.v1 import vsa_pb2
+    from in_toto_attestation.v1 import statement_pb2
+
+    body = {k: v for k, v in statement.items() if k != "predicate"}
+    json_format.ParseDict(body, statement_pb2.Statement(), ignore_unknown_fields=False)
+    message = {"test_result": test_result_pb2.TestResult, "vsa": vsa_pb2.VerificationSummary}[
+        predicate
+    ]
+    json_format.ParseDict(statement["predicate"], message(), ignore_unknown_fields=False)

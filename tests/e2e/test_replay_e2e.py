@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import BASE_IMAGE, REPO, Project, Rexec
+from tests.e2e.conftest import BASE_IMAGE, REPO, Project, Rexec, strict_parse
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -103,6 +103,9 @@ def test_replay_is_bitwise_with_a_signed_verdict(
 
     verdict = json.loads((new / "verdict.json").read_bytes())
     assert verdict["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1"
+    strict_parse(verdict, "test_result")  # only the standard's fields: unknown ones rejected
+    (detail,) = [c["annotations"] for c in verdict["predicate"]["configuration"]]
+    assert detail["schema"] == "rexec.replay-verdict/v1" and detail["verdict"] == doc["verdict"]
     assert verdict["predicate"]["result"] == "PASSED"
     assert verdict["predicate"]["failedTests"] == []
     assert verdict["subject"][0]["digest"]["sha256"] == doc["original"]["statementSha256"]
