@@ -96,3 +96,6 @@ class FakeImageEngine:
 
     def load(self, archive: Path) -> None:
         self.loaded.append(archive)
+
+    def save(self, image_id: str, target: Path) -> None:
+        raise AssertionError("the fake engine saves no images")

@@ -46,6 +46,7 @@ RANKS = {
     "verification": 4,
     "approvals": 4,
     "registry": 4,
+    "export": 4,
     "lock": 4,
     "catalog": 4.5,
     # the orchestration, and what drives it

@@ -47,6 +47,7 @@ SUBCOMMANDS = (
     "report",
     "approve",
     "publish",
+    "export",
 )
 
 EPILOG = """\

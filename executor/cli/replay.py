@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rich.markup import escape
 
-from executor import replay
+from executor import export, replay, spec
 from executor.cli._render import console, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
-from executor.errors import NotReproduced
+from executor.errors import InputError, NotReproduced
 from executor.runtime import default_runtime
 
 EPILOG = """\
@@ -49,8 +49,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
         epilog=EPILOG,
     )
-    p.add_argument("target", type=Path, metavar="RUN_DIR|BUNDLE", help="the record to replay")
+    p.add_argument(
+        "target", type=Path, metavar="RUN_DIR|RUN.tar", help="the record, or an audit bundle"
+    )
     add_run_options(p)
+    p.add_argument(
+        "--unpack-to",
+        type=Path,
+        metavar="DIR",
+        help="where an audit bundle is unpacked (default: ./RUN.tar.unpacked; must be new)",
+    )
     p.add_argument(
         "--strict-env",
         action="store_true",
@@ -59,13 +67,51 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=handle)
 
 
+def _from_bundle(
+    args: argparse.Namespace, say: Callable[[str], None]
+) -> tuple[export.Unpacked, replay.Original]:
+    """Unpack the audit bundle, verify its record, check its image, inputs and code."""
+    dest = (args.unpack_to or Path.cwd() / f"{args.target.name}.unpacked").resolve()
+    say(f"unpacking {args.target} into {dest}")
+    unpacked = export.unpack_export(args.target, dest)
+    original = replay.open_original(unpacked.record_dir, trust_policy(args))
+    found = export.check_unpacked(unpacked, original.record, say=say)
+    if found["notIncluded"]:
+        missing = [n for n in found["notIncluded"] if n not in parse_inputs(args.input)]
+        if missing:
+            raise InputError(
+                f"{args.target}: exported without input(s) {', '.join(missing)}",
+                hint=" ".join(f"--input {n}=PATH" for n in missing)
+                + " (a copy with the recorded digest)",
+            )
+    return unpacked, original
+
+
 def handle(args: argparse.Namespace) -> int:
     """Replay a verified record and print the verdict (exit 7 when not reproduced)."""
     options = exec_options(args)
     inputs: Mapping[str, Path] = parse_inputs(args.input)
-    original = replay.open_original(args.target, trust_policy(args))
-    runtime = default_runtime(args.runtime or original.record.spec.get("runtime", {}).get("engine"))
-    plan = replay.plan_replay(original, inputs=inputs, runtime=runtime, say=options.say)
+    image, code = None, None
+    if export.is_bundle(args.target):
+        unpacked, original = _from_bundle(args, options.say)
+        inputs = {**unpacked.inputs(), **inputs}
+        runtime = default_runtime(
+            args.runtime or original.record.spec.get("runtime", {}).get("engine")
+        )
+        options.say("loading the bundle's image into the engine")
+        runtime.load(unpacked.image_archive)
+        image = spec.ImageSpec(image_id=unpacked.index["image"]["imageId"])
+        if unpacked.code_dir is not None:
+            export.make_code_repo(unpacked.code_dir)
+            code = unpacked.code_dir
+    else:
+        original = replay.open_original(args.target, trust_policy(args))
+        runtime = default_runtime(
+            args.runtime or original.record.spec.get("runtime", {}).get("engine")
+        )
+    plan = replay.plan_replay(
+        original, inputs=inputs, runtime=runtime, say=options.say, image=image, code_path=code
+    )
     out = console()
     if not args.json:
         out.print(f"replaying {escape(original.record.run_id)} ({escape(original.verification)})")

@@ -235,10 +235,47 @@ def _registry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_bundle(args: argparse.Namespace) -> int:
+    """``verify run.tar``: its record under the trust policy, then image, inputs and code."""
+    import tempfile
+
+    from executor import export
+    from executor.record.reader import load_record
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(f"rexec: {text}", file=sys.stderr)
+
+    with tempfile.TemporaryDirectory(prefix="rexec-verify-") as tmp:
+        unpacked = export.unpack_export(Path(args.target), Path(tmp) / "bundle")
+        verdict = verify_record(unpacked.record_dir, trust_policy(args))
+        if verdict.error is not None:
+            raise verdict.error
+        record = load_record(unpacked.record_dir, payload=verdict.payload)
+        found = export.check_unpacked(unpacked, record, say=say)
+    doc = {"verified": True, "runId": record.run_id, "signer": verdict.signer, **found}
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        print(f"signature: ok, signed by {display_text(verdict.signer or '')}")
+        print(f"run id:    {display_text(record.run_id)}")
+        print(f"image:     {found['image']} (the archive's config matches the record)")
+        print(
+            f"inputs:    {len(found['inputs'])} verified"
+            + (f"; not included: {', '.join(found['notIncluded'])}" if found["notIncluded"] else "")
+        )
+        if found["code"]:
+            print(f"code:      {found['code']}")
+        print(f"VERIFIED {display_text(str(args.target))}")
+    return 0
+
+
 def handle(args: argparse.Namespace) -> int:
     """Verify a record or bundle; the exit code alone tells a gate what failed."""
     if _is_registry(args.target):
         return _registry(args)
+    if args.target and Path(args.target).is_file() and str(args.target).endswith(".tar"):
+        return _audit_bundle(args)
     what = str(args.target or args.artifact or "")
     try:
         verdict = _gate(args, _check(args))

@@ -69,10 +69,13 @@ def plan_replay(
     inputs: Mapping[str, Path],
     runtime: ContainerRuntime,
     say: Say,
+    image: spec.ImageSpec | None = None,
+    code_path: Path | None = None,
 ) -> Plan:
-    """The original run, rebuilt from the manifest, with every pin checked here."""
+    """The original run, rebuilt from the manifest, with every pin checked here; ``image``
+    and ``code_path`` stand in for the recorded ones (an audit bundle's copies)."""
     record = original.record
-    run_spec = spec_from_record(record, paths=inputs, digests={})
+    run_spec = spec_from_record(record, paths=inputs, digests={}, image=image, code_path=code_path)
     check_record_pins(run_spec, record, runtime=runtime, say=say)
     lineage = {
         "replayOf": record.run_id,
@@ -136,7 +139,12 @@ def strict_env_check(plan: Plan) -> None:
 
 
 def spec_from_record(
-    record: RunRecord, *, paths: Mapping[str, Path], digests: Mapping[str, str]
+    record: RunRecord,
+    *,
+    paths: Mapping[str, Path],
+    digests: Mapping[str, str],
+    image: spec.ImageSpec | None = None,
+    code_path: Path | None = None,
 ) -> spec.RunSpec:
     """A RunSpec from the manifest; ``paths``/``digests`` replace inputs by name."""
     view = record.spec
@@ -175,7 +183,7 @@ def spec_from_record(
         source_sha256=record.statement_sha256,
         version=int(view["version"]),
         name=str(view["name"]),
-        image=_image_spec(record),
+        image=image or _image_spec(record),
         run=spec.RunSection(
             command=tuple(view["command"]),
             workdir=str(view["workdir"]),
@@ -189,7 +197,7 @@ def spec_from_record(
             purpose=view.get("purpose"),
         ),
         inputs=tuple(inputs),
-        code=_code_spec(record),
+        code=_code_spec(record, code_path),
         outputs_mount=str(view["outputs"]["mount"]),
         # params.json as the job read it: the view is canonical JSON, where 20.0 is 20,
         # and a float param must reach argv as it did ("20.0").
@@ -239,12 +247,12 @@ def _image_spec(record: RunRecord) -> spec.ImageSpec:
     raise InputError(f"{record.path}: image dependency uri {uri!r} is not one rexec can run")
 
 
-def _code_spec(record: RunRecord) -> spec.CodeSpec | None:
+def _code_spec(record: RunRecord, path: Path | None) -> spec.CodeSpec | None:
     dep = record.dependency("code")
     if dep is None:
         return None
     notes = dep.get("annotations") or {}
-    return spec.CodeSpec(path=Path(str(notes.get("hostPath"))), mount=str(notes["mount"]))
+    return spec.CodeSpec(path=path or Path(str(notes.get("hostPath"))), mount=str(notes["mount"]))
 
 
 def _check_names(given: Mapping[str, Any], recorded: Mapping[str, Any]) -> None:

@@ -144,6 +144,9 @@ class ContainerRuntime(Protocol):
     def load(self, archive: Path) -> None:
         """Load an image archive into the engine."""
 
+    def save(self, image_id: str, target: Path) -> None:
+        """Write the image as a docker-archive tar (``docker save``) to ``target``."""
+
     def list_containers(self, label: str) -> list[ContainerInfo]:
         """Every container carrying ``label``, with its labels."""
 

@@ -165,19 +165,15 @@ class DockerRuntime:
 
     def load(self, archive: Path) -> None:
         """``docker load`` a tar archive (docker-archive or OCI layout)."""
-        import docker.errors
+        from executor.runtime.docker import archives
 
-        try:
-            with open(archive, "rb") as fh:
-                for chunk in self.client.api.load_image(fh, quiet=True):
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        raise InfrastructureError(
-                            f"the engine refused to load {archive}: {chunk['error'].strip()}"
-                        )
-        except docker.errors.APIError as exc:
-            raise InfrastructureError(
-                f"the engine refused to load {archive}: {exc.explanation or exc}"
-            ) from exc
+        archives.load(self.client, archive)
+
+    def save(self, image_id: str, target: Path) -> None:
+        """``docker save`` the image (by id) into ``target``, streamed."""
+        from executor.runtime.docker import archives
+
+        archives.save(self.client, image_id, target)
 
     def build(
         self,
