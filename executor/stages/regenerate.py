@@ -28,8 +28,9 @@ from executor.errors import InputError, RexecError
 from executor.record import store
 from executor.record.reader import RunRecord, load_record
 from executor.runtime import default_runtime
-from executor.signing import SignOptions, TrustPolicy, make_signer
+from executor.signing import make_signer
 from executor.stages.ledger import write_ledger
+from executor.stages.options import StageOptions
 
 __all__ = ["SCHEMA", "Campaign", "RegenOptions", "plan_regeneration", "regenerate"]
 
@@ -40,18 +41,8 @@ SCHEMA = "rexec.regeneration/v1"
 Sub = tuple[Path, str, RunRecord | None, str]
 
 
-@dataclass(frozen=True)
-class RegenOptions:
-    """Trust, signing and what to do on failure."""
-
-    runs_dir: Path
-    sign: SignOptions
-    policy: TrustPolicy | None  # None: --no-verify (recorded in each new record)
-    dry_run: bool = False
-    keep_going: bool = False
-    echo_logs: bool = True
-    engine: str | None = None
-    say: Say = field(default=lambda text: None)
+# Regeneration takes exactly the shared options; its own name reads better at call sites.
+RegenOptions = StageOptions
 
 
 @dataclass

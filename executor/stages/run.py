@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from executor.errors import RexecError
 from executor.record import store
 from executor.record.reader import RunRecord, load_record
 from executor.runtime import default_runtime
-from executor.signing import SignOptions, TrustPolicy, make_signer
+from executor.signing import make_signer
 from executor.stages.cache import find_reusable, key_of
 from executor.stages.ledger import write_ledger
+from executor.stages.options import StageOptions
 from executor.stages.pipefile import Pipeline
 
 __all__ = ["PipelineOptions", "StageOutcome", "bind_stage_inputs", "run_pipeline"]
@@ -29,18 +30,10 @@ SCHEMA = "rexec.pipeline-run/v1"
 
 
 @dataclass(frozen=True)
-class PipelineOptions:
-    """How stages are run, signed and trusted for reuse."""
+class PipelineOptions(StageOptions):
+    """How stages are run, signed and trusted for reuse, and which are run regardless."""
 
-    runs_dir: Path
-    sign: SignOptions
-    policy: TrustPolicy | None
     force: frozenset[str] = frozenset()
-    dry_run: bool = False
-    keep_going: bool = False
-    echo_logs: bool = True
-    engine: str | None = None
-    say: Say = field(default=lambda text: None)
 
 
 @dataclass

@@ -1,0 +1,98 @@
+"""The web app without a browser: pages, pagination, headers, the token, and 404s."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from executor import catalog, web
+
+
+def _catalog(path: Path, runs: int) -> str:
+    cat = catalog.open_catalog(path)
+    cat.put_many(
+        [
+            {
+                "runs": [
+                    {
+                        "run_id": f"20261201T{i:06d}Z-train-{i:06x}",
+                        "statement_sha256": f"{i:064x}",
+                        "name": "train" if i % 2 else "prepare",
+                        "status": "succeeded",
+                        "started": f"2026-12-01T00:00:{i:09d}Z",
+                        "path": "/nowhere",
+                    }
+                ],
+                "metrics": [
+                    {
+                        "run_id": f"20261201T{i:06d}Z-train-{i:06x}",
+                        "file": "m.json",
+                        "key": "acc",
+                        "value": i / 1000,
+                    }
+                ],
+            }
+            for i in range(runs)
+        ]
+    )
+    cat.close()
+    return str(path)
+
+
+def test_the_ledger_pages_and_filters(tmp_path: Path) -> None:
+    client = web.create_app(_catalog(tmp_path / "c.sqlite", 120)).test_client()
+    first = client.get("/").data.decode()
+    assert len(re.findall(r'href="/run/', first)) == 50 and 'id="next"' in first
+    last = client.get("/?page=3").data.decode()
+    assert len(re.findall(r'href="/run/', last)) == 20 and 'id="next"' not in last
+    trains = client.get("/?name=train").data.decode()
+    assert len(re.findall(r'href="/run/', trains)) == 50  # 60 train runs: a full first page
+    best = client.get("/?where=metrics.acc+%3E+0.117").data.decode()
+    assert len(re.findall(r'href="/run/', best)) == 2
+
+
+def test_every_response_forbids_scripts_and_unknown_names_are_404(tmp_path: Path) -> None:
+    client = web.create_app(_catalog(tmp_path / "c.sqlite", 3)).test_client()
+    for path in ("/", "/compare", "/regenerations", "/run/nope", "/static/../pyproject.toml"):
+        response = client.get(path)
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/run/nope").status_code == 404
+    assert client.get("/static/../pyproject.toml").status_code == 404
+    assert client.get("/lineage/x?direction=sideways").status_code == 400
+
+
+def test_with_a_token_every_request_needs_it_and_the_url_token_becomes_a_cookie(
+    tmp_path: Path,
+) -> None:
+    client = web.create_app(
+        _catalog(tmp_path / "c.sqlite", 3), token="s3cret-token-for-tests"
+    ).test_client()
+    assert client.get("/").status_code == 401
+    assert client.get("/?token=wrong").status_code == 401
+    moved = client.get("/?token=s3cret-token-for-tests")
+    assert moved.status_code == 302 and "token" not in moved.headers["Location"]
+    assert "HttpOnly" in moved.headers["Set-Cookie"]
+    assert client.get("/").status_code == 200  # the cookie now carries it
+    bearer = web.create_app(
+        _catalog(tmp_path / "d.sqlite", 1), token="s3cret-token-for-tests"
+    ).test_client()
+    assert (
+        bearer.get("/", headers={"Authorization": "Bearer s3cret-token-for-tests"}).status_code
+        == 200
+    )
+
+
+@pytest.mark.parametrize("ref", ["20261201T000001Z-train-000001", "2026120"])
+def test_report_of_an_unknown_or_ambiguous_ref_is_a_clear_error(tmp_path: Path, ref: str) -> None:
+    from executor.errors import InputError
+
+    location = _catalog(tmp_path / "c.sqlite", 3)
+    if ref.endswith("000001"):
+        page = web.report(location, ref)
+        assert f'id="run-{ref}"' in page and "default-src 'none'" in page
+    else:
+        with pytest.raises(InputError, match="ambiguous"):
+            web.report(location, ref)
