@@ -30,6 +30,7 @@ from executor.record.manifest import loads as load_statement
 from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
 from executor.signing.bundle import parse_bundle
 from executor.spec.view import stage_key
+from executor.verification import VERDICT_FILE, replay_verdict
 
 __all__ = ["READERS", "Rows", "dependency_digest", "read_statement", "rows_at", "rows_of"]
 
@@ -173,6 +174,7 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         "path": str(record.path),
         "partial": None,
         "purpose": view.get("purpose") if isinstance(view.get("purpose"), str) else None,
+        "verdict": _verdict(record, lineage or {}),
         **dict(zip(("signer_kind", "signer"), _signer(record.path), strict=True)),
         "stage_key": stage_key(
             view, image=dependency_digest(record.dependency("image")), code=dependency_digest(code)
@@ -244,6 +246,21 @@ def _from_run(record: RunRecord, name: Any) -> str | None:
     notes = (record.dependency(f"input:{name}") or {}).get("annotations") or {}
     value = notes.get("fromRun")
     return value if isinstance(value, str) else None
+
+
+def _verdict(record: RunRecord, lineage: Mapping[str, Any]) -> str | None:
+    """A replay's verdict as its verdict file claims it, if about the run it replays
+    (its signature is `rexec verify`'s to prove)."""
+    if not lineage.get("replayOf"):
+        return None
+    try:
+        doc = strict_loads(safeio.read_capped(record.path / VERDICT_FILE, cap=BUNDLE_CAP))
+    except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
+        return None
+    found = replay_verdict(doc) if isinstance(doc, dict) else None
+    if not found or found.get("about") != lineage.get("originalStatementSha256"):
+        return None
+    return _text(found.get("verdict"))
 
 
 def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:

@@ -57,7 +57,10 @@ class SQLiteBackend:
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement over many rows (inside :meth:`transaction`)."""
-        self.db.executemany(sql, rows)
+        try:
+            self.db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self.failure(exc) from exc
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     invoker {text}, engine {text}, signed INTEGER,
     verification {text}, replay_of {text}, derived_from {text},
     path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text},
-    purpose {text}
+    purpose {text}, verdict {text}
 );
 CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key);
@@ -84,6 +84,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE runs ADD COLUMN stage_key {text}",
         "ALTER TABLE runs ADD COLUMN purpose {text}",
+        "ALTER TABLE runs ADD COLUMN verdict {text}",
         "ALTER TABLE inputs ADD COLUMN from_run {text}",
     ),
 }

@@ -70,7 +70,8 @@ def run_page(cat: catalog.Catalog, run_id: str) -> dict[str, Any]:
     run = doc["run"]
     doc["host"] = _host(run["path"])
     doc["replays"] = cat.rows(
-        "SELECT run_id, status, started FROM runs WHERE replay_of = ? ORDER BY started", [run_id]
+        "SELECT run_id, status, started, verdict FROM runs WHERE replay_of = ? ORDER BY started",
+        [run_id],
     )
     who = json.loads(run["invoker"]) if run.get("invoker") else None
     doc["invoker"] = (

@@ -297,3 +297,14 @@ def test_svg_and_html_lineage_render_hostile_names_inert_and_link_nodes_to_runs(
     with pytest.raises(InfrastructureError, match="Graphviz") as info:
         render_lineage(_graph(), "svg")
     assert info.value.hint is not None and "apt-get install graphviz" in info.value.hint
+
+
+def test_a_damaged_catalog_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
+    from executor.errors import InfrastructureError
+
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    cat.backend.rows("DROP TABLE approvals")  # a file some other tool broke
+    with pytest.raises(InfrastructureError, match="no such table: approvals") as info:
+        cat.put({"runs": [{"run_id": "r", "statement_sha256": "0" * 64, "path": "/x"}]})
+    assert str(tmp_path / "c.sqlite") in info.value.message and info.value.hint
+    cat.close()

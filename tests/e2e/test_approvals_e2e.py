@@ -147,6 +147,9 @@ def test_an_approval_can_require_a_signed_replay_that_reproduced(
         "--json",
     )
     replay_dir = Path(json.loads(replayed.stdout)["replay"]["run_dir"])
+    query = f"SELECT verdict FROM runs WHERE replay_of = '{run.name}'"
+    indexed = json.loads(rexec("catalog", "query", query, "--json").stdout)
+    assert indexed == [{"verdict": "reproduced-bitwise"}]  # the catalog knows what the replay said
     doc = approve(rexec, setup, run, "alice", "--with-replay", replay_dir)
     uris = [a["uri"] for a in doc["statement"]["predicate"]["inputAttestations"]]
     assert uris == [f"{run.name}/statement.json", f"{replay_dir.name}/verdict.json"]
