@@ -158,3 +158,55 @@ def test_an_approval_can_require_a_signed_replay_that_reproduced(
     assert "not this run's" in wrong.stderr
     not_a_replay = approve(rexec, setup, run, "alice", "--with-replay", setup["second"], check=2)
     assert "not a replay record" in not_a_replay.stderr
+
+
+@pytest.mark.allow_loopback
+def test_a_keyless_approver_is_named_by_identity_and_issuer(
+    rexec: Rexec, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.sigstore_standin import StandIn
+
+    run, keys = setup["first"], setup["keys"]
+    with StandIn() as standin:
+        root, config = standin.write_configs(tmp_path)
+        rexec(
+            "approve",
+            run,
+            "--key",
+            keys["trainer"][1],
+            "--sign",
+            "sigstore",
+            "--identity-token",
+            standin.token(email="reviewer@example.test"),
+            "--trust-config",
+            config,
+        )
+        issuer = standin.issuer
+
+    def gate_on(identity: str, check: int) -> Any:
+        return json.loads(
+            rexec(
+                "verify",
+                run,
+                "--key",
+                keys["trainer"][1],
+                "--require-approval",
+                identity,
+                "--approval-issuer",
+                issuer,
+                "--trusted-root",
+                root,
+                "--json",
+                check=check,
+            ).stdout
+        )
+
+    assert gate_on("reviewer@example.test", 0)["approvals"]["approvedBy"] == [
+        "reviewer@example.test"
+    ]
+    assert gate_on("someone-else@example.test", 3)["approvals"]["approvedBy"] == []
+    shown = json.loads(rexec("show", run.name, "--json").stdout)
+    (approval,) = shown["approvals"]
+    assert (
+        approval["approver_kind"] == "sigstore" and "reviewer@example.test" in approval["approver"]
+    )

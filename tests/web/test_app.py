@@ -96,3 +96,40 @@ def test_report_of_an_unknown_or_ambiguous_ref_is_a_clear_error(tmp_path: Path, 
     else:
         with pytest.raises(InputError, match="ambiguous"):
             web.report(location, ref)
+
+
+def test_a_regeneration_page_names_which_run_replaced_which(tmp_path: Path) -> None:
+    location = _catalog(tmp_path / "c.sqlite", 2)
+    cat = catalog.open_catalog(location)
+    old, new = "20261201T000000Z-train-000000", "20261201T000009Z-train-new"
+    cat.put(
+        {
+            "runs": [
+                {
+                    "run_id": new,
+                    "statement_sha256": "9" * 64,
+                    "name": "train",
+                    "status": "succeeded",
+                    "path": "/x",
+                }
+            ],
+            "supersedes": [
+                {"run_id": new, "old_run": old, "regeneration": "20261201T000009Z-regenerate-abc"}
+            ],
+            "corrections": [
+                {
+                    "run_id": new,
+                    "old_digest": "sha256-tree-v1:" + "a" * 64,
+                    "new_digest": "sha256-tree-v1:" + "b" * 64,
+                }
+            ],
+        }
+    )
+    cat.close()
+    client = web.create_app(location).test_client()
+    listing = client.get("/regenerations").data.decode()
+    assert 'href="/regeneration/20261201T000009Z-regenerate-abc"' in listing
+    page = client.get("/regeneration/20261201T000009Z-regenerate-abc").data.decode()
+    assert f'href="/run/{old}"' in page and f'href="/run/{new}"' in page and "b" * 64 in page
+    assert client.get("/regeneration/nope").status_code == 404
+    assert "superseded by" in client.get(f"/run/{old}").data.decode()
