@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor.approvals import list_approvals
 from executor.canonical import sha256_hex
 from executor.catalog.index import read_statement, rows_at
 from executor.catalog.inputs import pin_from, resolve_inputs
@@ -117,11 +118,14 @@ def index_records(
     if rebuild:
         catalog.clear()
     known = {} if rebuild else catalog.known()
-    known_statements = set(known.values())
+    by_statement = {sha: run_id for run_id, sha in known.items()}
+    approvals = catalog.approval_files() if known else {}
     report = IndexReport()
     for path in records:
         try:
-            if verify is None and sha256_hex(read_statement(path)) in known_statements:
+            run_id = by_statement.get(sha256_hex(read_statement(path)))
+            files = {p.name for p in list_approvals(path)}
+            if verify is None and run_id is not None and files == approvals.get(run_id, set()):
                 report.unchanged += 1  # the common case of an incremental pass: one hash
                 continue
             verification = verify(path) if verify is not None else None

@@ -264,21 +264,25 @@ def _verdict(record: RunRecord, lineage: Mapping[str, Any]) -> str | None:
 
 
 def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:
-    """The approvals beside the record that are about its Statement, with who they say
-    signed them (a claim: ``verify --require-approval`` proves it)."""
+    """Every approval file beside the record, with who its bundle says signed it and what
+    it says (claims: ``verify --require-approval`` proves them). One that cannot be read,
+    or is about another Statement, is listed as such, never believed and never fatal."""
     rows = []
     for path in list_approvals(record.path):
         try:
             doc = strict_loads(safeio.read_capped(path, cap=BUNDLE_CAP))
         except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
-            continue
-        subject = (doc.get("subject") or [{}])[0] if isinstance(doc, dict) else {}
-        if (
-            not isinstance(subject, dict)
-            or dig(subject, "digest", "sha256") != record.statement_sha256
-        ):
-            continue
-        predicate = doc.get("predicate") if isinstance(doc.get("predicate"), dict) else {}
+            doc = None
+        subjects = doc.get("subject") if isinstance(doc, dict) else None
+        first = subjects[0] if isinstance(subjects, list) and subjects else None
+        predicate = doc.get("predicate") if isinstance(doc, dict) else None
+        predicate = predicate if isinstance(predicate, dict) else {}
+        if doc is None:
+            result: str | None = "unreadable"
+        elif dig(first, "digest", "sha256") != record.statement_sha256:
+            result = "about another statement"
+        else:
+            result = _text(predicate.get("verificationResult"))
         kind, who = _signer_of(path.with_name(path.stem + BUNDLE_SUFFIX))
         rows.append(
             {
@@ -286,7 +290,7 @@ def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:
                 "file": path.name,
                 "approver_kind": kind,
                 "approver": who,
-                "result": _text(predicate.get("verificationResult")),
+                "result": result,
                 "verified_at": _text(predicate.get("timeVerified")),
                 "policy": _text(dig(predicate, "policy", "uri")),
             }

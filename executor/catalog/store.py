@@ -211,6 +211,13 @@ class Catalog:
             for table in TABLES:
                 self.backend.rows(f"DELETE FROM {table}")
 
+    def approval_files(self) -> dict[str, set[str]]:
+        """The approval files indexed for each run (an approval added later re-indexes it)."""
+        found: dict[str, set[str]] = {}
+        for r in self.rows("SELECT run_id, file FROM approvals"):
+            found.setdefault(r["run_id"], set()).add(r["file"])
+        return found
+
     def known(self) -> dict[str, str]:
         """Every indexed run: run id → statement sha256 (the incremental index skips them)."""
         found = self.rows("SELECT run_id, statement_sha256 FROM runs")

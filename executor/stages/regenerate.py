@@ -199,13 +199,11 @@ def plan_regeneration(
         new_digest=new_digest,
         steps=[Step(r, str(current[r]["name"]), tuple(sorted(needs[r]))) for r in order],
     )
-    _preflight(campaign, current, first_wave=set(first), options=options)
+    _preflight(campaign, current, options=options)
     return campaign
 
 
-def _preflight(
-    campaign: Campaign, current: Mapping[str, Any], *, first_wave: set[str], options: RegenOptions
-) -> None:
+def _preflight(campaign: Campaign, current: Mapping[str, Any], *, options: RegenOptions) -> None:
     """Verify every affected record and check every pin not being replaced; all misses at once."""
     problems: list[str] = []
     replaced_digests = {campaign.old_digest}

@@ -210,3 +210,34 @@ def test_a_keyless_approver_is_named_by_identity_and_issuer(
     assert (
         approval["approver_kind"] == "sigstore" and "reviewer@example.test" in approval["approver"]
     )
+
+
+def test_hostile_approval_files_are_listed_never_believed_or_fatal(
+    rexec: Rexec, setup: dict[str, Any], tmp_path: Path
+) -> None:
+    import os
+
+    run = setup["first"]
+    approve(rexec, setup, run, "alice")
+    folder = run / "approvals"
+    (folder / "a-dict-subject.json").write_text('{"subject": {"0": 1}, "predicate": []}')
+    (folder / "b-not-json.json").write_text("{nope")
+    (folder / "c-other.json").write_text(
+        '{"subject": [{"digest": {"sha256": "' + "0" * 64 + '"}}]}'
+    )
+    secret = tmp_path / "secret.json"
+    secret.write_text("{}")
+    os.symlink(secret, folder / "d-link.json")  # never read through
+    os.mkfifo(folder / "e-fifo.json")  # never waited on
+    report = json.loads(rexec("catalog", "index", setup["runs"], "--json").stdout)
+    assert report["failed"] == []
+    shown = json.loads(rexec("show", run.name, "--json").stdout)
+    results = {a["file"]: a["result"] for a in shown["approvals"]}
+    assert results.pop("a-dict-subject.json") == "about another statement"
+    assert results.pop("b-not-json.json") == "unreadable"
+    assert results.pop("c-other.json") == "about another statement"
+    assert results.pop("e-fifo.json") == "unreadable"
+    assert list(results.values()) == ["PASSED"]  # alice's; the link is not listed at all
+    again = json.loads(rexec("catalog", "index", setup["runs"], "--json").stdout)
+    assert again["unchanged"] == 2 and again["updated"] == 0  # nothing new: nothing re-read
+    assert gate(rexec, setup, run, "alice")["verified"]  # the junk does not hide a good approval
