@@ -15,6 +15,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
+from executor import safeio
 from executor.errors import InputError
 
 __all__ = ["TOTAL_CAP", "add_tree", "unpack"]
@@ -59,7 +60,7 @@ def add_tree(
         info.uid = info.gid = 0
         info.uname = info.gname = ""
         if info.isreg():
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = safeio.open_regular(path)  # no link followed, never a FIFO swapped in
             with os.fdopen(fd, "rb") as handle:
                 tar.addfile(info, handle)
             total += info.size
