@@ -174,14 +174,26 @@ def test_a_requeued_job_is_a_second_attempt_with_its_own_record(
     until("the first attempt's record", first.is_dir)
     assert json.loads((first / "record.json").read_text())["status"] == "interrupted"
 
-    def release() -> bool:  # Slurm holds a requeued job back ~2 minutes; let it go now
-        subprocess.run(
+    def release() -> bool:
+        # Slurm holds a requeued job back ~2 minutes (BeginTime), and on a busy host may
+        # hold it outright while the first attempt is still completing: let it go now.
+        for command in (
+            ["scontrol", "release", sub["job_id"]],
             ["scontrol", "update", f"JobId={sub['job_id']}", "StartTime=now"],
-            env=slurm.env, capture_output=True, check=False,
-        )  # fmt: skip
+        ):
+            subprocess.run(command, env=slurm.env, capture_output=True, check=False)
         return (runs / f"{sub['run_id']}-r1").is_dir()
 
-    until("the second attempt's record", release, timeout=90)
+    try:
+        until("the second attempt's record", release, timeout=150)
+    except AssertionError as exc:  # say what Slurm thought of the job
+        shown = subprocess.run(
+            ["scontrol", "show", "job", sub["job_id"]],
+            env=slurm.env,
+            capture_output=True,
+            text=True,
+        )
+        raise AssertionError(f"{exc}\n{shown.stdout}{shown.stderr}") from None
     second = runs / f"{sub['run_id']}-r1"
     assert json.loads((second / "record.json").read_text())["status"] == "succeeded"
     ident = build_definition(second)["internalParameters"]["scheduler"]
