@@ -40,6 +40,7 @@ Say = Callable[[str], None]
 # travel in Slurm's job environment, never into the script, the submission or the record.
 PASSED_THROUGH = (
     "REXEC_CACHE_DIR",
+    "REXEC_CATALOG",
     "REXEC_CONFIG_DIR",
     "REXEC_SIGNING_KEY",
     "REXEC_SIGNING_KEY_FILE",
@@ -98,8 +99,10 @@ def render_script(sub: Submission, *, name: str, export: Sequence[str]) -> str:
     flags.extend(site.extra)
     command = [*node_command(), "slurm-node", str(directory)]
     if site.nodes > 1:
-        # One rexec agent per node; srun forwards the job's signals to each.
-        command = ["srun", "--ntasks-per-node=1", "--kill-on-bad-exit=0", *command]
+        # One rexec agent per node; srun forwards the job's signals to each. --export=ALL:
+        # sbatch --export=NONE sets SLURM_EXPORT_ENV=NONE for the job, so srun would give
+        # the other ranks no environment at all; ALL passes exactly what the batch got.
+        command = ["srun", "--export=ALL", "--ntasks-per-node=1", "--kill-on-bad-exit=0", *command]
     lines = [
         "#!/bin/bash",
         f"# Written by `rexec submit` for run {sub.run_id}; kept beside the job's logs.",

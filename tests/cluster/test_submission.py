@@ -82,7 +82,7 @@ def test_the_script_holds_every_choice_as_an_sbatch_line(tmp_path: Path) -> None
 def test_multi_node_starts_one_agent_per_node(tmp_path: Path) -> None:
     script = render_script(submission(tmp_path, nodes=2), name="t", export=[])
     assert "#SBATCH --nodes=2" in script
-    assert "exec srun --ntasks-per-node=1" in script
+    assert "exec srun --export=ALL --ntasks-per-node=1" in script  # the ranks get the job env
 
 
 def test_a_submission_round_trips_through_its_file(tmp_path: Path) -> None:

@@ -234,6 +234,10 @@ def test_two_nodes_one_record_with_both_host_captures(
     assert peer["host"]["schema"] == "rexec.host/v1"
     assert (record / "outputs" / "rank.txt").read_text().strip() == "0/2@127.0.0.1"
     slurm("verify", record, "--key", keys[1])
+    # Rank 1 ran with the submitter's environment (here: its cache dir, so its catalog):
+    # srun inside an --export=NONE job passes none unless told to.
+    logged = json.loads(slurm("log", "--json").stdout)["runs"]
+    assert {r["run_id"] for r in logged} >= {sub["run_id"], f"{sub['run_id']}-node1"}
 
 
 def test_a_sweep_is_one_array_and_six_signed_runs(
