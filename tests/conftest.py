@@ -11,6 +11,19 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module- and session-scoped fixtures run before the per-test cache below exists:
+    give the whole session a private cache and config too, so nothing (a run's catalog
+    hook, a key lookup) ever reaches the real ~/.cache or ~/.config."""
+    root = tmp_path_factory.mktemp("session-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REXEC_CACHE_DIR", str(root / "cache"))
+        patch.setenv("XDG_CONFIG_HOME", str(root / "config"))
+        patch.delenv("REXEC_CATALOG", raising=False)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own rexec cache and config directory, so none reads or
