@@ -173,6 +173,19 @@ def by_css(driver: Any, css: str) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, css))
 
 
+def navigated(driver: Any, url_part: str) -> None:
+    """Wait until a click or a submit has loaded the page whose URL holds ``url_part``
+    (reading elements before that finds the old page's, which then go stale)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 15).until(
+        lambda d: (
+            url_part in d.current_url
+            and d.execute_script("return document.readyState") == "complete"
+        )
+    )
+
+
 def test_the_ledger_lists_and_filters_runs(ui: str, browser: Any, runs: dict[str, Any]) -> None:
     browser.get(ui + "/")
     listed = [a.text for a in by_css(browser, "#runs a")]
@@ -181,6 +194,7 @@ def test_the_ledger_lists_and_filters_runs(ui: str, browser: Any, runs: dict[str
     (box,) = by_css(browser, "input[name=name]")
     box.send_keys("train")
     box.submit()
+    navigated(browser, "name=train")
     assert sorted(a.text for a in by_css(browser, "#runs a")) == sorted(runs["trains"])
     browser.get(ui + "/?where=metrics.acc+%3E+0.85")
     assert [a.text for a in by_css(browser, "#runs a")] == [runs["trains"][0]]
@@ -208,6 +222,7 @@ def test_a_run_page_shows_what_its_record_holds(
     assert producer.text == runs["prepare"]
     browser.save_screenshot(str(SHOTS / "run.png"))
     producer.click()
+    navigated(browser, f"/run/{runs['prepare']}")
     assert by_css(browser, "h1.run-id")[0].text == runs["prepare"]
 
 
@@ -224,7 +239,7 @@ def test_lineage_nodes_open_their_runs(ui: str, browser: Any, runs: dict[str, An
     browser.execute_script(
         "arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", target
     )
-    time.sleep(0.5)
+    navigated(browser, f"/run/{runs['trains'][1]}")
     assert by_css(browser, "h1.run-id")[0].text == runs["trains"][1]
 
 
