@@ -14,7 +14,10 @@ from executor.errors import InputError
 from executor.record.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
 from executor.signing import SignOptions
 from executor.signing.key_policy import KeyPolicy
+from executor.signing.trust_file import default_trust_file, load_trust_file
 from executor.signing.types import SigningMethod, TrustPolicy
+
+DEFAULT_TRUST_FILE_TEXT = "~/.config/rexec/trust.toml"
 
 
 def add_runtime_option(parser: argparse.ArgumentParser) -> None:
@@ -63,17 +66,43 @@ def add_trust_options(parser: argparse.ArgumentParser, title: str) -> argparse._
         action="store_true",
         help="keyless: fetch the current public-good root through TUF (network)",
     )
+    trust.add_argument(
+        "--trust-policy",
+        type=Path,
+        metavar="FILE",
+        help="trust any signer this TOML file lists ([[signer]] key = PATH, or identity and "
+        f"issuer; default for upstream records: {DEFAULT_TRUST_FILE_TEXT})",
+    )
     return trust
+
+
+def _named(args: argparse.Namespace) -> bool:
+    """Whether the command line names a trust policy at all."""
+    keyless = any((args.identity, args.identity_regexp, args.issuer))
+    return args.key is not None or keyless or args.trust_policy is not None
+
+
+def upstream_policy(args: argparse.Namespace) -> TrustPolicy | None:
+    """Whose records may be read as upstream inputs, reused or regenerated: the trust
+    options, else the user's trust file when there is one, else None (the caller refuses)."""
+    if _named(args):
+        return trust_policy(args)
+    default = default_trust_file()
+    return load_trust_file(default) if default.is_file() else None
 
 
 def trust_policy(args: argparse.Namespace) -> TrustPolicy:
     """Exactly one policy from the trust options, or a clear InputError."""
     keyless = any((args.identity, args.identity_regexp, args.issuer))
-    if args.key is not None and keyless:
+    if sum((args.key is not None, keyless, args.trust_policy is not None)) > 1:
         raise InputError(
-            "two trust policies given: --key and --identity/--identity-regexp/--issuer",
-            hint="name exactly one: the signer's public key, or its keyless identity and issuer",
+            "two trust policies given: use one of --key, --identity/--identity-regexp/--issuer "
+            "and --trust-policy",
+            hint="name exactly one: the signer's public key, its keyless identity and issuer, "
+            "or a trust file that lists several signers",
         )
+    if args.trust_policy is not None:
+        return load_trust_file(args.trust_policy)
     if args.key is not None:
         if args.refresh_trust_root:
             raise InputError(

@@ -12,6 +12,7 @@ from executor.cli._options import (
     add_signing_options,
     add_trust_options,
     sign_options,
+    upstream_policy,
 )
 from executor.cli._options import trust_policy as policy_from_args
 from executor.errors import InputError
@@ -55,14 +56,15 @@ def parse_inputs(items: list[str]) -> dict[str, Path]:
 
 
 def trust_policy(args: argparse.Namespace) -> TrustPolicy | None:
+    """The trust options, else the user's trust file; None only with ``--no-verify``."""
     if args.no_verify:
-        if any((args.key, args.identity, args.identity_regexp, args.issuer)):
+        if any((args.key, args.identity, args.identity_regexp, args.issuer, args.trust_policy)):
             raise InputError(
                 "--no-verify and a trust policy exclude each other",
                 hint="name the signer to verify, or --no-verify to skip verification",
             )
         return None
-    return policy_from_args(args)
+    return upstream_policy(args) or policy_from_args(args)
 
 
 def exec_options(args: argparse.Namespace) -> replay.ExecOptions:
