@@ -55,14 +55,14 @@ def synthetic(n: int) -> list[dict[str, list[dict[str, object]]]]:
         stage = ("prepare", "train", "evaluate")[i % 3]
         chain = i // 3
         run_id = f"20261201T000000Z-{stage}-{i:08d}"
+        key = {"statement_sha256": f"{i:064x}", "run_id": run_id}
         upstream = tree(chain, ("raw", "dataset", "model")[i % 3])
         produced = tree(chain, ("dataset", "model", "report")[i % 3])
         batch.append(
             {
                 "runs": [
                     {
-                        "run_id": run_id,
-                        "statement_sha256": f"{i:064x}",
+                        **key,
                         "name": stage,
                         "kind": "run",
                         "status": "succeeded",
@@ -71,16 +71,12 @@ def synthetic(n: int) -> list[dict[str, list[dict[str, object]]]]:
                         "path": f"/runs/{run_id}",
                     }
                 ],
-                "inputs": [{"run_id": run_id, "name": "data", "digest": upstream, "role": "input"}],
-                "outputs": [
-                    {"run_id": run_id, "name": "outputs/x/", "digest": produced, "role": "tree"}
-                ],
-                "params": [
-                    {"run_id": run_id, "key": "lr", "value": "0.01", "num": 0.01, "overridden": 0}
-                ],
+                "inputs": [{**key, "name": "data", "digest": upstream, "role": "input"}],
+                "outputs": [{**key, "name": "outputs/x/", "digest": produced, "role": "tree"}],
+                "params": [{**key, "key": "lr", "value": "0.01", "num": 0.01, "overridden": 0}],
                 "metrics": [
                     {
-                        "run_id": run_id,
+                        **key,
                         "file": "m.json",
                         "key": "acc",
                         "value": (i % 1000) / 1000,
@@ -128,7 +124,9 @@ def queries(location: str, n: int, label: str) -> dict[str, float]:
     up = best_ms(lambda: catalog.lineage(cat, leaf, direction="upstream"))
     where = best_ms(lambda: catalog.log(cat, where=["metrics.acc > 0.998"], limit=50))
     peer = best_ms(
-        lambda: cat.rows("SELECT run_id FROM inputs WHERE digest = ?", [tree(0, "model")])
+        lambda: cat.rows(
+            "SELECT statement_sha256 FROM inputs WHERE digest = ?", [tree(0, "model")]
+        )
     )
     cat.close()
     print(f"\n== {n:,} runs on {label} (filled in {fill:.1f} s) ==")

@@ -20,23 +20,34 @@ from pathlib import Path
 from typing import Any
 
 from executor import safeio
-from executor.approvals import BUNDLE_SUFFIX, list_approvals
+from executor.approvals import BUNDLE_SUFFIX, list_approvals, verify_approval
 from executor.canonical import sha256_hex, strict_loads
 from executor.compare.numeric import flatten
-from executor.errors import InputError
+from executor.errors import InputError, RexecError
 from executor.record import store
 from executor.record.manifest import MANIFEST_SCHEMA
 from executor.record.manifest import loads as load_statement
 from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
+from executor.signing import TrustPolicy
 from executor.signing.bundle import parse_bundle
 from executor.spec.view import stage_key
-from executor.verification import VERDICT_FILE, replay_verdict
+from executor.verification import VERDICT_FILE, Verdict, replay_verdict, verify_record
 
-__all__ = ["READERS", "Rows", "dependency_digest", "read_statement", "rows_at", "rows_of"]
+__all__ = [
+    "READERS",
+    "Rows",
+    "dependency_digest",
+    "read_statement",
+    "rows_at",
+    "rows_of",
+    "verification_text",
+]
 
 METRICS_CAP = 1 << 20
 BUNDLE_CAP = 16 << 20
 Rows = dict[str, list[dict[str, Any]]]
+# An approval file and the Statement it must be about -> "verified by …" or "failed: …".
+ApprovalVerifier = Callable[[Path, str], str]
 
 
 def dependency_digest(dep: Mapping[str, Any] | None) -> str | None:
@@ -68,14 +79,41 @@ def read_statement(path: Path) -> bytes:
         raise InputError(f"{path / store.STATEMENT}: cannot read ({exc})") from exc
 
 
-def rows_at(path: Path, *, verification: str | None) -> Rows:
-    """The rows of the record at ``path``, by the reader for its manifest schema."""
+def verification_text(verdict: Verdict) -> str:
+    """What the catalog keeps of a verification: who signed, or why it failed."""
+    if verdict.error is not None:
+        return f"failed: {verdict.error.message}"
+    return f"verified by {verdict.signer}"
+
+
+def rows_at(
+    path: Path, *, policy: TrustPolicy | None = None, verification: str | None = None
+) -> Rows:
+    """The rows of the record at ``path``, by the reader for its manifest schema; with
+    ``policy``, the record and its approvals are verified under it and the results kept
+    (a record that fails is still indexed, as failed: the catalog lists what is there)."""
     payload = read_statement(path)
+    approvals = None
+    if policy is not None:
+        verdict = verify_record(path, policy)
+        verification = verification_text(verdict)
+        payload = verdict.payload if verdict.payload is not None else payload
+
+        def approvals(file: Path, statement: str) -> str:
+            try:
+                return f"verified by {verify_approval(file, policy, statement)}"
+            except RexecError as exc:
+                return f"failed: {exc.message}"
+
     view = StatementView(load_statement(payload, source=str(path / store.STATEMENT)))
     reader = READERS.get(view.manifest_schema or "")
     if reader is None:
         return _partial_rows(path, view, sha256_hex(payload), verification)
-    return reader(load_record(path, payload=payload), verification=verification)
+    return reader(
+        load_record(path, payload=payload),
+        verification=verification,
+        approvals_verified=approvals,
+    )
 
 
 def _signer(path: Path) -> tuple[str | None, str | None]:
@@ -100,8 +138,8 @@ def _partial_rows(path: Path, view: StatementView, sha: str, verification: str |
     meta = dig(view.doc, "predicate", "runDetails", "metadata") or {}
     kind, signer = _signer(path)
     run = {
-        "run_id": run_id,
         "statement_sha256": sha,
+        "run_id": run_id,
         "name": _text(
             dig(view.doc, "predicate", "buildDefinition", "externalParameters", "spec", "name")
         ),
@@ -122,6 +160,7 @@ def _partial_rows(path: Path, view: StatementView, sha: str, verification: str |
     }
     outputs = [
         {
+            "statement_sha256": sha,
             "run_id": run_id,
             "name": s["name"],
             "digest": f"sha256:{s['digest']['sha256']}",
@@ -140,10 +179,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
+def rows_of(
+    record: RunRecord,
+    *,
+    verification: str | None,
+    approvals_verified: ApprovalVerifier | None = None,
+) -> Rows:
     """The catalog rows of a ``rexec.manifest/v1`` record (read through the reader's
     signed-file checks)."""
-    run_id = record.run_id
+    run_id, sha = record.run_id, record.statement_sha256
     view, internal = record.spec, record.internal
     meta = record.statement["predicate"]["runDetails"].get("metadata", {})
     lineage = internal.get("lineage") if isinstance(internal.get("lineage"), dict) else None
@@ -153,8 +197,8 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         if isinstance(product, dict) and product.get("name") == "exit-status":
             exit_code = (product.get("annotations") or {}).get("exitCode")
     run = {
+        "statement_sha256": sha,
         "run_id": run_id,
-        "statement_sha256": record.statement_sha256,
         "name": view.get("name"),
         "kind": _kind(lineage),
         "status": record.status,
@@ -171,6 +215,7 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
         "verification": verification,
         "replay_of": (lineage or {}).get("replayOf"),
         "derived_from": (lineage or {}).get("derivedFrom"),
+        "original_statement": _text((lineage or {}).get("originalStatementSha256")),
         "path": str(record.path),
         "partial": None,
         "purpose": view.get("purpose") if isinstance(view.get("purpose"), str) else None,
@@ -180,13 +225,14 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
             view, image=dependency_digest(record.dependency("image")), code=dependency_digest(code)
         ),
     }
+    key = {"statement_sha256": sha, "run_id": run_id}
     inputs = [
         {
-            "run_id": run_id,
+            **key,
             "name": str(item.get("name")),
             "digest": str(item.get("digest")),
             "role": "input",
-            "from_run": _from_run(record, item.get("name")),
+            **_upstream(record, item.get("name")),
         }
         for item in view.get("inputs", [])
         if isinstance(item, dict) and isinstance(item.get("digest"), str)
@@ -194,41 +240,43 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
     for role, dep in (("image", record.dependency("image")), ("code", code)):
         digest = dependency_digest(dep)
         if digest is not None:
-            inputs.append({"run_id": run_id, "name": role, "digest": digest, "role": role})
+            inputs.append(
+                {**key, "name": role, "digest": digest, "role": role, **_upstream(record, None)}
+            )
     outputs = [
-        {"run_id": run_id, "name": name, "digest": f"sha256:{digest}", "role": "file"}
+        {**key, "name": name, "digest": f"sha256:{digest}", "role": "file"}
         for name, digest in sorted(record.outputs.items())
     ]
     for name, digest in sorted((internal.get("outputTrees") or {}).items()):
         if isinstance(name, str) and isinstance(digest, str):
-            outputs.append({"run_id": run_id, "name": name, "digest": digest, "role": "tree"})
+            outputs.append({**key, "name": name, "digest": digest, "role": "tree"})
     overridden = {o.get("key") for o in view.get("paramOverrides", []) if isinstance(o, dict)}
     flat: dict[str, Any] = {}
     flatten(view.get("params", {}), "", flat)
     params = [
         {
-            "run_id": run_id,
-            "key": key,
+            **key,
+            "key": name,
             "value": json.dumps(value),
             "num": _number(value),
-            "overridden": int(key.split(".", 1)[0] in overridden),
+            "overridden": int(name.split(".", 1)[0] in overridden),
         }
-        for key, value in sorted(flat.items())
+        for name, value in sorted(flat.items())
     ]
     metrics = [
         {
-            "run_id": run_id,
+            **key,
             "file": name,
-            "key": key,
+            "key": leaf,
             "value": value,
             "file_digest": f"sha256:{digest}",
         }
         for name, digest in sorted(record.outputs.items())
         if name.endswith(".json")
-        for key, value in sorted(_metrics(record.outputs_dir / name, digest).items())
+        for leaf, value in sorted(_metrics(record.outputs_dir / name, digest).items())
     ]
-    supersedes, corrections = _regeneration_rows(run_id, lineage or {})
-    approvals = _approval_rows(record)
+    supersedes, corrections = _regeneration_rows(key, lineage or {})
+    approvals = _approval_rows(record, approvals_verified)
     return {
         "runs": [run],
         "inputs": inputs,
@@ -241,11 +289,15 @@ def rows_of(record: RunRecord, *, verification: str | None) -> Rows:
     }
 
 
-def _from_run(record: RunRecord, name: Any) -> str | None:
-    """The upstream run an input was taken from (``from = "run:…"``), as the record signs it."""
-    notes = (record.dependency(f"input:{name}") or {}).get("annotations") or {}
-    value = notes.get("fromRun")
-    return value if isinstance(value, str) else None
+def _upstream(record: RunRecord, name: Any) -> dict[str, str | None]:
+    """The upstream run (and its Statement) an input was taken from (``from = "run:…"``),
+    as the record signs it; none for the image and code."""
+    notes = {} if name is None else (record.dependency(f"input:{name}") or {}).get("annotations")
+    notes = notes if isinstance(notes, Mapping) else {}
+    return {
+        "from_run": _text(notes.get("fromRun")),
+        "from_statement": _text(notes.get("fromStatementSha256")),
+    }
 
 
 def _verdict(record: RunRecord, lineage: Mapping[str, Any]) -> str | None:
@@ -263,10 +315,11 @@ def _verdict(record: RunRecord, lineage: Mapping[str, Any]) -> str | None:
     return _text(found.get("verdict"))
 
 
-def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:
+def _approval_rows(record: RunRecord, verified: ApprovalVerifier | None) -> list[dict[str, Any]]:
     """Every approval file beside the record, with who its bundle says signed it and what
-    it says (claims: ``verify --require-approval`` proves them). One that cannot be read,
-    or is about another Statement, is listed as such, never believed and never fatal."""
+    it says (claims, unless ``verified`` checked the file: ``verify --require-approval``
+    proves them). One that cannot be read, or is about another Statement, is listed as
+    such, never believed and never fatal."""
     rows = []
     for path in list_approvals(record.path):
         try:
@@ -286,6 +339,7 @@ def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:
         kind, who = _signer_of(path.with_name(path.stem + BUNDLE_SUFFIX))
         rows.append(
             {
+                "statement_sha256": record.statement_sha256,
                 "run_id": record.run_id,
                 "file": path.name,
                 "approver_kind": kind,
@@ -293,22 +347,34 @@ def _approval_rows(record: RunRecord) -> list[dict[str, Any]]:
                 "result": result,
                 "verified_at": _text(predicate.get("timeVerified")),
                 "policy": _text(dig(predicate, "policy", "uri")),
+                "verification": verified(path, record.statement_sha256) if verified else None,
             }
         )
     return rows
 
 
 def _regeneration_rows(
-    run_id: str, lineage: Mapping[str, Any]
+    key: Mapping[str, str], lineage: Mapping[str, Any]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A regenerated run supersedes the run it derives from, and each input it replaced
-    is a corrected digest (what ``log --stale`` looks for)."""
+    """A regenerated run supersedes the record it derives from (named by its Statement's
+    sha256), and each input it replaced is a corrected digest (what ``log --stale`` looks
+    for). Claims of the record: they count once the record verifies."""
     regeneration, old = lineage.get("regeneration"), lineage.get("derivedFrom")
+    old_statement = lineage.get("originalStatementSha256")
     if not isinstance(regeneration, Mapping) or not isinstance(old, str):
         return [], []
-    supersedes = [{"run_id": run_id, "old_run": old, "regeneration": regeneration.get("id")}]
+    if not isinstance(old_statement, str):
+        return [], []
+    supersedes = [
+        {
+            **key,
+            "old_statement": old_statement,
+            "old_run": old,
+            "regeneration": _text(regeneration.get("id")),
+        }
+    ]
     corrections = [
-        {"run_id": run_id, "old_digest": c["from"], "new_digest": str(c.get("to"))}
+        {**key, "old_digest": c["from"], "new_digest": str(c.get("to"))}
         for c in lineage.get("changedInputs") or []
         if isinstance(c, Mapping) and isinstance(c.get("from"), str)
     ]

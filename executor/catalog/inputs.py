@@ -1,45 +1,139 @@
 """``[[inputs]] from = "run:<id>:<path>"``: an earlier run's output directory as an input.
 
-Resolved before the run, from the runs dir or the catalog: the directory is
-``<record>/outputs/<path>``, and its digest is the tree the upstream record
-signs for it (computed from its signed subjects, as ``outputTrees`` is), so a
-spec may leave ``digest`` out. A digest the spec does give must be that one.
-The record then names the upstream run and its Statement's sha256 beside the
-input: a chain of Statements a verifier can walk offline, raw data to model.
+The catalog is an index, never an authority: it only says where records that claim
+a run (or the newest ``latest:`` runs of a name) might be. Each candidate record is
+verified under the caller's trust policy, outputs included, before one byte of it is
+used; a record that does not verify is skipped and said so, and without a policy
+nothing is read. The directory is ``<record>/outputs/<path>`` and its digest the
+tree the verified record signs for it (computed from its signed subjects, as
+``outputTrees`` is), so a spec may leave ``digest`` out; a digest it does give must
+be that one. The downstream record then signs the upstream run, its Statement's
+sha256 and the signer it was verified to have: a chain of Statements a verifier
+walks offline, raw data to model (``rexec verify --chain``).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from executor import snapshot, spec
 from executor.catalog.store import Catalog
-from executor.errors import InputError, MismatchError
+from executor.errors import InputError, MismatchError, VerificationError
 from executor.record.reader import RunRecord, load_record
+from executor.signing import TrustPolicy
+from executor.signing.trust_file import NO_POLICY_HINT
+from executor.verification import verify_record
 
-__all__ = ["pin_from", "resolve_inputs"]
+__all__ = ["LATEST_TRIES", "Upstream", "find_upstream", "pin_from", "resolve_inputs"]
+
+Say = Callable[[str], None]
+LATEST_TRIES = 20  # the newest `latest:` candidates verified before giving up
 
 
-def _record(kind: str, ident: str, *, runs_dir: Path, catalog: Catalog | None) -> Path:
+@dataclass(frozen=True)
+class Upstream:
+    """A record that verified under the caller's policy, and who signed it."""
+
+    record: RunRecord
+    signer: str
+
+
+def _candidates(kind: str, ident: str, *, runs_dir: Path, catalog: Catalog | None) -> list[Path]:
+    """Where records that may be the one asked for are, best first (never trusted)."""
+    found: list[Path] = []
     if kind == "run" and (runs_dir / ident / "statement.json").is_file():
-        return runs_dir / ident
+        found.append(runs_dir / ident)
     if catalog is not None:
         if kind == "run":
-            rows = catalog.rows("SELECT path FROM runs WHERE run_id = ?", [ident])
+            rows = catalog.records_of(ident)
         else:
             rows = catalog.rows(
                 "SELECT path FROM runs WHERE name = ? AND status = 'succeeded' AND kind = 'run'"
-                " ORDER BY started DESC LIMIT 1",
-                [ident],
+                " ORDER BY started DESC NULLS LAST, statement_sha256 LIMIT ?",
+                [ident, LATEST_TRIES],
             )
-        if rows and (Path(rows[0]["path"]) / "statement.json").is_file():
-            return Path(rows[0]["path"])
+        found += [Path(r["path"]) for r in rows]
+    unique: dict[Path, Path] = {}
+    for path in found:
+        unique.setdefault(path.absolute(), path)
+    return list(unique.values())
+
+
+def _why_not(kind: str, ident: str, record: RunRecord) -> str | None:
+    """Why a verified record is still not the one ``kind:ident`` asks for, if it is not."""
+    if kind == "run":
+        return None if record.run_id == ident else f"it is run {record.run_id}, not {ident}"
+    lineage = record.internal.get("lineage")
+    if record.spec.get("name") != ident:
+        return f"its signed name is {record.spec.get('name')!r}"
+    if record.status != "succeeded":
+        return f"its signed status is {record.status}"
+    if isinstance(lineage, Mapping) and (lineage.get("replayOf") or lineage.get("derivedFrom")):
+        return "it is a replay or rerun, not a run"
+    return None
+
+
+def find_upstream(
+    ref: str,
+    *,
+    runs_dir: Path,
+    catalog: Catalog | None,
+    policy: TrustPolicy | None,
+    say: Say = lambda text: None,
+) -> tuple[Upstream, str]:
+    """The record ``run:<id>:<path>`` or ``latest:<name>:<path>`` names, verified under
+    ``policy``, and the path inside its outputs; skipped candidates are said, with why."""
+    match = spec.FROM_RE.match(ref)
+    if match is None:
+        raise InputError(f"from {ref!r}: expected run:<id>:<path> or latest:<name>:<path>")
+    kind, ident, rel = match.groups()
+    if policy is None:
+        raise InputError(
+            f"from {ref}: reading another run's outputs needs a trust policy to verify its "
+            "record (the catalog only says where records are, not which are genuine)",
+            hint=NO_POLICY_HINT,
+        )
+    candidates = _candidates(kind, ident, runs_dir=runs_dir, catalog=catalog)
+    verified: dict[str, Upstream] = {}
+    skipped: list[str] = []
+    for path in candidates:
+        verdict = verify_record(path, policy)
+        if verdict.error is not None:
+            skipped.append(f"{path}: does not verify ({verdict.error.message})")
+            continue
+        record = load_record(path, payload=verdict.payload)
+        why = _why_not(kind, ident, record)
+        if why is not None:
+            skipped.append(f"{path}: {why}")
+            continue
+        verified.setdefault(record.statement_sha256, Upstream(record, verdict.signer or ""))
+        if kind == "latest":
+            break  # the newest that verifies
+    for line in skipped:
+        say(f"from {kind}:{ident}: skipped {line}")
     what = f"run {ident}" if kind == "run" else f"a succeeded run named {ident!r}"
-    raise InputError(
-        f"from {kind}:{ident}: no record of {what} in {runs_dir} or the catalog",
-        hint="pass the --runs-dir it was written to, or `rexec catalog index` that runs dir",
-    )
+    if not verified:
+        if not candidates:
+            raise InputError(
+                f"from {kind}:{ident}: no record of {what} in {runs_dir} or the catalog",
+                hint="pass the --runs-dir it was written to, or `rexec catalog index` it",
+            )
+        raise VerificationError(
+            f"from {kind}:{ident}: no record of {what} verifies under {policy.describe()}",
+            details=skipped,
+            hint="a record signed by someone else, unsigned or edited is never read; "
+            "name the signer you trust, or restore the genuine record",
+        )
+    if len(verified) > 1:
+        raise VerificationError(
+            f"from {kind}:{ident}: {len(verified)} different records of {what} verify",
+            details=[f"statement {s} at {u.record.path}" for s, u in verified.items()],
+            hint="two signed records claim one run id; name the one you mean by its "
+            "directory with --runs-dir, and find out how the other was made",
+        )
+    return next(iter(verified.values())), rel
 
 
 def _signed_tree(record: RunRecord, rel: str) -> str:
@@ -51,21 +145,31 @@ def _signed_tree(record: RunRecord, rel: str) -> str:
     return snapshot.trees_of(directory, digests)[""]
 
 
-def pin_from(ref: str, *, runs_dir: Path, catalog: Catalog | None) -> tuple[str, str]:
-    """``rexec lock``: ``run:``/``latest:<name>:<path>`` as ``run:<id>:<path>`` (the run it
-    names now) and the tree digest that run's record signs for the path."""
-    match = spec.FROM_RE.match(ref)
-    if match is None:
-        raise InputError(f"from {ref!r}: expected run:<id>:<path> or latest:<name>:<path>")
-    kind, ident, rel = match.groups()
-    record = load_record(_record(kind, ident, runs_dir=runs_dir, catalog=catalog))
-    return f"run:{record.run_id}:{rel}", _signed_tree(record, rel)
+def pin_from(
+    ref: str,
+    *,
+    runs_dir: Path,
+    catalog: Catalog | None,
+    policy: TrustPolicy | None,
+    say: Say = lambda text: None,
+) -> tuple[str, str]:
+    """``rexec lock``: ``run:``/``latest:<name>:<path>`` as ``run:<id>:<path>`` (the verified
+    run it names now) and the tree digest that run's record signs for the path."""
+    upstream, rel = find_upstream(ref, runs_dir=runs_dir, catalog=catalog, policy=policy, say=say)
+    return f"run:{upstream.record.run_id}:{rel}", _signed_tree(upstream.record, rel)
 
 
 def resolve_inputs(
-    run_spec: spec.RunSpec, *, runs_dir: Path, catalog: Catalog | None
+    run_spec: spec.RunSpec,
+    *,
+    runs_dir: Path,
+    catalog: Catalog | None,
+    policy: TrustPolicy | None,
+    verified: Mapping[str, Upstream] | None = None,
+    say: Say = lambda text: None,
 ) -> spec.RunSpec:
-    """``run_spec`` with every ``from`` input's path, digest and upstream run filled in."""
+    """``run_spec`` with every ``from`` input's path, digest, upstream run and signer filled
+    in; ``verified`` holds records the caller already verified, by run id (a pipeline's)."""
     if not any(i.from_ref and not i.from_run for i in run_spec.inputs):
         return run_spec
     resolved = []
@@ -76,7 +180,13 @@ def resolve_inputs(
         match = spec.FROM_RE.match(item.from_ref)
         assert match is not None  # the parser checked the form
         kind, ident, rel = match.groups()
-        record = load_record(_record(kind, ident, runs_dir=runs_dir, catalog=catalog))
+        if kind == "run" and verified and ident in verified:
+            upstream = verified[ident]
+        else:
+            upstream, rel = find_upstream(
+                item.from_ref, runs_dir=runs_dir, catalog=catalog, policy=policy, say=say
+            )
+        record = upstream.record
         digest = _signed_tree(record, rel)
         if item.digest != spec.UNRESOLVED_DIGEST and item.digest != digest:
             raise MismatchError(
@@ -91,6 +201,7 @@ def resolve_inputs(
                 digest=digest,
                 from_run=record.run_id,
                 from_statement=record.statement_sha256,
+                from_signer=upstream.signer,
             )
         )
     return replace(run_spec, inputs=tuple(resolved))

@@ -36,40 +36,42 @@ def render_lineage(
     graph: Mapping[str, Any], fmt: str, *, links: Mapping[str, str] | None = None
 ) -> str:
     """``graph`` (from :func:`executor.catalog.lineage`) in format ``fmt``; for svg,
-    ``links`` maps a run id to the URL its node opens (the web view's run pages)."""
+    ``links`` maps a run id to the URL its node opens (the web view's run pages). A node
+    is a record (its Statement), labelled with the run id it claims: two records that
+    claim one run id are two nodes."""
     if fmt == "json":
         return json.dumps(
             {"schema": "rexec.lineage/v1", **graph}, indent=2, sort_keys=True, default=str
         )
-    runs = {r["run_id"]: r for r in graph["runs"]}
+    runs = {r["statement_sha256"]: r for r in graph["runs"]}
     order = list(runs)
     producers: dict[str, list[str]] = {}
     for out in graph["outputs"]:
-        producers.setdefault(out["digest"], []).append(out["run_id"])
-    edges: list[tuple[str, str, str]] = []  # (producer run, consumer run, artifact label)
+        producers.setdefault(out["digest"], []).append(out["statement_sha256"])
+    edges: list[tuple[str, str, str]] = []  # (producer, consumer, artifact label)
     for item in graph["inputs"]:
         for producer in producers.get(item["digest"], []):
-            if producer != item["run_id"]:
-                edges.append((producer, item["run_id"], f"{item['name']} {_short(item['digest'])}"))
+            if producer != item["statement_sha256"]:
+                what = f"{item['name']} {_short(item['digest'])}"
+                edges.append((producer, item["statement_sha256"], what))
     if fmt == "tree":
         lines = []
-        for run_id in order:
-            run = runs[run_id]
+        for key in order:
+            run = runs[key]
             status, name = _label(str(run.get("status"))), _label(str(run.get("name")))
-            lines.append(f"{_label(run_id)}  {status}  {name}")
+            lines.append(f"{_label(run['run_id'])}  {status}  {name}")
             for src, dst, what in edges:
-                if dst == run_id:
-                    lines.append(f"  <- {_label(src)}  ({_label(what)})")
+                if dst == key:
+                    lines.append(f"  <- {_label(runs[src]['run_id'])}  ({_label(what)})")
         return "\n".join(lines) + "\n"
-    ids = {run_id: f"r{i}" for i, run_id in enumerate(order)}
+    ids = {key: f"r{i}" for i, key in enumerate(order)}
     if fmt in ("dot", "svg", "html"):
         lines = ["digraph lineage {", "  rankdir=LR;", "  node [shape=box];"]
         for r in order:
-            url = f"#{ids[r]}" if fmt == "html" else (links or {}).get(r)
-            link = f', URL="{_label(url)}", tooltip="{_label(r)}"' if url else ""
-            lines.append(
-                f'  {ids[r]} [label="{_label(r)}\\n{_label(str(runs[r].get("status")))}"{link}];'
-            )
+            run_id, status = runs[r]["run_id"], _label(str(runs[r].get("status")))
+            url = f"#{ids[r]}" if fmt == "html" else (links or {}).get(run_id)
+            link = f', URL="{_label(url)}", tooltip="{_label(run_id)}"' if url else ""
+            lines.append(f'  {ids[r]} [label="{_label(run_id)}\\n{status}"{link}];')
         lines += [f'  {ids[a]} -> {ids[b]} [label="{_label(w)}"];' for a, b, w in edges]
         dot = "\n".join([*lines, "}"]) + "\n"
         if fmt == "dot":
@@ -80,7 +82,8 @@ def render_lineage(
     if fmt == "mermaid":
         lines = ["flowchart LR"]
         lines += [
-            f'  {ids[r]}["{_label(r)} ({_label(str(runs[r].get("status")))})"]' for r in order
+            f'  {ids[r]}["{_label(runs[r]["run_id"])} ({_label(str(runs[r].get("status")))})"]'
+            for r in order
         ]
         lines += [f'  {ids[a]} -->|"{_label(w)}"| {ids[b]}' for a, b, w in edges]
         return "\n".join(lines) + "\n"
@@ -94,26 +97,26 @@ def _page(graph: Mapping[str, Any], svg: str, ids: Mapping[str, str]) -> str:
     ins: dict[str, list[Mapping[str, Any]]] = {}
     outs: dict[str, list[Mapping[str, Any]]] = {}
     for item in graph["inputs"]:
-        ins.setdefault(item["run_id"], []).append(item)
+        ins.setdefault(item["statement_sha256"], []).append(item)
     for item in graph["outputs"]:
-        outs.setdefault(item["run_id"], []).append(item)
+        outs.setdefault(item["statement_sha256"], []).append(item)
     parts = [
         "<p>Made by <code>rexec lineage --format html</code> from the run catalog. Each box is a"
         " run; an arrow is an output of one run that another read, matched by digest.</p>",
         f'<div class="graph">{svg}</div>',
     ]
     for run in graph["runs"]:
-        run_id = run["run_id"]
-        parts.append(f'<section id="{ids[run_id]}"><h2><code>{esc(run_id)}</code></h2><table>')
+        key = run["statement_sha256"]
+        parts.append(f'<section id="{ids[key]}"><h2><code>{esc(run["run_id"])}</code></h2><table>')
         for key in ("name", "status", "kind", "started", "signer", "verification", "path"):
             parts.append(f"<tr><th>{key}</th><td>{esc(run.get(key))}</td></tr>")
         parts.append("</table><table><tr><th>input</th><th>digest</th></tr>")
-        for item in ins.get(run_id, []):
+        for item in ins.get(key, []):
             parts.append(
                 f"<tr><td>{esc(item['name'])}</td><td><code>{esc(item['digest'])}</code></td></tr>"
             )
         parts.append("<tr><th>output</th><th>digest</th></tr>")
-        for item in outs.get(run_id, []):
+        for item in outs.get(key, []):
             parts.append(
                 f"<tr><td>{esc(item['name'])}</td><td><code>{esc(item['digest'])}</code></td></tr>"
             )

@@ -24,58 +24,103 @@ from executor.errors import InputError
 
 __all__ = ["SCHEMA_VERSION", "Backend", "Catalog"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+# Every table is keyed by the Statement's sha256 (a record), never by the run id it claims:
+# two records that claim one run id are two rows, a conflict shown as such (docs/catalog.md).
 # {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id {text} PRIMARY KEY,
-    statement_sha256 {text} NOT NULL,
-    name {text}, kind {text}, status {text}, exit_code INTEGER,
-    started {text}, finished {text}, seed BIGINT,
-    image {text}, code_commit {text}, code_tree {text},
-    invoker {text}, engine {text}, signed INTEGER,
-    verification {text}, replay_of {text}, derived_from {text},
-    path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text},
-    purpose {text}, verdict {text}
-);
+TABLE_COLUMNS = {
+    "runs": """
+        statement_sha256 {text} PRIMARY KEY, run_id {text} NOT NULL,
+        name {text}, kind {text}, status {text}, exit_code INTEGER,
+        started {text}, finished {text}, seed BIGINT,
+        image {text}, code_commit {text}, code_tree {text},
+        invoker {text}, engine {text}, signed INTEGER,
+        verification {text}, replay_of {text}, derived_from {text}, original_statement {text},
+        path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text},
+        purpose {text}, verdict {text}""",
+    "inputs": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, name {text} NOT NULL,
+        digest {text} NOT NULL, role {text} NOT NULL, from_run {text}, from_statement {text},
+        PRIMARY KEY (statement_sha256, name)""",
+    "outputs": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, name {text} NOT NULL,
+        digest {text} NOT NULL, role {text} NOT NULL, PRIMARY KEY (statement_sha256, name)""",
+    "params": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, key {text} NOT NULL,
+        value {text}, num DOUBLE PRECISION, overridden INTEGER,
+        PRIMARY KEY (statement_sha256, key)""",
+    "metrics": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, file {text} NOT NULL,
+        key {text} NOT NULL, value DOUBLE PRECISION, file_digest {text},
+        PRIMARY KEY (statement_sha256, file, key)""",
+    "supersedes": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL,
+        old_statement {text} NOT NULL, old_run {text} NOT NULL, regeneration {text},
+        PRIMARY KEY (statement_sha256, old_statement)""",
+    "corrections": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, old_digest {text} NOT NULL,
+        new_digest {text} NOT NULL, PRIMARY KEY (statement_sha256, old_digest)""",
+    "approvals": """
+        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, file {text} NOT NULL,
+        approver_kind {text}, approver {text}, result {text}, verified_at {text},
+        policy {text}, verification {text}, PRIMARY KEY (statement_sha256, file)""",
+}
+INDEXES = """
+CREATE INDEX IF NOT EXISTS runs_by_run_id ON runs (run_id);
 CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key);
-CREATE TABLE IF NOT EXISTS inputs (
-    run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL, role {text} NOT NULL,
-    from_run {text}, PRIMARY KEY (run_id, name)
-);
+CREATE INDEX IF NOT EXISTS runs_by_path ON runs (path);
+CREATE INDEX IF NOT EXISTS runs_by_original ON runs (original_statement);
 CREATE INDEX IF NOT EXISTS inputs_by_digest ON inputs (digest);
-CREATE TABLE IF NOT EXISTS outputs (
-    run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL, role {text} NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
 CREATE INDEX IF NOT EXISTS outputs_by_digest ON outputs (digest);
-CREATE TABLE IF NOT EXISTS params (
-    run_id {text} NOT NULL, key {text} NOT NULL, value {text}, num DOUBLE PRECISION,
-    overridden INTEGER, PRIMARY KEY (run_id, key)
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id {text} NOT NULL, file {text} NOT NULL, key {text} NOT NULL, value DOUBLE PRECISION,
-    file_digest {text}, PRIMARY KEY (run_id, file, key)
-);
 CREATE INDEX IF NOT EXISTS metrics_by_key ON metrics (key, value);
-CREATE TABLE IF NOT EXISTS supersedes (
-    run_id {text} NOT NULL, old_run {text} NOT NULL, regeneration {text},
-    PRIMARY KEY (run_id, old_run)
-);
-CREATE INDEX IF NOT EXISTS supersedes_by_old ON supersedes (old_run);
-CREATE TABLE IF NOT EXISTS approvals (
-    run_id {text} NOT NULL, file {text} NOT NULL, approver_kind {text}, approver {text},
-    result {text}, verified_at {text}, policy {text}, PRIMARY KEY (run_id, file)
-);
-CREATE TABLE IF NOT EXISTS corrections (
-    run_id {text} NOT NULL, old_digest {text} NOT NULL, new_digest {text} NOT NULL,
-    PRIMARY KEY (run_id, old_digest)
-);
+CREATE INDEX IF NOT EXISTS supersedes_by_old ON supersedes (old_statement);
 CREATE INDEX IF NOT EXISTS params_by_key ON params (key, num);
 """
-# What an older catalog's tables need to read as this version (additive only: rows stay
-# valid); the schema's CREATE … IF NOT EXISTS then adds the new tables and indexes.
+SCHEMA = (
+    "".join(f"CREATE TABLE IF NOT EXISTS {t} ({c});\n" for t, c in TABLE_COLUMNS.items()) + INDEXES
+)
+# What an older catalog's tables need to read as the next version. 1 and 2 add columns;
+# 3 → 4 re-keys every table by the Statement's sha256 (a copy into new tables: a primary
+# key cannot be altered in place). The copy keeps every row; values only a record gives
+# (an input's upstream Statement, an approval's verification) stay empty until
+# `catalog index --rebuild` reads the records again.
+_V3_COPY = {
+    "runs": "SELECT statement_sha256, run_id, name, kind, status, exit_code, started, finished,"
+    " seed, image, code_commit, code_tree, invoker, engine, signed, verification, replay_of,"
+    " derived_from, NULL, path, partial, signer_kind, signer, stage_key, purpose, verdict"
+    " FROM runs",
+    "inputs": "SELECT r.statement_sha256, t.run_id, t.name, t.digest, t.role, t.from_run, NULL"
+    " FROM inputs t JOIN runs r ON r.run_id = t.run_id",
+    "outputs": "SELECT r.statement_sha256, t.run_id, t.name, t.digest, t.role"
+    " FROM outputs t JOIN runs r ON r.run_id = t.run_id",
+    "params": "SELECT r.statement_sha256, t.run_id, t.key, t.value, t.num, t.overridden"
+    " FROM params t JOIN runs r ON r.run_id = t.run_id",
+    "metrics": "SELECT r.statement_sha256, t.run_id, t.file, t.key, t.value, t.file_digest"
+    " FROM metrics t JOIN runs r ON r.run_id = t.run_id",
+    "supersedes": "SELECT r.statement_sha256, t.run_id, o.statement_sha256, t.old_run,"
+    " t.regeneration FROM supersedes t JOIN runs r ON r.run_id = t.run_id"
+    " JOIN runs o ON o.run_id = t.old_run",
+    "corrections": "SELECT r.statement_sha256, t.run_id, t.old_digest, t.new_digest"
+    " FROM corrections t JOIN runs r ON r.run_id = t.run_id",
+    "approvals": "SELECT r.statement_sha256, t.run_id, t.file, t.approver_kind, t.approver,"
+    " t.result, t.verified_at, t.policy, NULL FROM approvals t JOIN runs r ON r.run_id = t.run_id",
+}
+_V3_TABLES = {
+    "outputs": "run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL,"
+    " role {text} NOT NULL, PRIMARY KEY (run_id, name)",
+    "params": "run_id {text} NOT NULL, key {text} NOT NULL, value {text},"
+    " num DOUBLE PRECISION, overridden INTEGER, PRIMARY KEY (run_id, key)",
+    "metrics": "run_id {text} NOT NULL, file {text} NOT NULL, key {text} NOT NULL,"
+    " value DOUBLE PRECISION, file_digest {text}, PRIMARY KEY (run_id, file, key)",
+    "supersedes": "run_id {text} NOT NULL, old_run {text} NOT NULL, regeneration {text},"
+    " PRIMARY KEY (run_id, old_run)",
+    "corrections": "run_id {text} NOT NULL, old_digest {text} NOT NULL,"
+    " new_digest {text} NOT NULL, PRIMARY KEY (run_id, old_digest)",
+    "approvals": "run_id {text} NOT NULL, file {text} NOT NULL, approver_kind {text},"
+    " approver {text}, result {text}, verified_at {text}, policy {text},"
+    " PRIMARY KEY (run_id, file)",
+}
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "ALTER TABLE runs ADD COLUMN signer_kind {text}",
@@ -87,17 +132,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE runs ADD COLUMN verdict {text}",
         "ALTER TABLE inputs ADD COLUMN from_run {text}",
     ),
+    3: (
+        # tables a schema 1 or 2 catalog may not have yet, as schema 3 had them
+        *(f"CREATE TABLE IF NOT EXISTS {t} ({c})" for t, c in _V3_TABLES.items()),
+        *(f"CREATE TABLE {t}_v4 ({c})" for t, c in TABLE_COLUMNS.items()),
+        *(f"INSERT INTO {t}_v4 {sql}" for t, sql in _V3_COPY.items()),
+        *(f"DROP TABLE {t}" for t in TABLE_COLUMNS),
+        *(f"ALTER TABLE {t}_v4 RENAME TO {t}" for t in TABLE_COLUMNS),
+    ),
 }
-TABLES = (
-    "runs",
-    "inputs",
-    "outputs",
-    "params",
-    "metrics",
-    "supersedes",
-    "corrections",
-    "approvals",
-)
+TABLES = tuple(TABLE_COLUMNS)
 
 
 class Backend(Protocol):
@@ -181,20 +225,30 @@ class Catalog:
             yield
 
     def put(self, rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Replace one run's rows (``rows["runs"]`` holds exactly one) in one transaction."""
+        """Replace one record's rows (``rows["runs"]`` holds exactly one) in one transaction."""
         self.put_many([rows])
 
     def put_many(self, batch: Sequence[Mapping[str, Sequence[Mapping[str, Any]]]]) -> None:
-        """Replace several runs' rows in one transaction (an index pass, a benchmark)."""
-        run_ids = [[run["run_id"]] for rows in batch for run in rows["runs"]]
+        """Replace several records' rows in one transaction (an index pass, a benchmark).
+
+        A record is its Statement: rows of the same Statement are replaced, rows of
+        another Statement that claims the same run id stay (a conflict, never a silent
+        replacement), and rows of another Statement once found at the same path go (the
+        file there is this one now).
+        """
+        keys = [(run["statement_sha256"], run["path"]) for rows in batch for run in rows["runs"]]
         grouped: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
         for rows in batch:
             for table in TABLES:
                 for row in rows.get(table, ()):
                     grouped.setdefault((table, tuple(row)), []).append(tuple(row.values()))
         with self.backend.transaction():
-            for table in TABLES:
-                self.backend.execute_many(f"DELETE FROM {table} WHERE run_id = ?", run_ids)
+            for table in reversed(TABLES):  # runs last: the others find the path's rows there
+                self.backend.execute_many(
+                    f"DELETE FROM {table} WHERE statement_sha256 = ? OR statement_sha256 IN"
+                    " (SELECT statement_sha256 FROM runs WHERE path = ?)",
+                    keys,
+                )
             for (table, columns), values in grouped.items():
                 marks = ", ".join("?" for _ in columns)
                 self.backend.execute_many(
@@ -212,29 +266,62 @@ class Catalog:
                 self.backend.rows(f"DELETE FROM {table}")
 
     def approval_files(self) -> dict[str, set[str]]:
-        """The approval files indexed for each run (an approval added later re-indexes it)."""
+        """The approval files indexed for each record (an approval added later re-indexes it)."""
         found: dict[str, set[str]] = {}
-        for r in self.rows("SELECT run_id, file FROM approvals"):
-            found.setdefault(r["run_id"], set()).add(r["file"])
+        for r in self.rows("SELECT statement_sha256, file FROM approvals"):
+            found.setdefault(r["statement_sha256"], set()).add(r["file"])
         return found
 
     def known(self) -> dict[str, str]:
-        """Every indexed run: run id → statement sha256 (the incremental index skips them)."""
-        found = self.rows("SELECT run_id, statement_sha256 FROM runs")
-        return {r["run_id"]: r["statement_sha256"] for r in found}
+        """Every indexed record: statement sha256 → path (the incremental index skips them)."""
+        found = self.rows("SELECT statement_sha256, path FROM runs")
+        return {r["statement_sha256"]: r["path"] for r in found}
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A query's rows as dicts."""
         return self.backend.rows(sql, args)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, records never verified, and run ids claimed by several records."""
+        found = {t: int(self.rows(f"SELECT count(*) AS n FROM {t}")[0]["n"]) for t in TABLES}
+        found["unverified"] = int(
+            self.rows("SELECT count(*) AS n FROM runs WHERE verification IS NULL")[0]["n"]
+        )
+        found["conflicts"] = int(
+            self.rows(
+                "SELECT count(*) AS n FROM (SELECT run_id FROM runs GROUP BY run_id"
+                " HAVING count(*) > 1) AS c"
+            )[0]["n"]
+        )
+        return found
 
     def read_only_query(self, sql: str) -> list[dict[str, Any]]:
         """``rexec catalog query``: one SELECT, on a connection that cannot write."""
         return self.backend.read_only(sql)
 
     def run_ids_starting(self, prefix: str) -> list[str]:
-        """Run ids that start with ``prefix`` (by the primary key, without a scan)."""
+        """Run ids that start with ``prefix`` (by their index, without a scan)."""
         clause, args = self.backend.prefix("run_id", prefix)
-        return [r["run_id"] for r in self.rows(f"SELECT run_id FROM runs WHERE {clause}", args)]
+        found = self.rows(f"SELECT DISTINCT run_id FROM runs WHERE {clause}", args)
+        return sorted(r["run_id"] for r in found)
+
+    def statements_starting(self, hexpart: str) -> list[str]:
+        """Records whose Statement's sha256 starts with ``hexpart``."""
+        clause, args = self.backend.prefix("statement_sha256", hexpart.lower())
+        found = self.rows(f"SELECT statement_sha256 FROM runs WHERE {clause}", args)
+        return sorted(r["statement_sha256"] for r in found)
+
+    def records_of(self, run_id: str) -> list[dict[str, Any]]:
+        """Every record that claims ``run_id``: one, or a conflict of several."""
+        return self.rows(
+            "SELECT * FROM runs WHERE run_id = ? ORDER BY started NULLS LAST, statement_sha256",
+            [run_id],
+        )
+
+    def record(self, statement: str) -> dict[str, Any] | None:
+        """The runs row of one record."""
+        found = self.rows("SELECT * FROM runs WHERE statement_sha256 = ?", [statement])
+        return found[0] if found else None
 
     def digests_starting(self, ref: str) -> list[str]:
         """Digests that start with ``ref``: ``algo:hex…``, or the hex of any algorithm."""
@@ -247,7 +334,7 @@ class Catalog:
         return sorted(r["digest"] for r in self.rows(query, [pattern]))
 
     def walk(self, digests: Sequence[str], *, direction: str) -> list[str]:
-        """The runs reachable from ``digests``: upstream (who produced them, from what)
+        """The records reachable from ``digests``: upstream (who produced them, from what)
         or downstream (who consumed them, producing what)."""
         if not digests:
             return []
@@ -258,31 +345,106 @@ class Catalog:
                 VALUES {seeds}
                 UNION
                 SELECT i.digest FROM art JOIN outputs o ON o.digest = art.digest
-                    JOIN inputs i ON i.run_id = o.run_id
+                    JOIN inputs i ON i.statement_sha256 = o.statement_sha256
             )
-            SELECT DISTINCT o.run_id FROM art JOIN outputs o ON o.digest = art.digest"""
+            SELECT DISTINCT o.statement_sha256 FROM art JOIN outputs o ON o.digest = art.digest"""
         else:  # who consumed them, producing what, down to the last model
             walk = f"""
             WITH RECURSIVE art(digest) AS (
                 VALUES {seeds}
                 UNION
                 SELECT o.digest FROM art JOIN inputs i ON i.digest = art.digest
-                    JOIN outputs o ON o.run_id = i.run_id
+                    JOIN outputs o ON o.statement_sha256 = i.statement_sha256
             )
-            SELECT DISTINCT i.run_id FROM art JOIN inputs i ON i.digest = art.digest"""
-        return sorted(r["run_id"] for r in self.rows(walk, list(digests)))
+            SELECT DISTINCT i.statement_sha256 FROM art JOIN inputs i ON i.digest = art.digest"""
+        return sorted(r["statement_sha256"] for r in self.rows(walk, list(digests)))
 
-    def graph(self, run_ids: Sequence[str]) -> dict[str, Any]:
-        """These runs with their inputs and outputs: the nodes and edges to draw."""
-        marks = ", ".join("?" for _ in run_ids) or "NULL"
+    def graph(self, statements: Sequence[str]) -> dict[str, Any]:
+        """These records with their inputs and outputs: the nodes and edges to draw."""
+        marks = ", ".join("?" for _ in statements) or "NULL"
         runs = self.rows(
-            f"SELECT * FROM runs WHERE run_id IN ({marks}) ORDER BY started NULLS FIRST, run_id",
-            run_ids,
+            f"SELECT * FROM runs WHERE statement_sha256 IN ({marks})"
+            " ORDER BY started NULLS FIRST, run_id, statement_sha256",
+            statements,
         )
         ins = self.rows(
-            f"SELECT * FROM inputs WHERE run_id IN ({marks}) ORDER BY run_id, name", run_ids
+            f"SELECT * FROM inputs WHERE statement_sha256 IN ({marks})"
+            " ORDER BY run_id, statement_sha256, name",
+            statements,
         )
         outs = self.rows(
-            f"SELECT * FROM outputs WHERE run_id IN ({marks}) ORDER BY run_id, name", run_ids
+            f"SELECT * FROM outputs WHERE statement_sha256 IN ({marks})"
+            " ORDER BY run_id, statement_sha256, name",
+            statements,
         )
         return {"runs": runs, "inputs": ins, "outputs": outs}
+
+    def readers(self, digest: str) -> list[dict[str, Any]]:
+        """The records with an input (a snapshot, not image or code) of ``digest``."""
+        return self.rows(
+            "SELECT DISTINCT r.* FROM runs r JOIN inputs i ON i.statement_sha256 ="
+            " r.statement_sha256 WHERE i.digest = ? AND i.role = 'input'"
+            " ORDER BY r.run_id, r.statement_sha256",
+            [digest],
+        )
+
+    def records(self, statements: Sequence[str]) -> list[dict[str, Any]]:
+        """The runs rows of these records."""
+        marks = ", ".join("?" for _ in statements) or "NULL"
+        return self.rows(
+            f"SELECT * FROM runs WHERE statement_sha256 IN ({marks})"
+            " ORDER BY run_id, statement_sha256",
+            statements,
+        )
+
+    def inputs_of(self, statements: Sequence[str]) -> list[dict[str, Any]]:
+        """The snapshot inputs of these records (not image or code)."""
+        marks = ", ".join("?" for _ in statements) or "NULL"
+        return self.rows(
+            f"SELECT * FROM inputs WHERE role = 'input' AND statement_sha256 IN ({marks})"
+            " ORDER BY statement_sha256, name",
+            statements,
+        )
+
+    def outputs_of(self, statements: Sequence[str]) -> list[dict[str, Any]]:
+        """The outputs (files and trees) of these records."""
+        marks = ", ".join("?" for _ in statements) or "NULL"
+        return self.rows(
+            f"SELECT * FROM outputs WHERE statement_sha256 IN ({marks})"
+            " ORDER BY statement_sha256, name",
+            statements,
+        )
+
+    def successors(self, statements: Sequence[str]) -> list[dict[str, Any]]:
+        """Records that claim to supersede these (a regeneration's): claims to verify."""
+        marks = ", ".join("?" for _ in statements) or "NULL"
+        return self.rows(
+            "SELECT s.old_statement, r.* FROM supersedes s JOIN runs r"
+            " ON r.statement_sha256 = s.statement_sha256"
+            f" WHERE s.old_statement IN ({marks}) ORDER BY r.run_id, r.statement_sha256",
+            statements,
+        )
+
+    def regenerations(self) -> list[dict[str, Any]]:
+        """Every regeneration the records claim, newest first, with how many runs it made."""
+        return self.rows(
+            "SELECT regeneration, count(*) AS runs FROM supersedes"
+            " GROUP BY regeneration ORDER BY regeneration DESC"
+        )
+
+    def regeneration(self, regeneration: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """One regeneration: the records it made (each with the one it replaced) and the
+        digests it corrected."""
+        runs = self.rows(
+            "SELECT r.*, s.old_run, s.old_statement FROM supersedes s JOIN runs r"
+            " ON r.statement_sha256 = s.statement_sha256 WHERE s.regeneration = ?"
+            " ORDER BY r.started, r.statement_sha256",
+            [regeneration],
+        )
+        fixes = self.rows(
+            "SELECT c.run_id, c.old_digest, c.new_digest FROM corrections c JOIN supersedes s"
+            " ON s.statement_sha256 = c.statement_sha256 WHERE s.regeneration = ?"
+            " ORDER BY c.run_id",
+            [regeneration],
+        )
+        return runs, fixes

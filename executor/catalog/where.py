@@ -9,6 +9,7 @@ user types becomes SQL text except the operator, chosen from a fixed set.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -41,9 +42,19 @@ def parse_where(text: str) -> tuple[str, list[Any]]:
         )
     field, key, op, raw = match["field"], match["key"], OPS[match["op"]], match["value"]
     value = _value(raw)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"--where {text!r}: {raw} is not a finite number")
     if field == "seed":
-        if key is not None or not isinstance(value, float):
-            raise InputError(f"--where {text!r}: seed compares with an integer")
+        if (
+            key is not None
+            or not isinstance(value, float)
+            or not value.is_integer()
+            or not 0 <= value < 2**32
+        ):
+            raise InputError(
+                f"--where {text!r}: seed compares with an integer from 0 to 2**32-1",
+                hint='e.g. --where "seed = 3"',
+            )
         return f"r.seed {op} ?", [int(value)]
     if key is None:
         raise InputError(f"--where {text!r}: name the key, as {field}.KEY")
@@ -56,12 +67,14 @@ def parse_where(text: str) -> tuple[str, list[Any]]:
         # IN rather than a correlated EXISTS: the planner filters metrics once (by its
         # key index) and looks the few runs up, not every run's metrics (95 → 7 ms at 100k)
         return (
-            f"r.run_id IN (SELECT m.run_id FROM metrics m WHERE {clause} AND m.value {op} ?)",
+            f"r.statement_sha256 IN (SELECT m.statement_sha256 FROM metrics m"
+            f" WHERE {clause} AND m.value {op} ?)",
             [*args, value],
         )
     column = "p.num" if isinstance(value, float) else "p.value"
     bound = value if isinstance(value, float) else f'"{value}"'  # params hold JSON text
     return (
-        f"r.run_id IN (SELECT p.run_id FROM params p WHERE p.key = ? AND {column} {op} ?)",
+        f"r.statement_sha256 IN (SELECT p.statement_sha256 FROM params p"
+        f" WHERE p.key = ? AND {column} {op} ?)",
         [key, bound],
     )

@@ -41,7 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     index.add_argument(
         "--verify",
         action="store_true",
-        help="verify each record under the trust policy below and record the result",
+        help="verify each record (and its approvals) under the trust policy below and record "
+        "the result; show, log and the web view count a record's claims (superseded, "
+        "replayed, approved) only once it verified",
     )
     add_trust_options(index, "trust policy for --verify (as for `rexec verify`)")
     index.add_argument("--json", action="store_true", help="print what was done as JSON")
@@ -66,18 +68,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle_index(args: argparse.Namespace) -> int:
     """Index records; exit 0 even when some records could not be read (they are listed)."""
-    verify = None
-    if args.verify:
-        from executor.verification import verify_record
-
-        policy = trust_policy(args)
-
-        def verify(path: Path) -> str:
-            verdict = verify_record(path, policy)
-            if verdict.error is not None:
-                return f"failed: {verdict.error.message}"
-            return f"verified by {verdict.signer}"
-
+    policy = trust_policy(args) if args.verify else None
     cat = catalog.open_catalog(args.catalog)
     try:
         records = catalog.find_records(args.roots)
@@ -85,7 +76,7 @@ def handle_index(args: argparse.Namespace) -> int:
             cat,
             records,
             rebuild=args.rebuild,
-            verify=verify,
+            policy=policy,
             say=lambda text: print(f"rexec: {text}", file=sys.stderr),
         )
     finally:
@@ -95,8 +86,8 @@ def handle_index(args: argparse.Namespace) -> int:
     else:
         print(
             f"indexed {report.added} new, {report.updated} updated, {report.unchanged} unchanged"
-            f" ({len(report.failed)} not readable, {len(report.partial)} partially)"
-            f" into {cat.label}"
+            f" ({len(report.failed)} not readable, {len(report.partial)} partially,"
+            f" {len(report.conflicts)} run id(s) claimed by several records) into {cat.label}"
         )
     return 0
 
@@ -105,27 +96,26 @@ def handle_status(args: argparse.Namespace) -> int:
     """Print where the catalog is and how many rows each table holds."""
     cat = catalog.open_catalog(args.catalog)
     try:
-        counts = {
-            table: cat.rows(f"SELECT count(*) AS n FROM {table}")[0]["n"]
-            for table in ("runs", "inputs", "outputs", "params", "metrics")
-        }
-        unverified = cat.rows("SELECT count(*) AS n FROM runs WHERE verification IS NULL")[0]["n"]
+        counts = cat.counts()
     finally:
         cat.close()
     doc = {
         "schema": "rexec.catalog-status/v1",
         "location": cat.label,
         "schemaVersion": catalog.SCHEMA_VERSION,
-        "counts": counts,
-        "unverified": unverified,
+        "counts": {t: counts[t] for t in ("runs", "inputs", "outputs", "params", "metrics")},
+        "unverified": counts["unverified"],
+        "conflicts": counts["conflicts"],
     }
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(f"catalog {cat.label} (schema {catalog.SCHEMA_VERSION})")
-        for table, n in counts.items():
+        for table, n in doc["counts"].items():
             print(f"  {table:8} {n}")
-        print(f"  {unverified} run(s) indexed without --verify")
+        print(f"  {doc['unverified']} record(s) indexed without --verify")
+        if doc["conflicts"]:
+            print(f"  {doc['conflicts']} run id(s) claimed by more than one record (rexec show ID)")
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
@@ -46,6 +47,9 @@ def handle(args: argparse.Namespace) -> int:
         for r in doc["consumedBy"]:
             out.print(f"  consumed by {safe(r['run_id'])} as {safe(r['name'])}")
         return 0
+    if "conflict" in doc:
+        _print_conflict(doc)
+        return 0
     run = doc["run"]
     head = f"{safe(str(run['status']))}  ({safe(str(run['kind']))})"
     out.print(f"[bold]{safe(run['run_id'])}[/]  {head}")
@@ -68,10 +72,18 @@ def handle(args: argparse.Namespace) -> int:
         if key == "partial" and not run.get(key):
             continue
         out.print(f"  {key}: {safe(str(run.get(key)))}")
+    for other in doc["otherClaims"]:
+        out.print(f"  [red]conflict:[/] another record claims this run id too: {_claimed(other)}")
     for old in doc["supersedes"]:
-        out.print(f"  supersedes: {safe(old)} (regenerated from it)")
+        out.print(f"  supersedes: {safe(old['run_id'])} (regenerated from it)")
     for new in doc["supersededBy"]:
-        out.print(f"  [yellow]superseded by: {safe(new)}[/] (a regeneration replaced it)")
+        if new["verified"]:
+            out.print(
+                f"  [yellow]superseded by: {safe(new['run_id'])}[/] (a regeneration replaced "
+                f"it; {safe(new['verification'])})"
+            )
+        else:
+            out.print(f"  claimed superseded by {_claimed(new)}")
     out.print("[bold]inputs[/]")
     for item in doc["inputs"]:
         by = ", ".join(item["producedBy"]) or "no run in the catalog"
@@ -80,13 +92,27 @@ def handle(args: argparse.Namespace) -> int:
     for item in doc["outputs"]:
         by = ", ".join(item["consumedBy"]) or "not used by a run in the catalog"
         out.print(f"  {safe(item['name'])}  {safe(item['digest'])}  → {safe(by)}")
-    out.print(
-        "[bold]approvals[/] (claimed by each bundle; `rexec verify --require-approval` proves)"
-    )
+    out.print("[bold]approvals[/] (`rexec verify --require-approval` is the gate)")
     for a in doc["approvals"]:
         who = f"{a['approver_kind']} {a['approver']}"
-        out.print(f"  {safe(str(a['result']))} by {safe(who)} at {safe(str(a['verified_at']))}")
+        when = safe(str(a["verified_at"]))
+        if a["verified"]:
+            out.print(
+                f"  {safe(str(a['result']))} by {safe(who)} at {when} ({safe(a['verification'])})"
+            )
+        else:
+            state = safe(a["verification"] or "not verified")
+            out.print(f"  claimed {safe(str(a['result']))} by {safe(who)} at {when} ({state})")
     if not doc["approvals"]:
+        out.print("  none")
+    out.print("[bold]replays[/]")
+    for r in doc["replays"]:
+        verdict = safe(str(r["verdict"] or "no verdict"))
+        if r["verified"]:
+            out.print(f"  {safe(r['run_id'])}: {verdict} ({safe(r['verification'])})")
+        else:
+            out.print(f"  {safe(r['run_id'])}: claimed {verdict}, {_claimed(r)}")
+    if not doc["replays"]:
         out.print("  none")
     out.print("[bold]params[/]")
     for p in doc["params"]:
@@ -96,3 +122,28 @@ def handle(args: argparse.Namespace) -> int:
     for m in doc["metrics"]:
         out.print(f"  {safe(m['file'])} {safe(m['key'])} = {m['value']:.6g}")
     return 0
+
+
+def _claimed(link: dict[str, Any]) -> str:
+    """A link to another record that did not verify: a claim by its signer, never a fact."""
+    state = link["verification"] or "not verified: `rexec catalog index --verify` checks it"
+    return safe(
+        f"{link['run_id']} (statement {link['statement_sha256'][:16]}…), a claim by "
+        f"{link['signer']} ({state})"
+    )
+
+
+def _print_conflict(doc: dict[str, Any]) -> None:
+    out = console()
+    records = doc["records"]
+    out.print(f"[bold red]conflict:[/] {len(records)} records claim run {safe(doc['conflict'])}")
+    for r in records:
+        out.print(f"  statement sha256:{safe(r['statement_sha256'])}")
+        out.print(f"    path:         {safe(r['path'])}")
+        out.print(f"    signer:       {safe(r['signer'])}")
+        out.print(f"    verification: {safe(r['verification'] or 'not verified')}")
+        out.print(f"    status:       {safe(str(r['status']))}, started {safe(str(r['started']))}")
+    out.print(
+        "Only a record that verifies under your trust policy is that run: "
+        "`rexec verify PATH --key PUB` tells which. Name one by its path or sha256:<statement>."
+    )

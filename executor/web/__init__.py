@@ -8,13 +8,16 @@ self-contained file.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from executor.errors import InfrastructureError
 
-__all__ = ["create_app", "report"]
+__all__ = ["LOOPBACK_NAMES", "create_app", "report"]
 
 MAX_REPORT_RUNS = 50
+# The names a view bound to loopback answers to (a request naming any other is refused).
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def _flask() -> Any:
@@ -28,9 +31,12 @@ def _flask() -> Any:
     return app
 
 
-def create_app(location: str, *, token: str | None = None) -> Any:
-    """The WSGI app of ``rexec ui`` over the catalog at ``location``."""
-    return _flask().create_app(location, token=token)
+def create_app(
+    location: str, *, token: str | None = None, hosts: Sequence[str] | None = None
+) -> Any:
+    """The WSGI app of ``rexec ui`` over the catalog at ``location``, answering only
+    requests whose Host is one of ``hosts`` (default: the loopback names)."""
+    return _flask().create_app(location, token=token, hosts=hosts or LOOPBACK_NAMES)
 
 
 def report(location: str, ref: str) -> str:

@@ -12,7 +12,7 @@ request must present it.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,10 +33,18 @@ CSP = (
 TOKEN_COOKIE = "rexec_ui_token"
 
 
-def create_app(location: str, *, token: str | None = None) -> Flask:
-    """The app over the catalog at ``location``; ``token``, when set, is required."""
+MAX_PAGE = 1_000_000
+
+
+def create_app(location: str, *, token: str | None = None, hosts: Sequence[str]) -> Flask:
+    """The app over the catalog at ``location``; ``token``, when set, is required.
+
+    ``hosts``: the only names a request's ``Host`` may carry (the port aside; Flask's
+    ``TRUSTED_HOSTS`` answers any other with 400), so a page on another site cannot
+    reach the view through DNS rebinding: its requests carry its own name.
+    """
     app = Flask("executor.web", static_folder="static", template_folder="templates")
-    app.config.update(MAX_CONTENT_LENGTH=64 << 10)
+    app.config.update(MAX_CONTENT_LENGTH=64 << 10, TRUSTED_HOSTS=list(hosts))
 
     @contextmanager
     def opened() -> Iterator[catalog.Catalog]:
@@ -81,8 +89,12 @@ def create_app(location: str, *, token: str | None = None) -> Flask:
     @app.get("/")
     def ledger() -> Any:
         query: dict[str, Any] = {
-            k: request.args.get(k, "") for k in ("name", "status", "input", "signer", "page")
+            k: request.args.get(k, "") for k in ("name", "status", "input", "signer")
         }
+        page = request.args.get("page") or "1"
+        if not page.isdigit() or not 1 <= int(page) <= MAX_PAGE:
+            abort(400)
+        query["page"] = int(page)
         query["where"] = request.args.getlist("where")
         with opened() as cat:
             doc = pages.ledger_page(cat, query)
@@ -91,10 +103,13 @@ def create_app(location: str, *, token: str | None = None) -> Flask:
     @app.get("/run/<path:run_id>")
     def run(run_id: str) -> Any:
         with opened() as cat:
-            kind, value = catalog.resolve(cat, run_id)
-            if kind != "run" or value != run_id:
+            claims = cat.records_of(run_id)
+            if not claims:
                 abort(404)
-            doc = pages.run_page(cat, run_id)
+            if len(claims) > 1:
+                doc = catalog.show(cat, run_id)
+                return render_template("conflict.html", doc=doc, run_url=run_url)
+            doc = pages.run_page(cat, claims[0]["statement_sha256"])
         return render_template("run.html", doc=doc, run_url=run_url)
 
     @app.get("/lineage/<path:ref>")
@@ -135,7 +150,7 @@ def create_app(location: str, *, token: str | None = None) -> Flask:
 
 def report_html(location: str, ref: str, *, max_runs: int) -> str:
     """The report page: the same templates as the server, rendered once, links as anchors."""
-    app = create_app(location)
+    app = create_app(location, hosts=["localhost"])
     css = (Path(__file__).parent / "static" / "style.css").read_text()
     cat = catalog.open_catalog(location)
     try:
@@ -145,8 +160,8 @@ def report_html(location: str, ref: str, *, max_runs: int) -> str:
                 return f"#run-{run_id}"
 
             lineage = pages.lineage_page(cat, ref, "both", anchor)
-            ids = [r["run_id"] for r in lineage["graph"]["runs"]][:max_runs]
-            docs = [pages.run_page(cat, run_id) for run_id in ids]
+            records = [r["statement_sha256"] for r in lineage["graph"]["runs"]][:max_runs]
+            docs = [pages.run_page(cat, statement) for statement in records]
             return str(
                 render_template(
                     "report.html",

@@ -28,7 +28,7 @@ Link = Callable[[str], str]  # run id -> the URL of its page
 
 def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any]:
     """The ledger, newest first, filtered like ``rexec log``, one page at a time."""
-    page = max(1, int(query.get("page") or 1))
+    page = int(query.get("page") or 1)
     where = [w for w in query.get("where", []) if w]
     filters = {k: query.get(k) or None for k in ("name", "status", "input", "signer")}
     rows = catalog.log(
@@ -64,15 +64,12 @@ def _host(record_path: str) -> list[tuple[str, str]]:
     return rows
 
 
-def run_page(cat: catalog.Catalog, run_id: str) -> dict[str, Any]:
-    """Everything about one run: ``rexec show`` plus host, replays and approvals."""
-    doc = catalog.show(cat, run_id)
+def run_page(cat: catalog.Catalog, statement: str) -> dict[str, Any]:
+    """Everything about one record: ``rexec show`` (its replays and approvals, each a fact
+    only when verified) plus the host it ran on."""
+    doc = catalog.show_record(cat, statement)
     run = doc["run"]
     doc["host"] = _host(run["path"])
-    doc["replays"] = cat.rows(
-        "SELECT run_id, status, started, verdict FROM runs WHERE replay_of = ? ORDER BY started",
-        [run_id],
-    )
     who = json.loads(run["invoker"]) if run.get("invoker") else None
     doc["invoker"] = (
         f"{who.get('user')} (uid {who.get('uid')}) on {who.get('host')}"
@@ -96,22 +93,13 @@ def compare_page(cat: catalog.Catalog, runs: Sequence[str], *, everything: bool)
 
 
 def regeneration_page(cat: catalog.Catalog, regeneration: str | None) -> dict[str, Any]:
-    """Every regeneration the catalog knows, or one: which run replaced which."""
+    """Every regeneration the catalog knows, or one: which run replaced which (a record
+    that did not verify is shown as a claim)."""
     if regeneration is None:
-        return {
-            "regenerations": cat.rows(
-                "SELECT regeneration, count(*) AS runs FROM supersedes"
-                " GROUP BY regeneration ORDER BY regeneration DESC"
-            )
-        }
-    rows = cat.rows(
-        "SELECT s.run_id, s.old_run, r.name, r.status FROM supersedes s"
-        " JOIN runs r ON r.run_id = s.run_id WHERE s.regeneration = ? ORDER BY r.started",
-        [regeneration],
-    )
-    fixes = cat.rows(
-        "SELECT c.run_id, c.old_digest, c.new_digest FROM corrections c"
-        " JOIN supersedes s ON s.run_id = c.run_id WHERE s.regeneration = ? ORDER BY c.run_id",
-        [regeneration],
-    )
-    return {"id": regeneration, "runs": rows, "corrections": fixes}
+        return {"regenerations": cat.regenerations()}
+    runs, fixes = cat.regeneration(regeneration)
+    return {
+        "id": regeneration,
+        "runs": [{**r, **catalog.claim(r)} for r in runs],
+        "corrections": fixes,
+    }

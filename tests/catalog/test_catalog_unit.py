@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from executor import catalog
+from executor.canonical import sha256_hex
 from executor.catalog.render import render_lineage
 from executor.catalog.where import parse_where
 from executor.errors import InputError
@@ -32,16 +33,21 @@ def test_injection_stays_a_value() -> None:
     assert "DROP" not in clause and args[-1] == '"1; DROP TABLE runs"'
 
 
+def _key(run_id: str) -> dict[str, str]:
+    """A record's key columns: the run id it claims and a Statement digest of its own."""
+    return {"run_id": run_id, "statement_sha256": sha256_hex(run_id.encode())}
+
+
 def _graph() -> dict[str, object]:
     evil = 'x"];\n  bad [label="pwn'
     return {
         "focus": {"kind": "run", "value": "b"},
         "runs": [
-            {"run_id": "a", "status": "succeeded", "name": evil},
-            {"run_id": "b", "status": "succeeded", "name": "train"},
+            {**_key("a"), "status": "succeeded", "name": evil},
+            {**_key("b"), "status": "succeeded", "name": "train"},
         ],
-        "inputs": [{"run_id": "b", "name": evil, "digest": "sha256-tree-v1:" + "1" * 64}],
-        "outputs": [{"run_id": "a", "name": "outputs/d/", "digest": "sha256-tree-v1:" + "1" * 64}],
+        "inputs": [{**_key("b"), "name": evil, "digest": "sha256-tree-v1:" + "1" * 64}],
+        "outputs": [{**_key("a"), "name": "outputs/d/", "digest": "sha256-tree-v1:" + "1" * 64}],
     }
 
 
@@ -64,10 +70,10 @@ def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(
     for run_id in ("20261201T100000Z-a-111111", "20261201T100000Z-a-222222", "2026_x%y-333333"):
         cat.put(
             {
-                "runs": [{"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x"}],
+                "runs": [{**_key(run_id), "path": f"/x/{run_id}"}],
                 "outputs": [
                     {
-                        "run_id": run_id,
+                        **_key(run_id),
                         "name": "m.json",
                         "digest": "sha256:" + run_id[-6:] * 10,
                         "role": "file",
@@ -75,11 +81,14 @@ def test_names_resolve_by_unique_prefix_and_ambiguity_lists_candidates(
                 ],
             }
         )
-    assert catalog.resolve(cat, "20261201T100000Z-a-1") == ("run", "20261201T100000Z-a-111111")
+    first = _key("20261201T100000Z-a-111111")["statement_sha256"]
+    assert catalog.resolve(cat, "20261201T100000Z-a-1") == ("record", first)
     assert catalog.resolve(cat, "22222222") == ("digest", "sha256:" + "222222" * 10)
     assert catalog.resolve(cat, "sha256:11111111") == ("digest", "sha256:" + "111111" * 10)
+    # a record by its Statement's digest
+    assert catalog.resolve(cat, f"sha256:{first[:12]}") == ("record", first)
     # "_" and "%" are literal, not LIKE wildcards that would also match the 20261201… runs
-    assert catalog.resolve(cat, "2026_") == ("run", "2026_x%y-333333")
+    assert catalog.resolve(cat, "2026_") == ("record", _key("2026_x%y-333333")["statement_sha256"])
     with pytest.raises(InputError, match="no run or digest"):
         catalog.resolve(cat, "2026%")
     with pytest.raises(InputError) as info:
@@ -120,9 +129,9 @@ def test_a_schema_1_catalog_gains_the_signer_columns_and_keeps_its_rows(tmp_path
     db.commit()
     db.close()
     cat = catalog.open_catalog(path)
-    (row,) = cat.rows("SELECT run_id, signer, stage_key FROM runs")
-    assert row == {"run_id": "old", "signer": None, "stage_key": None}
-    assert cat.rows("SELECT from_run FROM inputs") == []  # the column exists
+    (row,) = cat.rows("SELECT run_id, statement_sha256, signer, stage_key FROM runs")
+    assert row == {"run_id": "old", "statement_sha256": "x", "signer": None, "stage_key": None}
+    assert cat.rows("SELECT from_run, from_statement FROM inputs") == []  # the columns exist
     assert cat.backend.version() == catalog.SCHEMA_VERSION
     cat.close()
 
@@ -143,10 +152,8 @@ def test_compare_gives_deltas_from_the_first_run(catalog_location: str) -> None:
     for run_id, acc, seed in (("r-a", 0.5, 1), ("r-b", 0.75, 1)):
         cat.put(
             {
-                "runs": [
-                    {"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x", "seed": seed}
-                ],
-                "metrics": [{"run_id": run_id, "file": "m.json", "key": "acc", "value": acc}],
+                "runs": [{**_key(run_id), "path": f"/x/{run_id}", "seed": seed}],
+                "metrics": [{**_key(run_id), "file": "m.json", "key": "acc", "value": acc}],
             }
         )
     doc = catalog.compare(cat, ["r-a", "r-b"])
@@ -199,7 +206,7 @@ def test_log_filters_by_signer_key_hint_or_identity(catalog_location: str) -> No
         "r-key": ("key", "TLMsSDfG3ajPsWge+z/vX5T/zluXnmvbkTkwLIV68Tk="),
     }
     for run_id, (kind, who) in signers.items():
-        row = {"run_id": run_id, "statement_sha256": "0" * 64, "path": "/x"}
+        row = {**_key(run_id), "path": f"/x/{run_id}"}
         cat.put({"runs": [{**row, "signer_kind": kind, "signer": who}]})
     assert [r["run_id"] for r in catalog.log(cat, signer="alice@example.com")] == ["r-alice"]
     assert [r["run_id"] for r in catalog.log(cat, signer=signers["r-bob"][1])] == ["r-bob"]
@@ -250,7 +257,8 @@ def test_a_record_of_an_unknown_manifest_schema_is_indexed_partially_and_said_so
     assert run["run_id"] == "20991231T000000Z-future-abcdef" and run["status"] == "succeeded"
     assert "rexec.manifest/v9" in run["partial"]
     shown = catalog.show(cat, "abababab")  # its subjects are found by digest
-    assert shown["producedBy"] == [{"run_id": run["run_id"], "name": "model.bin"}]
+    (produced,) = shown["producedBy"]
+    assert (produced["run_id"], produced["name"]) == (run["run_id"], "model.bin")
     cat.close()
 
 
@@ -263,16 +271,15 @@ def test_lineage_walks_every_hop_both_ways_and_a_copy_run_does_not_loop(
         run_id = f"r{i}"
         cat.put(
             {
-                "runs": [{"run_id": run_id, "statement_sha256": str(i), "path": "/x"}],
-                "inputs": [{"run_id": run_id, "name": "in", "digest": f"d:{src}", "role": "input"}],
-                "outputs": [
-                    {"run_id": run_id, "name": "out", "digest": f"d:{dst}", "role": "tree"}
-                ],
+                "runs": [{**_key(run_id), "path": f"/x/{run_id}"}],
+                "inputs": [{**_key(run_id), "name": "in", "digest": f"d:{src}", "role": "input"}],
+                "outputs": [{**_key(run_id), "name": "out", "digest": f"d:{dst}", "role": "tree"}],
             }
         )
-    assert cat.walk(["d:raw"], direction="downstream") == ["r0", "r1", "r2", "r3"]
-    assert cat.walk(["d:c"], direction="upstream") == ["r0", "r1", "r2", "r3"]
-    assert cat.walk(["d:a"], direction="upstream") == ["r0"]
+    every = sorted(_key(f"r{i}")["statement_sha256"] for i in range(4))
+    assert cat.walk(["d:raw"], direction="downstream") == every
+    assert cat.walk(["d:c"], direction="upstream") == every
+    assert cat.walk(["d:a"], direction="upstream") == [_key("r0")["statement_sha256"]]
     graph = catalog.lineage(cat, "r1", direction="both")
     assert [r["run_id"] for r in graph["runs"]] == ["r0", "r1", "r2", "r3"]
     cat.close()

@@ -7,6 +7,7 @@ scripts/test starts, and every query must give the same answers on both.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -197,10 +198,15 @@ def test_concurrent_runs_lose_nothing_and_a_copied_record_is_found_by_digest(
     rexec("catalog", "index", copy.parent, "--catalog", fresh)
     digest = build_definition(copy)["internalParameters"]["outputTrees"]["outputs/dataset/"]
     shown = json.loads(rexec("show", digest, "--catalog", fresh, "--json").stdout)
-    assert shown["producedBy"] == [{"run_id": done[0].name, "name": "outputs/dataset/"}]
+    statement_sha = hashlib.sha256((copy / "statement.json").read_bytes()).hexdigest()
+    assert shown["producedBy"] == [
+        {"run_id": done[0].name, "statement_sha256": statement_sha, "name": "outputs/dataset/"}
+    ]
 
 
-def from_stage(rexec: Rexec, root: Path, ref: str, key: Path, runs: Path, digest: str = "") -> Any:
+def from_stage(
+    rexec: Rexec, root: Path, ref: str, keys: tuple[Path, Path], runs: Path, digest: str = ""
+) -> Any:
     spec = root / "train-from.toml"
     pin = f'digest = "{digest}"\n' if digest else ""
     spec.write_text(
@@ -220,38 +226,46 @@ def from_stage(rexec: Rexec, root: Path, ref: str, key: Path, runs: Path, digest
         + pin
         + "[determinism]\nframeworks = []\n"
     )
-    return rexec("run", spec, "--signing-key", key, "--runs-dir", runs, "--json", "-q", check=None)
+    return rexec(
+        "run", spec, "--signing-key", keys[0], "--key", keys[1], "--runs-dir", runs, "--json",
+        "-q", check=None,
+    )  # fmt: skip
 
 
 def test_an_input_from_another_runs_outputs_names_its_statement(
     rexec: Rexec, chain: dict[str, Any], keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs, prepare = chain["runs"], chain["prepare"]
-    out = from_stage(rexec, tmp_path, f"run:{prepare.name}:dataset", keys[0], runs)
+    out = from_stage(rexec, tmp_path, f"run:{prepare.name}:dataset", keys, runs)
     assert out.code == 0, out.stderr
     run_dir = Path(json.loads(out.stdout)["run_dir"])
     (dep,) = [
         d for d in build_definition(run_dir)["resolvedDependencies"] if d["name"] == "input:data"
     ]
-    statement_sha = (
-        __import__("hashlib").sha256((prepare / "statement.json").read_bytes()).hexdigest()
-    )
+    statement_sha = hashlib.sha256((prepare / "statement.json").read_bytes()).hexdigest()
     assert dep["annotations"]["fromRun"] == prepare.name
     assert dep["annotations"]["fromStatementSha256"] == statement_sha
+    assert dep["annotations"]["fromSigner"].startswith("key ")  # who it was verified to be
     signed = build_definition(prepare)["internalParameters"]["outputTrees"]["outputs/dataset/"]
     assert "sha256-tree-v1:" + dep["digest"]["sha256-tree-v1"] == signed
     up = j_lineage(rexec, run_dir.name, "--upstream")
     assert [r["run_id"] for r in up["runs"]] == [prepare.name, run_dir.name]
-    latest = from_stage(rexec, tmp_path, "latest:prepare:dataset", keys[0], runs)
+    latest = from_stage(rexec, tmp_path, "latest:prepare:dataset", keys, runs)
     assert latest.code == 0, latest.stderr  # the newest succeeded `prepare`, from the catalog
     locked = tmp_path / "locked.toml"  # lock pins `latest:` to that run and its signed tree
-    pins = j(rexec, "lock", tmp_path / "train-from.toml", "-o", locked, "--runs-dir", tmp_path)
+    pins = j(
+        rexec, "lock", tmp_path / "train-from.toml", "-o", locked, "--runs-dir", tmp_path,
+        "--key", keys[1],
+    )  # fmt: skip
     made = {p["key"]: p["new"] for p in pins["pins"]}
     assert made["inputs[0].from"] == f"run:{prepare.name}:dataset"
     assert made["inputs[0].digest"] == signed
     assert (
         json.loads(
-            rexec("run", locked, "--sign", "none", "--runs-dir", runs, "--json", "-q").stdout
+            rexec(
+                "run", locked, "--sign", "none", "--key", keys[1], "--runs-dir", runs, "--json",
+                "-q",
+            ).stdout  # fmt: skip
         )["status"]
         == "succeeded"
     )
@@ -263,12 +277,12 @@ def test_an_input_from_another_runs_outputs_names_its_statement(
         rexec,
         tmp_path,
         f"run:{prepare.name}:dataset",
-        keys[0],
+        keys,
         runs,
         digest="sha256-tree-v1:" + "0" * 64,
     )
     assert wrong.code == 4 and f"but run {prepare.name} signed" in wrong.stderr
-    missing = from_stage(rexec, tmp_path, "run:20990101T000000Z-nope-000000:dataset", keys[0], runs)
+    missing = from_stage(rexec, tmp_path, "run:20990101T000000Z-nope-000000:dataset", keys, runs)
     assert missing.code == 2 and "no record of run" in missing.stderr
 
 

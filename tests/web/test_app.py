@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 
 from executor import catalog, web
+from executor.canonical import sha256_hex
+
+
+def _key(run_id: str) -> dict[str, str]:
+    return {"run_id": run_id, "statement_sha256": sha256_hex(run_id.encode())}
 
 
 def _catalog(path: Path, runs: int) -> str:
@@ -17,8 +22,7 @@ def _catalog(path: Path, runs: int) -> str:
             {
                 "runs": [
                     {
-                        "run_id": f"20261201T{i:06d}Z-train-{i:06x}",
-                        "statement_sha256": f"{i:064x}",
+                        **_key(f"20261201T{i:06d}Z-train-{i:06x}"),
                         "name": "train" if i % 2 else "prepare",
                         "status": "succeeded",
                         "started": f"2026-12-01T00:00:{i:09d}Z",
@@ -27,7 +31,7 @@ def _catalog(path: Path, runs: int) -> str:
                 ],
                 "metrics": [
                     {
-                        "run_id": f"20261201T{i:06d}Z-train-{i:06x}",
+                        **_key(f"20261201T{i:06d}Z-train-{i:06x}"),
                         "file": "m.json",
                         "key": "acc",
                         "value": i / 1000,
@@ -98,27 +102,34 @@ def test_report_of_an_unknown_or_ambiguous_ref_is_a_clear_error(tmp_path: Path, 
             web.report(location, ref)
 
 
-def test_a_regeneration_page_names_which_run_replaced_which(tmp_path: Path) -> None:
-    location = _catalog(tmp_path / "c.sqlite", 2)
+def _regenerated(location: str, *, verification: str | None) -> tuple[str, str]:
+    """A record that says a regeneration made it from an older run (verified or not)."""
     cat = catalog.open_catalog(location)
     old, new = "20261201T000000Z-train-000000", "20261201T000009Z-train-new"
     cat.put(
         {
             "runs": [
                 {
-                    "run_id": new,
-                    "statement_sha256": "9" * 64,
+                    **_key(new),
                     "name": "train",
                     "status": "succeeded",
                     "path": "/x",
+                    "signer_kind": "key",
+                    "signer": "Hl0j-forger",
+                    "verification": verification,
                 }
             ],
             "supersedes": [
-                {"run_id": new, "old_run": old, "regeneration": "20261201T000009Z-regenerate-abc"}
+                {
+                    **_key(new),
+                    "old_statement": _key(old)["statement_sha256"],
+                    "old_run": old,
+                    "regeneration": "20261201T000009Z-regenerate-abc",
+                }
             ],
             "corrections": [
                 {
-                    "run_id": new,
+                    **_key(new),
                     "old_digest": "sha256-tree-v1:" + "a" * 64,
                     "new_digest": "sha256-tree-v1:" + "b" * 64,
                 }
@@ -126,10 +137,30 @@ def test_a_regeneration_page_names_which_run_replaced_which(tmp_path: Path) -> N
         }
     )
     cat.close()
+    return old, new
+
+
+def test_a_regeneration_page_names_which_run_replaced_which(tmp_path: Path) -> None:
+    location = _catalog(tmp_path / "c.sqlite", 2)
+    old, new = _regenerated(location, verification="verified by key Hl0j")
     client = web.create_app(location).test_client()
     listing = client.get("/regenerations").data.decode()
     assert 'href="/regeneration/20261201T000009Z-regenerate-abc"' in listing
     page = client.get("/regeneration/20261201T000009Z-regenerate-abc").data.decode()
     assert f'href="/run/{old}"' in page and f'href="/run/{new}"' in page and "b" * 64 in page
     assert client.get("/regeneration/nope").status_code == 404
-    assert "superseded by" in client.get(f"/run/{old}").data.decode()
+    shown = client.get(f"/run/{old}").data.decode()
+    assert 'class="bad superseded">superseded by' in shown and "a claim" not in shown
+
+
+def test_an_unverified_regeneration_is_shown_as_a_claim_never_as_superseded(
+    tmp_path: Path,
+) -> None:
+    location = _catalog(tmp_path / "c.sqlite", 2)
+    old, new = _regenerated(location, verification=None)  # indexed, never verified
+    client = web.create_app(location).test_client()
+    shown = client.get(f"/run/{old}").data.decode()
+    assert "superseded by" not in shown
+    assert "a claim, not verified" in shown and "Hl0j-forger" in shown
+    page = client.get("/regeneration/20261201T000009Z-regenerate-abc").data.decode()
+    assert "a claim, not verified" in page
