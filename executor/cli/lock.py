@@ -10,7 +10,7 @@ from pathlib import Path
 
 from executor import catalog, determinism, lock, safeio, spec
 from executor.cli._catalog import add_catalog_option
-from executor.cli._options import add_runtime_option
+from executor.cli._options import add_runtime_option, add_trust_options, upstream_policy
 from executor.errors import InputError
 
 EPILOG = """\
@@ -23,7 +23,9 @@ argument that names a FROM base (FROM ${BASE_IMAGE}) to repo@sha256:…, every
 [[inputs]] path to its tree digest, and [code] to its commit and tree digest.
 An input taken from another run is pinned to one run: from = "latest:train:model"
 becomes from = "run:<the newest succeeded train run>:model" with the digest
-that run's record signs (looked up in --runs-dir, then the catalog).
+that run's record signs (looked up in --runs-dir, then the catalog). Only a
+record that verifies under --key/--identity (or the signers listed in
+~/.config/rexec/trust.toml) is pinned; others are skipped and named.
 Relative paths are rewritten so the locked spec means the same from its own
 directory. Without -o the locked spec is printed on stdout.
 """
@@ -57,18 +59,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_runtime_option(p)
     add_catalog_option(p)
+    add_trust_options(p, "whose records `from` inputs may be pinned to (default: the trust file)")
     p.set_defaults(handler=handle)
 
 
 def _from_pinner(args: argparse.Namespace, stack: contextlib.ExitStack) -> lock.FromPinner:
-    """Pin ``from`` inputs by the runs dir, opening the catalog only if one needs it."""
+    """Pin ``from`` inputs to records that verify, opening the catalog only if one needs it."""
     opened: list[catalog.Catalog] = []
+    policy = upstream_policy(args)
 
     def pin(ref: str) -> tuple[str, str]:
         if not opened:
             opened.append(catalog.open_catalog(args.catalog))
             stack.callback(opened[0].close)
-        return catalog.pin_from(ref, runs_dir=args.runs_dir.resolve(), catalog=opened[0])
+        return catalog.pin_from(
+            ref,
+            runs_dir=args.runs_dir.resolve(),
+            catalog=opened[0],
+            policy=policy,
+            say=lambda text: print(f"rexec: {text}", file=sys.stderr),
+        )
 
     return pin
 

@@ -13,8 +13,8 @@ from executor.cli._options import (
     add_signing_options,
     add_trust_options,
     sign_options,
+    upstream_policy,
 )
-from executor.cli._options import trust_policy as policy_from_args
 from executor.cli._render import console, safe
 from executor.contracts import ContractViolation
 from executor.errors import InputError, JobFailed
@@ -32,8 +32,12 @@ Stages link by ordinary `from = "latest:<stage>:<path>"` inputs; each runs after
 the stages it reads. A stage whose resolved inputs (image digest, code tree,
 input digests and contracts, params, seed, determinism) equal an earlier
 succeeded run's is reused, once that run's record verifies under --key or
---identity; without a trust policy every stage runs. The pipeline's own signed
-record (RUNS_DIR/pipelines/<id>/) says what ran, what was reused and why.
+--identity (else the signers in ~/.config/rexec/trust.toml); without a trust
+policy every stage runs. An input from a run outside the pipeline is read only
+from a record that verifies under that policy; a stage the pipeline ran is read
+after its record verifies under the policy or the pipeline's own signing key.
+The pipeline's own signed record (RUNS_DIR/pipelines/<id>/) says what ran, what
+was reused and why; a pipeline stopped by a signal signs one too.
 exit codes: 0 every stage ran or was reused, 2 bad input, 4 a data contract is
 broken, 5 a stage's job failed
 """
@@ -68,7 +72,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="after a failure, run the stages that do not need it",
     )
     run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
-    add_trust_options(run, "trust policy for reusing earlier runs (as for `rexec verify`)")
+    add_trust_options(run, "whose earlier runs may be reused and read (default: the trust file)")
     add_signing_options(run, default=None)
     add_runtime_option(run)
     run.add_argument("--json", action="store_true", help="print one JSON document on stdout")
@@ -80,12 +84,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return 2
 
     p.set_defaults(handler=usage)
-
-
-def _policy(args: argparse.Namespace) -> object:
-    if not any((args.key, args.identity, args.identity_regexp, args.issuer)):
-        return None
-    return policy_from_args(args)
 
 
 def handle_run(args: argparse.Namespace) -> int:
@@ -105,7 +103,7 @@ def handle_run(args: argparse.Namespace) -> int:
     options = stages.PipelineOptions(
         runs_dir=args.runs_dir.resolve(),
         sign=sign_options(args),
-        policy=_policy(args),  # type: ignore[arg-type]
+        policy=upstream_policy(args),
         force=frozenset(args.force),
         dry_run=args.dry_run,
         keep_going=args.keep_going,

@@ -8,7 +8,14 @@ import sys
 from pathlib import Path
 
 from executor import pipeline, spec
-from executor.cli._options import add_runtime_option, add_signing_options, seed_value, sign_options
+from executor.cli._options import (
+    add_runtime_option,
+    add_signing_options,
+    add_trust_options,
+    seed_value,
+    sign_options,
+    upstream_policy,
+)
 from executor.cli._seeds import print_spread, seed_list, seeds_value
 from executor.compare import metric_spread
 from executor.errors import InputError, JobFailed
@@ -21,6 +28,7 @@ examples:
   rexec run specs/demo.toml --seed 7
   rexec run specs/demo.toml --seeds 5          # seeds 42..46: is a change more than noise?
   rexec run specs/demo.toml --sign none --runs-dir /tmp/runs --json
+  rexec run train.toml --key signing.pub       # its `from` inputs: records signed by this key
 
 The job's stdout and stderr stream to this terminal's stderr and to
 RUN_DIR/logs/. The record lands in RUNS_DIR/<run-id>/ only when complete.
@@ -76,6 +84,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="where run records are written (default: ./runs)",
     )
     add_signing_options(p, default=None)
+    add_trust_options(
+        p,
+        "whose records `from` inputs may read (each is verified first; default: the signers "
+        "in ~/.config/rexec/trust.toml)",
+    )
     add_runtime_option(p)
     p.add_argument(
         "--allow-dirty",
@@ -167,6 +180,7 @@ def _run_once(
         allow_unpinned=args.allow_unpinned,
         pinned_at_run_time=pinned_at_run_time,
         push=args.push,
+        upstream=upstream_policy(args) if any(i.from_ref for i in run_spec.inputs) else None,
     )
     return pipeline.run(run_spec, options=options, runtime=runtime), run_spec
 

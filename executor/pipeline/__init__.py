@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import catalog, determinism, owner, safeio, snapshot, spec
+from executor import catalog, determinism, owner, safeio, spec
 from executor.canonical import sha256_hex
-from executor.errors import EngineLost, MismatchError, RexecError
+from executor.errors import EngineLost
 from executor.host import capture_host
 from executor.images import (
     ResolvedImage,
@@ -43,7 +43,13 @@ from executor.pipeline.container import (
     reclaim,
 )
 from executor.pipeline.diagnose import failure_hint
-from executor.pipeline.preflight import Preflight, check_pins, check_runs_dir, preflight
+from executor.pipeline.preflight import (
+    Preflight,
+    check_pins,
+    check_runs_dir,
+    inputs_changed,
+    preflight,
+)
 from executor.pipeline.scratch import Scratch, make_scratch
 from executor.record import manifest, store
 from executor.record.manifest import RunStatus, Subject
@@ -61,7 +67,7 @@ from executor.runtime import (
     default_runtime,
     log_files,
 )
-from executor.signing import Signer, SignOptions, make_signer
+from executor.signing import Signer, SignOptions, TrustPolicy, make_signer
 
 Say = Callable[[str], None]
 
@@ -107,6 +113,10 @@ class RunOptions:
     peers: Callable[[], Mapping[str, Any]] | None = None
     # More container labels (a scheduler's job id, for its epilog's reaper).
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Whose records `from` inputs may be read from (each is verified under it first);
+    # None refuses any `from` input. ``upstream_verified``: records already verified.
+    upstream: TrustPolicy | None = None
+    upstream_verified: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -138,7 +148,7 @@ def run(
     """Run a spec through every stage; every ending after the job starts is recorded."""
     runtime = runtime or default_runtime(run_spec.engine)
     say = options.say
-    run_spec = _resolve_from_inputs(run_spec, options.runs_dir)
+    run_spec = _resolve_from_inputs(run_spec, options)
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)
     check_runs_dir(run_spec, options.runs_dir)
@@ -302,7 +312,7 @@ def _execute_and_record(
     safeio.rmtree(record.path(".git-cover"))
     scratch_note = _discard_scratch(scratch, say)
     status = attest.status_of(outcome, interrupted=interrupted, lost=lost)
-    changed = _inputs_changed(run_spec, say) if interrupted is None and lost is None else None
+    changed = inputs_changed(run_spec, say) if interrupted is None and lost is None else None
     if changed is not None:
         status = manifest.RunStatus("failed", outcome.exit_code, reason=changed.message)
     collected = attest.collect(record, outputs, reports)
@@ -394,13 +404,21 @@ def _execute_and_record(
     return result
 
 
-def _resolve_from_inputs(run_spec: spec.RunSpec, runs_dir: Path) -> spec.RunSpec:
-    """``from = "run:…"`` inputs: their directory and signed tree, from the runs dir or catalog."""
+def _resolve_from_inputs(run_spec: spec.RunSpec, options: RunOptions) -> spec.RunSpec:
+    """``from = "run:…"`` inputs: their directory and signed tree, from a record found in the
+    runs dir or the catalog that verifies under the caller's trust policy."""
     if not any(i.from_ref and not i.from_run for i in run_spec.inputs):
         return run_spec
     cat = catalog.open_catalog()
     try:
-        return catalog.resolve_inputs(run_spec, runs_dir=runs_dir, catalog=cat)
+        return catalog.resolve_inputs(
+            run_spec,
+            runs_dir=options.runs_dir,
+            catalog=cat,
+            policy=options.upstream,
+            verified=options.upstream_verified,
+            say=options.say,
+        )
     finally:
         cat.close()
 
@@ -427,22 +445,3 @@ def _discard_scratch(scratch: Scratch | None, say: Say) -> dict[str, object] | N
         )
     scratch.discard()
     return scratch.describe(written)
-
-
-def _inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:
-    """Every input again, after the job: the record must not claim a pinned digest for
-    data that changed while the job read it. The stat cache makes this cheap."""
-    for item in run_spec.inputs:
-        try:
-            snapshot.verify_tree(item.path, item.digest)
-        except MismatchError as exc:
-            say(f"input {item.name} changed while the job ran")
-            return MismatchError(
-                f"input {item.name!r} ({item.path}) changed while the job ran: {exc.message}",
-                details=exc.details,
-                hint="something on the host wrote into the input during the run; "
-                "the outputs were computed from data that no longer matches its pin",
-            )
-        except RexecError as exc:
-            return MismatchError(f"input {item.name!r} cannot be re-checked: {exc.message}")
-    return None

@@ -254,13 +254,15 @@ def _dependencies(
                     "mount": item.mount,
                     "readOnly": True,
                     "hostPath": str(item.path),
-                    # Another run's outputs: the Statement it comes from, so the chain of
-                    # Statements can be walked offline from a model back to raw data.
+                    # Another run's outputs: the Statement it comes from and who it was
+                    # verified to be signed by, so the chain of Statements can be walked
+                    # offline from a model back to raw data (`rexec verify --chain`).
                     **(
                         {
                             "from": item.from_ref,
                             "fromRun": item.from_run,
                             "fromStatementSha256": item.from_statement,
+                            **({"fromSigner": item.from_signer} if item.from_signer else {}),
                         }
                         if item.from_run
                         else {}

@@ -15,7 +15,7 @@ from typing import Any
 
 from executor import contracts, snapshot, spec
 from executor.code import ResolvedCode, check_code_pins, resolve_code
-from executor.errors import InputError
+from executor.errors import InputError, MismatchError, RexecError
 from executor.host import resolve_gpus
 from executor.runtime import ContainerRuntime
 
@@ -127,3 +127,22 @@ def _check_secrets(run_spec: spec.RunSpec) -> None:
             f"run.secrets: {', '.join(missing)} not set in the environment",
             hint="export them before `rexec run`; the job gets their values, never the record",
         )
+
+
+def inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:
+    """Every input again, after the job: the record must not claim a pinned digest for
+    data that changed while the job read it. The stat cache makes this cheap."""
+    for item in run_spec.inputs:
+        try:
+            snapshot.verify_tree(item.path, item.digest)
+        except MismatchError as exc:
+            say(f"input {item.name} changed while the job ran")
+            return MismatchError(
+                f"input {item.name!r} ({item.path}) changed while the job ran: {exc.message}",
+                details=exc.details,
+                hint="something on the host wrote into the input during the run; "
+                "the outputs were computed from data that no longer matches its pin",
+            )
+        except RexecError as exc:
+            return MismatchError(f"input {item.name!r} cannot be re-checked: {exc.message}")
+    return None

@@ -171,6 +171,7 @@ def spec_from_record(
                 from_ref=item.get("from"),
                 from_run=notes.get("fromRun"),
                 from_statement=notes.get("fromStatementSha256"),
+                from_signer=notes.get("fromSigner"),
                 contract=Contract.from_json(item["contract"]) if item.get("contract") else None,
             )
         )

@@ -120,8 +120,9 @@ class InputSpec:
     """One ``[[inputs]]`` snapshot: where it is, its pinned digest, where the job sees it.
 
     ``from_ref`` (``run:<run-id>:<path>`` or ``latest:<name>:<path>``) names a
-    directory of an earlier run's outputs instead of a path; it is resolved,
-    and ``from_run`` / ``from_statement`` filled, before the run (catalog).
+    directory of an earlier run's outputs instead of a path; it is resolved, its
+    record verified under the caller's trust policy, and ``from_run`` /
+    ``from_statement`` / ``from_signer`` filled, before the run (catalog).
     """
 
     name: str
@@ -131,6 +132,7 @@ class InputSpec:
     from_ref: str | None = None
     from_run: str | None = None
     from_statement: str | None = None
+    from_signer: str | None = None  # who the upstream record was verified to be signed by
     # ``[inputs.contract]``: what its files must look like, checked before the job runs.
     contract: Contract | None = None
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executor import spec
-from executor.catalog import Catalog
+from executor.catalog import Catalog, Upstream
 from executor.catalog.index import dependency_digest
 from executor.code import resolve_code
 from executor.images import ResolvedImage, resolve_image
@@ -34,7 +34,7 @@ CANDIDATES = 5  # the newest matching runs tried before the stage is run instead
 class Reuse:
     """An earlier run whose outputs stand for this stage, and how that was decided."""
 
-    record: RunRecord | None
+    found: Upstream | None  # the record, verified, and who signed it
     refused: tuple[str, ...]  # earlier matching runs that did not verify, and why
 
 
@@ -61,12 +61,12 @@ def find_reusable(catalog: Catalog, key: str, *, policy: TrustPolicy | None, say
     if policy is None:
         return Reuse(None, ())
     rows = catalog.rows(
-        "SELECT run_id, path FROM runs WHERE stage_key = ? AND status = 'succeeded'"
-        " ORDER BY started DESC NULLS LAST, run_id DESC",
-        [key],
+        "SELECT run_id, statement_sha256, path FROM runs WHERE stage_key = ?"
+        " AND status = 'succeeded' ORDER BY started DESC NULLS LAST, run_id DESC LIMIT ?",
+        [key, CANDIDATES],
     )
     refused: list[str] = []
-    for row in rows[:CANDIDATES]:
+    for row in rows:
         path = Path(row["path"])
         verdict = verify_record(path, policy)
         if verdict.error is not None:
@@ -76,10 +76,13 @@ def find_reusable(catalog: Catalog, key: str, *, policy: TrustPolicy | None, say
             )
             continue
         record = load_record(path, payload=verdict.payload)
-        if record.run_id != row["run_id"] or spec_key_of_record(record) != key:
+        if record.statement_sha256 != row["statement_sha256"] or spec_key_of_record(record) != key:
             refused.append(f"{row['run_id']}: the record at {path} is no longer that run")
             continue
-        return Reuse(record, tuple(refused))
+        if record.status != "succeeded":
+            refused.append(f"{row['run_id']}: its signed status is {record.status}")
+            continue
+        return Reuse(Upstream(record, verdict.signer or ""), tuple(refused))
     return Reuse(None, tuple(refused))
 
 

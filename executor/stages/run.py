@@ -17,11 +17,12 @@ from executor.errors import RexecError
 from executor.record import store
 from executor.record.reader import RunRecord, load_record
 from executor.runtime import default_runtime
-from executor.signing import make_signer
+from executor.signing import KeyPolicy, Signer, TrustPolicy, make_signer
 from executor.stages.cache import find_reusable, key_of
 from executor.stages.ledger import write_ledger
 from executor.stages.options import StageOptions
 from executor.stages.pipefile import Pipeline
+from executor.verification import verify_record
 
 __all__ = ["PipelineOptions", "StageOutcome", "bind_stage_inputs", "run_pipeline"]
 
@@ -76,6 +77,16 @@ def bind_stage_inputs(run_spec: spec.RunSpec, used: Mapping[str, RunRecord]) -> 
     return dataclasses.replace(run_spec, inputs=tuple(bound))
 
 
+def _own_records(options: PipelineOptions, signer: Signer | None) -> TrustPolicy | None:
+    """How the records this pipeline makes are verified before a later stage reads them:
+    the caller's policy, else this pipeline's own signing key."""
+    if options.policy is not None:
+        return options.policy
+    if signer is not None and signer.public_key_pem:
+        return KeyPolicy(signer.public_key_pem, source="this pipeline's signing key")
+    return None
+
+
 def _finished(outcome: StageOutcome, record: RunRecord, decision: str, reason: str) -> None:
     outcome.decision, outcome.reason = decision, reason
     outcome.run_id, outcome.run_dir = record.run_id, record.path
@@ -86,11 +97,51 @@ def run_pipeline(
     pipe: Pipeline, options: PipelineOptions
 ) -> tuple[list[StageOutcome], Path | None]:
     """Every stage in order; returns the outcomes and the signed ledger's directory
-    (None for a dry run)."""
-    say, started = options.say, datetime.now(UTC)
+    (None for a dry run). A pipeline stopped by a signal signs its ledger too, with the
+    stage it stopped in marked ``interrupted``."""
+    started = datetime.now(UTC)
     signer = None if options.dry_run else make_signer(options.sign)
-    used: dict[str, RunRecord] = {}
     outcomes: list[StageOutcome] = []
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        _run_stages(pipe, options, signer, outcomes)
+    except KeyboardInterrupt as exc:
+        interrupted = exc
+        if outcomes and outcomes[-1].decision == "failed" and not outcomes[-1].reason:
+            outcomes[-1].decision, outcomes[-1].reason = "interrupted", f"rexec was stopped ({exc})"
+        done = {o.stage for o in outcomes}
+        outcomes += [
+            StageOutcome(s.name, "skipped", "the pipeline was interrupted")
+            for s in pipe.stages
+            if s.name not in done
+        ]
+    if options.dry_run:
+        if interrupted is not None:
+            raise interrupted
+        return outcomes, None
+    ledger = write_ledger(
+        options.runs_dir,
+        store.new_run_id(pipe.name),
+        kind="pipeline",
+        stages=[o.to_json() for o in outcomes],
+        about={
+            "pipeline": {"name": pipe.name, "file": str(pipe.path), "sha256": pipe.sha256},
+            **({"interrupted": str(interrupted)} if interrupted is not None else {}),
+        },
+        started=started,
+        signer=signer,
+    )
+    if interrupted is not None:
+        raise interrupted
+    return outcomes, ledger
+
+
+def _run_stages(
+    pipe: Pipeline, options: PipelineOptions, signer: Signer | None, outcomes: list[StageOutcome]
+) -> None:
+    say = options.say
+    used: dict[str, RunRecord] = {}
+    trusted: dict[str, catalog.Upstream] = {}  # run id -> its record, verified
     stopped: dict[str, str] = {}  # stage -> why its downstream cannot run
     cat = catalog.open_catalog()
     try:
@@ -116,7 +167,9 @@ def run_pipeline(
             outcome = StageOutcome(stage.name, "failed", "")
             outcomes.append(outcome)
             try:
-                _one_stage(stage.name, stage.run_spec, outcome, used, cat, options, signer)
+                _one_stage(
+                    stage.name, stage.run_spec, outcome, (used, trusted), cat, options, signer
+                )
             except ContractViolation as exc:
                 outcome.decision, outcome.reason = "contract-violated", exc.message
                 outcome.details = tuple(exc.details)
@@ -131,32 +184,26 @@ def run_pipeline(
                 stopped[stage.name] = "failed"
     finally:
         cat.close()
-    if options.dry_run:
-        return outcomes, None
-    ledger = write_ledger(
-        options.runs_dir,
-        store.new_run_id(pipe.name),
-        kind="pipeline",
-        stages=[o.to_json() for o in outcomes],
-        about={"pipeline": {"name": pipe.name, "file": str(pipe.path), "sha256": pipe.sha256}},
-        started=started,
-        signer=signer,
-    )
-    return outcomes, ledger
 
 
 def _one_stage(
     name: str,
     declared: spec.RunSpec,
     outcome: StageOutcome,
-    used: dict[str, RunRecord],
+    chosen: tuple[dict[str, RunRecord], dict[str, catalog.Upstream]],
     cat: catalog.Catalog,
     options: PipelineOptions,
-    signer: Any,
+    signer: Signer | None,
 ) -> None:
     say = options.say
+    used, trusted = chosen
     run_spec = catalog.resolve_inputs(
-        bind_stage_inputs(declared, used), runs_dir=options.runs_dir, catalog=cat
+        bind_stage_inputs(declared, used),
+        runs_dir=options.runs_dir,
+        catalog=cat,
+        policy=options.policy,
+        verified=trusted,
+        say=say,
     )
     runtime = default_runtime(options.engine or run_spec.engine)
     outcome.key, _ = key_of(run_spec, runtime=runtime, say=say)
@@ -166,16 +213,12 @@ def _one_stage(
     else:
         reuse = find_reusable(cat, outcome.key, policy=options.policy, say=say)
         refused = reuse.refused
-        if reuse.record is not None:
+        if reuse.found is not None:
+            record = reuse.found.record
             decision = "would-reuse" if options.dry_run else "reused"
-            _finished(
-                outcome,
-                reuse.record,
-                decision,
-                f"the same inputs as {reuse.record.run_id}, verified",
-            )
-            used[name] = reuse.record
-            say(f"stage {name}: reused {reuse.record.run_id}")
+            _finished(outcome, record, decision, f"the same inputs as {record.run_id}, verified")
+            used[name], trusted[record.run_id] = record, reuse.found
+            say(f"stage {name}: reused {record.run_id}")
             return
         why = (
             "no trust policy (--key or --identity) to verify an earlier run with"
@@ -210,3 +253,22 @@ def _one_stage(
         return
     _finished(outcome, record, "ran", why)
     used[name] = record
+    own = _verified_own(result, _own_records(options, signer))
+    if own is not None:
+        trusted[own.record.run_id] = own
+
+
+def _verified_own(
+    result: pipeline.RunResult, policy: TrustPolicy | None
+) -> catalog.Upstream | None:
+    """The record a stage just made, verified for the stages that read it: what is on disk
+    must be what this process signed (the runs dir may be shared). None when it cannot be
+    verified (unsigned, or keyless with no policy): a stage that reads it then refuses."""
+    if policy is None:
+        return None
+    verdict = verify_record(result.run_dir, policy)
+    if verdict.error is not None or verdict.statement_digest != result.statement_sha256:
+        return None
+    return catalog.Upstream(
+        load_record(result.run_dir, payload=verdict.payload), verdict.signer or ""
+    )
