@@ -2,16 +2,18 @@
 everything downstream of a corrected input (the face of ``stages/``).
 
 ``pipefile`` reads pipeline.toml and orders its stages, ``cache`` decides reuse
-(stage key + verified record), ``run`` runs a pipeline, ``regenerate`` replays the
-downstream closure of a corrected digest, ``ledger`` signs what was decided,
-``report`` writes the side-by-side. docs/pipelines.md walks through it.
+(stage key + verified record), ``run`` runs a pipeline, ``campaign`` plans a
+regeneration (the current downstream closure of a corrected digest, verified) and
+``regenerate`` runs it, ``ledger`` signs what was decided, ``report`` writes the
+side-by-side. docs/pipelines.md walks through it.
 """
 
 from __future__ import annotations
 
+from executor.stages.campaign import SCHEMA as REGENERATION_SCHEMA
+from executor.stages.campaign import Campaign, RegenOptions, plan_regeneration
 from executor.stages.pipefile import Pipeline, Stage, load_pipeline
-from executor.stages.regenerate import SCHEMA as REGENERATION_SCHEMA
-from executor.stages.regenerate import Campaign, RegenOptions, plan_regeneration, regenerate
+from executor.stages.regenerate import regenerate
 from executor.stages.report import regeneration_html
 from executor.stages.run import SCHEMA as PIPELINE_SCHEMA
 from executor.stages.run import PipelineOptions, StageOutcome, run_pipeline
