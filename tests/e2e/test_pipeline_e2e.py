@@ -243,7 +243,8 @@ def test_a_correction_regenerates_what_it_touches_and_prunes_what_it_does_not(
     assert lineage["regeneration"]["upstreamRuns"] == [steps["validate"]["runId"]]
     assert lineage["derivedFrom"] == steps["train-a"]["oldRun"]
     shown = json.loads(project.rexec("show", steps["train-a"]["oldRun"], "--json").stdout)
-    assert shown["supersededBy"] == [steps["train-a"]["runId"]]
+    (newer,) = shown["supersededBy"]  # the regeneration verified it, so it counts
+    assert (newer["run_id"], newer["verified"]) == (steps["train-a"]["runId"], True)
     assert json.loads(project.rexec("log", "--stale", "--json").stdout)["runs"] == []
     old = {s["stage"]: s["runId"] for s in first["stages"]}
     assert (project.runs / old["train-a"] / "statement.json").is_file()  # the old record stays
