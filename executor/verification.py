@@ -22,7 +22,14 @@ from typing import Any
 
 from executor import safeio
 from executor.canonical import StrictJSONError, strict_loads
-from executor.errors import ExitCode, InputError, MismatchError, RexecError, VerificationError
+from executor.errors import (
+    ExitCode,
+    InputError,
+    JobFailed,
+    MismatchError,
+    RexecError,
+    VerificationError,
+)
 from executor.record.integrity import (
     ArtifactReport,
     compare_artifacts,
@@ -34,6 +41,7 @@ from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.store import BUNDLE as RECORD_BUNDLE
 from executor.record.store import OUTPUTS as RECORD_OUTPUTS
 from executor.record.store import STATEMENT as RECORD_STATEMENT
+from executor.outputs import display_text
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 
 # What a replay adds to its record beside the run's own signed files.
@@ -59,6 +67,9 @@ class Verdict:
     replay_verdict: Mapping[str, Any] | None = None
     # `verify --require-approval`: who approved, and why each other approver did not count.
     approvals: Mapping[str, Any] | None = None
+    # What the entry point checked besides the record (a registry's layers, an audit
+    # bundle's image and inputs, the chain of upstream records).
+    extra: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     error: RexecError | None = field(default=None, compare=False)
     # The signed payload exactly: what replay, diff and rerun act on (never re-read).
@@ -98,6 +109,7 @@ class Verdict:
             },
             "replay_verdict": dict(self.replay_verdict) if self.replay_verdict else None,
             "approvals": dict(self.approvals) if self.approvals is not None else None,
+            **self.extra,
             "warnings": list(self.warnings),
             "error": None
             if self.error is None
@@ -313,6 +325,23 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
     except RexecError as exc:
         return replace(verdict, error=exc)
     return verdict
+
+
+def status_gate(verdict: Verdict, *, allow_unsuccessful: bool) -> Verdict:
+    """The deployment default: an authentic record of a run that did not succeed (failed,
+    timed out, interrupted, pre-empted) is refused, exit 5, unless asked to accept it."""
+    if verdict.error is not None or verdict.status in (None, "succeeded") or allow_unsuccessful:
+        return verdict
+    code = f" (exit {verdict.exit_code})" if verdict.exit_code is not None else ""
+    return replace(
+        verdict,
+        error=JobFailed(
+            f"the record is authentic, but the run it records did not succeed: "
+            f"{display_text(verdict.status)}{code}",
+            hint="do not deploy its outputs as a success; --allow-failed accepts such a record "
+            "(an audit of a failed run, say)",
+        ),
+    )
 
 
 def verify_artifact(bundle: Path, artifact: Path, policy: TrustPolicy) -> Verdict:

@@ -44,7 +44,9 @@ RANKS = {
     # what is done with records and specs
     "compare": 4,
     "verification": 4,
-    "approvals": 4,
+    "chain": 4.2,
+    "gate": 4.3,
+    "approvals": 3.5,  # below registry and export, which carry approvals along
     "registry": 4,
     "export": 4,
     "lock": 4,

@@ -29,8 +29,10 @@ __all__ = [
     "APPROVALS_DIR",
     "VSA_TYPE",
     "ApprovalCheck",
+    "approval_files",
     "check_approvals",
     "list_approvals",
+    "verify_approval",
     "vsa_statement",
     "write_approval",
 ]
@@ -100,7 +102,11 @@ def write_approval(record: RunRecord, statement: Mapping[str, Any], signer: Sign
 
 def list_approvals(record_dir: Path) -> list[Path]:
     """The approval payload files beside a record (regular files only, no links)."""
-    folder = record_dir / APPROVALS_DIR
+    return approval_files(record_dir / APPROVALS_DIR)
+
+
+def approval_files(folder: Path) -> list[Path]:
+    """The approval payload files in ``folder`` (regular files only, no links)."""
     if not folder.is_dir() or folder.is_symlink():
         return []
     return sorted(
@@ -122,7 +128,7 @@ class ApprovalCheck:
         return {"approvedBy": self.approvers, "notCounted": self.rejected}
 
 
-def _one(path: Path, policy: TrustPolicy, statement_sha256: str) -> str:
+def verify_approval(path: Path, policy: TrustPolicy, statement_sha256: str) -> str:
     """The verified approver of one approval file under ``policy``, or raise why not."""
     bundle = path.with_name(path.name.removesuffix(".json") + BUNDLE_SUFFIX)
     try:
@@ -154,30 +160,65 @@ def _one(path: Path, policy: TrustPolicy, statement_sha256: str) -> str:
 
 
 def check_approvals(
-    record_dir: Path,
+    files: Sequence[Path],
     statement_sha256: str,
     approvers: Sequence[tuple[str, TrustPolicy]],
     *,
     run_signer: str | None,
     allow_self: bool,
 ) -> ApprovalCheck:
-    """Which of the named ``approvers`` (label, policy) signed a valid approval of this run."""
-    found = ApprovalCheck()
-    files = list_approvals(record_dir)
+    """Which of the named ``approvers`` (label, policy) signed a valid approval of this run.
+
+    Approvers count by who verifiably signed (a key by its fingerprint, an identity with
+    its issuer), never by how often they are named: one signer is one approval, matched
+    to at most one named approver (the most approvers that distinct signers can satisfy).
+    """
+    signers: dict[str, list[str]] = {}  # label -> verified signers of approvals it accepts
+    reasons: dict[str, list[str]] = {}
     for label, policy in approvers:
-        reasons = []
+        accepted, why = signers.setdefault(label, []), reasons.setdefault(label, [])
         for path in files:
             try:
-                signer = _one(path, policy, statement_sha256)
+                signer = verify_approval(path, policy, statement_sha256)
             except RexecError as exc:
-                reasons.append(exc.message)
+                why.append(exc.message)
                 continue
             if signer == run_signer and not allow_self:
-                reasons.append(f"{path.name}: signed by the run's own signer ({signer})")
-                continue
+                why.append(f"{path.name}: signed by the run's own signer ({signer})")
+            elif signer not in accepted:
+                accepted.append(signer)
+    matched = _match(signers)
+    found = ApprovalCheck()
+    for label, _ in approvers:
+        if label in found.approvers or any(r.startswith(f"{label}: ") for r in found.rejected):
+            found.rejected.append(f"{label}: named more than once (one approver counts once)")
+            continue
+        if label in matched:
             found.approvers.append(label)
-            break
-        else:
-            why = "; ".join(reasons) if reasons else "no approval files"
-            found.rejected.append(f"{label}: {why}")
+            continue
+        why = reasons[label] + [
+            f"signed by {s}, which already counts for {other} (one signer is one approval)"
+            for s in signers[label]
+            for other in [k for k, v in matched.items() if v == s and k != label]
+        ]
+        found.rejected.append(f"{label}: {'; '.join(why) if why else 'no approval files'}")
     return found
+
+
+def _match(signers: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """A maximum matching of approver labels to distinct signers (augmenting paths)."""
+    owner: dict[str, str] = {}  # signer -> label
+
+    def place(label: str, seen: set[str]) -> bool:
+        for signer in signers[label]:
+            if signer in seen:
+                continue
+            seen.add(signer)
+            if signer not in owner or place(owner[signer], seen):
+                owner[signer] = label
+                return True
+        return False
+
+    for label in signers:
+        place(label, set())
+    return {label: signer for signer, label in owner.items()}

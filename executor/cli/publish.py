@@ -11,19 +11,22 @@ from executor import registry
 from executor.cli._options import add_trust_options, trust_policy
 from executor.outputs import display_text
 from executor.record.reader import load_record
-from executor.verification import verify_record
+from executor.verification import status_gate, verify_record
 
 EPILOG = """\
 examples:
   rexec publish runs/<run-id> 127.0.0.1:5000/models/mnist:v1 --key signing.pub
   rexec verify 127.0.0.1:5000/models/mnist@sha256:… --key signing.pub --output deploy/
 
-The record is verified first. Each output file becomes one layer whose digest is
-the output's sha256 (a signed subject); the record's Sigstore bundle is attached
-to the artifact as an OCI 1.1 referrer (or under the sha256-<hex> tag where the
-registry has no referrers API), so `rexec verify REGISTRY/REPO@sha256:…` and
-tools that follow those conventions find it.
-exit codes: 0 published, 2 bad input, 3 the record does not verify, 6 the registry failed
+The record is verified first, and a run that did not succeed is refused (exit
+5) unless --allow-failed. Each output file becomes one layer whose digest is the
+output's sha256 (a signed subject); the record's Sigstore bundle, and each
+approval of it, is attached to the artifact as an OCI 1.1 referrer (or under the
+sha256-<hex> tag where the registry has no referrers API), so `rexec verify
+REGISTRY/REPO@sha256:… --require-approval …` and tools that follow those
+conventions find them. Publishing again after an approval attaches it too.
+exit codes: 0 published, 2 bad input, 3 the record does not verify, 5 the run did
+not succeed, 6 the registry failed
 """
 
 
@@ -38,6 +41,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("target", type=Path, metavar="RUN_DIR", help="the run record to publish")
     p.add_argument("ref", metavar="REGISTRY/REPO:TAG", help="where to push")
     add_trust_options(p, "trust policy: the record must verify before it is published")
+    p.add_argument(
+        "--allow-failed",
+        action="store_true",
+        help="publish the outputs of a run that did not succeed (its status stays signed "
+        "in the attached record, and `rexec verify` refuses it unless --allow-failed)",
+    )
     p.add_argument("--json", action="store_true", help="print what was pushed as JSON")
     p.set_defaults(handler=handle)
 
@@ -45,7 +54,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Verify, push, attach, and print the artifact's digest."""
     ref = registry.parse_reference(args.ref)
-    checked = verify_record(args.target, trust_policy(args))
+    checked = status_gate(
+        verify_record(args.target, trust_policy(args)), allow_unsuccessful=args.allow_failed
+    )
     if checked.error is not None:
         raise checked.error
     record = load_record(args.target, payload=checked.payload)

@@ -15,9 +15,11 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +39,9 @@ MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY = "application/vnd.oci.empty.v1+json"
 MANIFEST_CAP = 4 << 20
-BLOB_CAP = 8 << 30
+BLOB_CAP = 8 << 30  # a blob read into memory (a bundle, a published file)
+STREAM_CAP = 1 << 40  # a blob streamed to disk (a model layer) may announce at most this
+CHUNK = 1 << 20
 _REF = re.compile(
     r"^(?P<host>[A-Za-z0-9.-]+(?::\d+)?)/(?P<repo>[a-z0-9]+(?:[._/-][a-z0-9]+)*)(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
@@ -108,8 +112,7 @@ class Registry:
         target = urlsplit(path) if path.startswith("http") else None
         host = target.netloc if target else self.host
         path = (target.path + (f"?{target.query}" if target.query else "")) if target else path
-        kind = http.client.HTTPConnection if self.scheme == "http" else http.client.HTTPSConnection
-        conn = kind(host, timeout=60)
+        conn = self._connection(host)
         try:
             conn.request(method, path, body=body, headers=dict(headers or {}))
             response = conn.getresponse()
@@ -202,6 +205,63 @@ class Registry:
         if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
             raise MismatchError(f"{self.host}/{repo}: blob {digest} has other bytes")
         return data
+
+    def blob_to(self, repo: str, digest: str, *, size: int, dest: Path) -> None:
+        """Stream a blob of the announced ``size`` into a new file ``dest``, hashing as it
+        comes: never more than ``size`` bytes are read, nothing is held in memory, and a
+        blob of other bytes or another length is refused (``dest`` then removed)."""
+        if not 0 <= size <= STREAM_CAP:
+            raise MismatchError(f"{self.host}/{repo}: blob {digest} announces {size} bytes")
+        path = f"/v2/{repo}/blobs/{digest}"
+        for _ in range(3):  # a registry may redirect a blob to its storage
+            target = urlsplit(path) if path.startswith("http") else None
+            host = target.netloc if target else self.host
+            where = (target.path + (f"?{target.query}" if target.query else "")) if target else path
+            conn = self._connection(host)
+            try:
+                conn.request("GET", where)
+                response = conn.getresponse()
+                if response.status in (301, 302, 307) and response.getheader("location"):
+                    path = str(response.getheader("location"))
+                    continue
+                if response.status != 200:
+                    raise InfrastructureError(
+                        f"{self.host}/{repo}: blob {digest}: HTTP {response.status}"
+                    )
+                self._stream(response, digest, size=size, dest=dest)
+                return
+            except OSError as exc:
+                raise InfrastructureError(
+                    f"{self.scheme}://{self.host}: cannot reach the registry ({exc})"
+                ) from exc
+            finally:
+                conn.close()
+        raise InfrastructureError(f"{self.host}/{repo}: blob {digest}: too many redirects")
+
+    def _stream(self, response: Any, digest: str, *, size: int, dest: Path) -> None:
+        hasher, got = hashlib.sha256(), 0
+        fd = os.open(
+            dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644
+        )
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                while chunk := response.read(min(CHUNK, size + 1 - got)):
+                    got += len(chunk)
+                    if got > size:
+                        raise MismatchError(
+                            f"{self.host}: blob {digest} is longer than the {size} bytes announced"
+                        )
+                    hasher.update(chunk)
+                    handle.write(chunk)
+            if got != size or "sha256:" + hasher.hexdigest() != digest:
+                raise MismatchError(f"{self.host}: blob {digest} has other bytes")
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+
+    def _connection(self, host: str) -> http.client.HTTPConnection:
+        kind = http.client.HTTPConnection if self.scheme == "http" else http.client.HTTPSConnection
+        return kind(host, timeout=60)
 
     def referrers(self, repo: str, digest: str) -> tuple[list[dict[str, Any]], str]:
         """What is attached to ``digest``: the referrers API, else the tag-schema index."""

@@ -257,7 +257,10 @@ def test_strings_from_a_record_are_shown_escaped(tmp_path: Path, keys: tuple[Pat
         {"name": "exit-status", "annotations": {"status": "succ\x1b[32meeded", "exitCode": 0}}
     ]
     record = signed_record(tmp_path / "run", keys[0], canonical_json(doc))
-    proc = rexec("verify", record, "--key", keys[1])
+    refused = rexec("verify", record, "--key", keys[1])  # not "succeeded": the gate says no
+    assert refused.returncode == 5, refused.stderr
+    assert "\x1b" not in refused.stdout + refused.stderr and "succ\\x1b[32meeded" in refused.stderr
+    proc = rexec("verify", record, "--key", keys[1], "--allow-failed")
     assert proc.returncode == 0, proc.stderr
     assert "\x1b" not in proc.stdout and "\x07" not in proc.stdout
     assert "r\\x1b[2J\\x1b]0;owned\\x07" in proc.stdout

@@ -60,13 +60,21 @@ def test_intact_record_verifies(make_record: Callable[..., Any]) -> None:
     assert json.loads(der_hint)["verificationMaterial"]["publicKey"]["hint"] in doc["signer"]
 
 
-def test_failed_run_verifies_but_says_so(make_record: Callable[..., Any]) -> None:
+def test_a_failed_run_is_refused_by_default_and_verifies_when_accepted(
+    make_record: Callable[..., Any],
+) -> None:
     rec = make_record(status="failed", exit_code=3)
-    proc = rexec("verify", rec.root, "--key", rec.public_key)
-    assert proc.returncode == 0, proc.stderr
-    assert "status:    failed (exit 3)" in proc.stdout
-    assert "did not succeed" in proc.stdout
+    refused = rexec("verify", rec.root, "--key", rec.public_key)
+    assert refused.returncode == 5, refused.stderr  # the deployment default
+    assert "status:    failed (exit 3)" in refused.stdout and "VERIFIED" not in refused.stdout
+    assert "did not succeed" in refused.stderr and "--allow-failed" in refused.stderr
     code, doc = verdict(rec.root, "--key", rec.public_key)
+    assert (code, doc["verified"], doc["status"], doc["error"]["code"]) == (5, False, "failed", 5)
+    assert doc["signer"] is not None  # what was proved before the gate is kept
+    proc = rexec("verify", rec.root, "--key", rec.public_key, "--allow-failed")
+    assert proc.returncode == 0, proc.stderr
+    assert "status:    failed (exit 3)" in proc.stdout and "did not succeed" in proc.stdout
+    code, doc = verdict(rec.root, "--key", rec.public_key, "--allow-failed")
     assert (code, doc["verified"], doc["status"], doc["exit_code"]) == (0, True, "failed", 3)
 
 
