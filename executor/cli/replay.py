@@ -69,8 +69,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _from_bundle(
     args: argparse.Namespace, say: Callable[[str], None]
-) -> tuple[export.Unpacked, replay.Original]:
-    """Unpack the audit bundle, verify its record, check its image, inputs and code."""
+) -> tuple[export.Unpacked, replay.Original, str]:
+    """Unpack the audit bundle, verify its record, check its image, inputs and code against
+    it; returns the image id the signed record names (never the tar's own index)."""
     dest = (args.unpack_to or Path.cwd() / f"{args.target.name}.unpacked").resolve()
     say(f"unpacking {args.target} into {dest}")
     unpacked = export.unpack_export(args.target, dest)
@@ -84,7 +85,7 @@ def _from_bundle(
                 hint=" ".join(f"--input {n}=PATH" for n in missing)
                 + " (a copy with the recorded digest)",
             )
-    return unpacked, original
+    return unpacked, original, str(found["image"])
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -93,14 +94,14 @@ def handle(args: argparse.Namespace) -> int:
     inputs: Mapping[str, Path] = parse_inputs(args.input)
     image, code = None, None
     if export.is_bundle(args.target):
-        unpacked, original = _from_bundle(args, options.say)
+        unpacked, original, image_id = _from_bundle(args, options.say)
         inputs = {**unpacked.inputs(), **inputs}
         runtime = default_runtime(
             args.runtime or original.record.spec.get("runtime", {}).get("engine")
         )
         options.say("loading the bundle's image into the engine")
         runtime.load(unpacked.image_archive)
-        image = spec.ImageSpec(image_id=unpacked.index["image"]["imageId"])
+        image = spec.ImageSpec(image_id=image_id)  # what the signed record names
         if unpacked.code_dir is not None:
             export.make_code_repo(unpacked.code_dir)
             code = unpacked.code_dir

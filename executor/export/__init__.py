@@ -76,8 +76,7 @@ def export_run(
                     say(f"adding input {name} from {path}")
                     sizes[f"input:{name}"] = add_tree(tar, path, item["dir"])
                 if code is not None:
-                    say(f"adding the code tree from {code}")
-                    root = Path(code)
+                    root = _recorded_code(record, Path(code), Path(tmp), say=say)
                     sizes["code"] = add_tree(
                         tar, root, "code", skip=lambda p: ".git" in p.relative_to(root).parts
                     )
@@ -100,6 +99,59 @@ def export_run(
         partial.unlink(missing_ok=True)
         raise
     return {**index, "file": str(target), "bytes": target.stat().st_size}
+
+
+def _code_pin(record: RunRecord) -> tuple[str, str | None]:
+    """The code tree digest the record pins, and its commit."""
+    digest = dict((record.dependency("code") or {}).get("digest") or {})
+    commit = digest.pop("gitCommit", None)
+    if len(digest) != 1:
+        raise MismatchError(f"{record.path}: the record's code pin names no single tree digest")
+    algo, hexdigest = next(iter(digest.items()))
+    return f"{algo}:{hexdigest}", commit if isinstance(commit, str) else None
+
+
+def _tree_of(root: Path, pinned: str) -> str:
+    algo = pinned.split("-tree-v1:")[0]
+    return snapshot.hash_tree(root, algo=algo, exclude=GIT_EXCLUDE, use_cache=False).digest
+
+
+def _recorded_code(record: RunRecord, path: Path, tmp: Path, *, say: Say) -> Path:
+    """The code tree the record pins: the recorded path when it still holds those bytes,
+    else the recorded commit checked out of its repository; never other code."""
+    pinned, commit = _code_pin(record)
+    if path.is_dir() and _tree_of(path, pinned) == pinned:
+        say(f"adding the code tree from {path}")
+        return path
+    if commit is not None and path.is_dir():
+        notes = _notes(record, "code")
+        sub = str(notes.get("path") or ".")
+        checkout = tmp / "code"
+        checkout.mkdir()
+        archive = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(path),
+                "archive",
+                "--format=tar",
+                commit if sub == "." else f"{commit}:{sub}",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode == 0:
+            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+                tar.extractall(checkout, filter="data")
+            if _tree_of(checkout, pinned) == pinned:
+                say(f"adding the code tree of commit {commit} (the working tree at {path} changed)")
+                return checkout
+    raise MismatchError(
+        f"code: neither {path} nor its commit {commit} holds the code tree the record pins "
+        f"({pinned})",
+        hint="check out the recorded commit there (and the uncommitted changes the run had, "
+        "if it ran with --allow-dirty); nothing was written",
+    )
 
 
 @dataclass(frozen=True)
@@ -142,13 +194,28 @@ def unpack_export(archive: Path, dest: Path) -> Unpacked:
 
 
 def _image_id_of(archive: Path) -> str:
-    """The image id (sha256 of its config) inside a docker-archive tar."""
+    """The image id (sha256 of its config) inside a docker-archive tar, which must hold
+    exactly one image and name no tag: loading it must not re-point a tag in the engine
+    (``docker save`` by id, as ``export`` does, writes none)."""
     with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        if "repositories" in names:
+            raise MismatchError(f"{archive}: it names tags (a 'repositories' file)")
         manifest = tar.extractfile("manifest.json")
-        assert manifest is not None
-        (entry,) = json.loads(manifest.read(1 << 20))
+        if manifest is None:
+            raise MismatchError(f"{archive}: no manifest.json")
+        entries = json.loads(manifest.read(1 << 20))
+        if not isinstance(entries, list) or len(entries) != 1:
+            raise MismatchError(f"{archive}: expected exactly one image")
+        (entry,) = entries
+        if entry.get("RepoTags"):
+            raise MismatchError(
+                f"{archive}: the image is tagged {entry['RepoTags']!r}; loading it would "
+                "re-point those tags in the engine"
+            )
         config = tar.extractfile(entry["Config"])
-        assert config is not None
+        if config is None:
+            raise MismatchError(f"{archive}: no image config")
         return "sha256:" + hashlib.sha256(config.read(64 << 20)).hexdigest()
 
 
@@ -157,7 +224,7 @@ def check_unpacked(unpacked: Unpacked, record: RunRecord, *, say: Say) -> dict[s
     wanted = _notes(record, "image").get("imageId")
     try:
         found = _image_id_of(unpacked.image_archive)
-    except (OSError, KeyError, ValueError, tarfile.TarError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, tarfile.TarError) as exc:
         raise MismatchError(
             f"{unpacked.image_archive}: not a readable image archive ({exc})"
         ) from exc
@@ -174,20 +241,12 @@ def check_unpacked(unpacked: Unpacked, record: RunRecord, *, say: Say) -> dict[s
         say(f"input {name} matches {recorded[name]}")
     code = None
     if unpacked.code_dir is not None:
-        digest = dict((record.dependency("code") or {}).get("digest") or {})
-        digest.pop("gitCommit", None)
-        algo, hexdigest = next(iter(digest.items()))
-        tree = snapshot.hash_tree(
-            unpacked.code_dir,
-            algo=algo.split("-tree-v1")[0],
-            exclude=GIT_EXCLUDE,
-            use_cache=False,
-        ).digest
-        if tree != f"{algo}:{hexdigest}":
-            raise MismatchError(
-                f"the bundle's code tree is {tree}, the record pins {algo}:{hexdigest}"
-            )
-        code = tree
+        if record.dependency("code") is None:
+            raise MismatchError("the bundle has a code tree, the record names no code")
+        pinned, _ = _code_pin(record)
+        code = _tree_of(unpacked.code_dir, pinned)
+        if code != pinned:
+            raise MismatchError(f"the bundle's code tree is {code}, the record pins {pinned}")
     missing = sorted(set(recorded) - set(checked))
     return {"image": found, "inputs": checked, "notIncluded": missing, "code": code}
 
