@@ -15,12 +15,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "slurm-node",
         help="(run by the batch script) this node's part of a submitted run",
         description=(
-            "Run on a Slurm node by the script `rexec submit` wrote: re-verify the pins, "
-            "run this task in its container within the allocation, sign the record."
+            "Run on a Slurm node by the script `rexec submit` wrote: check the submission "
+            "is the one submitted, re-verify the pins, run this task in its container "
+            "within the allocation, sign the record."
         ),
     )
     p.add_argument(
         "directory", type=Path, help="the submission directory (RUNS_DIR/.rexec-jobs/ID)"
+    )
+    p.add_argument(
+        "--submission-sha256",
+        metavar="HEX",
+        help="the sha256 submission.json must have (the batch script names it; anything "
+        "else is refused and recorded in refused.json)",
     )
     p.set_defaults(handler=handle)
 
@@ -31,4 +38,4 @@ def handle(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(f"rexec: {text}", file=sys.stderr, flush=True)
 
-    return cluster.run_on_node(args.directory, say=say)
+    return cluster.run_on_node(args.directory, sha256=args.submission_sha256, say=say)

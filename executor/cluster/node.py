@@ -1,7 +1,10 @@
 """``rexec slurm-node DIR``: what the batch script runs on the node.
 
-It re-reads the submission, checks the spec file is still the one submitted
-(its sha256), applies this array task's overrides, resolves the allocated
+It reads the submission and refuses it unless its bytes have the sha256 the batch
+script names (Slurm's copy of the script, which the job owner cannot rewrite on
+shared storage), recording why in ``refused.json``; it runs the spec held in the
+submission (never re-reading the spec's path), checks the inputs against the
+listings verified at submit time, applies this array task's overrides, resolves the allocated
 GPUs to UUIDs and the allocation's CPUs and memory into the container's
 limits (Docker does not see Slurm's cgroup), and runs the ordinary pipeline
 with the job's identity signed into the record. A requeued job is a new
@@ -18,15 +21,17 @@ node fails the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import pipeline, safeio, spec
+from executor import pipeline, safeio, snapshot, spec
 from executor.canonical import sha256_hex
 from executor.cluster.identity import (
     allocated_cpus,
@@ -36,7 +41,7 @@ from executor.cluster.identity import (
     resolve_allocated,
 )
 from executor.cluster.slurm import Slurm
-from executor.cluster.submission import Submission, load_submission
+from executor.cluster.submission import LISTINGS, REFUSED, Submission, load_submission
 from executor.errors import InputError, JobFailed, MismatchError, RexecError
 from executor.runtime import default_runtime
 from executor.signing import SignOptions
@@ -60,16 +65,38 @@ def _task(sub: Submission, env: Mapping[str, str]) -> int | None:
 
 
 def _load_spec(sub: Submission, task: int | None) -> spec.RunSpec:
-    path = Path(sub.spec_path)
-    data, _ = spec.read_document(path)
-    if sha256_hex(data) != sub.spec_sha256:
-        raise MismatchError(
-            f"{path}: the spec changed after it was submitted (sha256 {sha256_hex(data)}, "
-            f"submitted {sub.spec_sha256})",
-            hint="submit again; a queued job runs the spec as it was when submitted",
-        )
+    """The spec as submitted, from the submission itself: its path may have changed since
+    (its relative paths are still read from its directory, and verified by their pins)."""
     chosen = sub.tasks[task or 0]
-    return spec.loads(data, source=path, overrides=chosen.params, seed=chosen.seed)
+    return spec.loads(
+        sub.spec_text.encode(),
+        source=Path(sub.spec_path),
+        overrides=chosen.params,
+        seed=chosen.seed,
+    )
+
+
+def _keep_listings(sub: Submission) -> None:
+    """The inputs' listings as verified on the submit host, so a changed input is named
+    file by file; each must be the file the submission names by its sha256."""
+    for name, digest in sorted(sub.listings.items()):
+        path = sub.directory / LISTINGS / f"{name}.listing.json"
+        data = safeio.read_capped(path, cap=1 << 30)
+        if sha256_hex(data) != digest:
+            raise MismatchError(f"{path}: not the listing the submission names (sha256 {digest})")
+        snapshot.keep_listing(snapshot.Listing.from_json(data, where=str(path)))
+
+
+def _refuse(directory: Path, exc: RexecError, env: Mapping[str, str]) -> None:
+    """Record on shared storage why this node refused the submission (``rexec status``)."""
+    doc = {
+        "reason": exc.message,
+        "node": env.get("SLURMD_NODENAME"),
+        "jobId": env.get("SLURM_JOB_ID"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    with contextlib.suppress(OSError):
+        safeio.write_atomic(directory / REFUSED, json.dumps(doc, sort_keys=True).encode())
 
 
 def _gpus(run_spec: spec.RunSpec, env: Mapping[str, str]) -> tuple[str, ...] | None:
@@ -86,10 +113,24 @@ def _gpus(run_spec: spec.RunSpec, env: Mapping[str, str]) -> tuple[str, ...] | N
     return uuids
 
 
-def run_on_node(directory: Path, *, say: Say, env: Mapping[str, str] | None = None) -> int:
-    """Run this node's part of a submission; the process's exit status."""
+def run_on_node(
+    directory: Path, *, sha256: str | None, say: Say, env: Mapping[str, str] | None = None
+) -> int:
+    """Run this node's part of a submission (``sha256``: what the batch script names; a
+    submission that does not have it is refused); the process's exit status."""
     env = dict(os.environ if env is None else env)
-    sub = load_submission(directory)
+    try:
+        if sha256 is None:
+            raise MismatchError(
+                f"{directory}: the batch script names no submission digest (a job queued by "
+                "an older rexec)",
+                hint="submit it again",
+            )
+        sub = load_submission(directory, sha256=sha256)
+        _keep_listings(sub)
+    except RexecError as exc:
+        _refuse(directory, exc, env)
+        raise
     task = _task(sub, env)
     restart = int(env.get("SLURM_RESTART_COUNT") or 0)
     run_spec = _load_spec(sub, task)

@@ -19,7 +19,7 @@ from typing import Any
 
 from executor import safeio
 from executor.cluster.slurm import JobState, Slurm
-from executor.cluster.submission import JOBS_DIR, Submission, load_submission
+from executor.cluster.submission import JOBS_DIR, REFUSED, Submission, load_submission
 from executor.errors import ExitCode, InputError
 
 __all__ = ["TaskStatus", "find_submission", "poll", "wait"]
@@ -99,13 +99,22 @@ def _task_ids(sub: Submission) -> list[tuple[int | None, str]]:
     return [(i, f"{sub.job_id}_{i}") for i in range(len(sub.tasks))]
 
 
+def refusal(sub: Submission) -> str | None:
+    """Why a node refused the submission (it was changed while queued), if one did."""
+    try:
+        doc = json.loads(safeio.read_capped(sub.directory / REFUSED, cap=1 << 16))
+    except (OSError, ValueError, safeio.UnsafeFile):
+        return None
+    return str(doc.get("reason")) if isinstance(doc, dict) else None
+
+
 def _newest_record(sub: Submission, task: int | None) -> tuple[Path | None, str | None]:
     """This task's record of the latest attempt, and the status it signed."""
     base = sub.task_run_id(task, 0)
     runs = Path(sub.runs_dir)
     found = [p for p in runs.glob(f"{base}*") if p.name == base or p.name.startswith(base + "-r")]
     if not found:
-        return None, None
+        return None, "refused" if refusal(sub) is not None else None
 
     def attempt(p: Path) -> int:
         tail = p.name.removeprefix(base).removeprefix("-r")
@@ -129,6 +138,8 @@ def poll(subs: Sequence[Submission], slurm: Slurm) -> dict[str, list[TaskStatus]
     for sub, task, job in wanted:
         state: JobState | None = queue.get(job) or (accounting or {}).get(job)
         record, record_status = _newest_record(sub, task)
+        if record_status == "refused" and state is None:
+            state = JobState(job, "FAILED", f"refused: {refusal(sub)}")
         if state is None:
             # No accounting (or not yet): the record on shared storage is the truth.
             name = "COMPLETED" if record_status == "succeeded" else "UNKNOWN"

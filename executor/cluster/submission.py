@@ -1,10 +1,14 @@
 """A submission: what ``rexec submit`` decided, kept on shared storage for the node.
 
-The batch script carries no spec, key or parameter: it only names this
-directory, ``RUNS_DIR/.rexec-jobs/<run-id>/``, where ``submission.json`` says
-which spec (and its sha256, checked again on the node), which signing, which
-sweep tasks, and which site options it was queued with. The sbatch script and
-Slurm's log files are kept beside it, so a failed job explains itself.
+The batch script carries no spec, key or parameter: it names this directory,
+``RUNS_DIR/.rexec-jobs/<run-id>/``, and the sha256 of its ``submission.json``,
+which holds the spec itself (its bytes, never a path to re-read), which signing,
+which sweep tasks and site options it was queued with, and the sha256 of each
+input's verified listing kept beside it. Slurm keeps its own copy of the batch
+script, which the job owner cannot rewrite on shared storage: the node refuses a
+submission whose bytes are not the ones that script names (and records why), so
+a pending job cannot be swapped for another spec, seed or signing. The sbatch
+script and Slurm's log files are kept beside it, so a failed job explains itself.
 
 Site options (partition, account, qos, …) say where a run went, not what ran:
 they come from the command line or the user's config, never from the spec, and
@@ -13,6 +17,7 @@ the record carries them as the job's identity.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -23,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from executor import safeio
-from executor.errors import InputError
+from executor.canonical import sha256_hex
+from executor.errors import InputError, MismatchError
 from executor.paths import config_dir
 
 __all__ = [
     "JOBS_DIR",
+    "LISTINGS",
+    "REFUSED",
     "SiteOptions",
     "Submission",
     "SweepTask",
@@ -36,10 +44,13 @@ __all__ = [
     "sweep_tasks",
 ]
 
-SCHEMA = "rexec.submission/v1"
+SCHEMA = "rexec.submission/v2"
 JOBS_DIR = ".rexec-jobs"
 SUBMISSION = "submission.json"
 SCRIPT = "job.sbatch"
+JOB_ID = "job-id"  # written after sbatch answered: not part of the bound submission
+REFUSED = "refused.json"  # what the node found when it refused the submission
+LISTINGS = "inputs"  # <name>.listing.json: each input's listing as verified at submit time
 MAX_TASKS = 1000
 
 
@@ -76,7 +87,7 @@ class Submission:
     """Everything the node needs to run its part, and what the submit host saw."""
 
     run_id: str
-    spec_path: str
+    spec_path: str  # where the spec was (its relative paths are read from there)
     spec_sha256: str
     runs_dir: str
     site: SiteOptions
@@ -88,6 +99,8 @@ class Submission:
     submitted_at: str = ""
     job_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    spec_text: str = ""  # the spec exactly as submitted (the node never re-reads the path)
+    listings: dict[str, str] = field(default_factory=dict)  # input name -> listing sha256
 
     @property
     def directory(self) -> Path:
@@ -105,54 +118,88 @@ class Submission:
         return run_id if restart == 0 else f"{run_id}-r{restart}"
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON form kept in ``submission.json``."""
+        """The JSON form (``submit --json``); ``submission.json`` is this without the job id."""
         doc = asdict(self)
         doc["schema"] = SCHEMA
         doc["site"]["extra"] = list(self.site.extra)
         doc["tasks"] = [{"params": [list(p) for p in t.params], "seed": t.seed} for t in self.tasks]
         return doc
 
-    def save(self) -> None:
-        """Write ``submission.json`` atomically (the node may read it at any moment)."""
-        data = json.dumps(self.to_json(), indent=2, sort_keys=True).encode() + b"\n"
-        safeio.write_atomic(self.directory / SUBMISSION, data)
+    def encoded(self) -> bytes:
+        """``submission.json``'s bytes: what the batch script binds by its sha256."""
+        doc = self.to_json()
+        doc.pop("job_id")
+        return json.dumps(doc, indent=2, sort_keys=True).encode() + b"\n"
+
+    def save_job_id(self, job_id: str) -> None:
+        """Remember Slurm's job id beside the submission (after sbatch answered)."""
+        self.job_id = job_id
+        safeio.write_atomic(self.directory / JOB_ID, job_id.encode() + b"\n")
 
 
-def load_submission(directory: Path) -> Submission:
-    """Read a submission the user's own ``rexec submit`` wrote; a clear error otherwise."""
+def load_submission(directory: Path, *, sha256: str | None = None) -> Submission:
+    """Read a submission ``rexec submit`` wrote; with ``sha256`` (the node: what the batch
+    script Slurm holds names), exactly those bytes or a MismatchError saying what differs."""
     path = directory / SUBMISSION
     try:
-        doc = json.loads(safeio.read_capped(path, cap=4 << 20))
-        if doc.get("schema") != SCHEMA:
-            raise ValueError(f"schema is {doc.get('schema')!r}, expected {SCHEMA!r}")
-        site = dict(doc["site"])
-        site["extra"] = tuple(site.get("extra", ()))
-        tasks = tuple(
-            SweepTask(tuple((str(k), v) for k, v in t.get("params", [])), t.get("seed"))
-            for t in doc["tasks"]
-        )
-        return Submission(
-            run_id=str(doc["run_id"]),
-            spec_path=str(doc["spec_path"]),
-            spec_sha256=str(doc["spec_sha256"]),
-            runs_dir=str(doc["runs_dir"]),
-            site=SiteOptions(**site),
-            sign=dict(doc["sign"]),
-            tasks=tasks or (SweepTask(),),
-            allow_dirty=bool(doc.get("allow_dirty")),
-            secret_names=tuple(doc.get("secret_names", ())),
-            submit_host=str(doc.get("submit_host", "")),
-            submitted_at=str(doc.get("submitted_at", "")),
-            job_id=doc.get("job_id"),
-            extra=dict(doc.get("extra", {})),
-        )
+        data = safeio.read_capped(path, cap=64 << 20)
     except FileNotFoundError:
         raise InputError(
             f"{directory}: no {SUBMISSION} here",
             hint="name a run id or job id that `rexec submit` printed, with the same --runs-dir",
         ) from None
-    except (OSError, ValueError, KeyError, TypeError, safeio.UnsafeFile) as exc:
+    except (OSError, safeio.UnsafeFile) as exc:
+        raise InputError(f"{path}: cannot read the submission ({exc})") from exc
+    if sha256 is not None and sha256_hex(data) != sha256:
+        raise MismatchError(
+            f"{path} changed after it was submitted (sha256 {sha256_hex(data)}, the batch "
+            f"script Slurm holds names {sha256})",
+            hint="someone rewrote the submission on shared storage while the job was queued; "
+            "nothing ran. Find out who, then submit again",
+        )
+    try:
+        sub = _parse(json.loads(data))
+    except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a rexec submission ({exc})") from exc
+    if sha256 is not None and sha256_hex(sub.spec_text.encode()) != sub.spec_sha256:
+        raise MismatchError(f"{path}: the spec it holds is not the one its sha256 names")
+    job_file = directory / JOB_ID
+    if sub.job_id is None and job_file.is_file():
+        with contextlib.suppress(OSError, safeio.UnsafeFile, UnicodeDecodeError):
+            sub.job_id = safeio.read_capped(job_file, cap=64).decode().strip() or None
+    return sub
+
+
+def _parse(doc: Any) -> Submission:
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else None
+        raise ValueError(
+            f"schema is {found!r}, expected {SCHEMA!r} (a submission of another rexec "
+            "version: submit again)"
+        )
+    site = dict(doc["site"])
+    site["extra"] = tuple(site.get("extra", ()))
+    tasks = tuple(
+        SweepTask(tuple((str(k), v) for k, v in t.get("params", [])), t.get("seed"))
+        for t in doc["tasks"]
+    )
+    return Submission(
+        run_id=str(doc["run_id"]),
+        spec_path=str(doc["spec_path"]),
+        spec_sha256=str(doc["spec_sha256"]),
+        runs_dir=str(doc["runs_dir"]),
+        site=SiteOptions(**site),
+        sign=dict(doc["sign"]),
+        tasks=tasks or (SweepTask(),),
+        allow_dirty=bool(doc.get("allow_dirty")),
+        secret_names=tuple(doc.get("secret_names", ())),
+        submit_host=str(doc.get("submit_host", "")),
+        submitted_at=str(doc.get("submitted_at", "")),
+        job_id=doc.get("job_id"),
+        extra=dict(doc.get("extra", {})),
+        spec_text=str(doc["spec_text"]),
+        listings={str(k): str(v) for k, v in dict(doc.get("listings", {})).items()},
+    )
 
 
 def sweep_tasks(

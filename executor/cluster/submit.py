@@ -10,6 +10,7 @@ half-written.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shlex
@@ -25,7 +26,9 @@ from executor.canonical import sha256_hex
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import (
     JOBS_DIR,
+    LISTINGS,
     SCRIPT,
+    SUBMISSION,
     SiteOptions,
     Submission,
     SweepTask,
@@ -67,8 +70,10 @@ def node_command() -> list[str]:
     return [sys.executable, "-m", "executor"]
 
 
-def render_script(sub: Submission, *, name: str, export: Sequence[str]) -> str:
-    """A plain sbatch script: every choice an ``#SBATCH`` line, then rexec on the node."""
+def render_script(sub: Submission, *, name: str, export: Sequence[str], sha256: str) -> str:
+    """A plain sbatch script: every choice an ``#SBATCH`` line, then rexec on the node with
+    the sha256 of the submission it must find (Slurm keeps this script; the job owner
+    cannot rewrite Slurm's copy on shared storage)."""
     site = sub.site
     directory = sub.directory
     log = "slurm-%A_%a.out" if sub.is_array else "slurm-%j.out"
@@ -97,7 +102,7 @@ def render_script(sub: Submission, *, name: str, export: Sequence[str]) -> str:
     if sub.is_array:
         flags.append(f"--array=0-{len(sub.tasks) - 1}")
     flags.extend(site.extra)
-    command = [*node_command(), "slurm-node", str(directory)]
+    command = [*node_command(), "slurm-node", str(directory), "--submission-sha256", sha256]
     if site.nodes > 1:
         # One rexec agent per node; srun forwards the job's signals to each. --export=ALL:
         # sbatch --export=NONE sets SLURM_EXPORT_ENV=NONE for the job, so srun would give
@@ -106,7 +111,8 @@ def render_script(sub: Submission, *, name: str, export: Sequence[str]) -> str:
     lines = [
         "#!/bin/bash",
         f"# Written by `rexec submit` for run {sub.run_id}; kept beside the job's logs.",
-        f"# spec: {sub.spec_path} (sha256 {sub.spec_sha256}); the node checks it again.",
+        f"# spec: {sub.spec_path} (sha256 {sub.spec_sha256}), copied into submission.json;",
+        "# the node runs that copy only if submission.json still has the sha256 named below.",
         *(f"#SBATCH {shlex.quote(f)}" for f in flags),
         "set -u",
         # exec: rexec is the batch shell, so Slurm's TERM and --signal=B: reach it directly.
@@ -138,7 +144,15 @@ def submit(
     site = with_resources(run_spec, site)
     _check_resources(run_spec, site)
     pipeline.check_runs_dir(run_spec, runs_dir)
-    pipeline.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    snapshots, _ = pipeline.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    try:
+        spec_text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # spec.loads read it as UTF-8 already
+        raise InputError(f"{spec_path}: not UTF-8 ({exc})") from exc
+    listings = {
+        name: json.dumps(snap.listing.to_json(), sort_keys=True).encode()
+        for name, snap in snapshots.items()
+    }
     env = dict(os.environ)
     sub = Submission(
         run_id=store.new_run_id(run_spec.name),
@@ -153,21 +167,28 @@ def submit(
         submit_host=socket.gethostname(),
         submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
         extra={"runtime": engine} if engine else {},
+        spec_text=spec_text,
+        listings={name: sha256_hex(data) for name, data in listings.items()},
     )
-    script = render_script(sub, name=run_spec.name, export=export_names(run_spec, env))
+    encoded = sub.encoded()
+    script = render_script(
+        sub, name=run_spec.name, export=export_names(run_spec, env), sha256=sha256_hex(encoded)
+    )
     if dry_run:
         return sub, script
     directory = sub.directory
     directory.mkdir(parents=True)
     try:
-        sub.save()
+        (directory / LISTINGS).mkdir()
+        for name, listing in listings.items():
+            safeio.write_atomic(directory / LISTINGS / f"{name}.listing.json", listing)
+        safeio.write_atomic(directory / SUBMISSION, encoded)
         safeio.write_atomic(directory / SCRIPT, script.encode())
         job_id = (slurm or Slurm()).submit(directory / SCRIPT)
     except BaseException:
         safeio.rmtree(directory)  # nothing half-written, nothing queued
         raise
-    sub.job_id = job_id
-    sub.save()
+    sub.save_job_id(job_id)
     index = Path(sub.runs_dir) / JOBS_DIR / "by-job"
     index.mkdir(exist_ok=True)
     safeio.write_atomic(index / job_id, sub.run_id.encode() + b"\n")

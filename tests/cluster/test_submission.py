@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from executor import spec
+from executor.canonical import sha256_hex
 from executor.cluster import SiteOptions, Submission, SweepTask, load_submission, sweep_tasks
 from executor.cluster.identity import gpu_indices, job_identity, resolve_allocated
 from executor.cluster.submit import export_names, render_script
-from executor.errors import InputError
+from executor.errors import InputError, MismatchError
 from tests.host.nvml_fixtures import answer, replay
 
 PARAMS = {"lr": 0.1, "layers": 2}
@@ -39,16 +41,32 @@ def test_bad_sweeps_are_refused(sweep: list[str], expected: str) -> None:
         sweep_tasks(sweep, parse=spec.parse_override, params=PARAMS)
 
 
+SPEC = (
+    'version = 1\nname = "t"\n[image]\nref = "r@sha256:'
+    + "a" * 64
+    + '"\n[run]\ncommand = ["t"]\nseed = 1\n'
+)
+
+
 def submission(tmp_path: Path, **site: object) -> Submission:
     return Submission(
         run_id="20261201T000000Z-t-abcdef",
         spec_path=str(tmp_path / "s.toml"),
-        spec_sha256="0" * 64,
+        spec_sha256=sha256_hex(SPEC.encode()),
         runs_dir=str(tmp_path / "runs"),
         site=SiteOptions(**site),  # type: ignore[arg-type]
         sign={"method": "none"},
         tasks=(SweepTask(), SweepTask()) if site.pop("array", False) else (SweepTask(),),
+        spec_text=SPEC,
     )
+
+
+def saved(sub: Submission) -> str:
+    """Write the submission as `rexec submit` does; its sha256, as the script names it."""
+    sub.directory.mkdir(parents=True)
+    data = sub.encoded()
+    (sub.directory / "submission.json").write_bytes(data)
+    return sha256_hex(data)
 
 
 def test_the_script_holds_every_choice_as_an_sbatch_line(tmp_path: Path) -> None:
@@ -61,7 +79,7 @@ def test_the_script_holds_every_choice_as_an_sbatch_line(tmp_path: Path) -> None
         signal="USR2@60",
         extra=("--exclusive",),
     )
-    script = render_script(sub, name="t", export=["REXEC_CACHE_DIR", "HF_TOKEN"])
+    script = render_script(sub, name="t", export=["REXEC_CACHE_DIR", "HF_TOKEN"], sha256="f" * 64)
     lines = script.splitlines()
     assert lines[0] == "#!/bin/bash"
     for flag in (
@@ -76,11 +94,12 @@ def test_the_script_holds_every_choice_as_an_sbatch_line(tmp_path: Path) -> None
     ):
         assert f"#SBATCH {flag}" in lines, flag
     assert lines[-1].startswith("exec ") and "slurm-node" in lines[-1]
+    assert lines[-1].endswith(f"--submission-sha256 {'f' * 64}")  # Slurm holds this line
     assert "srun" not in script
 
 
 def test_multi_node_starts_one_agent_per_node(tmp_path: Path) -> None:
-    script = render_script(submission(tmp_path, nodes=2), name="t", export=[])
+    script = render_script(submission(tmp_path, nodes=2), name="t", export=[], sha256="f" * 64)
     assert "#SBATCH --nodes=2" in script
     assert "exec srun --export=ALL --ntasks-per-node=1" in script  # the ranks get the job env
 
@@ -88,10 +107,11 @@ def test_multi_node_starts_one_agent_per_node(tmp_path: Path) -> None:
 def test_a_submission_round_trips_through_its_file(tmp_path: Path) -> None:
     sub = submission(tmp_path, partition="p", extra=("--x",))
     sub.tasks = (SweepTask((("lr", 0.5),), 3), SweepTask())
-    sub.directory.mkdir(parents=True)
-    sub.save()
-    again = load_submission(sub.directory)
+    digest = saved(sub)
+    again = load_submission(sub.directory, sha256=digest)
     assert again == sub
+    sub.save_job_id("4242")  # after sbatch answered: beside it, not inside the bound bytes
+    assert load_submission(sub.directory, sha256=digest).job_id == "4242"
     assert again.task_run_id(1, 0) == f"{sub.run_id}-t1"
     assert again.task_run_id(1, 2) == f"{sub.run_id}-t1-r2"
 
@@ -191,3 +211,64 @@ def test_resources_become_sbatch_requests_unless_the_command_line_says(tmp_path:
     assert (site.cpus_per_task, site.mem, site.gpus_per_node) == (2, "1024M", 2)
     mine = with_resources(run_spec, SiteOptions(cpus_per_task=4, mem="8G"))
     assert (mine.cpus_per_task, mine.mem, mine.gpus_per_node) == (4, "8G", 2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("seed", 99),  # a task's seed
+        ("allow_dirty", True),  # an opt-in
+        ("spec_path", "/elsewhere/evil.toml"),  # another spec file
+        ("sign", {"method": "key", "key_path": "/tmp/attacker.key"}),  # another signer
+    ],
+)
+def test_a_submission_edited_while_queued_is_refused_by_the_node(
+    tmp_path: Path, field: str, value: object
+) -> None:
+    sub = submission(tmp_path)
+    digest = saved(sub)
+    path = sub.directory / "submission.json"
+    doc = json.loads(path.read_text())
+    if field == "seed":
+        doc["tasks"][0]["seed"] = value
+    else:
+        doc[field] = value
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(MismatchError, match="changed after it was submitted"):
+        load_submission(sub.directory, sha256=digest)
+
+
+def test_a_spec_swapped_inside_the_submission_with_its_sha_is_refused(tmp_path: Path) -> None:
+    """Rewriting the spec text and its sha256 together still changes the bytes Slurm's
+    copy of the script names."""
+    sub = submission(tmp_path)
+    digest = saved(sub)
+    path = sub.directory / "submission.json"
+    doc = json.loads(path.read_text())
+    evil = SPEC.replace('command = ["t"]', 'command = ["sh", "-c", "curl evil"]')
+    doc["spec_text"], doc["spec_sha256"] = evil, sha256_hex(evil.encode())
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    with pytest.raises(MismatchError):
+        load_submission(sub.directory, sha256=digest)
+
+
+def test_the_node_runs_the_submitted_spec_not_the_file_at_its_path(tmp_path: Path) -> None:
+    from executor.cluster.node import _load_spec
+
+    sub = submission(tmp_path)
+    (tmp_path / "s.toml").write_text(SPEC.replace("seed = 1", "seed = 666"))  # edited after
+    assert _load_spec(sub, None).run.seed == 1
+
+
+def test_a_refused_submission_says_why_on_shared_storage(tmp_path: Path) -> None:
+    from executor.cluster import run_on_node
+
+    sub = submission(tmp_path)
+    saved(sub)
+    env = {"SLURMD_NODENAME": "n1", "SLURM_JOB_ID": "77"}
+    with pytest.raises(MismatchError):
+        run_on_node(sub.directory, sha256="0" * 64, say=lambda t: None, env=env)
+    refused = json.loads((sub.directory / "refused.json").read_text())
+    assert "changed after it was submitted" in refused["reason"] and refused["jobId"] == "77"
+    with pytest.raises(MismatchError, match="names no submission digest"):
+        run_on_node(sub.directory, sha256=None, say=lambda t: None, env=env)
