@@ -14,6 +14,7 @@ the user-namespace mapping, which limits it cannot enforce).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from executor.paths import cache_dir
 from executor.runtime.docker import DockerRuntime
 from executor.runtime.types import ContainerRequest
 
-__all__ = ["PodmanRuntime", "global_flags"]
+__all__ = ["PodmanRuntime", "global_flags", "seccomp_profile"]
 
 IDLE_S = 600  # the service we start exits after this long without a client
 START_TIMEOUT_S = 20.0
@@ -43,6 +44,54 @@ ULIMITS = (
 
 # The CDI device kind NVIDIA's container toolkit generates; a GPU is `nvidia.com/gpu=<UUID>`.
 CDI_KIND = "nvidia.com/gpu"
+# Podman's default seccomp profile (containers-common), which rexec's is derived from.
+BASE_SECCOMP = Path("/usr/share/containers/seccomp.json")
+CLONE_NEWUSER = 0x10000000
+EPERM, ENOSYS = 1, 38
+NESTED_USERNS = ("clone", "clone3", "unshare")
+
+
+def seccomp_profile(base: Path = BASE_SECCOMP) -> Path | None:
+    """Podman's default seccomp profile, less what lets a job make a user namespace.
+
+    Podman's profile allows ``unshare`` and ``clone`` with ``CLONE_NEWUSER``, and
+    in a new user namespace the job holds every capability again (over what that
+    namespace owns): Docker's profile refuses that without ``CAP_SYS_ADMIN``, and so
+    does this one (``clone3``, whose flags seccomp cannot read, answers ENOSYS, so
+    the C library falls back to ``clone``). Written once into the cache, named by
+    its sha256; None where the base profile is not installed (the record says so).
+    """
+    try:
+        doc = json.loads(base.read_bytes())
+    except (OSError, ValueError):
+        return None
+    for rule in doc.get("syscalls", []):
+        if rule.get("action") == "SCMP_ACT_ALLOW" and not rule.get("args"):
+            rule["names"] = [n for n in rule.get("names", []) if n not in NESTED_USERNS]
+    newuser = {"index": 0, "value": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}
+    doc["syscalls"] = [
+        *doc.get("syscalls", []),
+        # EPERM, as Docker answers (the profile's default, ENOSYS, reads as "no such
+        # call"); this rule must come before the one that allows the other flags
+        {
+            "names": ["clone", "unshare"],
+            "action": "SCMP_ACT_ERRNO",
+            "errnoRet": EPERM,
+            "args": [{**newuser, "valueTwo": CLONE_NEWUSER}],
+        },
+        {
+            "names": ["clone", "unshare"],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{**newuser, "valueTwo": 0}],
+        },
+        {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+    ]
+    data = json.dumps(doc, sort_keys=True).encode()
+    path = Path(cache_dir()) / f"podman-seccomp-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        safeio.write_atomic(path, data, durable=False)
+    return path
 
 
 def _cgroup_v2() -> bool:
@@ -207,10 +256,16 @@ class PodmanRuntime(DockerRuntime):
             "socket": str(self.socket),
             "ulimits": [dict(u) for u in ULIMITS],
             "limits_enforced": not (rootless and host.get("cgroupVersion") == "v1"),
+            "nested_user_namespaces": (
+                f"refused (seccomp profile {profile.name})"
+                if (profile := seccomp_profile()) is not None
+                else f"allowed: {BASE_SECCOMP} is missing, so Podman's built-in profile applies"
+            ),
         }
 
     def host_config_extra(self, request: ContainerRequest) -> dict[str, Any]:
-        """Lowered ulimits (see ``ULIMITS``), and rootless ``UsernsMode: keep-id``.
+        """Lowered ulimits (see ``ULIMITS``), rexec's seccomp profile (no nested user
+        namespace, see :func:`seccomp_profile`), and rootless ``UsernsMode: keep-id``.
 
         Rootless, container uid 0 is the invoking user and every other uid a
         subordinate one, so the job's uid (the invoker's, see
@@ -221,6 +276,10 @@ class PodmanRuntime(DockerRuntime):
         extra: dict[str, Any] = {
             "Ulimits": [{"Name": u["name"], "Soft": u["soft"], "Hard": u["hard"]} for u in ULIMITS]
         }
+        profile = seccomp_profile()
+        if profile is not None:  # the service is local: it reads the profile from the path
+            nnp = ["no-new-privileges:true"] if request.hardening.no_new_privileges else []
+            extra["SecurityOpt"] = [*nnp, f"seccomp={profile}"]
         if self.rootless:
             extra["UsernsMode"] = "keep-id"
         if request.gpu_uuids:

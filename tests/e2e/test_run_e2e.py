@@ -14,7 +14,14 @@ from tests.e2e.conftest import Project, Rexec, build_definition, exit_status
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
 PROBE = """\
-import json, os
+import ctypes, json, os
+
+def try_userns():
+    # unshare(CLONE_NEWUSER): in a new user namespace a job holds every capability again
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(0x10000000) == 0:
+        return "created"
+    return ctypes.get_errno()
 
 def try_write(path):
     try:
@@ -36,6 +43,7 @@ report = {
     "env": {k: os.environ.get(k) for k in ("REXEC_SEED", "PYTHONHASHSEED", "OMP_NUM_THREADS")},
     "params": json.load(open(os.environ["REXEC_PARAMS"])),
     "data": sorted(os.listdir("/data")),
+    "userns": try_userns(),
 }
 with open(os.path.join(os.environ["REXEC_OUTPUTS"], "probe.json"), "w") as f:
     json.dump(report, f, sort_keys=True)
@@ -59,6 +67,7 @@ def test_job_is_hardened_as_seen_from_inside(
     }
     assert report["cap_eff"] == 0 and report["cap_bnd"] == 0
     assert report["no_new_privs"] == 1
+    assert report["userns"] == errno.EPERM  # no nested user namespace (seccomp)
     assert report["interfaces"] == ["lo"]
     assert report["env"] == {"REXEC_SEED": "7", "PYTHONHASHSEED": "7", "OMP_NUM_THREADS": "1"}
     assert report["params"] == {"scale": 3}
