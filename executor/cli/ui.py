@@ -23,6 +23,8 @@ produced them, outputs, params, metrics, host, signer, verification, replays),
 lineage as a clickable graph, a comparison of 2-5 runs and regenerations. It
 binds to 127.0.0.1; any other address needs --host and prints a warning, and
 then an access token is made for you (or read with --token-file) unless --no-token.
+A request whose Host header names another host is refused (400), so a web page
+elsewhere cannot read the view through DNS rebinding; --allow-host adds a name.
 Needs `pip install 'rexec[web]'` (Flask) and Graphviz for the lineage graph.
 """
 
@@ -41,6 +43,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--token-file", type=Path, help="require the token in this file on every request"
     )
     p.add_argument("--no-token", action="store_true", help="serve another address without a token")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name clients reach the view by (its Host header); requests naming any "
+        "other host are refused, which stops DNS rebinding (default: the bound address, "
+        "localhost, and this machine's names when bound to every address)",
+    )
     add_catalog_option(p)
     p.set_defaults(handler=handle_ui)
 
@@ -68,6 +79,20 @@ def _token(args: argparse.Namespace) -> str | None:
     return secrets.token_urlsafe(24)
 
 
+def _hosts(args: argparse.Namespace) -> list[str]:
+    """The names a request's Host may carry: what the view is bound to, and what is named."""
+    from executor.web import LOOPBACK_NAMES
+
+    names = [args.host, *args.allow_host]
+    if _loopback(args.host):
+        names += LOOPBACK_NAMES
+    elif args.host in ("0.0.0.0", "::"):
+        import socket
+
+        names += [*LOOPBACK_NAMES, socket.gethostname(), socket.getfqdn()]
+    return sorted({n.strip("[]").lower() for n in names if n})
+
+
 def handle_ui(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
     from executor import web
@@ -81,7 +106,7 @@ def handle_ui(args: argparse.Namespace) -> int:
             + (" every request must carry the token" if token else " WITHOUT a token (--no-token)"),
             file=sys.stderr,
         )
-    app = web.create_app(location, token=token)
+    app = web.create_app(location, token=token, hosts=_hosts(args))
     import logging
 
     from werkzeug.serving import make_server
