@@ -77,17 +77,19 @@ def default_location() -> str:
     return os.environ.get("REXEC_CATALOG") or str(Path(cache_dir()) / "catalog.sqlite")
 
 
-def open_catalog(location: str | Path | None = None) -> Catalog:
-    """The catalog at ``location`` (default: :func:`default_location`), created if need be:
-    a SQLite file, or a PostgreSQL database named by a ``postgresql://`` URL."""
+def open_catalog(location: str | Path | None = None, *, create: bool = True) -> Catalog:
+    """The catalog at ``location`` (default: :func:`default_location`): a SQLite file, or a
+    PostgreSQL database named by a ``postgresql://`` URL. Created only when ``create``: a
+    command that only reads (log, show, lineage, query, the web view) never creates one,
+    nor the directory it would be in."""
     where = str(location) if location is not None else default_location()
     if where.startswith(URL_SCHEMES):
         from executor.catalog.postgres import PostgresBackend
 
-        return Catalog(PostgresBackend(where))
+        return Catalog(PostgresBackend(where), create=create)
     from executor.catalog.sqlite import SQLiteBackend
 
-    return Catalog(SQLiteBackend(Path(where)))
+    return Catalog(SQLiteBackend(Path(where), create=create), create=create)
 
 
 def find_records(roots: Iterable[Path]) -> list[Path]:
@@ -114,6 +116,8 @@ class IndexReport:
     partial: list[str] = field(default_factory=list)  # unknown manifest schema: some rows
     # run ids claimed by more than one record (each kept as its own row: never replaced)
     conflicts: list[str] = field(default_factory=list)
+    # the same record found at another path while the indexed one still holds it (kept there)
+    copies: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form of ``catalog index --json``."""
@@ -124,6 +128,7 @@ class IndexReport:
             "failed": list(self.failed),
             "partial": list(self.partial),
             "conflicts": list(self.conflicts),
+            "copies": list(self.copies),
         }
 
 
@@ -151,6 +156,9 @@ def index_records(
             if policy is None and same_place and files == approvals.get(sha, set()):
                 report.unchanged += 1  # the common case of an incremental pass: one hash
                 continue
+            if sha in known and not same_place and _holds(Path(known[sha]), sha):
+                report.copies.append(f"{path}: the same record as {known[sha]}, kept there")
+                continue
             rows = rows_at(path, policy=policy)
             catalog.put(rows)
         except RexecError as exc:
@@ -177,6 +185,15 @@ def index_records(
     if report.added or report.updated:
         catalog.optimize()
     return report
+
+
+def _holds(path: Path, sha: str) -> bool:
+    """Whether ``path`` still holds the record whose Statement has ``sha`` (a copy found
+    elsewhere then never moves the row: whoever can write a copy cannot redirect it)."""
+    try:
+        return sha256_hex(read_statement(path)) == sha
+    except RexecError:
+        return False
 
 
 def remember(run_dir: Path, *, say: Say, verification: str | None = None) -> None:

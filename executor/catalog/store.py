@@ -20,128 +20,10 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from executor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, TABLES
 from executor.errors import InputError
 
 __all__ = ["SCHEMA_VERSION", "Backend", "Catalog"]
-
-SCHEMA_VERSION = 4
-# Every table is keyed by the Statement's sha256 (a record), never by the run id it claims:
-# two records that claim one run id are two rows, a conflict shown as such (docs/catalog.md).
-# {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does).
-TABLE_COLUMNS = {
-    "runs": """
-        statement_sha256 {text} PRIMARY KEY, run_id {text} NOT NULL,
-        name {text}, kind {text}, status {text}, exit_code INTEGER,
-        started {text}, finished {text}, seed BIGINT,
-        image {text}, code_commit {text}, code_tree {text},
-        invoker {text}, engine {text}, signed INTEGER,
-        verification {text}, replay_of {text}, derived_from {text}, original_statement {text},
-        path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text},
-        purpose {text}, verdict {text}""",
-    "inputs": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, name {text} NOT NULL,
-        digest {text} NOT NULL, role {text} NOT NULL, from_run {text}, from_statement {text},
-        PRIMARY KEY (statement_sha256, name)""",
-    "outputs": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, name {text} NOT NULL,
-        digest {text} NOT NULL, role {text} NOT NULL, PRIMARY KEY (statement_sha256, name)""",
-    "params": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, key {text} NOT NULL,
-        value {text}, num DOUBLE PRECISION, overridden INTEGER,
-        PRIMARY KEY (statement_sha256, key)""",
-    "metrics": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, file {text} NOT NULL,
-        key {text} NOT NULL, value DOUBLE PRECISION, file_digest {text},
-        PRIMARY KEY (statement_sha256, file, key)""",
-    "supersedes": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL,
-        old_statement {text} NOT NULL, old_run {text} NOT NULL, regeneration {text},
-        PRIMARY KEY (statement_sha256, old_statement)""",
-    "corrections": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, old_digest {text} NOT NULL,
-        new_digest {text} NOT NULL, PRIMARY KEY (statement_sha256, old_digest)""",
-    "approvals": """
-        statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, file {text} NOT NULL,
-        approver_kind {text}, approver {text}, result {text}, verified_at {text},
-        policy {text}, verification {text}, PRIMARY KEY (statement_sha256, file)""",
-}
-INDEXES = """
-CREATE INDEX IF NOT EXISTS runs_by_run_id ON runs (run_id);
-CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
-CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key);
-CREATE INDEX IF NOT EXISTS runs_by_path ON runs (path);
-CREATE INDEX IF NOT EXISTS runs_by_original ON runs (original_statement);
-CREATE INDEX IF NOT EXISTS inputs_by_digest ON inputs (digest);
-CREATE INDEX IF NOT EXISTS outputs_by_digest ON outputs (digest);
-CREATE INDEX IF NOT EXISTS metrics_by_key ON metrics (key, value);
-CREATE INDEX IF NOT EXISTS supersedes_by_old ON supersedes (old_statement);
-CREATE INDEX IF NOT EXISTS params_by_key ON params (key, num);
-"""
-SCHEMA = (
-    "".join(f"CREATE TABLE IF NOT EXISTS {t} ({c});\n" for t, c in TABLE_COLUMNS.items()) + INDEXES
-)
-# What an older catalog's tables need to read as the next version. 1 and 2 add columns;
-# 3 → 4 re-keys every table by the Statement's sha256 (a copy into new tables: a primary
-# key cannot be altered in place). The copy keeps every row; values only a record gives
-# (an input's upstream Statement, an approval's verification) stay empty until
-# `catalog index --rebuild` reads the records again.
-_V3_COPY = {
-    "runs": "SELECT statement_sha256, run_id, name, kind, status, exit_code, started, finished,"
-    " seed, image, code_commit, code_tree, invoker, engine, signed, verification, replay_of,"
-    " derived_from, NULL, path, partial, signer_kind, signer, stage_key, purpose, verdict"
-    " FROM runs",
-    "inputs": "SELECT r.statement_sha256, t.run_id, t.name, t.digest, t.role, t.from_run, NULL"
-    " FROM inputs t JOIN runs r ON r.run_id = t.run_id",
-    "outputs": "SELECT r.statement_sha256, t.run_id, t.name, t.digest, t.role"
-    " FROM outputs t JOIN runs r ON r.run_id = t.run_id",
-    "params": "SELECT r.statement_sha256, t.run_id, t.key, t.value, t.num, t.overridden"
-    " FROM params t JOIN runs r ON r.run_id = t.run_id",
-    "metrics": "SELECT r.statement_sha256, t.run_id, t.file, t.key, t.value, t.file_digest"
-    " FROM metrics t JOIN runs r ON r.run_id = t.run_id",
-    "supersedes": "SELECT r.statement_sha256, t.run_id, o.statement_sha256, t.old_run,"
-    " t.regeneration FROM supersedes t JOIN runs r ON r.run_id = t.run_id"
-    " JOIN runs o ON o.run_id = t.old_run",
-    "corrections": "SELECT r.statement_sha256, t.run_id, t.old_digest, t.new_digest"
-    " FROM corrections t JOIN runs r ON r.run_id = t.run_id",
-    "approvals": "SELECT r.statement_sha256, t.run_id, t.file, t.approver_kind, t.approver,"
-    " t.result, t.verified_at, t.policy, NULL FROM approvals t JOIN runs r ON r.run_id = t.run_id",
-}
-_V3_TABLES = {
-    "outputs": "run_id {text} NOT NULL, name {text} NOT NULL, digest {text} NOT NULL,"
-    " role {text} NOT NULL, PRIMARY KEY (run_id, name)",
-    "params": "run_id {text} NOT NULL, key {text} NOT NULL, value {text},"
-    " num DOUBLE PRECISION, overridden INTEGER, PRIMARY KEY (run_id, key)",
-    "metrics": "run_id {text} NOT NULL, file {text} NOT NULL, key {text} NOT NULL,"
-    " value DOUBLE PRECISION, file_digest {text}, PRIMARY KEY (run_id, file, key)",
-    "supersedes": "run_id {text} NOT NULL, old_run {text} NOT NULL, regeneration {text},"
-    " PRIMARY KEY (run_id, old_run)",
-    "corrections": "run_id {text} NOT NULL, old_digest {text} NOT NULL,"
-    " new_digest {text} NOT NULL, PRIMARY KEY (run_id, old_digest)",
-    "approvals": "run_id {text} NOT NULL, file {text} NOT NULL, approver_kind {text},"
-    " approver {text}, result {text}, verified_at {text}, policy {text},"
-    " PRIMARY KEY (run_id, file)",
-}
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "ALTER TABLE runs ADD COLUMN signer_kind {text}",
-        "ALTER TABLE runs ADD COLUMN signer {text}",
-    ),
-    2: (
-        "ALTER TABLE runs ADD COLUMN stage_key {text}",
-        "ALTER TABLE runs ADD COLUMN purpose {text}",
-        "ALTER TABLE runs ADD COLUMN verdict {text}",
-        "ALTER TABLE inputs ADD COLUMN from_run {text}",
-    ),
-    3: (
-        # tables a schema 1 or 2 catalog may not have yet, as schema 3 had them
-        *(f"CREATE TABLE IF NOT EXISTS {t} ({c})" for t, c in _V3_TABLES.items()),
-        *(f"CREATE TABLE {t}_v4 ({c})" for t, c in TABLE_COLUMNS.items()),
-        *(f"INSERT INTO {t}_v4 {sql}" for t, sql in _V3_COPY.items()),
-        *(f"DROP TABLE {t}" for t in TABLE_COLUMNS),
-        *(f"ALTER TABLE {t}_v4 RENAME TO {t}" for t in TABLE_COLUMNS),
-    ),
-}
-TABLES = tuple(TABLE_COLUMNS)
 
 
 class Backend(Protocol):
@@ -188,10 +70,17 @@ def like_pattern(value: str) -> str:
 class Catalog:
     """One catalog: :meth:`put` writes a record's rows in one transaction."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, create: bool = True) -> None:
         self.backend = backend
         self.label = backend.label
-        if backend.version() != SCHEMA_VERSION:  # a reader of a current catalog never writes
+        version = backend.version()
+        if version == 0 and not create:  # a reader never creates a catalog
+            raise InputError(
+                f"{self.label}: no rexec catalog here yet",
+                hint="runs are indexed as they finish; `rexec catalog index RUNS_DIR` adds "
+                "existing records (or name another --catalog)",
+            )
+        if version != SCHEMA_VERSION:  # a reader of a current catalog never writes
             self._create_or_migrate()
 
     def _create_or_migrate(self) -> None:

@@ -94,7 +94,7 @@ def handle_index(args: argparse.Namespace) -> int:
 
 def handle_status(args: argparse.Namespace) -> int:
     """Print where the catalog is and how many rows each table holds."""
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         counts = cat.counts()
     finally:
@@ -121,7 +121,7 @@ def handle_status(args: argparse.Namespace) -> int:
 
 def handle_query(args: argparse.Namespace) -> int:
     """Run one read-only SELECT and print its rows."""
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         rows = cat.read_only_query(args.sql)
     finally:

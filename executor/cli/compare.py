@@ -41,7 +41,7 @@ def _cell(value: object, delta: float | None) -> str:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the comparison table."""
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         doc = catalog.compare(cat, args.runs, changed_only=not args.all)
     finally:

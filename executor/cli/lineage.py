@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Draw the lineage."""
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         graph = catalog.lineage(cat, args.ref, direction=args.direction)
     finally:

@@ -65,13 +65,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _from_pinner(args: argparse.Namespace, stack: contextlib.ExitStack) -> lock.FromPinner:
     """Pin ``from`` inputs to records that verify, opening the catalog only if one needs it."""
-    opened: list[catalog.Catalog] = []
+    opened: list[catalog.Catalog | None] = []
     policy = upstream_policy(args)
 
     def pin(ref: str) -> tuple[str, str]:
         if not opened:
-            opened.append(catalog.open_catalog(args.catalog))
-            stack.callback(opened[0].close)
+            try:
+                opened.append(catalog.open_catalog(args.catalog, create=False))
+                stack.callback(opened[0].close)
+            except InputError:  # no catalog yet: the runs dir alone
+                opened.append(None)
         return catalog.pin_from(
             ref,
             runs_dir=args.runs_dir.resolve(),

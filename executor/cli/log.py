@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print the filtered ledger."""
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         rows = catalog.log(
             cat,

@@ -104,7 +104,7 @@ def handle(args: argparse.Namespace) -> int:
         engine=args.runtime,
         say=say,
     )
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         campaign = stages.plan_regeneration(
             cat, old or "", new, of_run=of_run, input_name=name, options=options

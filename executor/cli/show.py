@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Print what is known about the run or digest."""
-    cat = catalog.open_catalog(args.catalog)
+    cat = catalog.open_catalog(args.catalog, create=False)
     try:
         doc = catalog.show(cat, args.ref)
     finally:

@@ -90,7 +90,8 @@ def _hosts(args: argparse.Namespace) -> list[str]:
         import socket
 
         names += [*LOOPBACK_NAMES, socket.gethostname(), socket.getfqdn()]
-    return sorted({n.strip("[]").lower() for n in names if n})
+    bare = {n.strip("[]").lower() for n in names if n}
+    return sorted(f"[{n}]" if ":" in n else n for n in bare)  # a Host names IPv6 in brackets
 
 
 def handle_ui(args: argparse.Namespace) -> int:
@@ -98,7 +99,9 @@ def handle_ui(args: argparse.Namespace) -> int:
     from executor import web
 
     location = str(args.catalog) if args.catalog else catalog.default_location()
-    catalog.open_catalog(location).close()  # a missing or broken catalog fails here, clearly
+    opened = catalog.open_catalog(location, create=False)  # missing or broken: fails here
+    label = opened.label
+    opened.close()
     token = _token(args)
     if not _loopback(args.host):
         print(
@@ -124,7 +127,7 @@ def handle_ui(args: argparse.Namespace) -> int:
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown}:{server.server_port}/" + (f"?token={token}" if token else "")
     print(
-        f"rexec ui: {url}  (catalog {catalog.open_catalog(location).label}; Ctrl-C stops)",
+        f"rexec ui: {url}  (catalog {label}; Ctrl-C stops)",
         flush=True,
     )
     try:

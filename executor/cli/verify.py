@@ -321,7 +321,7 @@ def _catalog_places(args: argparse.Namespace) -> Callable[[str, str], list[Path]
         from executor import catalog
 
         try:
-            cat = catalog.open_catalog(args.catalog)
+            cat = catalog.open_catalog(args.catalog, create=False)
         except RexecError:
             return []
         try:

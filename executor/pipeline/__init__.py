@@ -49,6 +49,7 @@ from executor.pipeline.preflight import (
     check_runs_dir,
     inputs_changed,
     preflight,
+    resolve_from_inputs,
 )
 from executor.pipeline.scratch import Scratch, make_scratch
 from executor.record import manifest, store
@@ -148,7 +149,13 @@ def run(
     """Run a spec through every stage; every ending after the job starts is recorded."""
     runtime = runtime or default_runtime(run_spec.engine)
     say = options.say
-    run_spec = _resolve_from_inputs(run_spec, options)
+    run_spec = resolve_from_inputs(
+        run_spec,
+        runs_dir=options.runs_dir,
+        policy=options.upstream,
+        verified=options.upstream_verified,
+        say=say,
+    )
     # A missing key must fail before anything runs.
     signer = options.signer if options.signer is not None else make_signer(options.sign)
     check_runs_dir(run_spec, options.runs_dir)
@@ -402,25 +409,6 @@ def _execute_and_record(
         changed.message += f"; the run is recorded as failed in {result.run_dir}"
         raise changed
     return result
-
-
-def _resolve_from_inputs(run_spec: spec.RunSpec, options: RunOptions) -> spec.RunSpec:
-    """``from = "run:…"`` inputs: their directory and signed tree, from a record found in the
-    runs dir or the catalog that verifies under the caller's trust policy."""
-    if not any(i.from_ref and not i.from_run for i in run_spec.inputs):
-        return run_spec
-    cat = catalog.open_catalog()
-    try:
-        return catalog.resolve_inputs(
-            run_spec,
-            runs_dir=options.runs_dir,
-            catalog=cat,
-            policy=options.upstream,
-            verified=options.upstream_verified,
-            say=options.say,
-        )
-    finally:
-        cat.close()
 
 
 def _bounded(wanted: Any, allocated: Any) -> Any:

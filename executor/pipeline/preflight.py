@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from executor import contracts, snapshot, spec
+from executor import catalog, contracts, snapshot, spec
 from executor.code import ResolvedCode, check_code_pins, resolve_code
 from executor.errors import InputError, MismatchError, RexecError
 from executor.host import resolve_gpus
 from executor.runtime import ContainerRuntime
+from executor.signing import TrustPolicy
 
 Say = Callable[[str], None]
 
@@ -146,3 +147,28 @@ def inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:
         except RexecError as exc:
             return MismatchError(f"input {item.name!r} cannot be re-checked: {exc.message}")
     return None
+
+
+def resolve_from_inputs(
+    run_spec: spec.RunSpec,
+    *,
+    runs_dir: Path,
+    policy: TrustPolicy | None,
+    verified: Mapping[str, Any] | None,
+    say: Say,
+) -> spec.RunSpec:
+    """``from = "run:…"`` inputs: their directory and signed tree, from a record found in the
+    runs dir or the catalog that verifies under the caller's trust policy."""
+    if not any(i.from_ref and not i.from_run for i in run_spec.inputs):
+        return run_spec
+    try:
+        cat: catalog.Catalog | None = catalog.open_catalog(create=False)
+    except InputError:  # no catalog yet: the runs dir alone
+        cat = None
+    try:
+        return catalog.resolve_inputs(
+            run_spec, runs_dir=runs_dir, catalog=cat, policy=policy, verified=verified, say=say
+        )
+    finally:
+        if cat is not None:
+            cat.close()

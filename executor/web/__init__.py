@@ -17,7 +17,7 @@ __all__ = ["LOOPBACK_NAMES", "create_app", "report"]
 
 MAX_REPORT_RUNS = 50
 # The names a view bound to loopback answers to (a request naming any other is refused).
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")  # an IPv6 Host is bracketed
 
 
 def _flask() -> Any:

@@ -12,6 +12,7 @@ request must present it.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,19 +37,31 @@ TOKEN_COOKIE = "rexec_ui_token"
 MAX_PAGE = 1_000_000
 
 
+# A Host header: a name or IPv4 address, or a bracketed IPv6 address, and a port.
+_HOST = re.compile(r"(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::[0-9]{1,5})?", re.ASCII | re.IGNORECASE)
+
+
+def host_name(header: str) -> str | None:
+    """The name a ``Host`` header carries (IPv6 in brackets), lowercased; None if malformed."""
+    match = _HOST.fullmatch(header)
+    return match.group(1).lower() if match else None
+
+
 def create_app(location: str, *, token: str | None = None, hosts: Sequence[str]) -> Flask:
     """The app over the catalog at ``location``; ``token``, when set, is required.
 
-    ``hosts``: the only names a request's ``Host`` may carry (the port aside; Flask's
-    ``TRUSTED_HOSTS`` answers any other with 400), so a page on another site cannot
-    reach the view through DNS rebinding: its requests carry its own name.
+    ``hosts``: the only names a request's ``Host`` may carry (the port aside); any other
+    is answered 400, so a page on another site cannot reach the view through DNS
+    rebinding: its requests carry its own name. (Werkzeug's TRUSTED_HOSTS cannot name
+    an IPv6 address, hence this check.)
     """
     app = Flask("executor.web", static_folder="static", template_folder="templates")
-    app.config.update(MAX_CONTENT_LENGTH=64 << 10, TRUSTED_HOSTS=list(hosts))
+    app.config.update(MAX_CONTENT_LENGTH=64 << 10)
+    allowed = frozenset(h.lower() for h in hosts)
 
     @contextmanager
     def opened() -> Iterator[catalog.Catalog]:
-        cat = catalog.open_catalog(location)
+        cat = catalog.open_catalog(location, create=False)
         try:
             yield cat
         finally:
@@ -56,6 +69,12 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
 
     def run_url(run_id: str) -> str:
         return url_for("run", run_id=run_id)
+
+    @app.before_request
+    def check_host() -> Any:
+        if host_name(request.headers.get("Host", "")) not in allowed:
+            abort(400)
+        return None
 
     @app.before_request
     def check_token() -> Any:
@@ -152,7 +171,7 @@ def report_html(location: str, ref: str, *, max_runs: int) -> str:
     """The report page: the same templates as the server, rendered once, links as anchors."""
     app = create_app(location, hosts=["localhost"])
     css = (Path(__file__).parent / "static" / "style.css").read_text()
-    cat = catalog.open_catalog(location)
+    cat = catalog.open_catalog(location, create=False)
     try:
         with app.test_request_context("/"):
 
