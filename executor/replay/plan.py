@@ -146,7 +146,26 @@ def spec_from_record(
     image: spec.ImageSpec | None = None,
     code_path: Path | None = None,
 ) -> spec.RunSpec:
-    """A RunSpec from the manifest; ``paths``/``digests`` replace inputs by name."""
+    """A RunSpec from the manifest; ``paths``/``digests`` replace inputs by name. A signed
+    Statement that lacks what a run needs (made by another tool, or by hand) is a clear
+    refusal naming what is missing, never a KeyError."""
+    try:
+        return _spec_from_record(record, paths, digests, image, code_path)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(
+            f"{record.path}: the signed spec cannot be run again: {type(exc).__name__} {exc}",
+            hint="replay, rerun and regenerate rebuild the run from a record `rexec run` wrote; "
+            "this one lacks or mangles a field it needs",
+        ) from exc
+
+
+def _spec_from_record(
+    record: RunRecord,
+    paths: Mapping[str, Path],
+    digests: Mapping[str, str],
+    image: spec.ImageSpec | None,
+    code_path: Path | None,
+) -> spec.RunSpec:
     view = record.spec
     recorded = {i["name"]: i for i in view.get("inputs", [])}
     _check_names(paths, recorded)
@@ -302,6 +321,8 @@ def _check_code(run_spec: spec.RunSpec, record: RunRecord) -> None:
     dep = record.dependency("code") or {}
     digest = dict(dep.get("digest") or {})
     commit = digest.pop("gitCommit", None)
+    if len(digest) != 1:
+        raise InputError(f"{record.path}: the record's code pin names no single tree digest")
     algo, hexdigest = next(iter(digest.items()))
     expected = f"{algo}:{hexdigest}"
     path = run_spec.code.path
