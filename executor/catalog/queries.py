@@ -109,29 +109,36 @@ _SUPERSEDED = (
     "SELECT s.old_statement FROM supersedes s JOIN runs n ON n.statement_sha256 ="
     f" s.statement_sha256 WHERE n.verification {VERIFIED}"
 )
-# Digests a verified regeneration replaced: the corrected inputs, and each output of a
-# superseded record that its successor made differently (an identical output is not).
-_CORRECTED = f"""
-    SELECT c.old_digest AS digest FROM corrections c JOIN runs n
-        ON n.statement_sha256 = c.statement_sha256 WHERE n.verification {VERIFIED}
-    UNION
-    SELECT o.digest FROM supersedes s JOIN runs n ON n.statement_sha256 = s.statement_sha256
-    JOIN outputs o ON o.statement_sha256 = s.old_statement
-    LEFT JOIN outputs x ON x.statement_sha256 = s.statement_sha256 AND x.name = o.name
-    WHERE n.verification {VERIFIED} AND (x.digest IS NULL OR x.digest != o.digest)"""
 CURRENT = f"statement_sha256 NOT IN ({_SUPERSEDED})"
-# Current records that read a replaced digest, and, transitively, what read their outputs.
+# Records that read what a verified regeneration replaced, followed along the lineage the
+# records sign (each input names the record it came from), never by digest alone: the
+# same bytes may be made by two stages, and a pruned run reads what its regenerated
+# upstream made again. A record is stale when it read
+#   - a raw input that a regeneration corrected,
+#   - from a replaced record, bytes its successor does not make, or
+#   - from a stale record;
+# only current records (none a verified regeneration replaced) are followed, and a replay
+# or a run that did not succeed is no part of the lineage.
 STALE = f"""
     WITH RECURSIVE stale(statement_sha256) AS (
-        SELECT i.statement_sha256 FROM inputs i WHERE i.digest IN ({_CORRECTED})
-            AND i.{CURRENT}
+        SELECT seed.statement_sha256 FROM (
+            SELECT i.statement_sha256 FROM inputs i WHERE i.from_statement IS NULL
+                AND i.role = 'input' AND i.{CURRENT} AND i.digest IN (
+                    SELECT c.old_digest FROM corrections c JOIN runs n
+                    ON n.statement_sha256 = c.statement_sha256 WHERE n.verification {VERIFIED})
+            UNION
+            SELECT i.statement_sha256 FROM inputs i
+                JOIN supersedes s ON s.old_statement = i.from_statement
+                JOIN runs n ON n.statement_sha256 = s.statement_sha256
+                WHERE n.verification {VERIFIED} AND i.{CURRENT} AND i.digest NOT IN (
+                    SELECT x.digest FROM outputs x WHERE x.statement_sha256 = s.statement_sha256)
+        ) AS seed
         UNION
-        SELECT i.statement_sha256 FROM stale s JOIN outputs o
-            ON o.statement_sha256 = s.statement_sha256
-            JOIN inputs i ON i.digest = o.digest WHERE i.{CURRENT}
+        SELECT i.statement_sha256 FROM stale t
+            JOIN inputs i ON i.from_statement = t.statement_sha256 WHERE i.{CURRENT}
     )
     SELECT s.statement_sha256 FROM stale s JOIN runs k ON k.statement_sha256 = s.statement_sha256
-    WHERE k.kind != 'replay'"""
+    WHERE k.kind != 'replay' AND k.status = 'succeeded' AND k.{CURRENT}"""
 
 
 def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
