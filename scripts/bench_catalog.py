@@ -124,9 +124,7 @@ def queries(location: str, n: int, label: str) -> dict[str, float]:
     up = best_ms(lambda: catalog.lineage(cat, leaf, direction="upstream"))
     where = best_ms(lambda: catalog.log(cat, where=["metrics.acc > 0.998"], limit=50))
     peer = best_ms(
-        lambda: cat.rows(
-            "SELECT statement_sha256 FROM inputs WHERE digest = ?", [tree(0, "model")]
-        )
+        lambda: cat.rows("SELECT statement_sha256 FROM inputs WHERE digest = ?", [tree(0, "model")])
     )
     cat.close()
     print(f"\n== {n:,} runs on {label} (filled in {fill:.1f} s) ==")

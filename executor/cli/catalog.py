@@ -99,11 +99,12 @@ def handle_status(args: argparse.Namespace) -> int:
         counts = cat.counts()
     finally:
         cat.close()
+    tables = {t: counts[t] for t in ("runs", "inputs", "outputs", "params", "metrics")}
     doc = {
         "schema": "rexec.catalog-status/v1",
         "location": cat.label,
         "schemaVersion": catalog.SCHEMA_VERSION,
-        "counts": {t: counts[t] for t in ("runs", "inputs", "outputs", "params", "metrics")},
+        "counts": tables,
         "unverified": counts["unverified"],
         "conflicts": counts["conflicts"],
     }
@@ -111,7 +112,7 @@ def handle_status(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(f"catalog {cat.label} (schema {catalog.SCHEMA_VERSION})")
-        for table, n in doc["counts"].items():
+        for table, n in tables.items():
             print(f"  {table:8} {n}")
         print(f"  {doc['unverified']} record(s) indexed without --verify")
         if doc["conflicts"]:

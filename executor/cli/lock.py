@@ -71,8 +71,9 @@ def _from_pinner(args: argparse.Namespace, stack: contextlib.ExitStack) -> lock.
     def pin(ref: str) -> tuple[str, str]:
         if not opened:
             try:
-                opened.append(catalog.open_catalog(args.catalog, create=False))
-                stack.callback(opened[0].close)
+                found = catalog.open_catalog(args.catalog, create=False)
+                stack.callback(found.close)
+                opened.append(found)
             except InputError:  # no catalog yet: the runs dir alone
                 opened.append(None)
         return catalog.pin_from(

@@ -128,21 +128,17 @@ def _recorded_code(record: RunRecord, path: Path, tmp: Path, *, say: Say) -> Pat
         sub = str(notes.get("path") or ".")
         checkout = tmp / "code"
         checkout.mkdir()
-        archive = subprocess.run(
-            [
-                "git",
-                "-C",
-                str(path),
-                "archive",
-                "--format=tar",
-                commit if sub == "." else f"{commit}:{sub}",
-            ],
-            capture_output=True,
-            check=False,
-        )
+        tree = commit if sub == "." else f"{commit}:{sub}"
+        packed = tmp / "code.tar"
+        with open(packed, "wb") as out:
+            archive = subprocess.run(
+                ["git", "-C", str(path), "archive", "--format=tar", tree],
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
         if archive.returncode == 0:
-            with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-                tar.extractall(checkout, filter="data")
+            unpack(packed, checkout)  # the one safe unpacker: files and directories only
             if _tree_of(checkout, pinned) == pinned:
                 say(f"adding the code tree of commit {commit} (the working tree at {path} changed)")
                 return checkout

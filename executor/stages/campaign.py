@@ -44,10 +44,6 @@ class Sub:
     signer: str | None = None  # who that record was verified to be signed by
 
 
-# Regeneration takes exactly the shared options; its own name reads better at call sites.
-RegenOptions = StageOptions
-
-
 @dataclass
 class Step:
     """One affected run and what became of it."""

@@ -260,15 +260,10 @@ def test_an_input_from_another_runs_outputs_names_its_statement(
     made = {p["key"]: p["new"] for p in pins["pins"]}
     assert made["inputs[0].from"] == f"run:{prepare.name}:dataset"
     assert made["inputs[0].digest"] == signed
-    assert (
-        json.loads(
-            rexec(
-                "run", locked, "--sign", "none", "--key", keys[1], "--runs-dir", runs, "--json",
-                "-q",
-            ).stdout  # fmt: skip
-        )["status"]
-        == "succeeded"
+    ran = rexec(
+        "run", locked, "--sign", "none", "--key", keys[1], "--runs-dir", runs, "--json", "-q"
     )
+    assert json.loads(ran.stdout)["status"] == "succeeded"
     replayed = rexec(
         "replay", run_dir, "--key", keys[1], "--signing-key", keys[0], "--runs-dir", runs, "--json"
     )

@@ -7,6 +7,7 @@ their configs in REXEC_TEST_SLURM_CONF and REXEC_TEST_SLURM_CONF_NOACCT.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -361,12 +362,13 @@ def test_an_unreachable_controller_is_exit_6(slurm: Rexec, tmp_path: Path) -> No
     (job / "submission.json").write_text(
         json.dumps(
             {
-                "schema": "rexec.submission/v1", "run_id": job.name, "spec_path": "-",
+                "schema": "rexec.submission/v2", "run_id": job.name, "spec_path": "-",
                 "spec_sha256": "-", "runs_dir": str(runs), "site": {}, "sign": {},
-                "tasks": [{"params": [], "seed": None}], "job_id": "1",
+                "tasks": [{"params": [], "seed": None}], "spec_text": "",
             }
         )
     )  # fmt: skip
+    (job / "job-id").write_text("1\n")
     slurm.env["SLURM_CONF"] = str(dead)
     out = slurm("status", job.name, "--runs-dir", runs, check=ExitCode.INFRASTRUCTURE)
     assert "squeue failed" in out.stderr and "scontrol ping" in out.stderr
@@ -391,3 +393,47 @@ def test_a_podman_container_dies_with_its_cancelled_job(
     assert sh(slurm.env, "podman", "ps", "-aq", "--filter", label).strip() == ""
     record = Path(doc["tasks"][0]["record"])
     assert json.loads((record / "host.json").read_text())["engine"]["name"] == "podman"
+
+
+def test_a_submission_edited_while_queued_is_refused_and_nothing_runs(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """submission.json sits on shared storage while the job waits: it used to be edited
+    (another seed, allow_dirty, another spec) and run, signed under the submitted run id."""
+    runs = tmp_path / "runs"
+    spec = project.spec(["sh", "-c", "echo ran > $REXEC_OUTPUTS/ran.txt"])
+    sub = submit(slurm, spec, keys[0], runs, "--sbatch=--hold")
+    path = runs / ".rexec-jobs" / sub["run_id"] / "submission.json"
+    doc = json.loads(path.read_text())
+    doc["tasks"][0]["seed"], doc["allow_dirty"] = 99, True
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    assert (
+        f"--submission-sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}"
+        not in (path.parent / "job.sbatch").read_text()
+    )
+    sh(slurm.env, "scontrol", "release", sub["job_id"])
+    until("the node's refusal", (path.parent / "refused.json").is_file, timeout=120)
+    done = status(slurm, sub["run_id"], runs, "--wait", check=ExitCode.JOB_FAILED)
+    (task,) = done["tasks"]
+    assert task["recordStatus"] == "refused" and task["record"] is None
+    refused = json.loads((path.parent / "refused.json").read_text())
+    assert "changed after it was submitted" in refused["reason"]
+    assert refused["jobId"] == sub["job_id"]
+    assert not list(runs.glob(f"{sub['run_id']}*"))  # nothing ran, nothing signed
+    assert "changed after it was submitted" in log_of(runs, sub).read_text()
+
+
+def test_the_spec_edited_after_submitting_changes_nothing_that_runs(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The node used to re-read the spec from its path: an edit lost the job."""
+    runs = tmp_path / "runs"
+    job = "import os; open('/outputs/seed.txt', 'w').write(os.environ['REXEC_SEED'])"
+    spec = project.spec(["python3", "-c", job])
+    sub = submit(slurm, spec, keys[0], runs, "--sbatch=--hold")
+    spec.write_text(spec.read_text().replace("seed = 7", "seed = 666"))
+    sh(slurm.env, "scontrol", "release", sub["job_id"])
+    done = status(slurm, sub["run_id"], runs, "--wait")
+    record = Path(done["tasks"][0]["record"])
+    assert (record / "outputs" / "seed.txt").read_text() == "7"  # the spec as submitted
+    slurm("verify", record, "--key", keys[1])

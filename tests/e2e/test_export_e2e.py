@@ -143,7 +143,8 @@ def test_an_exported_run_verifies_and_replays_bitwise_on_an_engine_with_none_of_
     shutil.rmtree(exported["code"])
     there = on(rexec, second_engine)
     checked = json.loads(there("verify", exported["bundle"], "--key", keys[1], "--json").stdout)
-    assert checked["verified"] and checked["inputs"] == ["data"] and checked["code"]
+    found = checked["auditBundle"]
+    assert checked["verified"] and found["inputs"] == ["data"] and found["code"]
     out = there(
         "replay",
         exported["bundle"],
@@ -172,9 +173,8 @@ def test_without_inputs_names_what_is_missing_and_a_changed_input_fails(
         ).stdout
     )
     assert doc["withoutInputs"] == ["data"] and "input:data" not in doc["sizes"]
-    assert json.loads(rexec("verify", lean, "--key", keys[1], "--json").stdout)["notIncluded"] == [
-        "data"
-    ]
+    checked = json.loads(rexec("verify", lean, "--key", keys[1], "--json").stdout)
+    assert checked["auditBundle"]["notIncluded"] == ["data"]
     refused = rexec("replay", lean, "--key", keys[1], "--unpack-to", tmp_path / "u", check=2)
     assert (
         "exported without input(s) data" in refused.stderr and "--input data=PATH" in refused.stderr
@@ -196,3 +196,106 @@ def test_without_inputs_names_what_is_missing_and_a_changed_input_fails(
         tar.addfile(info, io.BytesIO(b"x"))
     out = rexec("verify", evil, "--key", keys[1], check=2)
     assert "not a relative path inside it" in out.stderr and not (tmp_path / "escape.txt").exists()
+
+
+def _rewrite(src: Path, dst: Path, change: dict[str, bytes]) -> None:
+    """A copy of the tar ``src`` with some members' bodies replaced."""
+    with tarfile.open(src) as old, tarfile.open(dst, "w") as new:
+        for member in old:
+            body = old.extractfile(member) if member.isreg() else None
+            if member.name in change:
+                data = change[member.name]
+                member.size = len(data)
+                body = io.BytesIO(data)
+            new.addfile(member, body)
+
+
+def test_the_tar_is_gated_like_a_record_approvals_and_status(
+    rexec: Rexec, keys: tuple[Path, Path], exported: dict[str, Any], tmp_path: Path
+) -> None:
+    """verify run.tar took --require-approval and ignored it: exit 0, VERIFIED, no approval."""
+    rexec("keygen", "--out", tmp_path / "lead")
+    lead = tmp_path / "lead.pub"
+    out = rexec("verify", exported["bundle"], "--key", keys[1], "--require-approval", lead, check=3)
+    assert "0 of the 1 required approval(s)" in out.stderr
+    rexec(
+        "approve", exported["run"], "--key", keys[1], "--signing-key", tmp_path / "lead.key",
+    )  # fmt: skip
+    approved = tmp_path / "approved.tar"
+    rexec("export", exported["run"], "-o", approved, "--key", keys[1])
+    ok = rexec("verify", approved, "--key", keys[1], "--require-approval", lead, "--json")
+    assert json.loads(ok.stdout)["approvals"]["approvedBy"] == [str(lead)]
+    shown = rexec("verify", approved, "--key", keys[1]).stdout
+    assert "status:    succeeded (exit 0)" in shown  # the status is always shown
+
+
+def test_replay_of_a_tar_runs_the_image_the_signed_record_names_not_the_index(
+    rexec: Rexec, keys: tuple[Path, Path], exported: dict[str, Any], tmp_path: Path
+) -> None:
+    """The tar's index is an unsigned hint: one naming another image (present in the
+    engine) used to make replay run that image and sign reproduced-bitwise."""
+    import docker
+
+    client = docker.from_env()  # another image the engine has: the base, relabelled
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL dev.rexec.test=forged-replay\n".encode()
+    other = client.images.build(fileobj=io.BytesIO(dockerfile), rm=True)[0].id
+    with tarfile.open(exported["bundle"]) as tar:
+        index = json.loads(tar.extractfile("rexec-export.json").read())  # type: ignore[union-attr]
+    assert index["image"]["imageId"] != other
+    index["image"]["imageId"] = other
+    lying = tmp_path / "lying.tar"
+    _rewrite(exported["bundle"], lying, {"rexec-export.json": json.dumps(index).encode()})
+    out = rexec(
+        "replay", lying, "--key", keys[1], "--signing-key", keys[0], "--runs-dir",
+        tmp_path / "runs2", "--unpack-to", tmp_path / "u", "--json",
+    )  # fmt: skip
+    doc = json.loads(out.stdout)
+    replayed = json.loads((Path(doc["replay"]["run_dir"]) / "statement.json").read_bytes())
+    (image,) = [
+        d for d in replayed["predicate"]["buildDefinition"]["resolvedDependencies"]
+        if d["name"] == "image"
+    ]  # fmt: skip
+    assert "sha256:" + image["digest"]["sha256"] == exported["doc"]["image"]["imageId"] != other
+
+
+def test_an_image_archive_that_would_retag_the_engine_is_refused(
+    rexec: Rexec, keys: tuple[Path, Path], exported: dict[str, Any], tmp_path: Path
+) -> None:
+    with tarfile.open(exported["bundle"]) as tar:
+        image = tar.extractfile("image/image.tar").read()  # type: ignore[union-attr]
+    inner = tmp_path / "image.tar"
+    inner.write_bytes(image)
+    retag = tmp_path / "retag.tar"
+    with tarfile.open(inner) as old:
+        manifest = json.loads(old.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    manifest[0]["RepoTags"] = ["rexec/base:bookworm"]  # would re-point a tag rexec builds on
+    _rewrite(inner, retag, {"manifest.json": json.dumps(manifest).encode()})
+    evil = tmp_path / "evil.tar"
+    _rewrite(exported["bundle"], evil, {"image/image.tar": retag.read_bytes()})
+    out = rexec("verify", evil, "--key", keys[1], check=4)
+    assert "re-point those tags" in out.stderr
+    replay = rexec(
+        "replay", evil, "--key", keys[1], "--runs-dir", tmp_path / "r", "--unpack-to",
+        tmp_path / "u", check=4,
+    )  # fmt: skip
+    assert "re-point those tags" in replay.stderr
+
+
+def test_export_packs_the_recorded_code_not_the_code_as_it_is_now(
+    rexec: Rexec, keys: tuple[Path, Path], exported: dict[str, Any], tmp_path: Path
+) -> None:
+    code = exported["code"]
+    (code / "train.py").write_text("print('changed after the run')\n")
+    git(code, "commit", "-qam", "later work")  # the working tree moved on
+    later = tmp_path / "later.tar"
+    rexec("export", exported["run"], "-o", later, "--key", keys[1])
+    rexec("verify", later, "--key", keys[1])  # was exit 4: the tar held today's code
+    with tarfile.open(later) as tar:
+        packed = tar.extractfile("code/train.py").read().decode()  # type: ignore[union-attr]
+    assert packed == TRAIN
+    (code / "train.py").write_text("uncommitted\n")
+    git(code, "reset", "-q", "--hard", "HEAD")
+    shutil.rmtree(code / ".git")  # the commit is gone too: nothing holds the recorded tree
+    gone = tmp_path / "gone.tar"
+    out = rexec("export", exported["run"], "-o", gone, "--key", keys[1], check=4)
+    assert "holds the code tree the record pins" in out.stderr and not gone.exists()

@@ -95,8 +95,10 @@ def test_failed_job_is_recorded_and_signed(
     (run_dir,) = runs.iterdir()  # the record, and no leftover staging directory
     assert exit_status(run_dir) == {"status": "failed", "exitCode": 3, "oomKilled": False}
     assert "boom" in (run_dir / "logs" / "stderr.log").read_text()
-    verified = rexec("verify", run_dir, "--key", keys[1])
-    assert "failed" in verified.stdout
+    refused = rexec("verify", run_dir, "--key", keys[1], check=ExitCode.JOB_FAILED)
+    assert "status:    failed (exit 3)" in refused.stdout  # authentic, and refused as a success
+    verified = rexec("verify", run_dir, "--key", keys[1], "--allow-failed")
+    assert "failed" in verified.stdout and "VERIFIED" in verified.stdout
 
 
 def test_timeout_is_recorded(

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,9 @@ from tests.hostile.test_record_corpus import signed_record, statement
 REPO = Path(__file__).resolve().parents[2]
 
 
-def rexec(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def rexec(
+    *args: str | Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "executor", *map(str, args)],
         capture_output=True,
@@ -35,7 +38,7 @@ def rexec(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[st
         stdin=subprocess.DEVNULL,
         timeout=120,
         env={**os.environ, "PYTHONPATH": str(REPO)},
-        **kwargs,  # type: ignore[arg-type]
+        preexec_fn=preexec_fn,
     )
 
 

@@ -157,7 +157,7 @@ def test_an_unverified_regeneration_is_shown_as_a_claim_never_as_superseded(
     tmp_path: Path,
 ) -> None:
     location = _catalog(tmp_path / "c.sqlite", 2)
-    old, new = _regenerated(location, verification=None)  # indexed, never verified
+    old, _ = _regenerated(location, verification=None)  # indexed, never verified
     client = web.create_app(location).test_client()
     shown = client.get(f"/run/{old}").data.decode()
     assert "superseded by" not in shown
