@@ -30,6 +30,7 @@ from executor.errors import (
     RexecError,
     VerificationError,
 )
+from executor.outputs import display_text
 from executor.record.integrity import (
     ArtifactReport,
     compare_artifacts,
@@ -41,7 +42,6 @@ from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.store import BUNDLE as RECORD_BUNDLE
 from executor.record.store import OUTPUTS as RECORD_OUTPUTS
 from executor.record.store import STATEMENT as RECORD_STATEMENT
-from executor.outputs import display_text
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 
 # What a replay adds to its record beside the run's own signed files.
