@@ -407,12 +407,12 @@ def _print_extra(verdict: Verdict) -> None:
         for item in link["inputs"]:
             came = item["from"]
             source = (
-                f"run {came['runId']} (statement sha256:{came['statementSha256'][:16]}…)"
+                f"run {display_text(came['runId'])} (statement {came['statementSha256'][:16]})"
                 if came
                 else "raw input"
             )
-            shown = display_text(f"{item['name']} {item['digest']} ← {source}")
-            print(f"             {shown}")
+            print(f"             {display_text(item['name'])} {display_text(item['digest'])}"
+                  f" <- {source}")  # fmt: skip
 
 
 def handle(args: argparse.Namespace) -> int:
