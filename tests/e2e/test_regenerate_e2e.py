@@ -288,3 +288,33 @@ def test_a_pipeline_reads_an_outside_upstream_only_from_a_record_that_verifies(
     assert dep["annotations"]["fromRun"] == genuine.name
     assert (made / "outputs" / "d" / "v.txt").read_text() == "3\n"  # 1 + 1 + 1, not 668
     shutil.rmtree(tmp_path / "evil-runs")
+
+
+def test_a_regeneration_stopped_by_a_signal_signs_an_interrupted_ledger(
+    rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rexec.env["REXEC_CATALOG"] = str(tmp_path / "catalog.sqlite")
+    chain = Chain(rexec, keys, tmp_path / "c", 2)
+    slow = "import time; time.sleep(6); " + JOB
+    (chain.root / "s1.toml").write_text(chain.command("s1", ["python3", "-c", slow]))
+    chain.pipeline()
+    old = rexec("snapshot", "hash", chain.raw, "--quiet").stdout.strip()
+    proc = subprocess.Popen(
+        rexec.argv("regenerate", old, "--with", chain.data("4", "real"), *chain.trust(), "-q"),
+        env=rexec.env, cwd=rexec.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while len(list(chain.runs.glob(".*-s1-*.partial"))) == 0:  # s1 is being re-run
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+        time.sleep(0.3)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "interrupted (SIGTERM)" in stderr
+    ledgers = [p for p in (chain.runs / "pipelines").iterdir() if "regenerate" in p.name]
+    (ledger,) = ledgers
+    doc = json.loads((ledger / "statement.json").read_bytes())
+    stages = {s["stage"]: s["decision"] for s in doc["predicate"]["stages"]}
+    assert stages == {"s0": "regenerated", "s1": "interrupted"}
+    assert doc["predicate"]["kind"] == "regeneration" and doc["predicate"]["interrupted"]
+    assert (ledger / "statement.sigstore.json").is_file()
