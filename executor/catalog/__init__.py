@@ -174,14 +174,11 @@ def index_records(
             report.updated += 1
         else:
             report.added += 1
-    for run_id in sorted(claimed):
+    for run_id in catalog.claimed_twice(sorted(claimed)):
         claims = catalog.records_of(run_id)
-        if len(claims) > 1:
-            where = ", ".join(
-                f"{c['path']} (statement {c['statement_sha256'][:12]})" for c in claims
-            )
-            report.conflicts.append(f"run {run_id}: {len(claims)} records claim it: {where}")
-            say(f"warning: {len(claims)} records claim run {run_id}: {where}")
+        where = ", ".join(f"{c['path']} (statement {c['statement_sha256'][:12]})" for c in claims)
+        report.conflicts.append(f"run {run_id}: {len(claims)} records claim it: {where}")
+        say(f"warning: {len(claims)} records claim run {run_id}: {where}")
     if report.added or report.updated:
         catalog.optimize()
     return report

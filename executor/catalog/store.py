@@ -62,6 +62,9 @@ class Backend(Protocol):
         """Close the connection."""
 
 
+CHUNK = 500  # values bound in one IN (…): well inside every backend's limit
+
+
 def like_pattern(value: str) -> str:
     """``value`` as a LIKE pattern matching itself literally (wildcards escaped)."""
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -125,19 +128,25 @@ class Catalog:
         replacement), and rows of another Statement once found at the same path go (the
         file there is this one now).
         """
-        keys = [(run["statement_sha256"], run["path"]) for rows in batch for run in rows["runs"]]
+        runs = [run for rows in batch for run in rows["runs"]]
         grouped: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
         for rows in batch:
             for table in TABLES:
                 for row in rows.get(table, ()):
                     grouped.setdefault((table, tuple(row)), []).append(tuple(row.values()))
         with self.backend.transaction():
-            for table in reversed(TABLES):  # runs last: the others find the path's rows there
-                self.backend.execute_many(
-                    f"DELETE FROM {table} WHERE statement_sha256 = ? OR statement_sha256 IN"
-                    " (SELECT statement_sha256 FROM runs WHERE path = ?)",
-                    keys,
+            gone = {run["statement_sha256"] for run in runs}
+            paths = [run["path"] for run in runs]
+            for start in range(0, len(paths), CHUNK):
+                chunk = paths[start : start + CHUNK]
+                marks = ", ".join("?" for _ in chunk)
+                found = self.rows(
+                    f"SELECT statement_sha256 FROM runs WHERE path IN ({marks})", chunk
                 )
+                gone.update(r["statement_sha256"] for r in found)
+            keys = [[sha] for sha in sorted(gone)]
+            for table in TABLES:
+                self.backend.execute_many(f"DELETE FROM {table} WHERE statement_sha256 = ?", keys)
             for (table, columns), values in grouped.items():
                 marks = ", ".join("?" for _ in columns)
                 self.backend.execute_many(
@@ -206,6 +215,22 @@ class Catalog:
             "SELECT * FROM runs WHERE run_id = ? ORDER BY started NULLS LAST, statement_sha256",
             [run_id],
         )
+
+    def claimed_twice(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of ``run_ids`` that more than one record claims."""
+        found: list[str] = []
+        for start in range(0, len(run_ids), CHUNK):
+            chunk = list(run_ids[start : start + CHUNK])
+            marks = ", ".join("?" for _ in chunk)
+            found += [
+                r["run_id"]
+                for r in self.rows(
+                    f"SELECT run_id FROM runs WHERE run_id IN ({marks})"
+                    " GROUP BY run_id HAVING count(*) > 1",
+                    chunk,
+                )
+            ]
+        return sorted(found)
 
     def record(self, statement: str) -> dict[str, Any] | None:
         """The runs row of one record."""
