@@ -136,14 +136,11 @@ class Catalog:
                     grouped.setdefault((table, tuple(row)), []).append(tuple(row.values()))
         with self.backend.transaction():
             gone = {run["statement_sha256"] for run in runs}
-            paths = [run["path"] for run in runs]
-            for start in range(0, len(paths), CHUNK):
-                chunk = paths[start : start + CHUNK]
-                marks = ", ".join("?" for _ in chunk)
-                found = self.rows(
-                    f"SELECT statement_sha256 FROM runs WHERE path IN ({marks})", chunk
-                )
-                gone.update(r["statement_sha256"] for r in found)
+            found = self._rows_in(
+                "SELECT statement_sha256 FROM runs WHERE path IN ({marks})",
+                [run["path"] for run in runs],
+            )
+            gone.update(r["statement_sha256"] for r in found)
             keys = [[sha] for sha in sorted(gone)]
             for table in TABLES:
                 self.backend.execute_many(f"DELETE FROM {table} WHERE statement_sha256 = ?", keys)
@@ -218,19 +215,19 @@ class Catalog:
 
     def claimed_twice(self, run_ids: Sequence[str]) -> list[str]:
         """Those of ``run_ids`` that more than one record claims."""
-        found: list[str] = []
-        for start in range(0, len(run_ids), CHUNK):
-            chunk = list(run_ids[start : start + CHUNK])
-            marks = ", ".join("?" for _ in chunk)
-            found += [
-                r["run_id"]
-                for r in self.rows(
-                    f"SELECT run_id FROM runs WHERE run_id IN ({marks})"
-                    " GROUP BY run_id HAVING count(*) > 1",
-                    chunk,
-                )
-            ]
-        return sorted(found)
+        found = self._rows_in(
+            "SELECT run_id FROM runs WHERE run_id IN ({marks}) GROUP BY run_id HAVING count(*) > 1",
+            run_ids,
+        )
+        return sorted(r["run_id"] for r in found)
+
+    def _rows_in(self, sql: str, values: Sequence[Any]) -> list[dict[str, Any]]:
+        """``sql`` (with ``IN ({marks})``) over ``values``, :data:`CHUNK` at a time."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(values), CHUNK):
+            chunk = list(values[start : start + CHUNK])
+            found += self.rows(sql.format(marks=", ".join("?" for _ in chunk)), chunk)
+        return found
 
     def record(self, statement: str) -> dict[str, Any] | None:
         """The runs row of one record."""

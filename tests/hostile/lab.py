@@ -10,8 +10,11 @@ copied and re-indexed the way someone with write access to shared storage would.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from collections.abc import Mapping
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from executor import catalog, pipeline, spec
@@ -20,6 +23,23 @@ from executor.signing import KeyPolicy, KeySigner, SignOptions, generate_keypair
 from tests.fakes import FakeRuntime
 
 DOCKERFILE = "FROM scratch\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rexec(
+    *args: str | Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real ``rexec`` command, as a gate or a user runs it: a process and its exit code."""
+    return subprocess.run(
+        [sys.executable, "-m", "executor", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=preexec_fn,
+    )
 
 
 class Lab:

@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,8 @@ from executor import catalog, web
 from executor.canonical import canonical_json
 from executor.catalog.where import parse_where
 from executor.errors import InputError
-from tests.hostile.lab import Lab
+from tests.hostile.lab import REPO, Lab, rexec
 from tests.hostile.test_record_corpus import signed_record, statement
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def rexec(
-    *args: str | Path, preexec_fn: Callable[[], None] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "executor", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        preexec_fn=preexec_fn,
-    )
 
 
 def clean_failure(proc: subprocess.CompletedProcess[str], code: int, needle: str) -> None:
@@ -173,6 +155,14 @@ def test_a_never_ending_query_stops_at_its_time_limit(
     assert time.monotonic() - started < 10
 
 
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has installed a handler for ``signum`` (/proc SigCgt)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_never_ending_query_stops_on_a_signal(
@@ -191,7 +181,13 @@ def test_a_never_ending_query_stops_on_a_signal(
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    time.sleep(2.0)  # well inside the query
+    deadline = time.monotonic() + 60
+    # rexec is up and handles signals (Python catches SIGINT from its start, SIGTERM only
+    # once rexec installs its handlers); a loaded CI host may take seconds to get there
+    while not _catches(proc.pid, signal.SIGTERM):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the query
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 128 + signum and "Traceback" not in stderr

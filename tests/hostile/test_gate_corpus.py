@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,23 +16,7 @@ import pytest
 from executor import approvals
 from executor.record.reader import load_record
 from executor.signing import KeyPolicy, KeySigner, SignOptions, generate_keypair
-from tests.hostile.lab import Lab
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def rexec(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "executor", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-    )
+from tests.hostile.lab import Lab, rexec
 
 
 @pytest.fixture
