@@ -164,3 +164,27 @@ def test_an_unverified_regeneration_is_shown_as_a_claim_never_as_superseded(
     assert "a claim, not verified" in shown and "Hl0j-forger" in shown
     page = client.get("/regeneration/20261201T000009Z-regenerate-abc").data.decode()
     assert "a claim, not verified" in page
+
+
+def test_a_run_id_two_records_claim_opens_a_conflict_page(tmp_path: Path) -> None:
+    location = _catalog(tmp_path / "c.sqlite", 2)
+    cat = catalog.open_catalog(location)
+    claimed = "20261201T000001Z-train-000001"
+    cat.put(
+        {
+            "runs": [
+                {
+                    "run_id": claimed,
+                    "statement_sha256": "f" * 64,
+                    "status": "succeeded",
+                    "path": "/elsewhere/copy",
+                    "signer_kind": "key",
+                    "signer": "evil-hint",
+                }
+            ]
+        }
+    )
+    cat.close()
+    page = web.create_app(location).test_client().get(f"/run/{claimed}").data.decode()
+    assert "2 records claim this run id" in page
+    assert "/elsewhere/copy" in page and "/nowhere" in page and "evil-hint" in page
