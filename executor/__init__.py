@@ -1,6 +1,6 @@
 """rexec: run ML training so that anyone can later prove what ran and re-run it.
 
-Data flows one way, and only :mod:`executor.pipeline` knows the order::
+Data flows one way, and only :mod:`executor.runner` knows the order::
 
     run:     spec -> resolve -> preflight -> execute -> collect -> attest -> sign -> store
     verify:  store.read -> signature + policy -> re-hash artifacts -> compare
@@ -20,9 +20,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from executor.pipeline import RunResult
+    from executor.record.verification import Verdict
+    from executor.runner import RunResult
     from executor.signing import SignOptions, TrustPolicy
-    from executor.verification import Verdict
 
 from executor._version import __version__
 
@@ -70,7 +70,7 @@ def verify(
     """
     from pathlib import Path
 
-    from executor.verification import verify_record
+    from executor.record.verification import verify_record
 
     return verify_record(
         Path(target), policy, artifacts=Path(artifacts) if artifacts is not None else None

@@ -23,10 +23,10 @@ from typing import Any
 
 from executor import safeio, snapshot, spec
 from executor.errors import MismatchError, RexecError, VerificationError
-from executor.record import store
+from executor.record import writer
 from executor.record.reader import STATEMENT_CAP, RunRecord, load_record
+from executor.record.verification import verify_record
 from executor.signing import TrustPolicy
-from executor.verification import verify_record
 
 __all__ = ["Link", "walk_chain"]
 
@@ -58,7 +58,7 @@ class Link:
 
 def _statement_sha(path: Path) -> str | None:
     try:
-        data = safeio.read_capped(path / store.STATEMENT, cap=STATEMENT_CAP)
+        data = safeio.read_capped(path / writer.STATEMENT, cap=STATEMENT_CAP)
     except (OSError, safeio.UnsafeFile):
         return None
     return hashlib.sha256(data).hexdigest()

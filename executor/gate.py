@@ -2,7 +2,7 @@
 
 One gate for every path a model travels (a record directory, an audit bundle, a
 registry artifact, a bundle with its artifact): each entry point first proves the
-record its own way (:mod:`executor.verification`, :mod:`executor.export`,
+record its own way (:mod:`executor.record.verification`, :mod:`executor.export`,
 :mod:`executor.registry`), then the same checks run, in this order, on what it proved:
 
 1. approvals: enough of the named approvers signed an approval of this very
@@ -11,7 +11,7 @@ record its own way (:mod:`executor.verification`, :mod:`executor.export`,
 3. chain: every upstream record the run read from, back to raw data, verifies and
    links by digest (:mod:`executor.chain`).
 
-The result stays a :class:`~executor.verification.Verdict`: the first failure is its
+The result stays a :class:`~executor.record.verification.Verdict`: the first failure is its
 error, and everything proved before it is kept for ``--json``.
 """
 
@@ -25,8 +25,8 @@ from executor.approvals import check_approvals
 from executor.chain import Locate, walk_chain
 from executor.errors import InputError, RexecError, VerificationError
 from executor.record.reader import load_record
+from executor.record.verification import Verdict, status_gate
 from executor.signing import TrustPolicy
-from executor.verification import Verdict, status_gate
 
 __all__ = ["ChainCheck", "Gate", "apply_gate"]
 

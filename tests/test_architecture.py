@@ -43,7 +43,6 @@ RANKS = {
     "images": 3,
     # what is done with records and specs
     "compare": 4,
-    "verification": 4,
     "chain": 4.2,
     "gate": 4.3,
     "approvals": 3.5,  # below registry and export, which carry approvals along
@@ -52,10 +51,10 @@ RANKS = {
     "lock": 4,
     "catalog": 4.5,
     # the orchestration, and what drives it
-    "pipeline": 5,
+    "runner": 5,
     "replay": 6,
     "cluster": 6,
-    "stages": 6.5,
+    "pipelines": 6.5,
     "web": 6.5,
     "cli": 7,
     "__main__": 8,
@@ -72,7 +71,7 @@ EXTERNAL = {
     "pyarrow": {"executor.contracts.check"},
     "flask": {"executor.web.app"},
     "werkzeug": {"executor.cli.ui"},  # Flask's own WSGI server, to serve the app
-    "sqlite3": {"executor.catalog.sqlite", "executor.snapshot.cache"},  # two separate caches
+    "sqlite3": {"executor.catalog.sqlite", "executor.snapshot.statcache"},  # two separate caches
     # the transport of the two above, for their exception types
     "requests": {"executor.runtime.docker", "executor.signing.sigstore"},
 }

@@ -1,9 +1,12 @@
 """The run catalog: a ledger of signed records, linked by digest (the face of ``catalog/``).
 
-``store`` is the SQLite database and its queries, ``index`` turns one record
-into rows, ``where`` reads ``--where`` conditions, ``render`` draws lineage.
-The records stay the truth; the catalog is derived and rebuilt from them
-(docs/catalog.md).
+``schema`` holds the tables (keyed by a record's Statement sha256), ``db`` the
+database seam (:class:`Catalog` over the ``sqlite`` and ``postgres`` backends) and the
+questions the rest of rexec asks it, ``queries`` the ledger, a record, a comparison, a
+lineage graph, ``index`` turns one record into rows, ``inputs`` resolves ``from``
+inputs to records that verify, ``where`` reads ``--where`` conditions, ``render``
+draws lineage. The records stay the truth; the catalog is an index of them, rebuilt
+from them at will, never an authority (docs/catalog.md).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from executor.approvals import list_approvals
 from executor.canonical import sha256_hex
+from executor.catalog.db import SCHEMA_VERSION, Catalog
 from executor.catalog.index import read_statement, rows_at, verification_text
 from executor.catalog.inputs import Upstream, find_upstream, pin_from, resolve_inputs
 from executor.catalog.queries import (
@@ -31,7 +35,6 @@ from executor.catalog.queries import (
     show_record,
 )
 from executor.catalog.render import render_lineage
-from executor.catalog.store import SCHEMA_VERSION, Catalog
 from executor.catalog.where import parse_where
 from executor.errors import InputError, RexecError
 from executor.paths import cache_dir

@@ -24,14 +24,14 @@ from executor.approvals import BUNDLE_SUFFIX, list_approvals, verify_approval
 from executor.canonical import sha256_hex, strict_loads
 from executor.compare.numeric import flatten
 from executor.errors import InputError, RexecError
-from executor.record import store
+from executor.record import writer
 from executor.record.manifest import MANIFEST_SCHEMA
 from executor.record.manifest import loads as load_statement
 from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
+from executor.record.verification import VERDICT_FILE, Verdict, replay_verdict, verify_record
 from executor.signing import TrustPolicy
 from executor.signing.bundle import parse_bundle
 from executor.spec.view import stage_key
-from executor.verification import VERDICT_FILE, Verdict, replay_verdict, verify_record
 
 __all__ = [
     "READERS",
@@ -72,11 +72,11 @@ def _number(value: Any) -> float | None:
 def read_statement(path: Path) -> bytes:
     """A record's ``statement.json`` bytes, read capped and without following a link."""
     try:
-        return safeio.read_capped(path / store.STATEMENT, cap=STATEMENT_CAP)
+        return safeio.read_capped(path / writer.STATEMENT, cap=STATEMENT_CAP)
     except FileNotFoundError:
-        raise InputError(f"{path}: not a run record (no {store.STATEMENT})") from None
+        raise InputError(f"{path}: not a run record (no {writer.STATEMENT})") from None
     except (OSError, safeio.UnsafeFile) as exc:
-        raise InputError(f"{path / store.STATEMENT}: cannot read ({exc})") from exc
+        raise InputError(f"{path / writer.STATEMENT}: cannot read ({exc})") from exc
 
 
 def verification_text(verdict: Verdict) -> str:
@@ -105,7 +105,7 @@ def rows_at(
             except RexecError as exc:
                 return f"failed: {exc.message}"
 
-    view = StatementView(load_statement(payload, source=str(path / store.STATEMENT)))
+    view = StatementView(load_statement(payload, source=str(path / writer.STATEMENT)))
     reader = READERS.get(view.manifest_schema or "")
     if reader is None:
         return _partial_rows(path, view, sha256_hex(payload), verification)
@@ -118,7 +118,7 @@ def rows_at(
 
 def _signer(path: Path) -> tuple[str | None, str | None]:
     """Who the record's bundle says signed (a claim: ``--verify`` proves it)."""
-    return _signer_of(path / store.BUNDLE)
+    return _signer_of(path / writer.BUNDLE)
 
 
 def _signer_of(bundle_file: Path) -> tuple[str | None, str | None]:
@@ -133,7 +133,7 @@ def _partial_rows(path: Path, view: StatementView, sha: str, verification: str |
     """What any Statement gives: run id, status, times and subjects; the rest is left out."""
     run_id = view.run_id
     if not run_id:
-        raise InputError(f"{path / store.STATEMENT}: no run id (runDetails.metadata.invocationId)")
+        raise InputError(f"{path / writer.STATEMENT}: no run id (runDetails.metadata.invocationId)")
     status, exit_code = view.status
     meta = dig(view.doc, "predicate", "runDetails", "metadata") or {}
     kind, signer = _signer(path)

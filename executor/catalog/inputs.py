@@ -19,12 +19,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from executor import snapshot, spec
-from executor.catalog.store import Catalog
+from executor.catalog.db import Catalog
 from executor.errors import InputError, MismatchError, VerificationError
 from executor.record.reader import RunRecord, load_record
+from executor.record.verification import verify_record
 from executor.signing import TrustPolicy
 from executor.signing.trust_file import NO_POLICY_HINT
-from executor.verification import verify_record
 
 __all__ = ["LATEST_TRIES", "Upstream", "find_upstream", "pin_from", "resolve_inputs"]
 

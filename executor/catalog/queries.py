@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from executor.canonical import sha256_hex
+from executor.catalog.db import Catalog, like_pattern
 from executor.catalog.index import read_statement
-from executor.catalog.store import Catalog, like_pattern
 from executor.catalog.where import parse_where
 from executor.errors import InputError
 

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from executor.errors import InputError
-from executor.record.store import PUBLIC_KEY as RECORD_PUBLIC_KEY
+from executor.record.writer import PUBLIC_KEY as RECORD_PUBLIC_KEY
 from executor.signing import SignOptions
 from executor.signing.key_policy import KeyPolicy
 from executor.signing.trust_file import default_trust_file, load_trust_file

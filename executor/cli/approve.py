@@ -12,9 +12,9 @@ from executor.cli._options import add_signing_options, add_trust_options, sign_o
 from executor.errors import InputError, MismatchError
 from executor.outputs import display_text
 from executor.record.reader import load_record
+from executor.record.verification import verify_record
 from executor.signing import make_signer
 from executor.signing.bundle import parse_bundle
-from executor.verification import verify_record
 
 EPILOG = """\
 examples:

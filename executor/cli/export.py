@@ -12,8 +12,8 @@ from executor.cli._options import add_runtime_option, add_trust_options, trust_p
 from executor.errors import InputError
 from executor.outputs import display_text
 from executor.record.reader import load_record
+from executor.record.verification import verify_record
 from executor.runtime import default_runtime
-from executor.verification import verify_record
 
 EPILOG = """\
 examples:

@@ -18,7 +18,7 @@ from executor import safeio
 from executor.cli._options import add_runtime_option
 from executor.errors import ExitCode
 from executor.owner import is_orphan
-from executor.record import store
+from executor.record import writer
 from executor.runtime import (
     OWNER_HOST_LABEL,
     OWNER_PID_LABEL,
@@ -77,7 +77,7 @@ def handle(args: argparse.Namespace, runtime: ContainerRuntime | None = None) ->
     """Remove orphan containers and partial records; ``runtime`` is the seam tests fill."""
     runtime = runtime or default_runtime(getattr(args, "runtime", None))
     containers = orphan_containers(runtime)
-    partials = store.stale_partials(args.runs_dir)
+    partials = writer.stale_partials(args.runs_dir)
     verb = "would remove" if args.dry_run else "removed"
     if not args.dry_run:
         for container_id, _ in containers:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from executor import stages
+from executor import pipelines
 from executor.cli._options import (
     add_runtime_option,
     add_signing_options,
@@ -93,14 +93,14 @@ def handle_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rexec: {text}", file=sys.stderr, flush=True)
 
-    pipe = stages.load_pipeline(args.pipeline)
+    pipe = pipelines.load_pipeline(args.pipeline)
     unknown = sorted(set(args.force) - {s.name for s in pipe.stages})
     if unknown:
         raise InputError(
             f"--force {unknown[0]}: no such stage",
             hint=f"the stages are: {', '.join(s.name for s in pipe.stages)}",
         )
-    options = stages.PipelineOptions(
+    options = pipelines.PipelineOptions(
         runs_dir=args.runs_dir.resolve(),
         sign=sign_options(args),
         policy=upstream_policy(args),
@@ -111,10 +111,10 @@ def handle_run(args: argparse.Namespace) -> int:
         engine=args.runtime,
         say=say,
     )
-    outcomes, ledger = stages.run_pipeline(pipe, options)
+    outcomes, ledger = pipelines.run_pipeline(pipe, options)
     if args.json:
         doc = {
-            "schema": stages.PIPELINE_SCHEMA,
+            "schema": pipelines.PIPELINE_SCHEMA,
             "pipeline": pipe.name,
             "dryRun": args.dry_run,
             "ledger": str(ledger) if ledger else None,

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from executor import catalog, safeio, stages
+from executor import catalog, pipelines, safeio
 from executor.cli._catalog import add_catalog_option
 from executor.cli._options import (
     add_runtime_option,
@@ -94,7 +94,7 @@ def handle(args: argparse.Namespace) -> int:
             print(f"rexec: {text}", file=sys.stderr, flush=True)
 
     old, new, of_run, name = _what(args)
-    options = stages.RegenOptions(
+    options = pipelines.RegenOptions(
         runs_dir=args.runs_dir.resolve(),
         sign=sign_options(args),
         policy=trust_policy(args),
@@ -106,16 +106,16 @@ def handle(args: argparse.Namespace) -> int:
     )
     cat = catalog.open_catalog(args.catalog, create=False)
     try:
-        campaign = stages.plan_regeneration(
+        campaign = pipelines.plan_regeneration(
             cat, old or "", new, of_run=of_run, input_name=name, options=options
         )
     finally:
         cat.close()
-    stages.regenerate(campaign, options)
+    pipelines.regenerate(campaign, options)
     doc = campaign.to_json()
     doc["dryRun"] = args.dry_run
     if args.report:
-        safeio.write_atomic(args.report, stages.regeneration_html(doc).encode())
+        safeio.write_atomic(args.report, pipelines.regeneration_html(doc).encode())
     if args.json:
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:

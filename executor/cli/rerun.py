@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from executor import pipeline, replay
+from executor import replay, runner
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
 from executor.compare import MetricChange, metric_changes
@@ -104,7 +104,7 @@ def handle(args: argparse.Namespace) -> int:
     if outcome.result.status.status != "succeeded":
         raise JobFailed(
             f"the rerun {outcome.result.status.status} (exit {outcome.result.status.exit_code})",
-            hint=pipeline.failure_hint(
+            hint=runner.failure_hint(
                 outcome.result.run_dir, outputs_mount=plan.run_spec.outputs_mount
             ),
         )

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from executor import pipeline, spec
+from executor import runner, spec
 from executor.cli._options import (
     add_runtime_option,
     add_signing_options,
@@ -127,7 +127,7 @@ def handle(args: argparse.Namespace) -> int:
         )
     base = args.seed if args.seed is not None else _spec_seed(args)
     seeds = seed_list(args.seeds, base)
-    results: list[tuple[pipeline.RunResult, spec.RunSpec]] = []
+    results: list[tuple[runner.RunResult, spec.RunSpec]] = []
     for seed in seeds:
         if not args.quiet:
             print(f"rexec: seed {seed} ({len(results) + 1} of {len(seeds)})", file=sys.stderr)
@@ -155,7 +155,7 @@ def _spec_seed(args: argparse.Namespace) -> int:
 
 def _run_once(
     args: argparse.Namespace, *, seed: int | None
-) -> tuple[pipeline.RunResult, spec.RunSpec]:
+) -> tuple[runner.RunResult, spec.RunSpec]:
     overrides = [spec.parse_override(text) for text in args.param]
     pinned_at_run_time: dict[str, object] | None = None
     if args.allow_unpinned:
@@ -171,7 +171,7 @@ def _run_once(
         if not args.quiet:
             print(f"rexec: {text}", file=sys.stderr, flush=True)
 
-    options = pipeline.RunOptions(
+    options = runner.RunOptions(
         runs_dir=args.runs_dir.resolve(),
         sign=sign,
         allow_dirty=args.allow_dirty,
@@ -182,10 +182,10 @@ def _run_once(
         push=args.push,
         upstream=upstream_policy(args) if any(i.from_ref for i in run_spec.inputs) else None,
     )
-    return pipeline.run(run_spec, options=options, runtime=runtime), run_spec
+    return runner.run(run_spec, options=options, runtime=runtime), run_spec
 
 
-def _print_result(args: argparse.Namespace, result: pipeline.RunResult) -> None:
+def _print_result(args: argparse.Namespace, result: runner.RunResult) -> None:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
         return
@@ -195,12 +195,12 @@ def _print_result(args: argparse.Namespace, result: pipeline.RunResult) -> None:
         print(f"  {subject.sha256[:16]}  {subject.name}")
 
 
-def _raise_unless_succeeded(result: pipeline.RunResult, run_spec: spec.RunSpec) -> None:
+def _raise_unless_succeeded(result: runner.RunResult, run_spec: spec.RunSpec) -> None:
     if result.status.status != "succeeded":
         raise JobFailed(
             f"the job {result.status.status} (exit code {result.status.exit_code}); "
             f"the failure is recorded and signed in {result.run_dir}",
-            hint=pipeline.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
+            hint=runner.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
         )
 
 

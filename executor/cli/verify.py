@@ -28,9 +28,9 @@ from executor.cli._render import safe
 from executor.errors import InputError, RexecError
 from executor.gate import ChainCheck, Gate, apply_gate
 from executor.outputs import display_text
+from executor.record.verification import Verdict, verify_artifact, verify_record
 from executor.signing import TrustPolicy
 from executor.signing.key_policy import KeyPolicy
-from executor.verification import Verdict, verify_artifact, verify_record
 
 EPILOG = """\
 examples:

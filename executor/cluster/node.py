@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import pipeline, safeio, snapshot, spec
+from executor import runner, safeio, snapshot, spec
 from executor.canonical import sha256_hex
 from executor.cluster.identity import (
     allocated_cpus,
@@ -161,7 +161,7 @@ def run_on_node(
         run_spec, identity = _rendezvous(run_spec, identity, slurm=slurm, nodes=nodes, rank=rank)
     run_id = sub.task_run_id(task, restart)
     sign = dict(sub.sign)
-    options = pipeline.RunOptions(
+    options = runner.RunOptions(
         runs_dir=Path(sub.runs_dir),
         sign=SignOptions(
             method=sign.get("method", "key"),
@@ -184,7 +184,7 @@ def run_on_node(
         _attempt_dir(sub, restart).mkdir(exist_ok=True)
     try:
         runtime = default_runtime(sub.extra.get("runtime") or run_spec.engine)
-        result = pipeline.run(run_spec, options=options, runtime=runtime)
+        result = runner.run(run_spec, options=options, runtime=runtime)
     except (RexecError, KeyboardInterrupt) as exc:
         if rank != 0:  # rank 0 must not wait for a report that never comes
             _report_failure(sub, restart, rank, exc)
@@ -195,7 +195,7 @@ def run_on_node(
         raise JobFailed(
             f"the job {result.status.status} (exit code {result.status.exit_code}); recorded "
             f"in {result.run_dir}",
-            hint=pipeline.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
+            hint=runner.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
         )
     return 0
 
@@ -225,7 +225,7 @@ def _attempt_dir(sub: Submission, restart: int) -> Path:
     return sub.directory / f"attempt-{restart}"
 
 
-def _report_to_rank0(sub: Submission, restart: int, rank: int, result: pipeline.RunResult) -> None:
+def _report_to_rank0(sub: Submission, restart: int, rank: int, result: runner.RunResult) -> None:
     """What this node ran, where rank 0 looks for it."""
     host = safeio.read_capped(result.run_dir / "host.json", cap=4 << 20)
     doc = {

@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from executor import pipeline, safeio, spec
+from executor import runner, safeio, spec
 from executor.canonical import sha256_hex
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import (
@@ -34,7 +34,7 @@ from executor.cluster.submission import (
     SweepTask,
 )
 from executor.errors import InputError
-from executor.record import store
+from executor.record import writer
 
 __all__ = ["export_names", "render_script", "submit", "with_resources"]
 
@@ -143,8 +143,8 @@ def submit(
         spec.loads(data, source=source, overrides=task.params, seed=task.seed)
     site = with_resources(run_spec, site)
     _check_resources(run_spec, site)
-    pipeline.check_runs_dir(run_spec, runs_dir)
-    snapshots, _ = pipeline.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    runner.check_runs_dir(run_spec, runs_dir)
+    snapshots, _ = runner.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
     try:
         spec_text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # spec.loads read it as UTF-8 already
@@ -155,7 +155,7 @@ def submit(
     }
     env = dict(os.environ)
     sub = Submission(
-        run_id=store.new_run_id(run_spec.name),
+        run_id=writer.new_run_id(run_spec.name),
         spec_path=str(source),
         spec_sha256=sha256_hex(data),
         runs_dir=str(runs_dir.resolve()),

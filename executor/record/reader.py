@@ -16,7 +16,7 @@ from typing import Any
 from executor import safeio
 from executor.canonical import StrictJSONError, sha256_hex, strict_loads
 from executor.errors import InputError, MismatchError
-from executor.record import store
+from executor.record import writer
 from executor.record.manifest import MANIFEST_SCHEMA, exit_status
 from executor.record.manifest import loads as load_statement
 from executor.snapshot.listing import Listing
@@ -144,7 +144,7 @@ class RunRecord:
     @property
     def outputs_dir(self) -> Path:
         """Where the record keeps the outputs."""
-        return self.path / store.OUTPUTS
+        return self.path / writer.OUTPUTS
 
     @property
     def status(self) -> str | None:
@@ -188,18 +188,18 @@ def load_record(path: Path, *, payload: bytes | None = None) -> RunRecord:
     """Read ``RUN_DIR`` (or the record a ``statement.sigstore.json`` sits in).
 
     ``payload`` is the Statement exactly as its signature was verified
-    (:func:`executor.verification.verify_record`); replay passes it so that
+    (:func:`executor.record.verification.verify_record`); replay passes it so that
     nothing is read again after verification. Without it (``rexec diff``, which
     only describes) ``statement.json`` is read. Either way, each file read beside
     the Statement must have the digest the Statement gives it, so a record whose
     host capture or listings were edited is refused rather than believed.
     """
     record = path.parent if path.is_file() else path
-    statement_file = record / store.STATEMENT
+    statement_file = record / writer.STATEMENT
     if payload is None:
         if not statement_file.is_file():
             raise InputError(
-                f"{path}: not a run record (no {store.STATEMENT})",
+                f"{path}: not a run record (no {writer.STATEMENT})",
                 hint="pass a run record directory, runs/<run-id>",
             )
         payload = _signed_file(statement_file, None)
@@ -221,18 +221,18 @@ def load_record(path: Path, *, payload: bytes | None = None) -> RunRecord:
         )
     digests = StatementView(statement).file_digests()
     host = None
-    if store.HOST in digests:
-        host = _json(_signed_file(record / store.HOST, digests[store.HOST]), record / store.HOST)
+    if writer.HOST in digests:
+        host = _json(_signed_file(record / writer.HOST, digests[writer.HOST]), record / writer.HOST)
     listings: dict[str, Listing] = {}
     for name, digest in sorted(digests.items()):
-        if name.startswith(f"{store.INPUTS}/") and name.endswith(".listing.json"):
-            key = name.removeprefix(f"{store.INPUTS}/").removesuffix(".listing.json")
+        if name.startswith(f"{writer.INPUTS}/") and name.endswith(".listing.json"):
+            key = name.removeprefix(f"{writer.INPUTS}/").removesuffix(".listing.json")
             listings[key] = Listing.from_json(
                 _signed_file(record / name, digest), where=str(record / name)
             )
     params = None
-    if store.PARAMS in digests:
-        params = _signed_file(record / store.PARAMS, digests[store.PARAMS])
+    if writer.PARAMS in digests:
+        params = _signed_file(record / writer.PARAMS, digests[writer.PARAMS])
     return RunRecord(
         path=record,
         statement=statement,

@@ -24,7 +24,7 @@ from executor import safeio
 from executor.approvals import APPROVAL_CAP, BUNDLE_SUFFIX, VSA_TYPE, list_approvals
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import InputError, MismatchError, RexecError, VerificationError
-from executor.record import store
+from executor.record import writer
 from executor.record.manifest import PROVENANCE_TYPE
 from executor.record.reader import RunRecord
 from executor.registry.oci import (
@@ -130,7 +130,7 @@ def publish(record: RunRecord, target: Reference, *, say: Say) -> dict[str, Any]
     ).encode()
     registry.push_manifest(target.repo, target.tag, manifest, MANIFEST)
     subject = descriptor(MANIFEST, manifest)
-    bundle = safeio.read_capped(record.path / store.BUNDLE, cap=16 << 20)
+    bundle = safeio.read_capped(record.path / writer.BUNDLE, cap=16 << 20)
     attached, how = _attach(registry, target, subject, bundle, PROVENANCE_TYPE)
     approvals = []
     for path in list_approvals(record.path):

@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor import pipeline
+from executor import runner
 from executor.canonical import canonical_json, sha256_hex
 from executor.compare import OutputComparison, compare_outputs
-from executor.record import store
+from executor.record import writer
 from executor.record.manifest import Subject
+from executor.record.verification import VERDICT_BUNDLE
 from executor.replay.plan import (
     Original,
     Plan,
@@ -51,7 +52,6 @@ from executor.replay.verdict import (
 )
 from executor.runtime import ContainerRuntime
 from executor.signing import SignOptions, make_signer
-from executor.verification import VERDICT_BUNDLE
 
 __all__ = [
     "BITWISE",
@@ -83,7 +83,7 @@ class Outcome:
     """What a replay or rerun produced: its plan, run, comparison and verdict."""
 
     plan: Plan
-    result: pipeline.RunResult
+    result: runner.RunResult
     verdict: str
     comparison: OutputComparison
     verdict_sha256: str
@@ -122,13 +122,13 @@ def execute(
     signer = make_signer(options.sign)  # one signer for the run and its verdict
 
     def before_commit(
-        writer: store.RecordWriter, result: pipeline.RunResult, statement: Mapping[str, Any]
+        staged: writer.RecordWriter, result: runner.RunResult, statement: Mapping[str, Any]
     ) -> None:
         comparison = compare_outputs(
             original=plan.original.record.outputs,
             original_dir=plan.original.record.outputs_dir,
             replay=_subjects(result.subjects),
-            replay_dir=writer.path(store.OUTPUTS),
+            replay_dir=staged.path(writer.OUTPUTS),
             tolerances=plan.run_spec.tolerances,
         )
         holder["comparison"] = comparison
@@ -137,12 +137,12 @@ def execute(
         verdict = decide(comparison, original_status=plan.original.record.status, result=result)
         doc = verdict_statement(plan, result=result, verdict=verdict, comparison=comparison)
         payload = canonical_json(doc)
-        writer.write(VERDICT, payload)
+        staged.write(VERDICT, payload)
         if signer is not None:
-            writer.write(VERDICT_BUNDLE, signer.sign_dsse(payload))
+            staged.write(VERDICT_BUNDLE, signer.sign_dsse(payload))
         holder.update(verdict=verdict, sha256=sha256_hex(payload), signed=signer is not None)
 
-    run_options = pipeline.RunOptions(
+    run_options = runner.RunOptions(
         runs_dir=options.runs_dir,
         sign=options.sign,
         signer=signer,
@@ -153,7 +153,7 @@ def execute(
         before_commit=before_commit,
         params_json=plan.original.record.params_json,
     )
-    result = pipeline.run(plan.run_spec, options=run_options, runtime=runtime)
+    result = runner.run(plan.run_spec, options=run_options, runtime=runtime)
     return Outcome(
         plan=plan,
         result=result,

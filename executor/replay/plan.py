@@ -21,11 +21,11 @@ from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
 from executor.contracts import Contract
 from executor.errors import InputError, MismatchError
 from executor.host import capture_host
-from executor.record import store
+from executor.record import writer
 from executor.record.reader import RunRecord, load_record
+from executor.record.verification import verify_record
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
-from executor.verification import verify_record
 
 Say = Callable[[str], None]
 
@@ -199,7 +199,7 @@ def _spec_from_record(
     det = view["determinism"]
     sec = view["security"]
     return spec.RunSpec(
-        source=record.path / store.STATEMENT,
+        source=record.path / writer.STATEMENT,
         source_sha256=record.statement_sha256,
         version=int(view["version"]),
         name=str(view["name"]),

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor import pipeline
+from executor import runner
 from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison
-from executor.record import store
+from executor.record import writer
 from executor.record.manifest import STATEMENT_TYPE
+from executor.record.verification import TEST_RESULT_TYPE, VERDICT_FILE
 from executor.replay.plan import Plan
-from executor.verification import TEST_RESULT_TYPE, VERDICT_FILE
 
 VERDICT_SCHEMA = "rexec.replay-verdict/v1"
 
@@ -32,7 +32,7 @@ _RESULTS = {BITWISE: "PASSED", WITHIN: "WARNED", NOT_REPRODUCED: "FAILED"}
 
 
 def decide(
-    comparison: OutputComparison, *, original_status: str | None, result: pipeline.RunResult
+    comparison: OutputComparison, *, original_status: str | None, result: runner.RunResult
 ) -> str:
     """The verdict: the status must match, then bitwise, then within tolerance."""
     if result.status.status != original_status:
@@ -45,7 +45,7 @@ def decide(
 
 
 def verdict_statement(
-    plan: Plan, *, result: pipeline.RunResult, verdict: str, comparison: OutputComparison
+    plan: Plan, *, result: runner.RunResult, verdict: str, comparison: OutputComparison
 ) -> dict[str, Any]:
     """The verdict as an in-toto test-result Statement about the original run's Statement."""
     record = plan.original.record
@@ -62,7 +62,7 @@ def verdict_statement(
         "_type": STATEMENT_TYPE,
         "subject": [
             {
-                "name": f"{record.run_id}/{store.STATEMENT}",
+                "name": f"{record.run_id}/{writer.STATEMENT}",
                 "digest": {"sha256": record.statement_sha256},
             }
         ],
@@ -74,7 +74,7 @@ def verdict_statement(
             # standard (unknown fields rejected) still parses the whole verdict.
             "configuration": [
                 {
-                    "name": f"{result.run_id}/{store.STATEMENT}",
+                    "name": f"{result.run_id}/{writer.STATEMENT}",
                     "uri": f"rexec-run:{result.run_id}",
                     "digest": {"sha256": result.statement_sha256},
                     "annotations": _detail(plan, result, verdict, comparison),
@@ -88,7 +88,7 @@ def verdict_statement(
 
 
 def _detail(
-    plan: Plan, result: pipeline.RunResult, verdict: str, comparison: OutputComparison
+    plan: Plan, result: runner.RunResult, verdict: str, comparison: OutputComparison
 ) -> dict[str, Any]:
     record = plan.original.record
     return {

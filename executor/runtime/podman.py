@@ -269,7 +269,7 @@ class PodmanRuntime(DockerRuntime):
 
         Rootless, container uid 0 is the invoking user and every other uid a
         subordinate one, so the job's uid (the invoker's, see
-        :func:`executor.pipeline.container.container_user`) would not own the
+        :func:`executor.runner.container.container_user`) would not own the
         outputs it must write; keep-id maps the invoker to itself. The Docker
         client validates ``userns_mode`` and knows only ``host``, hence raw fields.
         """

@@ -36,7 +36,6 @@ from executor.errors import InputError, MismatchError, SnapshotError
 from executor.paths import cache_dir
 from executor.progress import make_progress
 from executor.safeio import write_atomic
-from executor.snapshot.cache import RACY_MARGIN_NS, open_cache
 from executor.snapshot.hashing import Hashers, Sizes
 from executor.snapshot.listing import (
     ALGOS,
@@ -52,6 +51,7 @@ from executor.snapshot.listing import (
     root_digest,
     sort_key,
 )
+from executor.snapshot.statcache import RACY_MARGIN_NS, open_cache
 from executor.snapshot.walk import totals, tree_root, walk
 
 __all__ = [

@@ -11,7 +11,7 @@ import os
 from typing import Any, Protocol, TypeVar
 
 from executor.errors import SnapshotError
-from executor.snapshot.cache import StatKey
+from executor.snapshot.statcache import StatKey
 
 # errnos that mean a path vanished or turned into something else mid-walk
 CHANGED_ERRNOS = (errno.ENOENT, errno.ELOOP, errno.EISDIR, errno.ENOTDIR)

@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from executor.progress import NoProgress, Progress
 from executor.snapshot._files import OPEN_FLAGS, BatchResult, ChunkT, changed, os_error
-from executor.snapshot.cache import StatKey
 from executor.snapshot.listing import hasher_factory, new_hasher
 from executor.snapshot.readahead import read_ahead
+from executor.snapshot.statcache import StatKey
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor

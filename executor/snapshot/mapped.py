@@ -37,7 +37,7 @@ import signal
 from executor.errors import RexecError
 from executor.progress import NoProgress, Progress
 from executor.snapshot._files import OPEN_FLAGS, changed, os_error
-from executor.snapshot.cache import StatKey
+from executor.snapshot.statcache import StatKey
 
 # Faults per MiB above which mapping is slower than reading. A file cached in 4 KiB
 # folios faults at least 16 times per MiB (one fault maps 64 KiB); in large folios,

@@ -34,8 +34,8 @@ from executor.snapshot._files import (
     os_error,
     unreadable,
 )
-from executor.snapshot.cache import CachedRow, StatCache, StatKey
 from executor.snapshot.listing import Entry, hash_bytes, make_entries
+from executor.snapshot.statcache import CachedRow, StatCache, StatKey
 
 __all__ = [
     "CHANGED_ERRNOS",
@@ -93,7 +93,7 @@ class Chunk:
         """Queue cache rows for the files hashed here that were settled before the scan.
 
         ``settled_before_ns`` is the scan's start less the racy margin (see
-        ``RACY_MARGIN_NS`` in :mod:`executor.snapshot.cache`): a file touched
+        ``RACY_MARGIN_NS`` in :mod:`executor.snapshot.statcache`): a file touched
         later than that is hashed but not cached.
         """
         assert self.keys is not None

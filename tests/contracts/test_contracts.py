@@ -104,7 +104,7 @@ def test_every_problem_in_a_contract_is_reported_at_once(tmp_path: Path) -> None
 
 
 def test_a_spec_contract_is_recorded_and_enforced_in_preflight(tmp_path: Path) -> None:
-    from executor.pipeline.preflight import check_pins
+    from executor.runner.preflight import check_pins
 
     data = tmp_path / "data"
     data.mkdir()

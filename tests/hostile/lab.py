@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from executor import catalog, pipeline, spec
+from executor import catalog, runner, spec
 from executor.canonical import canonical_json
 from executor.signing import KeyPolicy, KeySigner, SignOptions, generate_keypair
 from tests.fakes import FakeRuntime
@@ -95,7 +95,7 @@ class Lab:
         seed: int = 1,
         runs: Path | None = None,
         upstream: object = "team",
-    ) -> pipeline.RunResult:
+    ) -> runner.RunResult:
         """One run through the real pipeline; its outputs are ``writes`` (path -> bytes)."""
         files = writes if writes is not None else {f"{name}/out.txt": name.encode()}
 
@@ -110,15 +110,13 @@ class Lab:
         path = self.root / f"{name}.toml"
         path.write_text(text)
         run_spec = spec.loads(text.encode(), source=path)
-        options = pipeline.RunOptions(
+        options = runner.RunOptions(
             runs_dir=runs or self.runs,
             sign=SignOptions(method=sign, key_path=key or self.key),  # type: ignore[arg-type]
             echo_logs=False,
             upstream=self.policy if upstream == "team" else upstream,  # type: ignore[arg-type]
         )
-        return pipeline.run(
-            run_spec, options=options, runtime=FakeRuntime(job, exit_code=exit_code)
-        )
+        return runner.run(run_spec, options=options, runtime=FakeRuntime(job, exit_code=exit_code))
 
     def resign(
         self, record: Path, *, key: Path, edit: object = None, to: Path | None = None

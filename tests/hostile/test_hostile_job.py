@@ -26,11 +26,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from executor import pipeline, spec
+from executor import runner, spec
 from executor.errors import MismatchError
 from executor.record.reader import load_record
+from executor.record.verification import verify_record
 from executor.signing import KeyPolicy, SignOptions, generate_keypair
-from executor.verification import verify_record
 from tests.fakes import FakeRuntime, Job
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def host_secret(tmp_path: Path) -> Path:
     return secret
 
 
-def run_job(tmp_path: Path, keys: tuple[Path, Path], job: Job) -> pipeline.RunResult:
+def run_job(tmp_path: Path, keys: tuple[Path, Path], job: Job) -> runner.RunResult:
     (tmp_path / "img").mkdir(exist_ok=True)
     (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
     text = """
@@ -65,13 +65,13 @@ seed = 3
 """
     run_spec = spec.loads(text.encode(), source=tmp_path / "spec.toml")
     said: list[str] = []
-    options = pipeline.RunOptions(
+    options = runner.RunOptions(
         runs_dir=tmp_path / "runs",
         sign=SignOptions(method="key", key_path=keys[0]),
         echo_logs=False,
         say=said.append,
     )
-    result = pipeline.run(run_spec, options=options, runtime=FakeRuntime(job))
+    result = runner.run(run_spec, options=options, runtime=FakeRuntime(job))
     (result.run_dir / "said.txt").write_text("\n".join(said))  # unsigned: for the assertions
     return result
 

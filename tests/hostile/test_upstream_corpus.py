@@ -304,7 +304,7 @@ def test_an_unverified_replay_verdict_is_a_claim(lab: Lab) -> None:
 
 
 def test_stage_reuse_refuses_a_record_that_is_no_longer_the_indexed_one(lab: Lab) -> None:
-    from executor.stages.cache import find_reusable
+    from executor.pipelines.reuse import find_reusable
 
     real = lab.run("train")
     cat = catalog.open_catalog()

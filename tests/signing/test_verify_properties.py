@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from executor.errors import MismatchError, VerificationError
+from executor.record.verification import verify_record
 from executor.signing import KeyPolicy
-from executor.verification import verify_record
 
 # make_record is a factory: each example builds its own fresh record with it, so
 # sharing the function-scoped fixture across examples is safe.

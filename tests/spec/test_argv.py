@@ -9,7 +9,7 @@ import pytest
 
 from executor import spec
 from executor.errors import SpecError
-from executor.pipeline.container import job_argv
+from executor.runner.container import job_argv
 
 IMAGE = "registry.example/demo@sha256:" + "a" * 64
 DIGEST = "sha256-tree-v1:" + "b" * 64

@@ -19,12 +19,12 @@ from executor import catalog, replay
 from executor.compare import metric_changes
 from executor.contracts import ContractViolation
 from executor.errors import RexecError
+from executor.pipelines.campaign import Campaign, RegenOptions, Step, Sub
+from executor.pipelines.ledger import write_ledger
 from executor.record.reader import RunRecord, load_record
+from executor.record.verification import verify_record
 from executor.runtime import default_runtime
 from executor.signing import make_signer
-from executor.stages.campaign import Campaign, RegenOptions, Step, Sub
-from executor.stages.ledger import write_ledger
-from executor.verification import verify_record
 
 __all__ = ["regenerate"]
 

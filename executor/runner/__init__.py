@@ -31,8 +31,10 @@ from executor.images import (
     push_image,
     resolve_image,
 )
-from executor.pipeline import attest
-from executor.pipeline.container import (
+from executor.record import manifest, writer
+from executor.record.manifest import RunStatus, Subject
+from executor.runner import attest
+from executor.runner.container import (
     PARAMS_MOUNT,
     REPORTS_STAGING,
     code_mounts,
@@ -42,8 +44,8 @@ from executor.pipeline.container import (
     job_env,
     reclaim,
 )
-from executor.pipeline.diagnose import failure_hint
-from executor.pipeline.preflight import (
+from executor.runner.diagnose import failure_hint
+from executor.runner.preflight import (
     Preflight,
     check_pins,
     check_runs_dir,
@@ -51,9 +53,7 @@ from executor.pipeline.preflight import (
     preflight,
     resolve_from_inputs,
 )
-from executor.pipeline.scratch import Scratch, make_scratch
-from executor.record import manifest, store
-from executor.record.manifest import RunStatus, Subject
+from executor.runner.scratch import Scratch, make_scratch
 from executor.runtime import (
     OWNER_HOST_LABEL,
     OWNER_PID_LABEL,
@@ -91,7 +91,7 @@ class RunOptions:
     # so an encrypted key's password is asked once); else made from `sign`.
     signer: Signer | None = None
     # Adds files to the record before it is published (replay writes its verdict here).
-    before_commit: Callable[[store.RecordWriter, RunResult, Mapping[str, Any]], None] | None = None
+    before_commit: Callable[[writer.RecordWriter, RunResult, Mapping[str, Any]], None] | None = None
     # `rexec run --allow-unpinned`: FROM tags use the local image (recorded as
     # pinned=false), and what the CLI pinned in memory is recorded here.
     allow_unpinned: bool = False
@@ -161,7 +161,9 @@ def run(
     check_runs_dir(run_spec, options.runs_dir)
     # The staging directory first: a runs dir that cannot take a record fails now,
     # before an image is built or a container started.
-    record = store.RecordWriter(options.runs_dir, options.run_id or store.new_run_id(run_spec.name))
+    record = writer.RecordWriter(
+        options.runs_dir, options.run_id or writer.new_run_id(run_spec.name)
+    )
     try:
         checked = preflight(
             run_spec,
@@ -200,7 +202,7 @@ def run(
         record.discard()
         if exc.errno is None:  # not the file system: a socket's error, which is the engine's
             raise
-        raise store.storage_error(options.runs_dir, exc) from exc
+        raise writer.storage_error(options.runs_dir, exc) from exc
     except BaseException:
         record.discard()
         raise
@@ -221,14 +223,14 @@ def _execute_and_record(
     image: ResolvedImage,
     host: Mapping[str, Any],
     inventory: Mapping[str, Any],
-    record: store.RecordWriter,
+    record: writer.RecordWriter,
     signer: Signer | None,
     runtime: ContainerRuntime,
     options: RunOptions,
     image_entrypoint: tuple[str, ...],
 ) -> RunResult:
     say = options.say
-    outputs = record.path(store.OUTPUTS)
+    outputs = record.path(writer.OUTPUTS)
     reports = record.path(REPORTS_STAGING)
     outputs.mkdir()
     reports.mkdir()
@@ -236,9 +238,9 @@ def _execute_and_record(
     hand_to(user, outputs, reports)
     scratch = make_scratch(run_spec, checked.code, record, user)
     params_file = (
-        record.write(store.PARAMS, options.params_json)
+        record.write(writer.PARAMS, options.params_json)
         if options.params_json is not None
-        else record.write_json(store.PARAMS, run_spec.params)
+        else record.write_json(writer.PARAMS, run_spec.params)
     )
     cpu_threads = determinism.cpu_threads(run_spec.resources.cpus)
     det_env = determinism.determinism_env(
@@ -306,7 +308,7 @@ def _execute_and_record(
     lost: EngineLost | None = None
     echo = sys.stderr.buffer if options.echo_logs else None
     started = datetime.now(UTC)
-    with log_files(record.path(store.LOGS), echo) as sink:
+    with log_files(record.path(writer.LOGS), echo) as sink:
         try:
             outcome = runtime.run(request, sink)
         except (KeyboardInterrupt, EngineLost) as exc:
@@ -378,13 +380,13 @@ def _execute_and_record(
         },
     )
     payload = manifest.dumps(statement)
-    record.write(store.STATEMENT, payload)
+    record.write(writer.STATEMENT, payload)
     signer_text = None
     if signer is not None:
         say("signing the statement")
-        record.write(store.BUNDLE, signer.sign_dsse(payload))
+        record.write(writer.BUNDLE, signer.sign_dsse(payload))
         if signer.public_key_pem:
-            record.write(store.PUBLIC_KEY, signer.public_key_pem)
+            record.write(writer.PUBLIC_KEY, signer.public_key_pem)
         signer_text = options.sign.method
     result = RunResult(
         run_id=record.run_id,
@@ -395,7 +397,7 @@ def _execute_and_record(
         signer=signer_text,
     )
     record.write_json(
-        store.RECORD, {**result.to_json(), "run_dir": None, "spec": str(run_spec.source)}
+        writer.RECORD, {**result.to_json(), "run_dir": None, "spec": str(run_spec.source)}
     )
     if options.before_commit is not None:
         options.before_commit(record, result, statement)

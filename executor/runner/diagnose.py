@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 
 from executor import safeio
-from executor.record import store
+from executor.record import writer
 
 __all__ = ["failure_hint"]
 
@@ -28,7 +28,7 @@ _EROFS = re.compile(
 
 def failure_hint(run_dir: Path, *, outputs_mount: str) -> str:
     """The hint for a failed run: the likely cause when rexec recognises it, then the log."""
-    log = run_dir / store.LOGS / "stderr.log"
+    log = run_dir / writer.LOGS / "stderr.log"
     read = f"read {log}"
     match = _EROFS.search(_tail(log))
     if match is None:

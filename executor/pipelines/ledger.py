@@ -20,7 +20,7 @@ from typing import Any
 from executor import owner, safeio
 from executor.canonical import canonical_json
 from executor.record.manifest import STATEMENT_TYPE
-from executor.record.store import BUNDLE, STATEMENT
+from executor.record.writer import BUNDLE, STATEMENT
 from executor.signing import Signer
 
 __all__ = ["LEDGER_DIR", "PREDICATE_TYPE", "write_ledger"]

@@ -11,18 +11,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import catalog, pipeline, spec
+from executor import catalog, runner, spec
 from executor.contracts import ContractViolation
 from executor.errors import RexecError
-from executor.record import store
+from executor.pipelines.ledger import write_ledger
+from executor.pipelines.options import StageOptions
+from executor.pipelines.pipefile import Pipeline
+from executor.pipelines.reuse import find_reusable, key_of
+from executor.record import writer
 from executor.record.reader import RunRecord, load_record
+from executor.record.verification import verify_record
 from executor.runtime import default_runtime
 from executor.signing import KeyPolicy, Signer, TrustPolicy, make_signer
-from executor.stages.cache import find_reusable, key_of
-from executor.stages.ledger import write_ledger
-from executor.stages.options import StageOptions
-from executor.stages.pipefile import Pipeline
-from executor.verification import verify_record
 
 __all__ = ["PipelineOptions", "StageOutcome", "bind_stage_inputs", "run_pipeline"]
 
@@ -121,7 +121,7 @@ def run_pipeline(
         return outcomes, None
     ledger = write_ledger(
         options.runs_dir,
-        store.new_run_id(pipe.name),
+        writer.new_run_id(pipe.name),
         kind="pipeline",
         stages=[o.to_json() for o in outcomes],
         about={
@@ -231,9 +231,9 @@ def _one_stage(
         outcome.decision, outcome.reason = "would-run", why
         return
     say(f"stage {name}: running ({why})")
-    result = pipeline.run(
+    result = runner.run(
         run_spec,
-        options=pipeline.RunOptions(
+        options=runner.RunOptions(
             runs_dir=options.runs_dir,
             sign=options.sign,
             signer=signer,
@@ -258,9 +258,7 @@ def _one_stage(
         trusted[own.record.run_id] = own
 
 
-def _verified_own(
-    result: pipeline.RunResult, policy: TrustPolicy | None
-) -> catalog.Upstream | None:
+def _verified_own(result: runner.RunResult, policy: TrustPolicy | None) -> catalog.Upstream | None:
     """The record a stage just made, verified for the stages that read it: what is on disk
     must be what this process signed (the runs dir may be shared). None when it cannot be
     verified (unsigned, or keyless with no policy): a stage that reads it then refuses."""

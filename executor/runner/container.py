@@ -14,8 +14,8 @@ from pathlib import Path
 from executor import determinism, safeio, spec
 from executor.code import ResolvedCode
 from executor.errors import InputError
-from executor.pipeline import attest
-from executor.record import store
+from executor.record import writer
+from executor.runner import attest
 from executor.runtime import NOBODY, Mount
 from executor.spec.argv import render_command
 
@@ -98,7 +98,7 @@ def job_argv(run_spec: spec.RunSpec) -> list[str]:
     )
 
 
-def code_mounts(code: ResolvedCode, record: store.RecordWriter) -> list[Mount]:
+def code_mounts(code: ResolvedCode, record: writer.RecordWriter) -> list[Mount]:
     """The code read-only, with its ``.git`` covered: the pin leaves it out, so the job
     must not see it (nor read the repository's history and remotes)."""
     mounts = [Mount(code.path, code.mount)]

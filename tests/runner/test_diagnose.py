@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from executor.pipeline import failure_hint
+from executor.runner import failure_hint
 
 TRACEBACK = (
     "Traceback (most recent call last):\n"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from executor import safeio, spec
 from executor.code import ResolvedCode
-from executor.record import store
+from executor.record import writer
 from executor.runtime import Mount
 
 __all__ = ["Scratch", "make_scratch"]
@@ -58,7 +58,7 @@ class Scratch:
 
 
 def make_scratch(
-    run_spec: spec.RunSpec, code: ResolvedCode | None, record: store.RecordWriter, user: str
+    run_spec: spec.RunSpec, code: ResolvedCode | None, record: writer.RecordWriter, user: str
 ) -> Scratch | None:
     """The scratch directory the spec asks for, owned by the job's user; else None."""
     if not run_spec.run.scratch_workdir:

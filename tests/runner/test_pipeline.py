@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from executor import pipeline, spec
+from executor import runner, spec
 from executor.errors import InputError
 from executor.host import nvml
 from executor.host.nvml_replay import ReplayNvml
@@ -42,8 +42,8 @@ frameworks = ["torch"]
     return spec.loads(text.encode(), source=tmp_path / "spec.toml")
 
 
-def options(tmp_path: Path) -> pipeline.RunOptions:
-    return pipeline.RunOptions(
+def options(tmp_path: Path) -> runner.RunOptions:
+    return runner.RunOptions(
         runs_dir=tmp_path / "runs", sign=SignOptions(method="none"), echo_logs=False
     )
 
@@ -62,7 +62,7 @@ def test_gpus_are_handed_to_the_engine_by_uuid(
 ) -> None:
     uuid = workstation["calls"]["nvmlDeviceGetUUID"]["gpu0"]["ok"]
     runtime = FakeRuntime()
-    result = pipeline.run(make_spec(tmp_path, '"all"'), options=options(tmp_path), runtime=runtime)
+    result = runner.run(make_spec(tmp_path, '"all"'), options=options(tmp_path), runtime=runtime)
     (request,) = runtime.requests
     assert tuple(request.gpu_uuids) == (uuid,)
     assert request.env["NVIDIA_DRIVER_CAPABILITIES"] == "compute,utility"
@@ -81,14 +81,14 @@ def test_gpus_are_handed_to_the_engine_by_uuid(
 def test_gpu_request_on_this_gpu_less_host_fails_before_any_container(tmp_path: Path) -> None:
     runtime = FakeRuntime()
     with pytest.raises(InputError, match=r"\[resources\] gpus.*no NVIDIA GPU"):
-        pipeline.run(make_spec(tmp_path, "1"), options=options(tmp_path), runtime=runtime)
+        runner.run(make_spec(tmp_path, "1"), options=options(tmp_path), runtime=runtime)
     assert runtime.requests == [] and runtime.builds == 0
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
 def test_cpu_run_gets_no_gpu_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = FakeRuntime()
-    pipeline.run(make_spec(tmp_path, "0"), options=options(tmp_path), runtime=runtime)
+    runner.run(make_spec(tmp_path, "0"), options=options(tmp_path), runtime=runtime)
     (request,) = runtime.requests
     assert request.gpu_uuids == ()
     assert "NVIDIA_DRIVER_CAPABILITIES" not in request.env

@@ -39,9 +39,9 @@ from executor.record.integrity import (
 )
 from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
 from executor.record.reader import STATEMENT_CAP, StatementView, dig
-from executor.record.store import BUNDLE as RECORD_BUNDLE
-from executor.record.store import OUTPUTS as RECORD_OUTPUTS
-from executor.record.store import STATEMENT as RECORD_STATEMENT
+from executor.record.writer import BUNDLE as RECORD_BUNDLE
+from executor.record.writer import OUTPUTS as RECORD_OUTPUTS
+from executor.record.writer import STATEMENT as RECORD_STATEMENT
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 
 # What a replay adds to its record beside the run's own signed files.

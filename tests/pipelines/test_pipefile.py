@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from executor.errors import SpecError
-from executor.stages import load_pipeline
+from executor.pipelines import load_pipeline
 
 SPEC = """version = 1
 name = "{name}"

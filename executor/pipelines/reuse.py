@@ -20,9 +20,9 @@ from executor.catalog.index import dependency_digest
 from executor.code import resolve_code
 from executor.images import ResolvedImage, resolve_image
 from executor.record.reader import RunRecord, load_record
+from executor.record.verification import verify_record
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
-from executor.verification import verify_record
 
 __all__ = ["Reuse", "find_reusable", "key_of"]
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from executor import catalog, replay, snapshot
 from executor.errors import InputError, RexecError, VerificationError
-from executor.record import store
+from executor.pipelines.options import StageOptions
+from executor.record import writer
 from executor.record.reader import RunRecord
+from executor.record.verification import verify_record
 from executor.runtime import default_runtime
-from executor.stages.options import StageOptions
-from executor.verification import verify_record
 
 __all__ = ["SCHEMA", "Campaign", "RegenOptions", "Step", "Sub", "plan_regeneration"]
 
@@ -178,7 +178,7 @@ def plan_regeneration(
         r["statement_sha256"]: r
         for r in cat.records(sorted(set(first) | set(cat.walk(outs, direction="downstream"))))
     }
-    campaign = Campaign(store.new_run_id("regenerate"), old_digest, new_path, new_digest, [])
+    campaign = Campaign(writer.new_run_id("regenerate"), old_digest, new_path, new_digest, [])
     replaced = _replaced(cat, sorted(rows), options)
     current: dict[str, dict[str, Any]] = {}
     for sha, row in sorted(rows.items(), key=lambda kv: (kv[1]["run_id"], kv[0])):

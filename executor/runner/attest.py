@@ -26,7 +26,7 @@ from executor.canonical import StrictJSONError, canonical_json, strict_loads
 from executor.code import ResolvedCode
 from executor.errors import RexecError
 from executor.images import ResolvedImage
-from executor.record import manifest, store
+from executor.record import manifest, writer
 from executor.record.manifest import Byproduct, RunStatus, Subject
 from executor.runtime import ContainerRequest, ContainerResult
 
@@ -75,12 +75,12 @@ def status_of(
     return RunStatus("failed", outcome.exit_code, outcome.oom_killed)
 
 
-def collect(record: store.RecordWriter, outputs: Path, reports: Path) -> Collected:
+def collect(record: writer.RecordWriter, outputs: Path, reports: Path) -> Collected:
     """Hash every output file; take the job's reports into ``job-meta/``."""
     job_meta, ignored = read_reports(reports)
     safeio.rmtree(reports)
     for name, data in job_meta.items():
-        record.write(f"{store.JOB_META}/{name}", data)
+        record.write(f"{writer.JOB_META}/{name}", data)
     files, excluded = outputs_policy.settle(outputs)
     subjects = [Subject(name, safeio.sha256_file(path)) for name, path in files]
     trees = output_trees(outputs, subjects)
@@ -91,7 +91,7 @@ def output_trees(outputs: Path, subjects: Iterable[Subject]) -> dict[str, str]:
     """The tree digests of ``outputs/`` and its top-level directories, keyed as the
     Statement names them (``outputs/``, ``outputs/model/``); verify checks them."""
     trees = snapshot.trees_of(outputs, {s.name: s.sha256 for s in subjects})
-    return {f"{store.OUTPUTS}/{name}": digest for name, digest in trees.items()}
+    return {f"{writer.OUTPUTS}/{name}": digest for name, digest in trees.items()}
 
 
 DETERMINISM_REPORT = "determinism.json"
@@ -159,7 +159,7 @@ def statement(
     image: ResolvedImage,
     host: Mapping[str, Any],
     inventory: Mapping[str, Any],
-    record: store.RecordWriter,
+    record: writer.RecordWriter,
     secret_names: Iterable[str],
     extra_internal: Mapping[str, Any],
 ) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def statement(
 
 
 def _byproducts(
-    record: store.RecordWriter,
+    record: writer.RecordWriter,
     *,
     host: Mapping[str, Any],
     inventory: Mapping[str, Any],
@@ -213,24 +213,24 @@ def _byproducts(
     collected: Collected,
 ) -> list[Byproduct]:
     products = []
-    for name, value in ((store.HOST, host), (store.INVENTORY, inventory)):
+    for name, value in ((writer.HOST, host), (writer.INVENTORY, inventory)):
         data = canonical_json(value)
         record.write(name, data)
         products.append(Byproduct(name, data, "application/json"))
     for name, snap in sorted(listings.items()):
         data = canonical_json(snap.listing.to_json())
-        rel = f"{store.INPUTS}/{name}.listing.json"
+        rel = f"{writer.INPUTS}/{name}.listing.json"
         record.write(rel, data)
         products.append(Byproduct(rel, data, "application/json"))
-    for rel in (f"{store.LOGS}/stdout.log", f"{store.LOGS}/stderr.log"):
+    for rel in (f"{writer.LOGS}/stdout.log", f"{writer.LOGS}/stderr.log"):
         # Logs can be any size: hashed as a stream, never read whole.
         digest = safeio.sha256_file(record.path(rel))
         products.append(Byproduct(rel, b"", "text/plain", sha256=digest))
     products.append(
-        Byproduct(store.PARAMS, record.path(store.PARAMS).read_bytes(), "application/json")
+        Byproduct(writer.PARAMS, record.path(writer.PARAMS).read_bytes(), "application/json")
     )
     for name, data in sorted(collected.job_meta.items()):
-        products.append(Byproduct(f"{store.JOB_META}/{name}", data, "application/json"))
+        products.append(Byproduct(f"{writer.JOB_META}/{name}", data, "application/json"))
     if collected.excluded:
         data = canonical_json([e.to_json() for e in collected.excluded])
         record.write(outputs_policy.EXCLUDED, data)

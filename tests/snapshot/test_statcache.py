@@ -13,7 +13,7 @@ import pytest
 
 import executor.snapshot as snapshot_mod
 from executor.snapshot import hash_tree
-from executor.snapshot.cache import StatCache, StatKey, cache_dir
+from executor.snapshot.statcache import StatCache, StatKey, cache_dir
 
 MARGIN_NS = 50_000_000  # tests shorten the "racily clean" margin from 1 s to 50 ms
 
