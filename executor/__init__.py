@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from executor.record.verification import Verdict
+    from executor.record import Verdict
     from executor.runner import RunResult
     from executor.signing import SignOptions, TrustPolicy
 
@@ -44,17 +44,17 @@ def run(
     """
     from pathlib import Path
 
-    from executor import pipeline, spec
+    from executor import runner, spec
     from executor.signing import SignOptions
 
     run_spec = spec.load(Path(spec_path), overrides=list((params or {}).items()))
-    options = pipeline.RunOptions(
+    options = runner.RunOptions(
         runs_dir=Path(runs_dir).resolve(),
         sign=sign or SignOptions(method=run_spec.signing.method, key_path=run_spec.signing.key),
         allow_dirty=allow_dirty,
         echo_logs=False,
     )
-    return pipeline.run(run_spec, options=options)
+    return runner.run(run_spec, options=options)
 
 
 def verify(
@@ -70,7 +70,7 @@ def verify(
     """
     from pathlib import Path
 
-    from executor.record.verification import verify_record
+    from executor.record import verify_record
 
     return verify_record(
         Path(target), policy, artifacts=Path(artifacts) if artifacts is not None else None

@@ -23,9 +23,7 @@ from typing import Any
 
 from executor import safeio, snapshot, spec
 from executor.errors import MismatchError, RexecError, VerificationError
-from executor.record import writer
-from executor.record.reader import STATEMENT_CAP, RunRecord, load_record
-from executor.record.verification import verify_record
+from executor.record import STATEMENT_CAP, RunRecord, load_record, verify_record, writer
 from executor.signing import TrustPolicy
 
 __all__ = ["Link", "walk_chain"]

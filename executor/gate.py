@@ -24,8 +24,7 @@ from pathlib import Path
 from executor.approvals import check_approvals
 from executor.chain import Locate, walk_chain
 from executor.errors import InputError, RexecError, VerificationError
-from executor.record.reader import load_record
-from executor.record.verification import Verdict, status_gate
+from executor.record import Verdict, load_record, status_gate
 from executor.signing import TrustPolicy
 
 __all__ = ["ChainCheck", "Gate", "apply_gate"]

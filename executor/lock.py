@@ -33,7 +33,7 @@ from executor import snapshot
 from executor.code import check_code_pins as check_code_pins  # re-exported
 from executor.code import resolve_code
 from executor.errors import InputError, RexecError, SpecError
-from executor.images.dockerfile import read_from_lines
+from executor.images import read_from_lines
 from executor.spec import IMAGE_DIGEST_RE
 
 REMOVED = "(removed)"

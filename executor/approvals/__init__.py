@@ -21,12 +21,13 @@ from typing import Any
 from executor import safeio
 from executor.canonical import StrictJSONError, canonical_json, strict_loads
 from executor.errors import MismatchError, RexecError, VerificationError
-from executor.record.manifest import STATEMENT_TYPE
-from executor.record.reader import RunRecord
+from executor.record import STATEMENT_TYPE, RunRecord
 from executor.signing import Signer, TrustPolicy
 
 __all__ = [
     "APPROVALS_DIR",
+    "APPROVAL_CAP",
+    "BUNDLE_SUFFIX",
     "VSA_TYPE",
     "ApprovalCheck",
     "approval_files",

@@ -20,7 +20,7 @@ from typing import Any
 from executor.approvals import list_approvals
 from executor.canonical import sha256_hex
 from executor.catalog.db import SCHEMA_VERSION, Catalog
-from executor.catalog.index import read_statement, rows_at, verification_text
+from executor.catalog.index import dependency_digest, read_statement, rows_at, verification_text
 from executor.catalog.inputs import Upstream, find_upstream, pin_from, resolve_inputs
 from executor.catalog.queries import (
     CURRENT,
@@ -34,7 +34,7 @@ from executor.catalog.queries import (
     show,
     show_record,
 )
-from executor.catalog.render import render_lineage
+from executor.catalog.render import FORMATS, render_lineage
 from executor.catalog.where import parse_where
 from executor.errors import InputError, RexecError
 from executor.paths import cache_dir
@@ -42,6 +42,7 @@ from executor.signing import TrustPolicy
 
 __all__ = [
     "CURRENT",
+    "FORMATS",
     "SCHEMA_VERSION",
     "STALE",
     "Catalog",
@@ -50,6 +51,7 @@ __all__ = [
     "claim",
     "compare",
     "default_location",
+    "dependency_digest",
     "find_records",
     "find_upstream",
     "index_records",

@@ -213,6 +213,14 @@ class Catalog:
             [run_id],
         )
 
+    def same_computation(self, stage_key: str, *, limit: int) -> list[dict[str, Any]]:
+        """The newest succeeded records with this stage key (reuse candidates, to verify)."""
+        return self.rows(
+            "SELECT run_id, statement_sha256, path FROM runs WHERE stage_key = ?"
+            " AND status = 'succeeded' ORDER BY started DESC NULLS LAST, run_id DESC LIMIT ?",
+            [stage_key, limit],
+        )
+
     def claimed_twice(self, run_ids: Sequence[str]) -> list[str]:
         """Those of ``run_ids`` that more than one record claims."""
         found = self._rows_in(

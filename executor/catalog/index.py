@@ -22,16 +22,24 @@ from typing import Any
 from executor import safeio
 from executor.approvals import BUNDLE_SUFFIX, list_approvals, verify_approval
 from executor.canonical import sha256_hex, strict_loads
-from executor.compare.numeric import flatten
+from executor.compare import flatten
 from executor.errors import InputError, RexecError
-from executor.record import writer
-from executor.record.manifest import MANIFEST_SCHEMA
-from executor.record.manifest import loads as load_statement
-from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
-from executor.record.verification import VERDICT_FILE, Verdict, replay_verdict, verify_record
-from executor.signing import TrustPolicy
-from executor.signing.bundle import parse_bundle
-from executor.spec.view import stage_key
+from executor.record import (
+    MANIFEST_SCHEMA,
+    STATEMENT_CAP,
+    VERDICT_FILE,
+    RunRecord,
+    StatementView,
+    Verdict,
+    dig,
+    load_record,
+    load_statement,
+    replay_verdict,
+    verify_record,
+    writer,
+)
+from executor.signing import TrustPolicy, parse_bundle
+from executor.spec import stage_key
 
 __all__ = [
     "READERS",

@@ -21,10 +21,8 @@ from pathlib import Path
 from executor import snapshot, spec
 from executor.catalog.db import Catalog
 from executor.errors import InputError, MismatchError, VerificationError
-from executor.record.reader import RunRecord, load_record
-from executor.record.verification import verify_record
-from executor.signing import TrustPolicy
-from executor.signing.trust_file import NO_POLICY_HINT
+from executor.record import RunRecord, load_record, verify_record
+from executor.signing import NO_POLICY_HINT, TrustPolicy
 
 __all__ = ["LATEST_TRIES", "Upstream", "find_upstream", "pin_from", "resolve_inputs"]
 

@@ -19,6 +19,8 @@ from typing import Any
 from executor._version import __version__
 from executor.errors import ExitCode, Interrupted, RexecError
 
+__all__ = ["build_parser", "entry", "main"]
+
 # Subcommand modules, in the order `rexec --help` lists them.
 SUBCOMMANDS = (
     "run",

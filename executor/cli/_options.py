@@ -11,11 +11,15 @@ import argparse
 from pathlib import Path
 
 from executor.errors import InputError
-from executor.record.writer import PUBLIC_KEY as RECORD_PUBLIC_KEY
-from executor.signing import SignOptions
-from executor.signing.key_policy import KeyPolicy
-from executor.signing.trust_file import default_trust_file, load_trust_file
-from executor.signing.types import SigningMethod, TrustPolicy
+from executor.record import PUBLIC_KEY as RECORD_PUBLIC_KEY
+from executor.signing import (
+    KeyPolicy,
+    SigningMethod,
+    SignOptions,
+    TrustPolicy,
+    default_trust_file,
+    load_trust_file,
+)
 
 DEFAULT_TRUST_FILE_TEXT = "~/.config/rexec/trust.toml"
 

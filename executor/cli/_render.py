@@ -10,8 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from executor.compare import OutputComparison
-from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff
+from executor.compare import BREAKS, MAY_BREAK, EnvDiff, OutputComparison
 from executor.outputs import display_text
 
 

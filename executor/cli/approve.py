@@ -11,10 +11,8 @@ from executor import approvals, catalog, safeio
 from executor.cli._options import add_signing_options, add_trust_options, sign_options, trust_policy
 from executor.errors import InputError, MismatchError
 from executor.outputs import display_text
-from executor.record.reader import load_record
-from executor.record.verification import verify_record
-from executor.signing import make_signer
-from executor.signing.bundle import parse_bundle
+from executor.record import load_record, verify_record
+from executor.signing import make_signer, parse_bundle
 
 EPILOG = """\
 examples:

@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from executor.cli._render import console, input_lines, print_env, print_outputs
-from executor.compare.records import RecordDiff, diff_records
-from executor.record.reader import load_record
+from executor.compare import RecordDiff, diff_records
+from executor.record import load_record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,8 +11,7 @@ from executor import export
 from executor.cli._options import add_runtime_option, add_trust_options, trust_policy
 from executor.errors import InputError
 from executor.outputs import display_text
-from executor.record.reader import load_record
-from executor.record.verification import verify_record
+from executor.record import load_record, verify_record
 from executor.runtime import default_runtime
 
 EPILOG = """\

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from executor.errors import ExitCode, InputError
-from executor.signing import generate_keypair
-from executor.signing.key import default_key_prefix
+from executor.signing import default_key_prefix, generate_keypair
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

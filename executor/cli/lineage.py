@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from executor import catalog, safeio
-from executor.catalog.render import FORMATS
+from executor.catalog import FORMATS
 from executor.cli._catalog import add_catalog_option
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from executor import registry
 from executor.cli._options import add_trust_options, trust_policy
 from executor.outputs import display_text
-from executor.record.reader import load_record
-from executor.record.verification import status_gate, verify_record
+from executor.record import load_record, status_gate, verify_record
 
 EPILOG = """\
 examples:

@@ -17,10 +17,9 @@ from rich.markup import escape
 from executor import replay, runner
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
-from executor.compare import MetricChange, metric_changes
-from executor.compare.records import diff_records
+from executor.compare import MetricChange, diff_records, metric_changes
 from executor.errors import JobFailed
-from executor.record.reader import load_record
+from executor.record import load_record
 from executor.runtime import default_runtime
 
 EPILOG = """\

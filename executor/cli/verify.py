@@ -28,9 +28,8 @@ from executor.cli._render import safe
 from executor.errors import InputError, RexecError
 from executor.gate import ChainCheck, Gate, apply_gate
 from executor.outputs import display_text
-from executor.record.verification import Verdict, verify_artifact, verify_record
-from executor.signing import TrustPolicy
-from executor.signing.key_policy import KeyPolicy
+from executor.record import Verdict, verify_artifact, verify_record
+from executor.signing import KeyPolicy, TrustPolicy
 
 EPILOG = """\
 examples:
@@ -172,7 +171,7 @@ def _record_form(args: argparse.Namespace) -> _Checked:
 
 def _registry_form(args: argparse.Namespace, scratch: Path) -> _Checked:
     """``verify REGISTRY/REPO@sha256:…``: the published artifact against its attached record."""
-    from executor.record.reader import StatementView
+    from executor.record import StatementView
     from executor.registry import pull_verified
 
     pulled = pull_verified(
@@ -209,7 +208,7 @@ def _registry_form(args: argparse.Namespace, scratch: Path) -> _Checked:
 def _audit_bundle_form(args: argparse.Namespace, scratch: Path) -> _Checked:
     """``verify run.tar``: its record under the trust policy, then image, inputs and code."""
     from executor import export
-    from executor.record.reader import load_record
+    from executor.record import load_record
 
     unpacked = export.unpack_export(Path(args.target), scratch / "bundle")
     verdict = verify_record(unpacked.record_dir, trust_policy(args))
@@ -302,7 +301,7 @@ def _gate(args: argparse.Namespace) -> Gate:
 def _upstream_policy(args: argparse.Namespace) -> TrustPolicy:
     """Whom upstream records must be signed by: --upstream-key, else the trust file, else
     the policy the record itself was verified under."""
-    from executor.signing.trust_file import AnyOf, default_trust_file, load_trust_file
+    from executor.signing import AnyOf, default_trust_file, load_trust_file
 
     if args.upstream_key:
         keys = tuple(

@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from executor.compare import OutputComparison, compare_outputs
 from executor.compare.env import EnvDiff, classify
-from executor.record.reader import RunRecord
-from executor.snapshot.listing import diff_listings
+from executor.compare.outputs import OutputComparison, compare_outputs
+from executor.record import RunRecord
+from executor.snapshot import diff_listings
 
 DIFF_SCHEMA = "rexec.diff/v1"
 # Spec fields compared on their own lines; the rest go under "other".

@@ -25,7 +25,7 @@ from executor import safeio, snapshot
 from executor.code import GIT_EXCLUDE
 from executor.errors import InputError, MismatchError
 from executor.export.archive import add_tree, unpack
-from executor.record.reader import RunRecord
+from executor.record import RunRecord
 from executor.runtime import ContainerRuntime
 
 __all__ = [

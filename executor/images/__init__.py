@@ -30,6 +30,15 @@ from executor.runtime import ContainerRuntime, check_repo_digest
 from executor.safeio import sha256_file, write_atomic
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
 
+__all__ = [
+    "ResolvedImage",
+    "check_image_config",
+    "image_inventory",
+    "push_image",
+    "read_from_lines",
+    "resolve_image",
+]
+
 Log = Callable[[str], None]
 
 

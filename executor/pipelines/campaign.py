@@ -21,9 +21,7 @@ from typing import Any
 from executor import catalog, replay, snapshot
 from executor.errors import InputError, RexecError, VerificationError
 from executor.pipelines.options import StageOptions
-from executor.record import writer
-from executor.record.reader import RunRecord
-from executor.record.verification import verify_record
+from executor.record import RunRecord, verify_record, writer
 from executor.runtime import default_runtime
 
 __all__ = ["SCHEMA", "Campaign", "RegenOptions", "Step", "Sub", "plan_regeneration"]

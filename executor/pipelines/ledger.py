@@ -19,8 +19,7 @@ from typing import Any
 
 from executor import owner, safeio
 from executor.canonical import canonical_json
-from executor.record.manifest import STATEMENT_TYPE
-from executor.record.writer import BUNDLE, STATEMENT
+from executor.record import BUNDLE, STATEMENT, STATEMENT_TYPE
 from executor.signing import Signer
 
 __all__ = ["LEDGER_DIR", "PREDICATE_TYPE", "write_ledger"]

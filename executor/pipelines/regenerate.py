@@ -21,8 +21,7 @@ from executor.contracts import ContractViolation
 from executor.errors import RexecError
 from executor.pipelines.campaign import Campaign, RegenOptions, Step, Sub
 from executor.pipelines.ledger import write_ledger
-from executor.record.reader import RunRecord, load_record
-from executor.record.verification import verify_record
+from executor.record import RunRecord, load_record, verify_record
 from executor.runtime import default_runtime
 from executor.signing import make_signer
 

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from executor import spec
-from executor.catalog import Catalog, Upstream
-from executor.catalog.index import dependency_digest
+from executor.catalog import Catalog, Upstream, dependency_digest
 from executor.code import resolve_code
 from executor.images import ResolvedImage, resolve_image
-from executor.record.reader import RunRecord, load_record
-from executor.record.verification import verify_record
+from executor.record import RunRecord, load_record, verify_record
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
 
@@ -60,11 +58,7 @@ def find_reusable(catalog: Catalog, key: str, *, policy: TrustPolicy | None, say
     """The newest succeeded run with ``key`` whose record verifies under ``policy``."""
     if policy is None:
         return Reuse(None, ())
-    rows = catalog.rows(
-        "SELECT run_id, statement_sha256, path FROM runs WHERE stage_key = ?"
-        " AND status = 'succeeded' ORDER BY started DESC NULLS LAST, run_id DESC LIMIT ?",
-        [key, CANDIDATES],
-    )
+    rows = catalog.same_computation(key, limit=CANDIDATES)
     refused: list[str] = []
     for row in rows:
         path = Path(row["path"])

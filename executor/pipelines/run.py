@@ -18,9 +18,7 @@ from executor.pipelines.ledger import write_ledger
 from executor.pipelines.options import StageOptions
 from executor.pipelines.pipefile import Pipeline
 from executor.pipelines.reuse import find_reusable, key_of
-from executor.record import writer
-from executor.record.reader import RunRecord, load_record
-from executor.record.verification import verify_record
+from executor.record import RunRecord, load_record, verify_record, writer
 from executor.runtime import default_runtime
 from executor.signing import KeyPolicy, Signer, TrustPolicy, make_signer
 

@@ -19,7 +19,7 @@ from executor.errors import InputError, MismatchError
 from executor.record import writer
 from executor.record.manifest import MANIFEST_SCHEMA, exit_status
 from executor.record.manifest import loads as load_statement
-from executor.snapshot.listing import Listing
+from executor.snapshot import Listing
 from executor.spec import Tolerance
 
 # A Statement names every output: large, but never without bound.

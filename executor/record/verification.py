@@ -42,7 +42,7 @@ from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.writer import BUNDLE as RECORD_BUNDLE
 from executor.record.writer import OUTPUTS as RECORD_OUTPUTS
 from executor.record.writer import STATEMENT as RECORD_STATEMENT
-from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
+from executor.signing import IN_TOTO_PAYLOAD_TYPE, TrustPolicy
 
 # What a replay adds to its record beside the run's own signed files.
 VERDICT_FILE = "verdict.json"

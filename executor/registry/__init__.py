@@ -24,9 +24,7 @@ from executor import safeio
 from executor.approvals import APPROVAL_CAP, BUNDLE_SUFFIX, VSA_TYPE, list_approvals
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import InputError, MismatchError, RexecError, VerificationError
-from executor.record import writer
-from executor.record.manifest import PROVENANCE_TYPE
-from executor.record.reader import RunRecord
+from executor.record import PROVENANCE_TYPE, RunRecord, writer
 from executor.registry.oci import (
     EMPTY,
     INDEX,
@@ -36,8 +34,7 @@ from executor.registry.oci import (
     descriptor,
     parse_reference,
 )
-from executor.signing import TrustPolicy, Verified
-from executor.signing.bundle import parse_bundle
+from executor.signing import TrustPolicy, Verified, parse_bundle
 
 __all__ = [
     "ARTIFACT_TYPE",

@@ -28,9 +28,7 @@ from typing import Any
 from executor import runner
 from executor.canonical import canonical_json, sha256_hex
 from executor.compare import OutputComparison, compare_outputs
-from executor.record import writer
-from executor.record.manifest import Subject
-from executor.record.verification import VERDICT_BUNDLE
+from executor.record import VERDICT_BUNDLE, Subject, writer
 from executor.replay.plan import (
     Original,
     Plan,

@@ -17,13 +17,11 @@ from typing import Any
 
 from executor import snapshot, spec
 from executor.code import resolve_code
-from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
+from executor.compare import BREAKS, MAY_BREAK, EnvDiff, classify
 from executor.contracts import Contract
 from executor.errors import InputError, MismatchError
 from executor.host import capture_host
-from executor.record import writer
-from executor.record.reader import RunRecord, load_record
-from executor.record.verification import verify_record
+from executor.record import RunRecord, load_record, verify_record, writer
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
 

@@ -8,9 +8,7 @@ from typing import Any
 
 from executor import runner
 from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison
-from executor.record import writer
-from executor.record.manifest import STATEMENT_TYPE
-from executor.record.verification import TEST_RESULT_TYPE, VERDICT_FILE
+from executor.record import STATEMENT_TYPE, TEST_RESULT_TYPE, VERDICT_FILE, writer
 from executor.replay.plan import Plan
 
 VERDICT_SCHEMA = "rexec.replay-verdict/v1"

@@ -31,8 +31,7 @@ from executor.images import (
     push_image,
     resolve_image,
 )
-from executor.record import manifest, writer
-from executor.record.manifest import RunStatus, Subject
+from executor.record import RunStatus, Subject, manifest, writer
 from executor.runner import attest
 from executor.runner.container import (
     PARAMS_MOUNT,

@@ -26,8 +26,7 @@ from executor.canonical import StrictJSONError, canonical_json, strict_loads
 from executor.code import ResolvedCode
 from executor.errors import RexecError
 from executor.images import ResolvedImage
-from executor.record import manifest, writer
-from executor.record.manifest import Byproduct, RunStatus, Subject
+from executor.record import Byproduct, RunStatus, Subject, manifest, writer
 from executor.runtime import ContainerRequest, ContainerResult
 
 # The job's reports (the determinism report) go to a directory of their own,

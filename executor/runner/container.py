@@ -17,7 +17,7 @@ from executor.errors import InputError
 from executor.record import writer
 from executor.runner import attest
 from executor.runtime import NOBODY, Mount
-from executor.spec.argv import render_command
+from executor.spec import render_command
 
 PARAMS_MOUNT = "/rexec/params.json"
 # Where the job's reports directory is staged: beside the outputs, never inside.

@@ -9,12 +9,15 @@ who is trusted.
 
 from __future__ import annotations
 
-from executor.signing.key import KeySigner, generate_keypair, key_file, key_hint
+from executor.signing.bundle import parse_bundle
+from executor.signing.key import KeySigner, default_key_prefix, generate_keypair, key_file, key_hint
 from executor.signing.key_policy import KeyPolicy
+from executor.signing.trust_file import NO_POLICY_HINT, AnyOf, default_trust_file, load_trust_file
 from executor.signing.types import (
     BUNDLE_V03_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
     Signer,
+    SigningMethod,
     SignOptions,
     TrustPolicy,
     Verified,
@@ -23,16 +26,23 @@ from executor.signing.types import (
 __all__ = [
     "BUNDLE_V03_MEDIA_TYPE",
     "IN_TOTO_PAYLOAD_TYPE",
+    "NO_POLICY_HINT",
+    "AnyOf",
     "KeyPolicy",
     "KeySigner",
     "SignOptions",
     "Signer",
+    "SigningMethod",
     "TrustPolicy",
     "Verified",
+    "default_key_prefix",
+    "default_trust_file",
     "generate_keypair",
     "key_file",
     "key_hint",
+    "load_trust_file",
     "make_signer",
+    "parse_bundle",
 ]
 
 

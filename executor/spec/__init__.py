@@ -18,6 +18,7 @@ from typing import Any
 
 from executor.canonical import sha256_hex
 from executor.errors import SpecError
+from executor.spec.argv import render_command
 from executor.spec.model import (
     COMMIT_RE,
     ENV_NAME_RE,
@@ -173,6 +174,7 @@ __all__ = [
     "parse_size",
     "parse_user",
     "read_document",
+    "render_command",
     "resolved_view",
     "stage_key",
     "with_purpose",

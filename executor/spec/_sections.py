@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from executor.signing.types import SigningMethod
+from executor.signing import SigningMethod
 from executor.spec._table import Table, host_path
 from executor.spec.model import (
     FRAMEWORKS,

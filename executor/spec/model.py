@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from executor.contracts.model import Contract
+from executor.contracts import Contract
 from executor.determinism import REASONS
 from executor.errors import SpecError
-from executor.signing.types import SigningMethod
+from executor.signing import SigningMethod
 
 SPEC_VERSION = 1
 TREE_DIGEST_RE = re.compile(r"^(sha256|blake3)-tree-v1:[0-9a-f]{64}$")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from executor.contracts.model import parse_contract
+from executor.contracts import parse_contract
 from executor.errors import SpecError
 from executor.spec._sections import (
     parse_image,

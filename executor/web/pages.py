@@ -11,7 +11,7 @@ from typing import Any
 
 from executor import catalog
 from executor.errors import RexecError
-from executor.record.reader import load_record
+from executor.record import load_record
 
 __all__ = [
     "PER_PAGE",

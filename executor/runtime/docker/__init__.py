@@ -21,6 +21,8 @@ from executor.runtime.types import (
     LogSink,
 )
 
+__all__ = ["DockerRuntime"]
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
