@@ -9,13 +9,13 @@ in with ``--allow-dirty``, which the manifest records.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from executor import snapshot
 from executor.errors import InputError, MismatchError
+from executor.progress import Say
 
 GIT_EXCLUDE = frozenset({b".git"})
 
@@ -97,7 +97,7 @@ def check_code_pins(
     tree: str | None,
     actual_commit: str | None,
     actual_tree: str,
-    say: Callable[[str], None],
+    say: Say,
 ) -> None:
     """The code must be the bytes the lock saw; a different commit with the
     same tree (say, an unrelated commit elsewhere in the repository) is fine."""

@@ -11,9 +11,11 @@ manifest so a replay sets exactly the same ones.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import InputError
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "cpu_threads",
     "determinism_env",
     "portability_notes",
+    "report_state",
 ]
 
 # The folder holding rexec_runtime.py (seed_everything): mount it read-only at
@@ -142,3 +145,28 @@ def portability_notes(*, cpu_threads: int) -> list[str]:
         "machine with another CPU or library build may differ in the last bits (cpus = 1 "
         "is portable)"
     ]
+
+
+# What rexec_runtime (seed_everything, or its start-up hook) writes to the job's reports.
+REPORT = "determinism.json"
+
+
+def report_state(job_meta: Mapping[str, bytes], frameworks: Iterable[str]) -> dict[str, Any]:
+    """Whether the job's determinism report came back, and who wrote it.
+
+    ``mode`` is ``helper`` (the job called seed_everything()), ``automatic``
+    (rexec's start-up hook applied what it could) or ``absent`` (no Python of
+    the job reported: a non-Python job, ``python -I``/``-S``, or a job that died
+    first). Read from the job's own file, so anything else is ``unrecognised``.
+    """
+    wanted = sorted(frameworks)
+    data = job_meta.get(REPORT)
+    if data is None:
+        return {"report": "absent", "requested": wanted}
+    try:
+        mode = strict_loads(data).get("mode")
+    except (StrictJSONError, AttributeError):
+        mode = None
+    if mode not in ("helper", "automatic"):
+        mode = "unrecognised"
+    return {"report": mode, "requested": wanted}

@@ -8,8 +8,13 @@ user it is working and how long to wait. Pipelines and log files get nothing
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from types import TracebackType
 from typing import Protocol
+
+# One line told to the user on stderr (a note, a warning, what rexec is doing): every
+# function that talks while it works takes one of these, the CLI decides where it goes.
+Say = Callable[[str], None]
 
 
 class Progress(Protocol):

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +138,43 @@ def walk(root: str | os.PathLike[str]) -> Iterator[Entry]:
         stack.extend(reversed(subdirs))
 
 
+def read_small_files(
+    directory: str | os.PathLike[str],
+    *,
+    names: re.Pattern[str],
+    cap: int,
+    most: int,
+    expected: str,
+) -> tuple[dict[str, bytes], list[str]]:
+    """The small regular files at the top of a directory someone else wrote, by name;
+    and a line for each thing there that was not read (a link, a FIFO, a huge file, a
+    subdirectory, a name ``names`` refuses, one too many), never opened by following it
+    or read without ``cap``."""
+    found: dict[str, bytes] = {}
+    ignored: list[str] = []
+    try:
+        listed = sorted(os.listdir(os.fsencode(directory)))
+    except FileNotFoundError:
+        return found, ignored
+    for raw in listed:
+        name = raw.decode("utf-8", "backslashreplace")
+        if len(found) >= most or not names.match(name):
+            ignored.append(f"{name!r}: not {expected}")
+            continue
+        try:
+            found[name] = read_capped(os.path.join(os.fsencode(directory), raw), cap=cap)
+        except (UnsafeFile, OSError) as exc:
+            ignored.append(f"{name}: {getattr(exc, 'message', None) or exc}")
+    return found, ignored
+
+
+def chown_tree(path: str | os.PathLike[str], uid: int, gid: int) -> None:
+    """Give a tree a job may have made to ``uid:gid``, never following a link in it."""
+    os.chown(path, uid, gid)  # the top is rexec's own directory
+    for entry in walk(path):
+        os.lchown(entry.path, uid, gid)
+
+
 def rmtree(path: str | bytes | os.PathLike[str]) -> None:
     """Remove a tree a job made, however deep, without following links; missing is fine.
 
@@ -177,6 +215,15 @@ def _rmtree(top: bytes) -> None:
                     os.unlink(entry.path)
     for directory in reversed(emptied):
         os.rmdir(directory)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename in ``path`` durable (what ``write_atomic`` does for one file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(

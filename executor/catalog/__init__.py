@@ -20,7 +20,15 @@ from typing import Any
 from executor.approvals import list_approvals
 from executor.canonical import sha256_hex
 from executor.catalog.db import SCHEMA_VERSION, Catalog
-from executor.catalog.index import dependency_digest, read_statement, rows_at, verification_text
+from executor.catalog.index import (
+    Rows,
+    dependency_digest,
+    read_statement,
+    rows_at,
+    rows_held,
+    verification_text,
+    verified_rows_at,
+)
 from executor.catalog.inputs import Upstream, find_upstream, pin_from, resolve_inputs
 from executor.catalog.queries import (
     CURRENT,
@@ -38,6 +46,8 @@ from executor.catalog.render import FORMATS, render_lineage
 from executor.catalog.where import parse_where
 from executor.errors import InputError, RexecError
 from executor.paths import cache_dir
+from executor.progress import Say
+from executor.record import RunRecord
 from executor.signing import TrustPolicy
 
 __all__ = [
@@ -61,6 +71,7 @@ __all__ = [
     "parse_where",
     "pin_from",
     "remember",
+    "remember_at",
     "render_lineage",
     "resolve",
     "resolve_inputs",
@@ -69,9 +80,6 @@ __all__ = [
     "show_record",
     "verification_text",
 ]
-
-Say = Callable[[str], None]
-
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -164,7 +172,7 @@ def index_records(
             if sha in known and not same_place and _holds(Path(known[sha]), sha):
                 report.copies.append(f"{path}: the same record as {known[sha]}, kept there")
                 continue
-            rows = rows_at(path, policy=policy)
+            rows = verified_rows_at(path, policy) if policy is not None else rows_at(path)
             catalog.put(rows)
         except RexecError as exc:
             report.failed.append(f"{path}: {exc.message}")
@@ -198,13 +206,23 @@ def _holds(path: Path, sha: str) -> bool:
         return False
 
 
-def remember(run_dir: Path, *, say: Say, verification: str | None = None) -> None:
-    """After a run, replay or rerun: index its record, best effort (never fails the run);
-    ``verification`` when the caller verified it under its trust policy."""
+def remember(record: RunRecord, *, say: Say, verification: str | None = None) -> None:
+    """After a run, replay, rerun or approval: index the record the caller holds (the
+    runner, which just wrote it), from those values, nothing read back; best effort,
+    never failing what was done. ``verification``: the caller verified it."""
+    _index(lambda: rows_held(record, verification=verification), say)
+
+
+def remember_at(run_dir: Path, *, say: Say, verification: str | None = None) -> None:
+    """:func:`remember` for a record the caller knows only by its directory."""
+    _index(lambda: rows_at(run_dir, verification=verification), say)
+
+
+def _index(rows: Callable[[], Rows], say: Say) -> None:
     try:
         catalog = open_catalog()
         try:
-            catalog.put(rows_at(run_dir, verification=verification))
+            catalog.put(rows())
         finally:
             catalog.close()
     except Exception as exc:  # a catalog problem must never change a run's outcome

@@ -94,25 +94,39 @@ def verification_text(verdict: Verdict) -> str:
     return f"verified by {verdict.signer}"
 
 
-def rows_at(
-    path: Path, *, policy: TrustPolicy | None = None, verification: str | None = None
-) -> Rows:
-    """The rows of the record at ``path``, by the reader for its manifest schema; with
-    ``policy``, the record and its approvals are verified under it and the results kept
-    (a record that fails is still indexed, as failed: the catalog lists what is there)."""
+def rows_at(path: Path, *, verification: str | None = None) -> Rows:
+    """The rows of the record at ``path``, by the reader for its manifest schema, as its
+    files claim (``verification``: what the caller proved of it)."""
+    return _rows(path, read_statement(path), verification, None)
+
+
+def rows_held(record: RunRecord, *, verification: str | None = None) -> Rows:
+    """The rows of a record its writer still holds (the runner, which just wrote it), by
+    the reader for its manifest schema: from those values, nothing read back."""
+    reader = READERS[StatementView(record.statement).manifest_schema or ""]
+    return reader(record, verification=verification)
+
+
+def verified_rows_at(path: Path, policy: TrustPolicy) -> Rows:
+    """The rows of the record at ``path``, the record and its approvals verified under
+    ``policy`` and the results kept (a record that fails is still indexed, as failed: the
+    catalog lists what is there)."""
     payload = read_statement(path)
-    approvals = None
-    if policy is not None:
-        verdict = verify_record(path, policy)
-        verification = verification_text(verdict)
-        payload = verdict.payload if verdict.payload is not None else payload
+    verdict = verify_record(path, policy)
 
-        def approvals(file: Path, statement: str) -> str:
-            try:
-                return f"verified by {verify_approval(file, policy, statement)}"
-            except RexecError as exc:
-                return f"failed: {exc.message}"
+    def approvals(file: Path, statement: str) -> str:
+        try:
+            return f"verified by {verify_approval(file, policy, statement)}"
+        except RexecError as exc:
+            return f"failed: {exc.message}"
 
+    payload = verdict.payload if verdict.payload is not None else payload
+    return _rows(path, payload, verification_text(verdict), approvals)
+
+
+def _rows(
+    path: Path, payload: bytes, verification: str | None, approvals: ApprovalVerifier | None
+) -> Rows:
     view = StatementView(load_statement(payload, source=str(path / writer.STATEMENT)))
     reader = READERS.get(view.manifest_schema or "")
     if reader is None:

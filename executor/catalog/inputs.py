@@ -14,19 +14,19 @@ walks offline, raw data to model (``rexec verify --chain``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from executor import snapshot, spec
 from executor.catalog.db import Catalog
 from executor.errors import InputError, MismatchError, VerificationError
+from executor.progress import Say
 from executor.record import RunRecord, load_record, verify_record
 from executor.signing import NO_POLICY_HINT, TrustPolicy
 
 __all__ = ["LATEST_TRIES", "Upstream", "find_upstream", "pin_from", "resolve_inputs"]
 
-Say = Callable[[str], None]
 LATEST_TRIES = 20  # the newest `latest:` candidates verified before giving up
 
 

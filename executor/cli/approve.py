@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import approvals, catalog, safeio
+from executor.cli._json import print_json
 from executor.cli._options import add_signing_options, add_trust_options, sign_options, trust_policy
 from executor.errors import InputError, MismatchError
 from executor.outputs import display_text
@@ -112,11 +112,9 @@ def handle(args: argparse.Namespace) -> int:
         record, policy_uri=policy_uri, policy_digest=policy_digest, replay=replay
     )
     written = approvals.write_approval(record, statement, signer)
-    catalog.remember(record.path, say=lambda text: print(f"rexec: {text}", file=sys.stderr))
+    catalog.remember(record, say=lambda text: print(f"rexec: {text}", file=sys.stderr))
     if args.json:
-        print(
-            json.dumps({"approval": str(written), "statement": statement}, indent=2, sort_keys=True)
-        )
+        print_json({"approval": str(written), "statement": statement})
     else:
         bundle = written.with_name(written.stem + approvals.BUNDLE_SUFFIX)
         kind, who = parse_bundle(safeio.read_capped(bundle)).claimed_signer()

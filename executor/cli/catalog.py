@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option, print_rows
+from executor.cli._json import print_json
 from executor.cli._options import add_trust_options, trust_policy
 
 EPILOG = """\
@@ -82,7 +82,7 @@ def handle_index(args: argparse.Namespace) -> int:
     finally:
         cat.close()
     if args.json:
-        print(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        print_json(report.to_json())
     else:
         print(
             f"indexed {report.added} new, {report.updated} updated, {report.unchanged} unchanged"
@@ -109,7 +109,7 @@ def handle_status(args: argparse.Namespace) -> int:
         "conflicts": counts["conflicts"],
     }
     if args.json:
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         print(f"catalog {cat.label} (schema {catalog.SCHEMA_VERSION})")
         for table, n in tables.items():
@@ -128,7 +128,7 @@ def handle_query(args: argparse.Namespace) -> int:
     finally:
         cat.close()
     if args.json:
-        print(json.dumps(rows, indent=2, sort_keys=True, default=str))
+        print_json(rows, default=str)
     else:
         print_rows(rows)
     return 0

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
+from executor.cli._json import print_json
 from executor.cli._render import console, safe
 
 
@@ -47,7 +47,7 @@ def handle(args: argparse.Namespace) -> int:
     finally:
         cat.close()
     if args.json:
-        print(json.dumps({"schema": "rexec.compare/v1", **doc}, indent=2, sort_keys=True))
+        print_json({"schema": "rexec.compare/v1", **doc})
         return 0
     out = console()
     width = max([len(r["key"]) for r in doc["rows"]] + [3])

@@ -8,12 +8,12 @@ comes from ``rich`` and only on a terminal; piped output is plain text.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
+from executor.cli._json import print_json
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.compare import RecordDiff, diff_records
 from executor.record import load_record
@@ -45,7 +45,7 @@ def handle(args: argparse.Namespace) -> int:
     """Print what differs between two records, as tables or one JSON document."""
     diff = diff_records(load_record(args.a), load_record(args.b))
     if args.json:
-        print(json.dumps(diff.to_json(), indent=2, sort_keys=True))
+        print_json(diff.to_json())
     else:
         print_diff(console(), diff)
     return 0

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import export
+from executor.cli._json import print_json
 from executor.cli._options import add_runtime_option, add_trust_options, trust_policy
 from executor.errors import InputError
 from executor.outputs import display_text
@@ -67,7 +67,7 @@ def handle(args: argparse.Namespace) -> int:
         say=lambda t: print(f"rexec: {t}", file=sys.stderr),
     )
     if args.json:
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         print(f"exported {display_text(record.run_id)} to {args.output} ({doc['bytes'] >> 20} MiB)")
         for part, size in sorted(doc["sizes"].items()):

@@ -11,10 +11,10 @@ from another machine sharing the runs directory, is never touched.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from executor import safeio
+from executor.cli._json import print_json
 from executor.cli._options import add_runtime_option
 from executor.errors import ExitCode
 from executor.owner import is_orphan
@@ -90,7 +90,7 @@ def handle(args: argparse.Namespace, runtime: ContainerRuntime | None = None) ->
             "containers": [{"id": c, "runId": r} for c, r in containers],
             "partials": [{"path": str(p), "why": why} for p, why in partials],
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
         return int(ExitCode.OK)
     for container_id, run_id in containers:
         print(f"{verb} container {container_id[:12]} (run {run_id}): its rexec is gone")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from pathlib import Path
 
 from executor import catalog, determinism, lock, safeio, spec
 from executor.cli._catalog import add_catalog_option
+from executor.cli._json import print_json
 from executor.cli._options import add_runtime_option, add_trust_options, upstream_policy
 from executor.errors import InputError
 
@@ -122,15 +122,11 @@ def handle(args: argparse.Namespace) -> int:
     for pin in locked.pins:
         print(f"rexec: pinned {pin.describe()}", file=sys.stderr)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "output": str(args.output) if args.output else None,
-                    "pins": [p.to_json() for p in locked.pins],
-                },
-                indent=2,
-                sort_keys=True,
-            )
+        print_json(
+            {
+                "output": str(args.output) if args.output else None,
+                "pins": [p.to_json() for p in locked.pins],
+            }
         )
     elif not args.output:
         sys.stdout.write(text)

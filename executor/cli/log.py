@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option, print_rows
+from executor.cli._json import print_json
 
 EPILOG = """\
 examples:
@@ -79,7 +79,7 @@ def handle(args: argparse.Namespace) -> int:
     finally:
         cat.close()
     if args.json:
-        print(json.dumps({"schema": "rexec.log/v1", "runs": rows}, indent=2, sort_keys=True))
+        print_json({"schema": "rexec.log/v1", "runs": rows})
     else:
         print_rows(rows, COLUMNS)
     return 0

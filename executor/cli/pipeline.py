@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import pipelines
+from executor.cli._json import print_json
 from executor.cli._options import (
     add_runtime_option,
     add_signing_options,
@@ -120,7 +120,7 @@ def handle_run(args: argparse.Namespace) -> int:
             "ledger": str(ledger) if ledger else None,
             "stages": [o.to_json() for o in outcomes],
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         out = console()
         out.print(f"[bold]pipeline {safe(pipe.name)}[/]" + ("  (dry run)" if args.dry_run else ""))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import registry
+from executor.cli._json import print_json
 from executor.cli._options import add_trust_options, trust_policy
 from executor.outputs import display_text
 from executor.record import load_record, status_gate, verify_record
@@ -61,7 +61,7 @@ def handle(args: argparse.Namespace) -> int:
     record = load_record(args.target, payload=checked.payload)
     doc = registry.publish(record, ref, say=lambda t: print(f"rexec: {t}", file=sys.stderr))
     if args.json:
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         print(f"published {display_text(record.run_id)}: {doc['artifact']}")
         print(f"  {len(doc['layers'])} layer(s); record attached ({doc['attachedBy']})")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import catalog, pipelines, safeio
 from executor.cli._catalog import add_catalog_option
+from executor.cli._json import print_json
 from executor.cli._options import (
     add_runtime_option,
     add_signing_options,
@@ -117,7 +117,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.report:
         safeio.write_atomic(args.report, pipelines.regeneration_html(doc).encode())
     if args.json:
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         out = console()
         out.print(

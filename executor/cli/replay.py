@@ -9,16 +9,17 @@ Exit 0 only for a reproduction; 7 for not-reproduced.
 from __future__ import annotations
 
 import argparse
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.markup import escape
 
 from executor import export, replay, spec
+from executor.cli._json import print_json
 from executor.cli._render import console, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
 from executor.errors import InputError, NotReproduced
+from executor.progress import Say
 from executor.runtime import default_runtime
 
 EPILOG = """\
@@ -68,7 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _from_bundle(
-    args: argparse.Namespace, say: Callable[[str], None]
+    args: argparse.Namespace, say: Say
 ) -> tuple[export.Unpacked, replay.Original, str]:
     """Unpack the audit bundle, verify its record, check its image, inputs and code against
     it; returns the image id the signed record names (never the tar's own index)."""
@@ -122,7 +123,7 @@ def handle(args: argparse.Namespace) -> int:
         replay.strict_env_check(plan)
     outcome = replay.execute(plan, options=options, runtime=runtime)
     if args.json:
-        print(json.dumps(outcome.to_json(), indent=2, sort_keys=True))
+        print_json(outcome.to_json())
     else:
         out.print("[bold]outputs[/] (original → replay)")
         print_outputs(out, outcome.comparison, indent="  ")

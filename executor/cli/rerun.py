@@ -9,12 +9,12 @@ outputs and metrics, from the two records.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rich.markup import escape
 
 from executor import replay, runner
+from executor.cli._json import print_json
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
 from executor.compare import MetricChange, diff_records, metric_changes
@@ -80,7 +80,7 @@ def handle(args: argparse.Namespace) -> int:
             "diff": diff.to_json(),
             "metrics": [m.to_json() for m in metrics],
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         out = console()
         out.print(

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from executor import runner, spec
+from executor.cli._json import print_json
 from executor.cli._options import (
     add_runtime_option,
     add_signing_options,
@@ -139,7 +139,7 @@ def handle(args: argparse.Namespace) -> int:
             "runs": [r.to_json() for r, _ in results],
             "spread": [s.to_json() for s in spreads],
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         for result, _ in results:
             print(f"run {result.run_id}: {result.status.status}")
@@ -187,7 +187,7 @@ def _run_once(
 
 def _print_result(args: argparse.Namespace, result: runner.RunResult) -> None:
     if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+        print_json(result.to_json())
         return
     print(f"run {result.run_id}: {result.status.status}")
     print(f"record: {result.run_dir}")

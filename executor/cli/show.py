@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
+from executor.cli._json import print_json
 from executor.cli._render import console, safe
 
 
@@ -37,7 +37,7 @@ def handle(args: argparse.Namespace) -> int:
     finally:
         cat.close()
     if args.json:
-        print(json.dumps({"schema": "rexec.show/v1", **doc}, indent=2, sort_keys=True))
+        print_json({"schema": "rexec.show/v1", **doc})
         return 0
     out = console()
     if "digest" in doc:

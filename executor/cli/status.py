@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from executor import cluster
 from executor.cli._cluster import add_runs_dir, print_tasks
+from executor.cli._json import print_json
 
 EPILOG = """\
 examples:
@@ -55,7 +55,7 @@ def handle(args: argparse.Namespace) -> int:
             "jobId": sub.job_id,
             "tasks": [t.to_json() for t in tasks],
         }
-        print(json.dumps(doc, indent=2, sort_keys=True))
+        print_json(doc)
     else:
         print(f"run {sub.run_id} (Slurm job {sub.job_id})")
         print_tasks(tasks)

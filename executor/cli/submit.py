@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import replace
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from executor import cluster, spec
 from executor.cli._cluster import add_runs_dir, print_tasks
+from executor.cli._json import print_json
 from executor.cli._options import add_runtime_option, add_signing_options, sign_options
 from executor.errors import InputError
 from executor.signing import SignOptions, key_file, make_signer
@@ -164,7 +164,7 @@ def handle(args: argparse.Namespace) -> int:
         sys.stdout.write(script)
         return 0
     if args.json:
-        print(json.dumps(sub.to_json(), indent=2, sort_keys=True))
+        print_json(sub.to_json())
     else:
         tasks_text = f", a job array of {len(sub.tasks)} tasks" if sub.is_array else ""
         print(f"submitted run {sub.run_id} as Slurm job {sub.job_id}{tasks_text}")

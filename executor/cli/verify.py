@@ -23,11 +23,13 @@ from pathlib import Path
 
 from executor.approvals import approval_files, list_approvals
 from executor.cli._catalog import add_catalog_option
+from executor.cli._json import print_json
 from executor.cli._options import add_trust_options, trust_policy
 from executor.cli._render import safe
 from executor.errors import InputError, RexecError
 from executor.gate import ChainCheck, Gate, apply_gate
 from executor.outputs import display_text
+from executor.progress import Say
 from executor.record import Verdict, verify_artifact, verify_record
 from executor.signing import KeyPolicy, TrustPolicy
 
@@ -222,7 +224,7 @@ def _audit_bundle_form(args: argparse.Namespace, scratch: Path) -> _Checked:
     return _Checked(verdict, list_approvals(unpacked.record_dir), unpacked.record_dir)
 
 
-def _say(args: argparse.Namespace) -> Callable[[str], None]:
+def _say(args: argparse.Namespace) -> Say:
     import sys
 
     def say(text: str) -> None:
@@ -429,7 +431,7 @@ def handle(args: argparse.Namespace) -> int:
         except RexecError as exc:
             verdict = Verdict(error=exc)
     if args.json:
-        print(json.dumps(verdict.to_json(), indent=2, sort_keys=True))
+        print_json(verdict.to_json())
         return verdict.process_exit_code
     _print_human(verdict, what)
     if verdict.error is not None:

@@ -43,12 +43,12 @@ from executor.cluster.identity import (
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import LISTINGS, REFUSED, Submission, load_submission
 from executor.errors import InputError, JobFailed, MismatchError, RexecError
+from executor.progress import Say
 from executor.runtime import default_runtime
 from executor.signing import SignOptions
 
 __all__ = ["run_on_node"]
 
-Say = Callable[[str], None]
 MASTER_PORT = 29500
 # The container's label naming its Slurm job: scripts/slurm-epilog removes what a job left.
 JOB_LABEL = "dev.rexec.slurm-job"

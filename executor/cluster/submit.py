@@ -16,7 +16,7 @@ import os
 import shlex
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +34,11 @@ from executor.cluster.submission import (
     SweepTask,
 )
 from executor.errors import InputError
+from executor.progress import Say
 from executor.record import writer
 
 __all__ = ["export_names", "render_script", "submit", "with_resources"]
 
-Say = Callable[[str], None]
 # What the node's rexec needs from the submit shell, when set there. Names only: the values
 # travel in Slurm's job environment, never into the script, the submission or the record.
 PASSED_THROUGH = (

@@ -16,7 +16,6 @@ import os
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from executor import safeio, snapshot
 from executor.code import GIT_EXCLUDE
 from executor.errors import InputError, MismatchError
 from executor.export.archive import add_tree, unpack
+from executor.progress import Say
 from executor.record import RunRecord
 from executor.runtime import ContainerRuntime
 
@@ -40,7 +40,6 @@ __all__ = [
 
 INDEX = "rexec-export.json"
 SCHEMA = "rexec.export/v1"
-Say = Callable[[str], None]
 
 
 def _notes(record: RunRecord, name: str) -> dict[str, Any]:

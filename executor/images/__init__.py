@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,22 +24,20 @@ from executor.canonical import canonical_json, sha256_hex
 from executor.errors import InputError, MismatchError
 from executor.images.archive import check_archive
 from executor.images.dockerfile import read_from_lines, unpinned_error
-from executor.images.inventory import image_inventory as image_inventory  # re-exported
+from executor.images.inventory import image_inventory
 from executor.paths import cache_dir
+from executor.progress import Say
 from executor.runtime import ContainerRuntime, check_repo_digest
 from executor.safeio import sha256_file, write_atomic
 from executor.spec import ArchiveSpec, BuildSpec, ImageSpec
 
 __all__ = [
     "ResolvedImage",
-    "check_image_config",
-    "image_inventory",
-    "push_image",
+    "RunImage",
+    "image_for_run",
     "read_from_lines",
     "resolve_image",
 ]
-
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -71,12 +69,57 @@ class ResolvedImage:
         return entry
 
 
+@dataclass(frozen=True)
+class RunImage:
+    """A run's image, ready: resolved against its pin (and pushed if asked), its config
+    checked, and the job's view of it (the inventory) read."""
+
+    resolved: ResolvedImage
+    entrypoint: tuple[str, ...]  # the image's ENTRYPOINT, which rexec replaces (recorded)
+    inventory: Mapping[str, Any]
+
+
+def image_for_run(
+    image: ImageSpec,
+    *,
+    runtime: ContainerRuntime,
+    spec_name: str,
+    say: Say,
+    allow_unpinned: bool = False,
+    push: str | None = None,
+) -> RunImage:
+    """Everything a run needs of its image, in one call, in the order that fails soonest."""
+    log = _lines(say)
+    resolved = resolve_image(
+        image, runtime=runtime, spec_name=spec_name, log=log, allow_unpinned=allow_unpinned
+    )
+    if push:
+        resolved = push_image(resolved, target=push, runtime=runtime, log=log)
+        say(f"pushed {resolved.pushed}")
+    say(f"image {resolved.digest}")
+    entrypoint = check_image_config(resolved, runtime=runtime)
+    inventory = image_inventory(
+        resolved.image_id, run_ref=resolved.run_ref, runtime=runtime, say=say
+    )
+    return RunImage(resolved, entrypoint, inventory)
+
+
+def _lines(say: Say) -> Say:
+    """The engine's build and push output, line by line, blank lines left out."""
+
+    def log(text: str) -> None:
+        if text.strip():
+            say(text.rstrip("\n"))
+
+    return log
+
+
 def resolve_image(
     image: ImageSpec,
     *,
     runtime: ContainerRuntime,
     spec_name: str,
-    log: Log,
+    log: Say,
     allow_unpinned: bool = False,
 ) -> ResolvedImage:
     """Turn the spec's ``[image]`` into an image the engine holds, checked against its pin."""
@@ -96,7 +139,7 @@ def resolve_image(
     )
 
 
-def _resolve_ref(ref: str, *, runtime: ContainerRuntime, log: Log) -> ResolvedImage:
+def _resolve_ref(ref: str, *, runtime: ContainerRuntime, log: Say) -> ResolvedImage:
     info = runtime.inspect_image(ref)
     if info is None:
         log(f"pulling {ref}\n")
@@ -127,7 +170,7 @@ def _resolve_local_id(image_id: str, *, runtime: ContainerRuntime) -> ResolvedIm
     )
 
 
-def _load_archive(archive: ArchiveSpec, *, runtime: ContainerRuntime, log: Log) -> ResolvedImage:
+def _load_archive(archive: ArchiveSpec, *, runtime: ContainerRuntime, log: Say) -> ResolvedImage:
     info = runtime.inspect_image(archive.image_id)
     checked = check_archive(archive.path, image_id=archive.image_id)
     if info is None or info.id != archive.image_id:
@@ -229,7 +272,7 @@ def _build(
     *,
     runtime: ContainerRuntime,
     spec_name: str,
-    log: Log,
+    log: Say,
     allow_unpinned: bool,
 ) -> ResolvedImage:
     _check_paths(build)
@@ -273,7 +316,7 @@ def _build(
 
 
 def push_image(
-    image: ResolvedImage, *, target: str, runtime: ContainerRuntime, log: Log
+    image: ResolvedImage, *, target: str, runtime: ContainerRuntime, log: Say
 ) -> ResolvedImage:
     """Push the image to ``REGISTRY/REPO[:TAG]`` and record the repository digest."""
     repository = _repository(target)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from executor.canonical import canonical_json
 from executor.errors import InputError
 from executor.paths import cache_dir
+from executor.progress import Say
 from executor.runtime import NOBODY, ContainerRuntime
 from executor.safeio import write_atomic
 
@@ -125,7 +125,7 @@ def inventory_cache_path(image_digest: str) -> Path:
 
 
 def image_inventory(
-    image_id: str, *, run_ref: str, runtime: ContainerRuntime, say: Callable[[str], None]
+    image_id: str, *, run_ref: str, runtime: ContainerRuntime, say: Say
 ) -> dict[str, Any]:
     """The job's view of its image (Python, pip, dpkg, torch/CUDA versions).
 

@@ -3,10 +3,10 @@ whom to trust, and what to do on a failure."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from executor.progress import Say
 from executor.signing import SignOptions, TrustPolicy
 
 __all__ = ["StageOptions"]
@@ -25,4 +25,4 @@ class StageOptions:
     keep_going: bool = False
     echo_logs: bool = True
     engine: str | None = None
-    say: Callable[[str], None] = field(default=lambda text: None)
+    say: Say = field(default=lambda text: None)

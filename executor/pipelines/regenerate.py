@@ -220,7 +220,7 @@ def _rerun(
         verdict = verify_record(result.run_dir, options.policy)
         if verdict.error is None and verdict.statement_digest == result.statement_sha256:
             step.new_signer = verdict.signer
-        catalog.remember(
+        catalog.remember_at(
             result.run_dir, say=options.say, verification=catalog.verification_text(verdict)
         )
     if result.status.status == "succeeded":

@@ -10,7 +10,6 @@ next stage; one that does not verify is refused, said so, and the stage runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +17,13 @@ from executor import spec
 from executor.catalog import Catalog, Upstream, dependency_digest
 from executor.code import resolve_code
 from executor.images import ResolvedImage, resolve_image
+from executor.progress import Say
 from executor.record import RunRecord, load_record, verify_record
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
 
 __all__ = ["Reuse", "find_reusable", "key_of"]
 
-Say = Callable[[str], None]
 CANDIDATES = 5  # the newest matching runs tried before the stage is run instead
 
 

@@ -5,7 +5,7 @@ same computation, run otherwise; a broken contract or a failed job stops what is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +24,6 @@ from executor.signing import KeyPolicy, Signer, TrustPolicy, make_signer
 
 __all__ = ["PipelineOptions", "StageOutcome", "bind_stage_inputs", "run_pipeline"]
 
-Say = Callable[[str], None]
 SCHEMA = "rexec.pipeline-run/v1"
 
 

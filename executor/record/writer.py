@@ -13,9 +13,11 @@ import errno
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from executor import owner, safeio
@@ -44,9 +46,15 @@ def new_run_id(name: str, now: datetime | None = None) -> str:
     return f"{stamp}-{name}-{secrets.token_hex(3)}"
 
 
+def json_file(value: Any) -> bytes:
+    """A record's JSON file for people to read: sorted, indented (not what is signed)."""
+    return json.dumps(value, indent=2, sort_keys=True).encode() + b"\n"
+
+
 @dataclass
 class RecordWriter:
-    """Builds a record in its staging directory; :meth:`commit` publishes it."""
+    """Builds a record in its staging directory; :meth:`commit` publishes it. Used as a
+    context manager, a record is complete or absent: any exception discards it."""
 
     runs_dir: Path
     run_id: str
@@ -77,21 +85,41 @@ class RecordWriter:
 
     def write_json(self, name: str, value: Any) -> Path:
         """Write one record file as sorted, indented JSON."""
-        return self.write(name, json.dumps(value, indent=2, sort_keys=True).encode() + b"\n")
+        return self.write(name, json_file(value))
 
-    def commit(self) -> Path:
-        """Publish the record: rename the staging directory into place."""
+    def commit(self, files: Mapping[str, bytes] | None = None) -> Path:
+        """Write the record's last ``files``, then publish it: rename the staging directory
+        into place, so a reader sees all of it or nothing."""
+        for name, data in (files or {}).items():
+            self.write(name, data)
         (self.staging / OWNER).unlink()
         # Records are shared artefacts: readable by others, writable by no one but the owner.
         self.staging.chmod(0o755)
         os.replace(self.staging, self.final)
-        _fsync_dir(self.runs_dir)
+        safeio.fsync_dir(self.runs_dir)
         return self.final
 
     def discard(self) -> None:
         """Remove the staging directory: a run that is not recorded leaves nothing behind."""
         with contextlib.suppress(OSError):
             safeio.rmtree(self.staging)  # the job's tree: any depth, never following a link
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Whatever stops a record before :meth:`commit` discards it; a file system error
+        becomes what the user can act on (:func:`storage_error`)."""
+        if exc is None:
+            return
+        self.discard()
+        if isinstance(exc, OSError) and exc.errno is not None:  # not a socket's: the disk's
+            raise storage_error(self.runs_dir, exc) from exc
 
 
 def storage_error(runs_dir: Path, exc: OSError) -> RexecError:
@@ -129,14 +157,6 @@ def stale_partials(runs_dir: Path) -> list[tuple[Path, str]]:
         if owner.is_orphan(host, pid, start):
             found.append((path, f"its rexec (pid {pid} on {host}) is gone"))
     return found
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def list_records(runs_dir: Path) -> list[Path]:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,6 +23,7 @@ from executor import safeio
 from executor.approvals import APPROVAL_CAP, BUNDLE_SUFFIX, VSA_TYPE, list_approvals
 from executor.canonical import StrictJSONError, strict_loads
 from executor.errors import InputError, MismatchError, RexecError, VerificationError
+from executor.progress import Say
 from executor.record import PROVENANCE_TYPE, RunRecord, writer
 from executor.registry.oci import (
     EMPTY,
@@ -51,7 +51,6 @@ TITLE = "org.opencontainers.image.title"
 # What an attached bundle is about, as cosign and OCI clients annotate it: the record's
 # provenance, or an approval (a SLSA VSA) of it.
 PREDICATE_TYPE = "dev.sigstore.bundle.predicateType"
-Say = Callable[[str], None]
 
 
 def _empty() -> tuple[bytes, dict[str, Any]]:

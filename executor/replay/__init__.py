@@ -20,7 +20,7 @@ pipeline's ``before_commit`` hook so record and verdict appear together.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from typing import Any
 from executor import runner
 from executor.canonical import canonical_json, sha256_hex
 from executor.compare import OutputComparison, compare_outputs
-from executor.record import VERDICT_BUNDLE, Subject, writer
+from executor.progress import Say
+from executor.record import VERDICT_BUNDLE, Subject
 from executor.replay.plan import (
     Original,
     Plan,
@@ -72,8 +73,6 @@ __all__ = [
     "strict_env_check",
     "verdict_statement",
 ]
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -120,25 +119,26 @@ def execute(
     signer = make_signer(options.sign)  # one signer for the run and its verdict
 
     def before_commit(
-        staged: writer.RecordWriter, result: runner.RunResult, statement: Mapping[str, Any]
-    ) -> None:
+        outputs: Path, result: runner.RunResult, statement: Mapping[str, Any]
+    ) -> dict[str, bytes]:
         comparison = compare_outputs(
             original=plan.original.record.outputs,
             original_dir=plan.original.record.outputs_dir,
             replay=_subjects(result.subjects),
-            replay_dir=staged.path(writer.OUTPUTS),
+            replay_dir=outputs,
             tolerances=plan.run_spec.tolerances,
         )
         holder["comparison"] = comparison
         if not is_replay:
-            return
+            return {}
         verdict = decide(comparison, original_status=plan.original.record.status, result=result)
         doc = verdict_statement(plan, result=result, verdict=verdict, comparison=comparison)
         payload = canonical_json(doc)
-        staged.write(VERDICT, payload)
+        files = {VERDICT: payload}
         if signer is not None:
-            staged.write(VERDICT_BUNDLE, signer.sign_dsse(payload))
+            files[VERDICT_BUNDLE] = signer.sign_dsse(payload)
         holder.update(verdict=verdict, sha256=sha256_hex(payload), signed=signer is not None)
+        return files
 
     run_options = runner.RunOptions(
         runs_dir=options.runs_dir,

@@ -10,7 +10,7 @@ what the record says it was and where it used to be.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,10 @@ from executor.compare import BREAKS, MAY_BREAK, EnvDiff, classify
 from executor.contracts import Contract
 from executor.errors import InputError, MismatchError
 from executor.host import capture_host
+from executor.progress import Say
 from executor.record import RunRecord, load_record, verify_record, writer
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)

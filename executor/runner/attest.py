@@ -1,171 +1,75 @@
-"""Collect and attest: from a finished container to the run's in-toto Statement.
+"""A run's third phase, on paper: the in-toto Statement, and the files it names.
 
-``collect`` hashes what the job left in its outputs (and moves rexec's own
-job metadata out of them); ``statement`` maps everything the run used and
-produced onto SLSA Provenance v1 as docs/design.md lays out: outputs are
-subjects; image, code and snapshots are resolved dependencies; the resolved
-spec is the external parameters; rexec's hardening and environment are the
-internal parameters; host capture, inventory, listings, logs, params and the
-exit status are byproducts, each written to the record and named by digest.
+``attest`` maps everything the run used and produced onto SLSA Provenance v1 as
+docs/design.md lays out: outputs are subjects; image, code and snapshots are
+resolved dependencies; the resolved spec is the external parameters; rexec's
+hardening and environment are the internal parameters; host capture, inventory,
+listings, logs, params, the job's reports and the exit status are byproducts, each
+named by digest. It writes nothing: it returns the Statement and the files to write
+beside it, and the runner writes them.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import socket
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from executor import outputs as outputs_policy
-from executor import safeio, snapshot, spec
+from executor import owner, spec
 from executor._version import __version__
-from executor.canonical import StrictJSONError, canonical_json, strict_loads
+from executor.canonical import canonical_json
 from executor.code import ResolvedCode
-from executor.errors import RexecError
 from executor.images import ResolvedImage
-from executor.record import Byproduct, RunStatus, Subject, manifest, writer
-from executor.runtime import ContainerRequest, ContainerResult
-
-# The job's reports (the determinism report) go to a directory of their own,
-# mounted here, never inside the outputs: rexec reads them on the host, so the
-# job must not be able to point them at a host file (see ``read_reports``).
-REPORTS_MOUNT = "/rexec/reports"
-REPORT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.json$")
-REPORT_CAP = 1 << 20  # bytes per report
-MAX_REPORTS = 16
+from executor.record import Byproduct, manifest, writer
+from executor.runner.execute import Execution
+from executor.runner.options import RunOptions
+from executor.runner.request import Job
 
 
 @dataclass(frozen=True)
-class Collected:
-    """What the job left: the subjects, its reports, and what the outputs policy excluded."""
+class Attestation:
+    """The Statement (canonical JSON, what is signed) and the record files it names that
+    rexec writes (the job's outputs and logs are already in place)."""
 
-    subjects: tuple[Subject, ...]
-    job_meta: Mapping[str, bytes]  # report name → bytes, from the reports directory
-    ignored_reports: tuple[str, ...] = ()  # what the job left there that is not a report
-    excluded: tuple[outputs_policy.Excluded, ...] = ()  # left in outputs/, not a subject
-    # sha256-tree-v1 of outputs/ and of each top-level directory ("outputs/model/"), from
-    # the subjects' digests: what a later run pins when it takes them as an input.
-    trees: Mapping[str, str] = field(default_factory=dict)
+    statement: Mapping[str, Any]
+    payload: bytes
+    files: Mapping[str, bytes]
 
 
-def status_of(
-    outcome: ContainerResult,
-    *,
-    interrupted: KeyboardInterrupt | None = None,
-    lost: RexecError | None = None,
-) -> RunStatus:
-    """``succeeded`` only for exit code 0 without an OOM kill; nothing else passes for it."""
-    if lost is not None:
-        return RunStatus("infrastructure-failed", None, reason=lost.message)
-    if interrupted is not None:
-        signal_name = getattr(interrupted, "signal_name", "SIGINT")
-        if signal_name == PREEMPT_SIGNAL:
-            return RunStatus(
-                "preempted", None, reason=f"rexec received {signal_name}, the scheduler's warning"
-            )
-        return RunStatus("interrupted", None, reason=f"rexec received {signal_name}")
-    if outcome.timed_out:
-        return RunStatus("timed-out", None, outcome.oom_killed)
-    if outcome.exit_code == 0 and not outcome.oom_killed:
-        return RunStatus("succeeded", 0)
-    return RunStatus("failed", outcome.exit_code, outcome.oom_killed)
+def attest(job: Job, ran: Execution, options: RunOptions) -> Attestation:
+    """The run's Statement and the byproduct files it names by digest."""
+    view = spec.resolved_view(job.spec)
+    internal = _internal(job, ran, options, security=view["security"])
+    builder = _builder_dependencies(job.host)
+    files = _files(job, ran)
+    byproducts = _byproducts(job, ran, files)
+    dependencies = _dependencies(job.spec, code=job.checked.code, image=job.image.resolved)
+    statement = manifest.build_statement(
+        subjects=ran.collected.subjects,
+        external={"spec": view, "specSha256": job.spec.source_sha256},
+        internal=internal,
+        dependencies=dependencies,
+        builder_id=f"rexec://{socket.gethostname()}",
+        builder_dependencies=builder,
+        run_id=job.run_id,
+        started_on=ran.outcome.started_on,
+        finished_on=ran.outcome.finished_on,
+        status=ran.status,
+        byproducts=byproducts,
+        rexec_version=__version__,
+    )
+    return Attestation(statement, manifest.dumps(statement), files)
 
 
-def collect(record: writer.RecordWriter, outputs: Path, reports: Path) -> Collected:
-    """Hash every output file; take the job's reports into ``job-meta/``."""
-    job_meta, ignored = read_reports(reports)
-    safeio.rmtree(reports)
-    for name, data in job_meta.items():
-        record.write(f"{writer.JOB_META}/{name}", data)
-    files, excluded = outputs_policy.settle(outputs)
-    subjects = [Subject(name, safeio.sha256_file(path)) for name, path in files]
-    trees = output_trees(outputs, subjects)
-    return Collected(tuple(subjects), job_meta, tuple(ignored), tuple(excluded), trees)
-
-
-def output_trees(outputs: Path, subjects: Iterable[Subject]) -> dict[str, str]:
-    """The tree digests of ``outputs/`` and its top-level directories, keyed as the
-    Statement names them (``outputs/``, ``outputs/model/``); verify checks them."""
-    trees = snapshot.trees_of(outputs, {s.name: s.sha256 for s in subjects})
-    return {f"{writer.OUTPUTS}/{name}": digest for name, digest in trees.items()}
-
-
-DETERMINISM_REPORT = "determinism.json"
-# The signal a scheduler sends before it pre-empts a job (`sbatch --signal=B:USR2@60`):
-# the run stops and is recorded as `preempted` rather than `interrupted`.
-PREEMPT_SIGNAL = "SIGUSR2"
-
-
-def determinism_state(job_meta: Mapping[str, bytes], frameworks: Iterable[str]) -> dict[str, Any]:
-    """Whether the job's determinism report came back, and who wrote it.
-
-    ``mode`` is ``helper`` (the job called seed_everything()), ``automatic``
-    (rexec's start-up hook applied what it could) or ``absent`` (no Python of
-    the job reported: a non-Python job, ``python -I``/``-S``, or a job that died
-    first). Read from the job's own file, so anything else is ``unrecognised``.
-    """
-    wanted = sorted(frameworks)
-    data = job_meta.get(DETERMINISM_REPORT)
-    if data is None:
-        return {"report": "absent", "requested": wanted}
-    try:
-        mode = strict_loads(data).get("mode")
-    except (StrictJSONError, AttributeError):
-        mode = None
-    if mode not in ("helper", "automatic"):
-        mode = "unrecognised"
-    return {"report": mode, "requested": wanted}
-
-
-def read_reports(reports: Path) -> tuple[dict[str, bytes], list[str]]:
-    """The job's reports: small regular ``*.json`` files at the top of ``reports``.
-
-    The job wrote this directory, so anything else in it (a link to a host
-    file, a FIFO, a huge file, a subdirectory, a strange name) is ignored and
-    named, never opened by following it or read without a cap.
-    """
-    found: dict[str, bytes] = {}
-    ignored: list[str] = []
-    try:
-        names = sorted(os.listdir(os.fsencode(reports)))
-    except FileNotFoundError:
-        return found, ignored
-    for raw in names:
-        name = raw.decode("utf-8", "backslashreplace")
-        if len(found) >= MAX_REPORTS or not REPORT_NAME_RE.match(name):
-            ignored.append(f"{name!r}: not a report name (at most {MAX_REPORTS} *.json)")
-            continue
-        try:
-            found[name] = safeio.read_capped(reports / name, cap=REPORT_CAP)
-        except (safeio.UnsafeFile, OSError) as exc:
-            ignored.append(f"{name}: {getattr(exc, 'message', None) or exc}")
-    return found, ignored
-
-
-def statement(
-    run_spec: spec.RunSpec,
-    *,
-    run_id: str,
-    request: ContainerRequest,
-    outcome: ContainerResult,
-    status: RunStatus,
-    collected: Collected,
-    code: ResolvedCode | None,
-    snapshots: Mapping[str, snapshot.Snapshot],
-    image: ResolvedImage,
-    host: Mapping[str, Any],
-    inventory: Mapping[str, Any],
-    record: writer.RecordWriter,
-    secret_names: Iterable[str],
-    extra_internal: Mapping[str, Any],
+def _internal(
+    job: Job, ran: Execution, options: RunOptions, *, security: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The Statement for this run; also writes the byproducts it names into the record."""
-    secrets = sorted(secret_names)
-    view = spec.resolved_view(run_spec)
-    internal = {
+    """rexec's own choices: hardening, environment, the argv that ran, opt-ins, lineage."""
+    request, secrets = job.container, list(job.secret_names)
+    code = job.checked.code
+    return {
         "hardening": request.hardening.describe(),
         "user": request.user,
         "pidsLimit": request.pids_limit,
@@ -173,67 +77,77 @@ def statement(
         "environment": {k: v for k, v in sorted(request.env.items()) if k not in secrets},
         "secretNames": secrets,
         "gpuUuids": sorted(request.gpu_uuids),
-        "outputTrees": dict(collected.trees),
-        **extra_internal,
+        "outputTrees": dict(ran.collected.trees),
+        # What ran is the recorded command, exactly: the image's entrypoint was replaced.
+        "argv": list(request.command),
+        "imageEntrypointOverridden": list(job.image.entrypoint),
+        **(
+            {"scratchWorkdir": dict(ran.collected.scratch)}
+            if ran.collected.scratch is not None
+            else {}
+        ),
+        "determinism": dict(ran.determinism),
+        "invoker": owner.invoker(),
+        **({"unenforcedLimits": list(job.unenforced)} if job.unenforced else {}),
+        **({"portability": list(job.portability)} if job.portability else {}),
+        **({"lineage": dict(options.lineage)} if options.lineage else {}),
+        **({"scheduler": dict(options.scheduler)} if options.scheduler else {}),
+        **({"nodes": list(ran.peers["nodes"])} if ran.peers else {}),
+        **(
+            {"pinnedAtRunTime": dict(options.pinned_at_run_time)}
+            if options.pinned_at_run_time is not None
+            else {}
+        ),
         "optIns": {
             "allowDirty": bool(code and code.dirty),
-            **view["security"],
-            **extra_internal.get("optIns", {}),
+            **security,
+            "allowUnpinned": options.allow_unpinned,
+            "scratchWorkdir": job.spec.run.scratch_workdir,
         },
         "snapshotCache": {
             name: {"used": s.cache_used, "hits": s.cache_hits, "files": s.files}
-            for name, s in sorted(snapshots.items())
+            for name, s in sorted(job.checked.snapshots.items())
         },
     }
-    return manifest.build_statement(
-        subjects=collected.subjects,
-        external={"spec": view, "specSha256": run_spec.source_sha256},
-        internal=internal,
-        dependencies=_dependencies(run_spec, code=code, image=image),
-        builder_id=f"rexec://{socket.gethostname()}",
-        builder_dependencies=_builder_dependencies(host),
-        run_id=run_id,
-        started_on=outcome.started_on,
-        finished_on=outcome.finished_on,
-        status=status,
-        byproducts=_byproducts(
-            record, host=host, inventory=inventory, listings=snapshots, collected=collected
-        ),
-        rexec_version=__version__,
-    )
 
 
-def _byproducts(
-    record: writer.RecordWriter,
-    *,
-    host: Mapping[str, Any],
-    inventory: Mapping[str, Any],
-    listings: Mapping[str, snapshot.Snapshot],
-    collected: Collected,
-) -> list[Byproduct]:
-    products = []
-    for name, value in ((writer.HOST, host), (writer.INVENTORY, inventory)):
-        data = canonical_json(value)
-        record.write(name, data)
-        products.append(Byproduct(name, data, "application/json"))
-    for name, snap in sorted(listings.items()):
-        data = canonical_json(snap.listing.to_json())
-        rel = f"{writer.INPUTS}/{name}.listing.json"
-        record.write(rel, data)
-        products.append(Byproduct(rel, data, "application/json"))
-    for rel in (f"{writer.LOGS}/stdout.log", f"{writer.LOGS}/stderr.log"):
-        # Logs can be any size: hashed as a stream, never read whole.
-        digest = safeio.sha256_file(record.path(rel))
-        products.append(Byproduct(rel, b"", "text/plain", sha256=digest))
-    products.append(
-        Byproduct(writer.PARAMS, record.path(writer.PARAMS).read_bytes(), "application/json")
-    )
-    for name, data in sorted(collected.job_meta.items()):
-        products.append(Byproduct(f"{writer.JOB_META}/{name}", data, "application/json"))
-    if collected.excluded:
-        data = canonical_json([e.to_json() for e in collected.excluded])
-        record.write(outputs_policy.EXCLUDED, data)
-        products.append(Byproduct(outputs_policy.EXCLUDED, data, "application/json"))
+def _files(job: Job, ran: Execution) -> dict[str, bytes]:
+    """The record files rexec writes: the host capture, the image inventory, each input's
+    listing, the job's reports and what the outputs policy left out."""
+    files = {
+        writer.HOST: canonical_json(job.host),
+        writer.INVENTORY: canonical_json(job.image.inventory),
+    }
+    for name, snap in sorted(job.checked.snapshots.items()):
+        files[f"{writer.INPUTS}/{name}.listing.json"] = canonical_json(snap.listing.to_json())
+    for name, data in sorted(ran.collected.job_meta.items()):
+        files[f"{writer.JOB_META}/{name}"] = data
+    if ran.collected.excluded:
+        files[outputs_policy.EXCLUDED] = canonical_json(
+            [e.to_json() for e in ran.collected.excluded]
+        )
+    return files
+
+
+def _byproducts(job: Job, ran: Execution, files: Mapping[str, bytes]) -> list[Byproduct]:
+    products = [
+        Byproduct(name, files[name], "application/json") for name in (writer.HOST, writer.INVENTORY)
+    ]
+    products += [
+        Byproduct(name, data, "application/json")
+        for name, data in files.items()
+        if name.startswith(f"{writer.INPUTS}/")
+    ]
+    products += [
+        Byproduct(rel, b"", "text/plain", sha256=digest)  # hashed as a stream, by collect
+        for rel, digest in ran.collected.logs.items()
+    ]
+    products.append(Byproduct(writer.PARAMS, job.params, "application/json"))
+    products += [
+        Byproduct(name, data, "application/json")
+        for name, data in files.items()
+        if name.startswith(f"{writer.JOB_META}/") or name == outputs_policy.EXCLUDED
+    ]
     return products
 
 

@@ -1,27 +1,40 @@
-"""What the job's container is given: its user, its environment and its mounts.
+"""What the job's container is given, decided: its user, command, environment, mounts,
+labels and limits. Nothing is created here (``staging`` makes the directories).
 
-Never root unless the spec opts in; only the outputs and reports directories
-writable, and only by the job's user; the code with its ``.git`` covered.
+Never root unless the spec opts in; the inputs and the code read-only, the code's
+``.git`` covered; only the outputs and reports directories writable.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
-from pathlib import Path
+from typing import Any
 
-from executor import determinism, safeio, spec
+from executor import determinism, owner, spec
 from executor.code import ResolvedCode
 from executor.errors import InputError
-from executor.record import writer
-from executor.runner import attest
-from executor.runtime import NOBODY, Mount
+from executor.runner.options import RunOptions
+from executor.runner.preflight import Preflight
+from executor.runner.staging import Staging
+from executor.runtime import (
+    NOBODY,
+    OWNER_HOST_LABEL,
+    OWNER_PID_LABEL,
+    OWNER_START_LABEL,
+    RUN_LABEL,
+    SPEC_LABEL,
+    ContainerRequest,
+    Hardening,
+    Mount,
+)
 from executor.spec import render_command
 
 PARAMS_MOUNT = "/rexec/params.json"
-# Where the job's reports directory is staged: beside the outputs, never inside.
-REPORTS_STAGING = ".job-reports"
+# The job's reports (the determinism report) go to a directory of their own,
+# mounted here, never inside the outputs: rexec reads them on the host, so the
+# job must not be able to point them at a host file (see ``collect.collect``).
+REPORTS_MOUNT = "/rexec/reports"
 
 
 def container_user(run_spec: spec.RunSpec) -> str:
@@ -61,23 +74,71 @@ def _engine_groups() -> set[int]:
     return found
 
 
-def job_env(run_spec: spec.RunSpec, *, run_id: str, det_env: Mapping[str, str]) -> dict[str, str]:
-    """The job's environment: the spec's, then the determinism variables and rexec's own."""
+def job_container(
+    run_spec: spec.RunSpec,
+    *,
+    run_id: str,
+    image: str,
+    user: str,
+    checked: Preflight,
+    staging: Staging,
+    options: RunOptions,
+) -> ContainerRequest:
+    """The job's container, every choice made: what the engine is asked to run."""
+    mounts = _mounts(run_spec, checked.code, staging)
+    labels = _labels(run_spec, run_id, options)
+    cpus = _bounded(run_spec.resources.cpus, options.allocated_cpus)
+    memory = _bounded(run_spec.resources.memory_bytes, options.allocated_memory)
+    return ContainerRequest(
+        image=image,
+        command=job_argv(run_spec),
+        workdir=run_spec.run.workdir,
+        env=job_env(run_spec, run_id=run_id, gpus=bool(checked.gpu_uuids)),
+        mounts=mounts,
+        user=user,
+        labels=labels,
+        hardening=Hardening(
+            network=run_spec.security.allow_network,
+            read_only_root=not run_spec.security.allow_writable_root,
+        ),
+        cpus=cpus,
+        memory_bytes=memory,
+        pids_limit=run_spec.resources.pids,
+        gpu_uuids=checked.gpu_uuids,
+        timeout_s=run_spec.run.timeout_s,
+    )
+
+
+def job_env(run_spec: spec.RunSpec, *, run_id: str, gpus: bool) -> dict[str, str]:
+    """The job's environment: the spec's, the determinism variables, rexec's own, and the
+    secrets' values (which no record holds)."""
     env = dict(run_spec.run.env)
-    env.update(det_env)
+    env.update(
+        determinism.determinism_env(
+            seed=run_spec.run.seed,
+            frameworks=run_spec.determinism.frameworks,
+            strict=run_spec.determinism.strict,
+            cpu_threads=determinism.cpu_threads(run_spec.resources.cpus),
+            gpus=gpus,
+            automatic=run_spec.determinism.automatic,
+        )
+    )
     env.update(
         {
             "REXEC_RUN_ID": run_id,
             "REXEC_PARAMS": PARAMS_MOUNT,
             "REXEC_OUTPUTS": run_spec.outputs_mount,
-            "REXEC_REPORTS": attest.REPORTS_MOUNT,
-            "REXEC_DETERMINISM_REPORT": f"{attest.REPORTS_MOUNT}/determinism.json",
+            "REXEC_REPORTS": REPORTS_MOUNT,
+            "REXEC_DETERMINISM_REPORT": f"{REPORTS_MOUNT}/determinism.json",
             "PYTHONPATH": determinism.CONTAINER_HELPER_DIR,
             "PYTHONDONTWRITEBYTECODE": "1",
             "HOME": "/tmp",
         }
     )
-    return env
+    if gpus:
+        # Only the driver libraries a training job needs (CUDA, NVML), not graphics or video.
+        env["NVIDIA_DRIVER_CAPABILITIES"] = "compute,utility"
+    return {**env, **{name: os.environ[name] for name in run_spec.run.secrets}}
 
 
 def job_argv(run_spec: spec.RunSpec) -> list[str]:
@@ -85,7 +146,7 @@ def job_argv(run_spec: spec.RunSpec) -> list[str]:
     words = {
         "seed": str(run_spec.run.seed),
         "outputs": run_spec.outputs_mount,
-        "reports": attest.REPORTS_MOUNT,
+        "reports": REPORTS_MOUNT,
         "params_file": PARAMS_MOUNT,
         "code": run_spec.code.mount if run_spec.code else "",
         **{f"inputs.{i.name}": i.mount for i in run_spec.inputs},
@@ -98,32 +159,39 @@ def job_argv(run_spec: spec.RunSpec) -> list[str]:
     )
 
 
-def code_mounts(code: ResolvedCode, record: writer.RecordWriter) -> list[Mount]:
-    """The code read-only, with its ``.git`` covered: the pin leaves it out, so the job
-    must not see it (nor read the repository's history and remotes)."""
-    mounts = [Mount(code.path, code.mount)]
-    git = code.path / ".git"
-    if git.is_dir() and not git.is_symlink():
-        cover = record.path(".git-cover")
-        cover.mkdir()
-        mounts.append(Mount(cover, f"{code.mount}/.git"))
-    elif git.is_file() and not git.is_symlink():  # a worktree's or a submodule's .git file
-        mounts.append(Mount(record.write(".git-cover", b""), f"{code.mount}/.git"))
-    return mounts
+def _mounts(run_spec: spec.RunSpec, code: ResolvedCode | None, staging: Staging) -> list[Mount]:
+    scratch = staging.scratch
+    code_mounts: list[Mount] = []
+    if code is not None and not (scratch is not None and scratch.kind == "copy-of-code"):
+        code_mounts = [Mount(code.path, code.mount)]
+        if staging.git_cover is not None:
+            code_mounts.append(Mount(staging.git_cover, f"{code.mount}/.git"))
+    return [
+        *(Mount(i.path, i.mount) for i in run_spec.inputs),
+        *code_mounts,  # the scratch copy, when there is one, is mounted in the code's place
+        *([Mount(scratch.path, scratch.target, read_only=False)] if scratch is not None else []),
+        Mount(staging.params, PARAMS_MOUNT),
+        Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
+        Mount(staging.outputs, run_spec.outputs_mount, read_only=False),
+        Mount(staging.reports, REPORTS_MOUNT, read_only=False),
+    ]
 
 
-def hand_to(user: str, *directories: Path) -> None:
-    """Only the outputs (and reports) directories are writable, and only by the job's user."""
-    if os.geteuid() == 0:
-        uid, _, gid = user.partition(":")
-        for path in directories:
-            os.chown(path, int(uid), int(gid or uid))
+def _labels(run_spec: spec.RunSpec, run_id: str, options: RunOptions) -> dict[str, str]:
+    """Which run the container is, and which rexec owns it (``rexec gc`` reads them)."""
+    me = owner.me()
+    return {
+        RUN_LABEL: run_id,
+        SPEC_LABEL: str(run_spec.source),
+        OWNER_HOST_LABEL: me.host,
+        OWNER_PID_LABEL: str(me.pid),
+        OWNER_START_LABEL: me.start,
+        **options.labels,
+    }
 
 
-def reclaim(*directories: Path) -> None:
-    """Give the job's files back to the invoking user, so the record is theirs."""
-    if os.geteuid() == 0:
-        for top in directories:
-            for entry in safeio.walk(top):
-                os.lchown(entry.path, 0, 0)
-            os.chown(top, 0, 0)
+def _bounded(wanted: Any, allocated: Any) -> Any:
+    """The spec's limit, within the allocation: the engine does not see Slurm's limits."""
+    if allocated is None:
+        return wanted
+    return allocated if wanted is None else min(wanted, allocated)

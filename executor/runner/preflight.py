@@ -8,7 +8,7 @@ every input. A failure here leaves nothing behind: no image built, no container.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,9 @@ from executor import catalog, contracts, snapshot, spec
 from executor.code import ResolvedCode, check_code_pins, resolve_code
 from executor.errors import InputError, MismatchError, RexecError
 from executor.host import resolve_gpus
+from executor.progress import Say
 from executor.runtime import ContainerRuntime
 from executor.signing import TrustPolicy
-
-Say = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -65,11 +64,11 @@ def preflight(
     ``allocated_gpus``: the GPUs a scheduler gave this job (UUIDs), used instead
     of resolving ``[resources] gpus`` on a host the job does not own.
     """
+    _check_secrets(run_spec)  # the checks that take no time first
+    _check_cpus(run_spec)
     engine = runtime.engine_info()
     snapshots, code = check_pins(run_spec, allow_dirty=allow_dirty, say=say)
     gpus = resolve_gpus(run_spec.resources.gpus) if allocated_gpus is None else allocated_gpus
-    _check_secrets(run_spec)
-    _check_cpus(run_spec)
     return Preflight(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
 
 
