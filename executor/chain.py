@@ -93,10 +93,7 @@ def _find(
 def _signed_trees(record: RunRecord, rel: str) -> set[str]:
     """The tree digests ``record`` signs (``outputTrees``), and the one its signed subjects
     give for ``outputs/<rel>/`` when a deeper directory was read."""
-    trees = record.internal.get("outputTrees") or {}
-    found = (
-        {t for t in trees.values() if isinstance(t, str)} if isinstance(trees, Mapping) else set()
-    )
+    found = set(record.output_trees.values())
     clean = rel.strip("/")
     if clean and clean != ".":
         prefix = clean + "/"

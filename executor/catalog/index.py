@@ -211,20 +211,16 @@ def rows_of(
     signed-file checks)."""
     run_id, sha = record.run_id, record.statement_sha256
     view, internal = record.spec, record.internal
-    meta = record.statement["predicate"]["runDetails"].get("metadata", {})
-    lineage = internal.get("lineage") if isinstance(internal.get("lineage"), dict) else None
+    meta = record.metadata
+    lineage = dict(record.lineage) or None
     code = record.dependency("code") or {}
-    exit_code = None
-    for product in record.statement["predicate"]["runDetails"].get("byproducts", []):
-        if isinstance(product, dict) and product.get("name") == "exit-status":
-            exit_code = (product.get("annotations") or {}).get("exitCode")
     run = {
         "statement_sha256": sha,
         "run_id": run_id,
         "name": view.get("name"),
         "kind": _kind(lineage),
         "status": record.status,
-        "exit_code": exit_code if isinstance(exit_code, int) else None,
+        "exit_code": record.exit_code,
         "started": meta.get("startedOn"),
         "finished": meta.get("finishedOn"),
         "seed": view.get("seed") if isinstance(view.get("seed"), int) else None,
@@ -269,9 +265,8 @@ def rows_of(
         {**key, "name": name, "digest": f"sha256:{digest}", "role": "file"}
         for name, digest in sorted(record.outputs.items())
     ]
-    for name, digest in sorted((internal.get("outputTrees") or {}).items()):
-        if isinstance(name, str) and isinstance(digest, str):
-            outputs.append({**key, "name": name, "digest": digest, "role": "tree"})
+    for name, digest in sorted(record.output_trees.items()):
+        outputs.append({**key, "name": name, "digest": digest, "role": "tree"})
     overridden = {o.get("key") for o in view.get("paramOverrides", []) if isinstance(o, dict)}
     flat: dict[str, Any] = {}
     flatten(view.get("params", {}), "", flat)

@@ -63,12 +63,11 @@ def _why_not(kind: str, ident: str, record: RunRecord) -> str | None:
     """Why a verified record is still not the one ``kind:ident`` asks for, if it is not."""
     if kind == "run":
         return None if record.run_id == ident else f"it is run {record.run_id}, not {ident}"
-    lineage = record.internal.get("lineage")
     if record.spec.get("name") != ident:
         return f"its signed name is {record.spec.get('name')!r}"
     if record.status != "succeeded":
         return f"its signed status is {record.status}"
-    if isinstance(lineage, Mapping) and (lineage.get("replayOf") or lineage.get("derivedFrom")):
+    if record.lineage.get("replayOf") or record.lineage.get("derivedFrom"):
         return "it is a replay or rerun, not a run"
     return None
 

@@ -58,7 +58,7 @@ def handle(args: argparse.Namespace) -> int:
     if checked.error is not None:
         raise checked.error
     record = load_record(args.target, payload=checked.payload)
-    runtime = default_runtime(args.runtime or (record.spec.get("runtime") or {}).get("engine"))
+    runtime = default_runtime(args.runtime or record.engine)
     doc = export.export_run(
         record,
         runtime,

@@ -97,9 +97,7 @@ def handle(args: argparse.Namespace) -> int:
     if export.is_bundle(args.target):
         unpacked, original, image_id = _from_bundle(args, options.say)
         inputs = {**unpacked.inputs(), **inputs}
-        runtime = default_runtime(
-            args.runtime or original.record.spec.get("runtime", {}).get("engine")
-        )
+        runtime = default_runtime(args.runtime or original.record.engine)
         options.say("loading the bundle's image into the engine")
         runtime.load(unpacked.image_archive)
         image = spec.ImageSpec(image_id=image_id)  # what the signed record names
@@ -108,9 +106,7 @@ def handle(args: argparse.Namespace) -> int:
             code = unpacked.code_dir
     else:
         original = replay.open_original(args.target, trust_policy(args))
-        runtime = default_runtime(
-            args.runtime or original.record.spec.get("runtime", {}).get("engine")
-        )
+        runtime = default_runtime(args.runtime or original.record.engine)
     plan = replay.plan_replay(
         original, inputs=inputs, runtime=runtime, say=options.say, image=image, code_path=code
     )

@@ -64,7 +64,7 @@ def handle(args: argparse.Namespace) -> int:
     options = exec_options(args)
     changes = parse_inputs(args.input)
     original = replay.open_original(args.target, trust_policy(args))
-    runtime = default_runtime(args.runtime or original.record.spec.get("runtime", {}).get("engine"))
+    runtime = default_runtime(args.runtime or original.record.engine)
     plan = replay.plan_rerun(original, changes=changes, runtime=runtime, say=options.say)
     outcome = replay.execute(plan, options=options, runtime=runtime)
     diff = diff_records(original.record, load_record(outcome.result.run_dir))

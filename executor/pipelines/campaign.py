@@ -262,9 +262,7 @@ def _preflight(
             record = step.original.record
             if record.statement_sha256 != step.old_statement:
                 raise InputError(f"the record at {path} is no longer the one indexed")
-            runtime = default_runtime(
-                options.engine or (record.spec.get("runtime") or {}).get("engine")
-            )
+            runtime = default_runtime(options.engine or record.engine)
             keep = {
                 i["name"]
                 for i in record.spec.get("inputs", [])
@@ -273,7 +271,7 @@ def _preflight(
             run_spec = replay.spec_from_record(record, paths={}, digests={})
             skip = {i.name for i in run_spec.inputs if i.name not in keep}
             replay.check_record_pins(run_spec, record, runtime=runtime, say=options.say, skip=skip)
-            replaced_digests |= set(record.internal.get("outputTrees", {}).values())
+            replaced_digests |= set(record.output_trees.values())
         except RexecError as exc:
             problems.append(f"{step.old_run} ({step.name}): {exc.message}")
             problems.extend(f"    {d}" for d in exc.details)

@@ -110,8 +110,7 @@ def _run_steps(campaign: Campaign, options: RegenOptions) -> None:
             stopped = True
             continue
         new = load_record(step.new_dir)  # type: ignore[arg-type]
-        old_trees = record.internal.get("outputTrees", {})
-        new_trees = new.internal.get("outputTrees", {})
+        old_trees, new_trees = record.output_trees, new.output_trees
         for name, old_tree in old_trees.items():
             if new_trees.get(name) not in (None, old_tree):
                 key = (record.statement_sha256, old_tree)
@@ -165,7 +164,7 @@ def _rerun(
 ) -> None:
     assert step.original is not None
     record = step.original.record
-    runtime = default_runtime(options.engine or (record.spec.get("runtime") or {}).get("engine"))
+    runtime = default_runtime(options.engine or record.engine)
     plan = replay.plan_rerun(
         step.original,
         changes={n: c.path for n, c in changes.items()},

@@ -170,7 +170,7 @@ def loads(data: bytes, *, source: str) -> dict[str, Any]:
 def exit_status(statement: Mapping[str, Any]) -> dict[str, Any] | None:
     """The signed exit status of a run, from its byproducts."""
     for product in statement.get("predicate", {}).get("runDetails", {}).get("byproducts", []):
-        if product.get("name") == "exit-status":
+        if isinstance(product, dict) and product.get("name") == "exit-status":
             annotations = product.get("annotations")
             return dict(annotations) if isinstance(annotations, dict) else None
     return None

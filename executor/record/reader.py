@@ -137,6 +137,39 @@ class RunRecord:
         return internal
 
     @property
+    def engine(self) -> str | None:
+        """The container engine the spec named (``[runtime] engine``), if it named one."""
+        engine = dig(self.spec, "runtime", "engine")
+        return engine if isinstance(engine, str) else None
+
+    @property
+    def lineage(self) -> Mapping[str, Any]:
+        """Where the run comes from when it is no fresh run (a replay, a rerun, a
+        regeneration): ``internalParameters.lineage``, or empty."""
+        lineage = self.internal.get("lineage")
+        return lineage if isinstance(lineage, Mapping) else {}
+
+    @property
+    def output_trees(self) -> dict[str, str]:
+        """The signed tree digests of ``outputs/`` and its top-level directories."""
+        trees = self.internal.get("outputTrees")
+        if not isinstance(trees, Mapping):
+            return {}
+        return {k: v for k, v in trees.items() if isinstance(k, str) and isinstance(v, str)}
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """When it ran (``runDetails.metadata``: invocationId, startedOn, finishedOn)."""
+        found = dig(self.statement, "predicate", "runDetails", "metadata")
+        return found if isinstance(found, Mapping) else {}
+
+    @property
+    def exit_code(self) -> int | None:
+        """The job's signed exit code (the ``exit-status`` byproduct), if it had one."""
+        code = (exit_status(self.statement) or {}).get("exitCode")
+        return code if isinstance(code, int) else None
+
+    @property
     def outputs(self) -> dict[str, str]:
         """The signed subjects, name to sha256."""
         return {s["name"]: s["digest"]["sha256"] for s in self.statement.get("subject", [])}
@@ -180,7 +213,7 @@ class RunRecord:
             "path": str(self.path),
             "statementSha256": self.statement_sha256,
             "status": self.status,
-            "lineage": self.internal.get("lineage"),
+            "lineage": self.internal.get("lineage"),  # as signed, whatever its shape
         }
 
 

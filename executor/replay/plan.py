@@ -240,7 +240,7 @@ def _spec_from_record(
         ),
         tolerances=record.tolerances,
         seed_override=_seed_override(view),
-        engine=(view.get("runtime") or {}).get("engine"),
+        engine=record.engine,
     )
 
 
