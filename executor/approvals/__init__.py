@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from executor import safeio
-from executor.canonical import StrictJSONError, canonical_json, strict_loads
+from executor.canonical import canonical_json
 from executor.errors import MismatchError, RexecError, VerificationError
-from executor.record import STATEMENT_TYPE, RunRecord
+from executor.record import RunRecord, load_statement, statement_about
 from executor.signing import Signer, TrustPolicy
 
 __all__ = [
@@ -63,16 +63,11 @@ def vsa_statement(
     policy: dict[str, Any] = {"uri": policy_uri}
     if policy_digest:
         policy["digest"] = {"sha256": policy_digest}
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [
-            {
-                "name": f"{record.run_id}/statement.json",
-                "digest": {"sha256": record.statement_sha256},
-            }
-        ],
-        "predicateType": VSA_TYPE,
-        "predicate": {
+    return statement_about(
+        record.run_id,
+        record.statement_sha256,
+        predicate_type=VSA_TYPE,
+        predicate={
             # Only what both the SLSA VSA v1 text and the in-toto-attestation protobuf
             # bindings accept (a strict parse rejects unknown fields): the bindings have no
             # verifier.version and model verifiedLevels as one string where the spec says
@@ -86,7 +81,7 @@ def vsa_statement(
             "verificationResult": "PASSED",
             "slsaVersion": "1.0",
         },
-    }
+    )
 
 
 def write_approval(record: RunRecord, statement: Mapping[str, Any], signer: Signer) -> Path:
@@ -139,11 +134,8 @@ def verify_approval(path: Path, policy: TrustPolicy, statement_sha256: str) -> s
         raise VerificationError(f"{path.name}: cannot read it or its bundle ({exc})") from exc
     if signed.payload is None or signed.payload != data:
         raise VerificationError(f"{path.name}: differs from the payload its bundle signs")
-    try:
-        doc = strict_loads(data)
-    except StrictJSONError as exc:
-        raise VerificationError(f"{path.name}: not a JSON Statement ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("predicateType") != VSA_TYPE:
+    doc = load_statement(data, source=path.name, error=VerificationError)
+    if doc.get("predicateType") != VSA_TYPE:
         raise VerificationError(f"{path.name}: not a verification summary (VSA)")
     digests = [
         (s.get("digest") or {}).get("sha256")

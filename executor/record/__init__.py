@@ -18,6 +18,7 @@ from executor.record.manifest import (
     Byproduct,
     RunStatus,
     Subject,
+    statement_about,
 )
 from executor.record.manifest import loads as load_statement
 from executor.record.reader import STATEMENT_CAP, RunRecord, StatementView, dig, load_record
@@ -57,6 +58,7 @@ __all__ = [
     "manifest",
     "new_run_id",
     "replay_verdict",
+    "statement_about",
     "status_gate",
     "verify_artifact",
     "verify_record",

@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from executor.canonical import StrictJSONError, canonical_json, sha256_hex, strict_loads
-from executor.errors import InputError
+from executor.errors import InputError, RexecError
+from executor.record.writer import STATEMENT
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PROVENANCE_TYPE = "https://slsa.dev/provenance/v1"
@@ -148,22 +149,47 @@ def build_statement(
     }
 
 
+def statement_about(
+    run_id: str, statement_sha256: str, *, predicate_type: str, predicate: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A Statement whose one subject is a run's Statement (an approval, a replay verdict):
+    what it says holds for exactly those bytes."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": [{"name": f"{run_id}/{STATEMENT}", "digest": {"sha256": statement_sha256}}],
+        "predicateType": predicate_type,
+        "predicate": dict(predicate),
+    }
+
+
 def dumps(statement: Mapping[str, Any]) -> bytes:
     """The Statement as canonical JSON: the bytes that are hashed and signed."""
     return canonical_json(statement)
 
 
-def loads(data: bytes, *, source: str) -> dict[str, Any]:
-    """Parse a Statement and check the fields every consumer relies on."""
+def loads(data: bytes, *, source: str, error: type[RexecError] = InputError) -> dict[str, Any]:
+    """The one strict reader of a Statement (a run's, an approval, a verdict): strict JSON
+    (no duplicate keys, no NaN, bounded depth), in-toto v1, a list of subjects each with a
+    sha256. ``error``: what a failure raises (an approval that fails is not verified)."""
     try:
         statement = strict_loads(data)
     except StrictJSONError as exc:
-        raise InputError(f"{source}: not a strict JSON in-toto Statement: {exc}") from exc
+        raise error(
+            f"{source}: not a strict JSON in-toto Statement (the payload is not strict JSON: "
+            f"{exc})",
+            hint="rexec writes canonical JSON; this payload was not made by rexec",
+        ) from exc
     if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
-        raise InputError(f"{source}: not an in-toto Statement v1 (_type is not {STATEMENT_TYPE})")
-    for subject in statement.get("subject", []):
-        if not isinstance(subject, dict) or "sha256" not in subject.get("digest", {}):
-            raise InputError(f"{source}: subject {subject!r} has no sha256 digest")
+        raise error(
+            f"{source}: not an in-toto Statement v1 (_type is not {STATEMENT_TYPE})",
+            hint=f"expected _type {STATEMENT_TYPE!r}",
+        )
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list):
+        raise error(f"{source}: the Statement has no subject list")
+    for subject in subjects:
+        if not isinstance(subject, dict) or "sha256" not in (subject.get("digest") or {}):
+            raise error(f"{source}: subject {subject!r} has no sha256 digest")
     return statement
 
 

@@ -37,7 +37,8 @@ from executor.record.integrity import (
     compare_byproducts,
     compare_trees,
 )
-from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE, STATEMENT_TYPE
+from executor.record.manifest import MANIFEST_SCHEMA, PROVENANCE_TYPE
+from executor.record.manifest import loads as load_statement
 from executor.record.reader import STATEMENT_CAP, StatementView, dig
 from executor.record.writer import BUNDLE as RECORD_BUNDLE
 from executor.record.writer import OUTPUTS as RECORD_OUTPUTS
@@ -165,24 +166,6 @@ def _resolve_target(target: Path, artifacts: Path | None) -> _Target:
     )
 
 
-def _statement(payload: bytes, *, source: str) -> dict[str, Any]:
-    try:
-        doc = strict_loads(payload)
-    except StrictJSONError as exc:
-        raise InputError(
-            f"{source}: the signed payload is not strict JSON ({exc})",
-            hint="rexec writes canonical JSON; this payload was not made by rexec",
-        ) from exc
-    if not isinstance(doc, dict) or doc.get("_type") != STATEMENT_TYPE:
-        raise InputError(
-            f"{source}: the signed payload is not an in-toto Statement v1",
-            hint=f"expected _type {STATEMENT_TYPE!r}",
-        )
-    if not isinstance(doc.get("subject"), list):
-        raise InputError(f"{source}: the signed Statement has no subject list")
-    return doc
-
-
 def _read(path: Path, *, what: str, cap: int = STATEMENT_CAP) -> bytes:
     try:
         return safeio.read_capped(path, cap=cap)
@@ -244,7 +227,7 @@ def _check_verdict(record: Path, policy: TrustPolicy, payload: bytes) -> dict[st
             f"{verdict_file}: differs from the payload signed in {VERDICT_BUNDLE}",
             hint="the signed copy is the one to trust; the file was edited after signing",
         )
-    doc = _statement(checked.payload, source=str(bundle_file))
+    doc = load_statement(checked.payload, source=str(bundle_file))
     verdict = replay_verdict(doc)
     if verdict is None:
         raise VerificationError(f"{bundle_file}: not a replay verdict (test-result) Statement")
@@ -274,7 +257,7 @@ def verify_record(target: Path, policy: TrustPolicy, *, artifacts: Path | None =
                 hint="to verify a signature over a single file use --bundle B --artifact FILE",
             )
         payload = verified.payload
-        statement = _statement(payload, source=str(where.bundle))
+        statement = load_statement(payload, source=str(where.bundle))
         status, code = StatementView(statement).status
         verdict = Verdict(
             signer=verified.signer,

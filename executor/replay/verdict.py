@@ -8,7 +8,7 @@ from typing import Any
 
 from executor import runner
 from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison
-from executor.record import STATEMENT_TYPE, TEST_RESULT_TYPE, VERDICT_FILE, writer
+from executor.record import TEST_RESULT_TYPE, VERDICT_FILE, statement_about, writer
 from executor.replay.plan import Plan
 
 VERDICT_SCHEMA = "rexec.replay-verdict/v1"
@@ -56,16 +56,11 @@ def verdict_statement(
         if f.status not in (IDENTICAL, WITHIN_TOLERANCE)
     ]
     (passed if status_ok else failed).append("exit-status")
-    return {
-        "_type": STATEMENT_TYPE,
-        "subject": [
-            {
-                "name": f"{record.run_id}/{writer.STATEMENT}",
-                "digest": {"sha256": record.statement_sha256},
-            }
-        ],
-        "predicateType": TEST_RESULT_TYPE,
-        "predicate": {
+    return statement_about(
+        record.run_id,
+        record.statement_sha256,
+        predicate_type=TEST_RESULT_TYPE,
+        predicate={
             "result": _RESULTS[verdict],
             # rexec's detail rides in the replay's resource descriptor's annotations, the
             # place the test-result predicate leaves for it: a strict reader of the
@@ -82,7 +77,7 @@ def verdict_statement(
             "warnedTests": sorted(warned),
             "failedTests": sorted(failed),
         },
-    }
+    )
 
 
 def _detail(
