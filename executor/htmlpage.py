@@ -1,42 +1,54 @@
-"""One self-contained HTML page: inline style, no script, nothing fetched.
+"""Every HTML page rexec makes, from one set of templates: served (``rexec ui``) or
+written (``rexec report``, ``rexec lineage --format html``, a regeneration's report).
 
-Every page rexec writes (lineage, regeneration reports) is made here so that
-each has the same Content-Security-Policy (``default-src 'none'``: no script,
-no request of any kind) and escapes what it is given: callers pass text
-through :func:`esc`, and only markup they built themselves as ``body``.
+One renderer, Jinja2 with autoescape on, so whatever a job or a record controls is shown
+as text; the only markup passed through is the SVG Graphviz drew from escaped DOT. One
+stylesheet, inlined, and one Content-Security-Policy, in the page and (served) in the
+header: no script, nothing fetched. Jinja2 is imported on the first page, not before: a
+command that makes no page does not pay for it.
 """
 
 from __future__ import annotations
 
-import html
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-__all__ = ["CSP", "esc", "page"]
+__all__ = ["CSP", "render"]
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-STYLE = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em; color: #1d2330; }
-h1 { font-size: 1.3em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
-.graph svg { max-width: 100%; height: auto; border: 1px solid #d5dae3; border-radius: 6px; }
-table { border-collapse: collapse; margin: .4em 0 1.2em; }
-th, td { text-align: left; padding: .2em .8em .2em 0; vertical-align: top; }
-code { font: 12px ui-monospace, monospace; word-break: break-all; }
-section:target { background: #fff7d6; }
-.same { color: #4a6; } .changed { color: #b50; } .bad { color: #c22; font-weight: 600; }
-"""
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; "
+    "base-uri 'none'"
+)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+_environment: Any = None
 
 
-def esc(value: object) -> str:
-    """Any value as HTML text: markup, quotes and control characters made inert."""
-    text = html.escape(str(value), quote=True)
-    return "".join(c if c.isprintable() or c in "\n\t" else "\ufffd" for c in text)
+def render(template: str, **context: Any) -> str:
+    """The page ``template`` draws from ``context``; ``report=True`` for a page read
+    offline (no links to a server), ``url_for`` for a page a server answers with."""
+    return str(_templates().get_template(template).render(**context))
 
 
-def page(title: str, body: str) -> str:
-    """The whole document around ``body`` (markup the caller built, its text escaped)."""
-    return (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body>\n"
-        f"<h1>{esc(title)}</h1>\n{body}\n</body></html>\n"
-    )
+def short(digest: object) -> str:
+    """A digest as people compare it by eye: its algorithm and 12 hex digits."""
+    text = str(digest or "—")
+    algo, sep, hexpart = text.partition(":")
+    return f"{algo}:{hexpart[:12]}…" if sep else text
+
+
+def _templates() -> Any:
+    global _environment
+    if _environment is None:
+        import jinja2
+        from markupsafe import Markup
+
+        _environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES),
+            autoescape=True,
+        )
+        _environment.filters["q"] = lambda text: quote(str(text), safe="")
+        _environment.filters["short"] = short
+        _environment.globals.update(csp=Markup(CSP), style=Markup((TEMPLATES / "style.css").read_text()))
+    return _environment

@@ -71,6 +71,8 @@ EXTERNAL = {
     "psycopg": {"executor.catalog.postgres"},
     "pyarrow": {"executor.contracts.check"},
     "flask": {"executor.web.app"},
+    "jinja2": {"executor.htmlpage"},  # every page, served or written, from one renderer
+    "markupsafe": {"executor.htmlpage"},
     "werkzeug": {"executor.cli.ui"},  # Flask's own WSGI server, to serve the app
     "sqlite3": {"executor.catalog.sqlite", "executor.snapshot.statcache"},  # two separate caches
     # the transport of the two above, for their exception types

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from executor.catalog.graphviz import svg_of
-from executor.htmlpage import esc, page
+from executor.htmlpage import render
 
 __all__ = ["FORMATS", "render_lineage"]
 
@@ -93,32 +93,18 @@ def render_lineage(
 def _page(graph: Mapping[str, Any], svg: str, ids: Mapping[str, str]) -> str:
     """One HTML file: the graph (each node links to its run below) and every run's rows."""
     focus = graph.get("focus") or {}
-    title = f"Lineage of {focus.get('kind', '')} {focus.get('value', '')}"
-    ins: dict[str, list[Mapping[str, Any]]] = {}
-    outs: dict[str, list[Mapping[str, Any]]] = {}
-    for item in graph["inputs"]:
-        ins.setdefault(item["statement_sha256"], []).append(item)
-    for item in graph["outputs"]:
-        outs.setdefault(item["statement_sha256"], []).append(item)
-    parts = [
-        "<p>Made by <code>rexec lineage --format html</code> from the run catalog. Each box is a"
-        " run; an arrow is an output of one run that another read, matched by digest.</p>",
-        f'<div class="graph">{svg}</div>',
+    runs = [
+        {
+            **run,
+            "anchor": ids[run["statement_sha256"]],
+            "inputs": [
+                i for i in graph["inputs"] if i["statement_sha256"] == run["statement_sha256"]
+            ],
+            "outputs": [
+                o for o in graph["outputs"] if o["statement_sha256"] == run["statement_sha256"]
+            ],
+        }
+        for run in graph["runs"]
     ]
-    for run in graph["runs"]:
-        key = run["statement_sha256"]
-        parts.append(f'<section id="{ids[key]}"><h2><code>{esc(run["run_id"])}</code></h2><table>')
-        for key in ("name", "status", "kind", "started", "signer", "verification", "path"):
-            parts.append(f"<tr><th>{key}</th><td>{esc(run.get(key))}</td></tr>")
-        parts.append("</table><table><tr><th>input</th><th>digest</th></tr>")
-        for item in ins.get(key, []):
-            parts.append(
-                f"<tr><td>{esc(item['name'])}</td><td><code>{esc(item['digest'])}</code></td></tr>"
-            )
-        parts.append("<tr><th>output</th><th>digest</th></tr>")
-        for item in outs.get(key, []):
-            parts.append(
-                f"<tr><td>{esc(item['name'])}</td><td><code>{esc(item['digest'])}</code></td></tr>"
-            )
-        parts.append("</table></section>")
-    return page(title, "\n".join(parts))
+    doc = {"ref": f"{focus.get('kind', '')} {focus.get('value', '')}", "svg": svg, "runs": runs}
+    return render("lineage.html", doc=doc, report=True, made_by="rexec lineage --format html")

@@ -15,22 +15,17 @@ import hmac
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from flask import Flask, abort, make_response, redirect, render_template, request, url_for
+from flask import Flask, abort, make_response, redirect, request, url_for
 
 from executor import catalog
 from executor.errors import InputError
+from executor.htmlpage import CSP, render
 from executor.web import pages
 
-__all__ = ["CSP", "create_app", "report_html"]
+__all__ = ["create_app", "report_html"]
 
-CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 TOKEN_COOKIE = "rexec_ui_token"
 
 
@@ -55,7 +50,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
     rebinding: its requests carry its own name. (Werkzeug's TRUSTED_HOSTS cannot name
     an IPv6 address, hence this check.)
     """
-    app = Flask("executor.web", static_folder="static", template_folder="templates")
+    app = Flask("executor.web", static_folder=None)
     app.config.update(MAX_CONTENT_LENGTH=64 << 10)
     allowed = frozenset(h.lower() for h in hosts)
 
@@ -69,6 +64,9 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
 
     def run_url(run_id: str) -> str:
         return url_for("run", run_id=run_id)
+
+    def html(template: str, **context: Any) -> str:
+        return render(template, url_for=url_for, run_url=run_url, **context)
 
     @app.before_request
     def check_host() -> Any:
@@ -103,7 +101,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
 
     @app.errorhandler(InputError)
     def bad_input(exc: InputError) -> Any:
-        return make_response(render_template("error.html", error=exc), 404)
+        return make_response(html("error.html", error=exc), 404)
 
     @app.get("/")
     def ledger() -> Any:
@@ -117,7 +115,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
         query["where"] = request.args.getlist("where")
         with opened() as cat:
             doc = pages.ledger_page(cat, query)
-        return render_template("ledger.html", doc=doc, run_url=run_url)
+        return html("ledger.html", doc=doc)
 
     @app.get("/run/<path:run_id>")
     def run(run_id: str) -> Any:
@@ -127,9 +125,9 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
                 abort(404)
             if len(claims) > 1:
                 doc = catalog.show(cat, run_id)
-                return render_template("conflict.html", doc=doc, run_url=run_url)
+                return html("conflict.html", doc=doc)
             doc = pages.run_page(cat, claims[0]["statement_sha256"])
-        return render_template("run.html", doc=doc, run_url=run_url)
+        return html("run.html", doc=doc)
 
     @app.get("/lineage/<path:ref>")
     def lineage(ref: str) -> Any:
@@ -138,59 +136,53 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
             abort(400)
         with opened() as cat:
             doc = pages.lineage_page(cat, ref, direction, run_url)
-        return render_template("lineage.html", doc=doc, run_url=run_url)
+        return html("lineage.html", doc=doc)
 
     @app.get("/compare")
     def compare() -> Any:
         runs = [r for r in request.args.getlist("run") if r]
         if not 2 <= len(runs) <= 5:
-            return render_template("compare.html", doc=None, runs=runs, run_url=run_url)
+            return html("compare.html", doc=None, runs=runs)
         with opened() as cat:
             doc = pages.compare_page(cat, runs, everything=request.args.get("all") == "1")
-        return render_template("compare.html", doc=doc, runs=runs, run_url=run_url)
+        return html("compare.html", doc=doc, runs=runs)
 
     @app.get("/regenerations")
     def regenerations() -> Any:
         with opened() as cat:
             doc = pages.regeneration_page(cat, None)
-        return render_template("regenerations.html", doc=doc)
+        return html("regenerations.html", doc=doc)
 
     @app.get("/regeneration/<path:regeneration>")
     def regeneration(regeneration: str) -> Any:
         with opened() as cat:
             doc = pages.regeneration_page(cat, regeneration)
-        if not doc["runs"]:
+        if not doc["stages"]:
             abort(404)
-        return render_template("regeneration.html", doc=doc, run_url=run_url)
+        return html("regeneration.html", doc=doc)
 
-    app.jinja_env.filters["q"] = lambda text: quote(str(text), safe="")
     return app
 
 
 def report_html(location: str, ref: str, *, max_runs: int) -> str:
     """The report page: the same templates as the server, rendered once, links as anchors."""
-    app = create_app(location, hosts=["localhost"])
-    css = (Path(__file__).parent / "static" / "style.css").read_text()
     cat = catalog.open_catalog(location, create=False)
     try:
-        with app.test_request_context("/"):
 
-            def anchor(run_id: str) -> str:
-                return f"#run-{run_id}"
+        def anchor(run_id: str) -> str:
+            return f"#run-{run_id}"
 
-            lineage = pages.lineage_page(cat, ref, "both", anchor)
-            records = [r["statement_sha256"] for r in lineage["graph"]["runs"]][:max_runs]
-            docs = [pages.run_page(cat, statement) for statement in records]
-            return str(
-                render_template(
-                    "report.html",
-                    ref=ref,
-                    lineage=lineage,
-                    docs=docs,
-                    run_url=anchor,
-                    report=True,
-                    inline_css=css,
-                )
-            )
+        lineage = pages.lineage_page(cat, ref, "both", anchor)
+        records = [r["statement_sha256"] for r in lineage["graph"]["runs"]][:max_runs]
+        docs = [pages.run_page(cat, statement) for statement in records]
+        return render(
+            "report.html",
+            ref=ref,
+            lineage=lineage,
+            docs=docs,
+            run_url=anchor,
+            report=True,
+            made_by="rexec report",
+        )
     finally:
         cat.close()

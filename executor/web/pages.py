@@ -98,8 +98,17 @@ def regeneration_page(cat: catalog.Catalog, regeneration: str | None) -> dict[st
     if regeneration is None:
         return {"regenerations": cat.regenerations()}
     runs, fixes = cat.regeneration(regeneration)
-    return {
-        "id": regeneration,
-        "runs": [{**r, **catalog.claim(r)} for r in runs],
-        "corrections": fixes,
-    }
+    stages = []
+    for row in runs:
+        claim = catalog.claim(row)
+        stages.append(
+            {
+                "name": row["name"],
+                "old_run": row["old_run"],
+                "new_run": row["run_id"],
+                "status": row["status"],
+                "claim": not claim["verified"],
+                "signer": claim.get("signer"),
+            }
+        )
+    return {"id": regeneration, "stages": stages, "corrections": fixes}

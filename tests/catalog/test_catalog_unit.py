@@ -306,6 +306,17 @@ def test_svg_and_html_lineage_render_hostile_names_inert_and_link_nodes_to_runs(
     assert info.value.hint is not None and "apt-get install graphviz" in info.value.hint
 
 
+def test_the_html_lineage_lists_each_runs_own_inputs_and_outputs() -> None:
+    """Each run's section names what it read and what it made (a loop variable once hid
+    them: every section showed none)."""
+    import re
+
+    page = render_lineage(_graph(), "html")
+    sections = dict(re.findall(r'<section id="(r\d)">(.*?)</section>', page, re.S))
+    assert "outputs/d/" in sections["r0"] and "outputs/d/" not in sections["r1"]
+    assert "1" * 64 in sections["r1"]  # b read what a made
+
+
 def test_a_damaged_catalog_is_a_clear_error_not_a_traceback(tmp_path: Path) -> None:
     from executor.errors import InfrastructureError
 
