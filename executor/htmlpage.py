@@ -50,5 +50,7 @@ def _templates() -> Any:
         )
         _environment.filters["q"] = lambda text: quote(str(text), safe="")
         _environment.filters["short"] = short
-        _environment.globals.update(csp=Markup(CSP), style=Markup((TEMPLATES / "style.css").read_text()))
+        _environment.globals.update(
+            csp=Markup(CSP), style=Markup((TEMPLATES / "style.css").read_text())
+        )
     return _environment

@@ -70,7 +70,7 @@ def resolve(catalog: Catalog, ref: str) -> tuple[str, str]:
     if not candidates:
         raise InputError(
             f"{ref}: no run or digest in the catalog starts with it",
-            hint="`rexec log` lists the runs; `rexec catalog index RUNS_DIR` adds records",
+            hint="`rexec runs` lists the runs; `rexec catalog index RUNS_DIR` adds records",
         )
     if len(candidates) > 1:
         raise InputError(

@@ -1,4 +1,4 @@
-"""``rexec log --where "metrics.acc > 0.9"``: one comparison as SQL, its values bound.
+"""``rexec runs --where "metrics.acc > 0.9"``: one comparison as SQL, its values bound.
 
 The grammar is small on purpose (MLflow's, AND-only: give ``--where`` once per
 condition): ``metrics.KEY OP NUMBER``, ``params.KEY OP VALUE`` (a number, or a

@@ -21,6 +21,8 @@ from executor.errors import ExitCode, Interrupted, RexecError
 
 __all__ = ["build_parser", "entry", "main"]
 
+# Old names that still work, and the subcommand module that answers them.
+ALIASES = {"log": "runs"}
 # Subcommand modules, in the order `rexec --help` lists them.
 SUBCOMMANDS = (
     "run",
@@ -39,7 +41,7 @@ SUBCOMMANDS = (
     "cancel",
     "slurm_node",
     "catalog",
-    "log",
+    "runs",
     "show",
     "lineage",
     "compare",
@@ -53,6 +55,20 @@ SUBCOMMANDS = (
 )
 
 EPILOG = """\
+words (each means one thing, from command to folder to record):
+  spec        the TOML that says what to run, on what (specs/*.toml; `rexec lock` pins it)
+  record      one run's signed directory, runs/<run-id>: the Statement, its signature,
+              outputs, logs (verify, replay, rerun, diff, approve, publish, export take one)
+  catalog     the index of records, never an authority: what it lists is verified when
+              used (runs, show, lineage, compare, ui, report, regenerate read it)
+  submission  a run queued on Slurm by `submit` (status, logs, cancel take one)
+  pipeline    stages in order, each a run (`pipeline run`); a stage whose computation did
+              not change is reused, its record verified
+  diff        two records, file by file, from their signed bytes; compare: several runs
+              side by side, from the catalog
+  runs        the catalog's ledger (`log` is its old name); logs: a submission's Slurm log
+  show        a run or digest in the catalog; status: a submission's state on Slurm
+
 exit codes:
   0  success
   1  internal error (a bug in rexec; please report it with -v output)
@@ -166,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = next((w for w in words if not w.startswith("-")), None)
     # Only the named subcommand's module is imported; `--version` alone needs none.
     module = first.replace("-", "_") if first else None  # `slurm-node` lives in slurm_node
+    module = ALIASES.get(module or "", module)
     only = module if module in SUBCOMMANDS else ("" if "--version" in words else None)
     parser = build_parser(only=only)
     args = parser.parse_args(words)

@@ -6,6 +6,7 @@ import argparse
 
 from executor import cluster
 from executor.cli._cluster import add_runs_dir
+from executor.cli._json import print_json
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="examples:\n  rexec cancel 20261201T120000Z-train-1a2b3c\n  rexec cancel 4711_3\n",
     )
     p.add_argument("ref", metavar="RUN_ID|JOB_ID", help="a run id, job id, or array task (123_4)")
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     add_runs_dir(p)
     p.set_defaults(handler=handle)
 
@@ -31,5 +33,8 @@ def handle(args: argparse.Namespace) -> int:
     assert sub.job_id is not None
     target = args.ref if "_" in args.ref and args.ref.split("_")[0] == sub.job_id else sub.job_id
     cluster.Slurm().cancel(target)
+    if args.json:
+        print_json({"cancelled": target, "run_id": sub.run_id})
+        return 0
     print(f"cancelled Slurm job {target} (run {sub.run_id}); `rexec status {sub.run_id} --wait`")
     return 0

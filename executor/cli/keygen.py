@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from executor.cli._json import print_json
 from executor.errors import ExitCode, InputError
 from executor.signing import default_key_prefix, generate_keypair
 
@@ -35,6 +36,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="VAR",
         help="encrypt the private key with the password in environment variable VAR",
     )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     p.set_defaults(handler=handle)
 
 
@@ -66,6 +68,16 @@ def handle(args: argparse.Namespace) -> int:
     public_path = prefix.with_name(prefix.name + ".pub")
     password = _password(args)
     hint = generate_keypair(private_path, public_path, password=password)
+    if args.json:
+        print_json(
+            {
+                "private_key": str(private_path),
+                "public_key": str(public_path),
+                "encrypted": bool(password),
+                "hint": hint,
+            }
+        )
+        return int(ExitCode.OK)
     print(f"private key: {private_path}{' (encrypted)' if password else ''}")
     print(f"public key:  {public_path}")
     print(f"key hint:    {hint}")

@@ -35,7 +35,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     way.add_argument("--upstream", dest="direction", action="store_const", const="upstream")
     way.add_argument("--downstream", dest="direction", action="store_const", const="downstream")
     way.add_argument("--both", dest="direction", action="store_const", const="both")
-    p.add_argument("--format", choices=FORMATS, default="tree", help="default: tree")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--format", choices=FORMATS, default="tree", help="default: tree")
+    form.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const="json",
+        help="the same as --format json: one JSON document, as every command's --json",
+    )
     p.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
     add_catalog_option(p)
     p.set_defaults(handler=handle, direction="both")

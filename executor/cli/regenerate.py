@@ -31,7 +31,7 @@ Finds every current run built on the old digest (directly, or through other runs
 outputs) in the catalog, checks every record and every pin that is not being
 replaced before anything runs (all misses are listed together), then re-runs them
 in order on the corrected data. A run whose outputs come out identical stops the
-cascade below it (pruned). Old records stay, marked superseded; `rexec log --stale`
+cascade below it (pruned). Old records stay, marked superseded; `rexec runs --stale`
 lists current runs still built on a corrected digest.
 exit codes: 0 done, 2 bad input or a missing pin, 3 a record does not verify,
 4 a data contract is broken, 5 a job failed

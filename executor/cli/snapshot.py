@@ -95,6 +95,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     v.add_argument("path", metavar="PATH")
     v.add_argument("digest", metavar="DIGEST")
     v.add_argument("--listing", metavar="FILE", help="listing of the pinned state, to name files")
+    v.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     _common(v)
     v.set_defaults(handler=handle_verify)
 
@@ -162,7 +163,10 @@ def handle_verify(args: argparse.Namespace) -> int:
         use_cache=not args.rehash,
         progress=not args.quiet,
     )
-    print(f"ok: {args.path} matches {snap.digest}")
+    if args.json:
+        print(json.dumps(_summary(snap) | {"path": args.path, "matches": True}, sort_keys=True))
+    else:
+        print(f"ok: {args.path} matches {snap.digest}")
     if not args.quiet:
         _say(_summary_line(snap))
     return int(ExitCode.OK)

@@ -200,7 +200,7 @@ def plan_regeneration(
         raise InputError(
             f"{old_digest}: no current run read it",
             details=[f"{i['runId']}: {i['reason']}" for i in campaign.ignored],
-            hint="`rexec log --input DIGEST` lists who did",
+            hint="`rexec runs --input DIGEST` lists who did",
         )
     needs = _needs(cat, current)
     for sha in graphlib.TopologicalSorter(needs).static_order():

@@ -27,7 +27,7 @@ Link = Callable[[str], str]  # run id -> the URL of its page
 
 
 def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any]:
-    """The ledger, newest first, filtered like ``rexec log``, one page at a time."""
+    """The ledger, newest first, filtered like ``rexec runs``, one page at a time."""
     page = int(query.get("page") or 1)
     where = [w for w in query.get("where", []) if w]
     filters = {k: query.get(k) or None for k in ("name", "status", "input", "signer")}

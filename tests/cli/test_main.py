@@ -136,3 +136,75 @@ def test_diff_says_same_tree_other_commit_and_names_argv_words() -> None:
     lines = [line for line, _ in input_lines(inputs)]
     assert f"code: same tree {tree}, other commit {'a' * 40} → {'b' * 40}" in lines
     assert 'argv[2]: "0.1" → "0.2"' in lines
+
+
+# Commands that print no data, and why: each other command takes --json.
+NO_JSON = {
+    "logs": "prints the job's own log text, as Slurm wrote it",
+    "report": "writes one HTML file and names it",
+    "ui": "serves pages until stopped",
+    "slurm-node": "run by the batch script, never by a person",
+}
+
+
+def _subcommands() -> dict[str, object]:
+    import argparse
+
+    from executor.cli import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_command_that_prints_data_takes_json() -> None:
+    """One flag for one JSON document, whatever the command (lineage once took only
+    --format json)."""
+    lacking = []
+    for name, sub in _subcommands().items():
+        options = {o for a in sub._actions for o in a.option_strings}  # type: ignore[attr-defined]
+        nested = [a for a in sub._actions if a.choices and not a.option_strings]  # type: ignore[attr-defined]
+        if nested and "--json" not in options:  # a group (catalog, snapshot): its leaves
+            for leaf_name, leaf in next(iter(nested)).choices.items():
+                leaf_options = {o for a in leaf._actions for o in a.option_strings}
+                if "--json" not in leaf_options and f"{name} {leaf_name}" not in NO_JSON:
+                    lacking.append(f"{name} {leaf_name}")
+            continue
+        if "--json" not in options and name not in NO_JSON:
+            lacking.append(name)
+    assert lacking == []
+
+
+def test_the_old_name_log_is_runs() -> None:
+    from executor.cli import build_parser
+
+    parsed = [build_parser().parse_args([word, "--name", "train"]) for word in ("runs", "log")]
+    assert parsed[0].handler is parsed[1].handler and parsed[1].name == "train"
+
+
+def test_lineage_json_is_format_json() -> None:
+    from executor.cli import build_parser
+
+    args = build_parser().parse_args(["lineage", "some-run", "--json"])
+    assert args.format == "json"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["lineage", "some-run", "--json", "--format", "dot"])
+
+
+def test_keygen_and_snapshot_verify_print_one_json_document(tmp_path: Path) -> None:
+    import json
+
+    def rexec(*words: str) -> dict[str, object]:
+        out = subprocess.run(
+            [sys.executable, "-m", "executor", *words], capture_output=True, text=True, check=True
+        )
+        doc: dict[str, object] = json.loads(out.stdout)
+        return doc
+
+    keys = rexec("keygen", "--out", str(tmp_path / "k"), "--json")
+    assert keys["public_key"] == str(tmp_path / "k.pub") and Path(str(keys["public_key"])).is_file()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.txt").write_text("a")
+    pinned = rexec("snapshot", "hash", str(tmp_path / "data"), "--json", "-q")["digest"]
+    checked = rexec("snapshot", "verify", str(tmp_path / "data"), str(pinned), "--json", "-q")
+    assert checked["matches"] is True and checked["digest"] == pinned

@@ -1,4 +1,5 @@
-"""``rexec log``: the ledger of runs, newest first, filtered."""
+"""``rexec runs`` (once ``rexec log``): the ledger of runs in the catalog, newest first,
+filtered."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from executor.cli._json import print_json
 
 EPILOG = """\
 examples:
-  rexec log
-  rexec log --name train --status succeeded --where "metrics.acc > 0.9" --where "params.lr = 0.01"
-  rexec log --input sha256-tree-v1:5be7d7… --json     which runs read this snapshot?
-  rexec log --produced sha256:8adcb63d…               which run produced this file?
-  rexec log --signer 'alice@example.com'             which runs did Alice sign?
+  rexec runs
+  rexec runs --name train --status succeeded --where "metrics.acc > 0.9" --where "params.lr = 0.01"
+  rexec runs --input sha256-tree-v1:5be7d7… --json     which runs read this snapshot?
+  rexec runs --produced sha256:8adcb63d…               which run produced this file?
+  rexec runs --signer 'alice@example.com'             which runs did Alice sign?
 
 --where takes FIELD OP VALUE: metrics.KEY (or metrics.FILE:KEY) with a number,
 params.KEY with a number or a string, seed with an integer; give it once per
@@ -25,10 +26,11 @@ COLUMNS = ("run_id", "kind", "status", "name", "seed", "started", "verification"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``rexec log`` to the parser."""
+    """Add ``rexec runs`` (and its old name ``rexec log``) to the parser."""
     p = sub.add_parser(
-        "log",
-        help="the ledger of runs in the catalog, newest first, with filters",
+        "runs",
+        aliases=["log"],
+        help="the ledger of runs in the catalog, newest first, with filters (was: log)",
         description="List the catalog's runs, newest first, filtered by what they read and made.",
         epilog=EPILOG,
     )
