@@ -9,6 +9,7 @@ any of it read, and it is checked against digests the signed record gives.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tarfile
@@ -22,6 +23,8 @@ __all__ = ["TOTAL_CAP", "add_tree", "unpack"]
 
 TOTAL_CAP = 256 << 30
 MEMBERS_CAP = 2_000_000
+# What an archive's own shape can make the file system refuse (a member under a file).
+SHAPE_ERRORS = (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP)
 
 
 def _walk(root: Path, skip: Callable[[Path], bool]) -> Iterator[Path]:
@@ -116,3 +119,11 @@ def unpack(archive: Path, dest: Path) -> None:
                         left -= len(chunk)
     except (tarfile.TarError, EOFError) as exc:
         raise InputError(f"{archive}: not a readable tar archive ({exc})") from exc
+    except OSError as exc:
+        if exc.errno not in SHAPE_ERRORS:
+            raise  # the disk's, not the archive's
+        name = os.fsdecode(exc.filename) if exc.filename is not None else "a member"
+        raise InputError(
+            f"{archive}: {name} cannot be unpacked: {exc.strerror} (a file and a directory "
+            "of one name, or a member inside a file)"
+        ) from exc
