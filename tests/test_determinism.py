@@ -9,7 +9,7 @@ import pytest
 from executor.determinism import FRAMEWORKS, REASONS, determinism_env
 from executor.errors import InputError
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "determinism.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "determinism.md"
 ALWAYS = {
     "REXEC_SEED",
     "PYTHONHASHSEED",

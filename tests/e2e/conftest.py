@@ -14,12 +14,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_BASE = "rexec/base:bookworm"
@@ -79,6 +80,55 @@ def engine() -> None:
     pytest.skip(problem)
 
 
+def spec(
+    name: str,
+    command: Sequence[str],
+    *,
+    image: Mapping[str, Any] | None = None,
+    run: Mapping[str, Any] | None = None,
+    inputs: Sequence[Mapping[str, Any]] = (),
+    **tables: Any,
+) -> dict[str, Any]:
+    """A run spec as a document, every e2e test's (DVC's ``tmp_dir.gen`` is the model): the
+    base image and seed 1 unless the test says otherwise, every other table as given."""
+    doc: dict[str, Any] = {
+        "version": 1,
+        "name": name,
+        "image": dict(image or {"ref": BASE_IMAGE}),
+        "run": {"command": list(command), "seed": 1, **(run or {})},
+    }
+    if inputs:
+        doc["inputs"] = [dict(i) for i in inputs]
+    doc.update(tables)
+    return doc
+
+
+# `[determinism] frameworks = []`: for a job that imports no framework rexec seeds.
+NO_FRAMEWORKS: dict[str, Any] = {"frameworks": []}
+# The demo image, built from the base image (its FROM pinned by a build argument).
+DEMO_IMAGE = {
+    "build": {
+        "dockerfile": f"{REPO}/images/demo/Dockerfile",
+        "context": f"{REPO}/images/demo",
+        "args": {"BASE_IMAGE": BASE_IMAGE},
+    }
+}
+
+
+def gen(path: Path, doc: Mapping[str, Any], *, extra: str = "") -> Path:
+    """Write ``doc`` as TOML at ``path``; ``extra`` is raw TOML appended, for what a test
+    writes by hand (a table it adds, or something no valid document holds)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(tomli_w.dumps(doc) + textwrap.dedent(extra))
+    return path
+
+
+def pinned(rexec: Rexec, name: str, path: Path, mount: str) -> dict[str, str]:
+    """An ``[[inputs]]`` entry for ``path``, pinned to its digest now."""
+    digest = rexec("snapshot", "hash", path, "--quiet").stdout.strip()
+    return {"name": name, "path": str(path), "digest": digest, "mount": mount}
+
+
 @dataclass
 class Result:
     code: int
@@ -116,13 +166,26 @@ class Rexec:
         return result
 
     def run(
-        self, spec: Path, key: Path, runs: Path, *more: str | Path, check: int | None = 0
+        self, spec: Path, key: Path | None, runs: Path, *more: str | Path, check: int | None = 0
     ) -> Path:
-        """`rexec run SPEC --json` with a signing key; returns the record directory."""
-        out = self(
-            "run", spec, "--signing-key", key, "--runs-dir", runs, "--json", *more, check=check
-        )
-        return Path(json.loads(out.stdout)["run_dir"])
+        """`rexec run SPEC --json`; returns the record directory."""
+        return run_record(self, spec, key, runs, *more, check=check)
+
+
+def run_record(
+    call: Callable[..., Any],
+    spec: Path,
+    key: Path | None,
+    runs: Path,
+    *more: str | Path,
+    check: int | None = 0,
+) -> Path:
+    """The one way the e2e tests run a spec: `rexec run SPEC --json` through ``call`` (a
+    :class:`Rexec`, or another user's), signed with ``key`` (None: unsigned), exiting
+    ``check``; returns the record's directory."""
+    signing = ["--signing-key", key] if key is not None else ["--sign", "none"]
+    out = call("run", spec, *signing, "--runs-dir", runs, "--json", *more, check=check)
+    return Path(json.loads(out.stdout)["run_dir"])
 
 
 def statement(run_dir: Path) -> dict[str, Any]:
@@ -184,41 +247,35 @@ class Project:
         git(self.root, "add", "-A")
         git(self.root, "commit", "-qm", f"add {name}")
 
-    def spec(self, command: list[str], *, extra: str = "", pin: str | None = None) -> Path:
+    def spec(
+        self,
+        command: list[str],
+        *,
+        extra: str = "",
+        pin: str | None = None,
+        image: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        run: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        **tables: Any,
+    ) -> Path:
+        """The project's spec: the demo image, its code, its data pinned (``pin``: another
+        digest), and whatever the test adds."""
         digest = pin or self.rexec("snapshot", "hash", self.data, "--quiet").stdout.strip()
-        cmd = ", ".join(f'"{c}"' for c in command)
-        text = textwrap.dedent(f"""\
-            version = 1
-            name = "e2e"
-
-            [image]
-            build = {{ dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo", args = {{ BASE_IMAGE = "{BASE_IMAGE}" }} }}
-
-            [run]
-            command = [{cmd}]
-            workdir = "/code"
-            seed = 7
-            timeout = "2m"
-
-            [[inputs]]
-            name = "data"
-            path = "data"
-            digest = "{digest}"
-            mount = "/data"
-
-            [code]
-            path = "code"
-
-            [params]
-            scale = 2
-
-            [resources]
-            cpus = 1
-            memory = "512m"
-            """) + textwrap.dedent(extra)
-        path = self.root / "spec.toml"
-        path.write_text(text)
-        return path
+        doc = spec(
+            "e2e",
+            command,
+            image=image or DEMO_IMAGE,
+            run={"workdir": "/code", "seed": 7, "timeout": "2m", **(run or {})},
+            inputs=[{"name": "data", "path": "data", "digest": digest, "mount": "/data"}],
+            **{
+                "code": {"path": "code"},
+                "params": {"scale": 2, **(params or {})},
+                "resources": {"cpus": 1, "memory": "512m", **(resources or {})},
+                **tables,
+            },
+        )
+        return gen(self.root / "spec.toml", doc, extra=extra)
 
 
 @pytest.fixture

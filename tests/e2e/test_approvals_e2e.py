@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BASE_IMAGE, Rexec, strict_parse
+from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, gen, spec, strict_parse
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -22,24 +21,14 @@ def setup(rexec: Rexec, tmp_path: Path) -> dict[str, Any]:
     for who in ("trainer", "alice", "bob", "carol"):
         rexec("keygen", "--out", tmp_path / "keys" / who)
         keys[who] = (tmp_path / "keys" / f"{who}.key", tmp_path / "keys" / f"{who}.pub")
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "model"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "-c", "open('/outputs/w.txt', 'w').write('42')"]
-        seed = 1
-        purpose = "release candidate 1.4"
-        [determinism]
-        frameworks = []
-        """)
+    command = ["python3", "-c", "open('/outputs/w.txt', 'w').write('42')"]
+    doc = spec(
+        "model", command, run={"purpose": "release candidate 1.4"}, determinism=NO_FRAMEWORKS
     )
+    spec_file = gen(tmp_path / "spec.toml", doc)
     runs = tmp_path / "runs"
-    first = rexec.run(spec, keys["trainer"][0], runs)
-    second = rexec.run(spec, keys["trainer"][0], runs, "--purpose", "a second try")
+    first = rexec.run(spec_file, keys["trainer"][0], runs)
+    second = rexec.run(spec_file, keys["trainer"][0], runs, "--purpose", "a second try")
     return {"keys": keys, "runs": runs, "first": first, "second": second}
 
 

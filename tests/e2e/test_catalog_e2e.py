@@ -11,14 +11,13 @@ import hashlib
 import json
 import shutil
 import subprocess
-import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BASE_IMAGE, Rexec, build_definition
+from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, build_definition, gen, pinned, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -40,29 +39,15 @@ STAGES = {
 
 
 def stage(rexec: Rexec, root: Path, name: str, data: Path, key: Path, runs: Path) -> Path:
-    digest = rexec("snapshot", "hash", data, "--quiet").stdout.strip()
-    spec = root / f"{name}.toml"
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "{name}"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "-c", {json.dumps(STAGES[name])}]
-        seed = 1
-        [[inputs]]
-        name = "data"
-        path = "{data}"
-        digest = "{digest}"
-        mount = "/data"
-        [params]
-        stage = "{name}"
-        [determinism]
-        frameworks = []
-        """)
+    doc = spec(
+        name,
+        ["python3", "-c", STAGES[name]],
+        inputs=[pinned(rexec, "data", data, "/data")],
+        params={"stage": name},
+        determinism=NO_FRAMEWORKS,
     )
-    out = rexec("run", spec, "--signing-key", key, "--runs-dir", runs, "--json", "-q")
+    path = gen(root / f"{name}.toml", doc)
+    out = rexec("run", path, "--signing-key", key, "--runs-dir", runs, "--json", "-q")
     return Path(json.loads(out.stdout)["run_dir"])
 
 
@@ -207,27 +192,18 @@ def test_concurrent_runs_lose_nothing_and_a_copied_record_is_found_by_digest(
 def from_stage(
     rexec: Rexec, root: Path, ref: str, keys: tuple[Path, Path], runs: Path, digest: str = ""
 ) -> Any:
-    spec = root / "train-from.toml"
-    pin = f'digest = "{digest}"\n' if digest else ""
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "train"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "-c", {json.dumps(STAGES["train"])}]
-        seed = 1
-        [[inputs]]
-        name = "data"
-        from = "{ref}"
-        mount = "/data"
-        """)
-        + pin
-        + "[determinism]\nframeworks = []\n"
+    upstream = {
+        "name": "data",
+        "from": ref,
+        "mount": "/data",
+        **({"digest": digest} if digest else {}),
+    }
+    doc = spec(
+        "train", ["python3", "-c", STAGES["train"]], inputs=[upstream], determinism=NO_FRAMEWORKS
     )
+    path = gen(root / "train-from.toml", doc)
     return rexec(
-        "run", spec, "--signing-key", keys[0], "--key", keys[1], "--runs-dir", runs, "--json",
+        "run", path, "--signing-key", keys[0], "--key", keys[1], "--runs-dir", runs, "--json",
         "-q", check=None,
     )  # fmt: skip
 

@@ -431,7 +431,7 @@ def test_the_spec_edited_after_submitting_changes_nothing_that_runs(
     job = "import os; open('/outputs/seed.txt', 'w').write(os.environ['REXEC_SEED'])"
     spec = project.spec(["python3", "-c", job])
     sub = submit(slurm, spec, keys[0], runs, "--sbatch=--hold")
-    spec.write_text(spec.read_text().replace("seed = 7", "seed = 666"))
+    project.spec(["python3", "-c", job], run={"seed": 666})  # the same file, edited
     sh(slurm.env, "scontrol", "release", sub["job_id"])
     done = status(slurm, sub["run_id"], runs, "--wait")
     record = Path(done["tasks"][0]["record"])

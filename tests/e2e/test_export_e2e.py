@@ -10,7 +10,6 @@ import signal
 import subprocess
 import tarfile
 import tempfile
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BASE_IMAGE, Rexec, git
+from tests.e2e.conftest import BASE_IMAGE, NO_FRAMEWORKS, Rexec, gen, git, pinned, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -92,30 +91,14 @@ def exported(rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path) -> dict[str,
     git(code, "init", "-q")
     git(code, "add", "-A")
     git(code, "commit", "-qm", "train")
-    digest = rexec("snapshot", "hash", data, "--quiet").stdout.strip()
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "audited"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "/code/train.py"]
-        seed = 1
-        [code]
-        path = "{code}"
-        mount = "/code"
-        [[inputs]]
-        name = "data"
-        path = "{data}"
-        digest = "{digest}"
-        mount = "/data"
-        [determinism]
-        frameworks = []
-        """)
+    doc = spec(
+        "audited",
+        ["python3", "/code/train.py"],
+        inputs=[pinned(rexec, "data", data, "/data")],
+        code={"path": str(code), "mount": "/code"},
+        determinism=NO_FRAMEWORKS,
     )
-    run = rexec.run(spec, keys[0], tmp_path / "runs")
+    run = rexec.run(gen(tmp_path / "spec.toml", doc), keys[0], tmp_path / "runs")
     bundle = tmp_path / "run.tar"
     doc = json.loads(rexec("export", run, "-o", bundle, "--key", keys[1], "--json").stdout)
     return {"run": run, "bundle": bundle, "doc": doc, "data": data, "code": code}

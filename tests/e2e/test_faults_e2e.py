@@ -300,15 +300,11 @@ def test_a_registry_that_is_down_is_an_infrastructure_error_for_lock_and_run(
         pytest.skip(f"{pidfile} is missing: this registry was not started by scripts/setup")
     ref = f"{registry}/rexec/absent:v1"
     project.write_code("ok.py", "print('fine')\n")
-    spec = project.spec(["python3", "/code/ok.py"])
-    text = spec.read_text()
-    start = text.index("build = {")
-    unpinned = spec.with_name("unpinned.toml")
-    unpinned.write_text(text[:start] + f'ref = "{ref}"' + text[text.index("\n", start) :])
-    pinned = spec.with_name("pinned.toml")
-    pinned.write_text(
-        unpinned.read_text().replace(ref, f"{registry}/rexec/absent@sha256:{'0' * 64}")
-    )
+    spec = project.spec(["python3", "/code/ok.py"], image={"ref": ref})
+    unpinned = spec.rename(spec.with_name("unpinned.toml"))
+    absent = f"{registry}/rexec/absent@sha256:{'0' * 64}"
+    pinned = project.spec(["python3", "/code/ok.py"], image={"ref": absent})
+    pinned = pinned.rename(pinned.with_name("pinned.toml"))
     os.kill(int(pidfile.read_text()), signal.SIGTERM)
     try:
         time.sleep(0.5)

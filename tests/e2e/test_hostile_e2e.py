@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import REPO, Project, Rexec, build_definition, git
+from tests.e2e.conftest import BASE_IMAGE, Project, Rexec, build_definition, git
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -44,14 +44,8 @@ def image_spec(project: Project, dockerfile: str, command: list[str]) -> Path:
     context = project.root / "img"
     context.mkdir(exist_ok=True)
     (context / "Dockerfile").write_text(f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n{dockerfile}")
-    spec = project.spec(command)
-    text = spec.read_text().replace(
-        f'{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo"',
-        f'{context}/Dockerfile", context = "{context}"',
-    )
-    assert text != spec.read_text()
-    spec.write_text(text)
-    return spec
+    build = {"dockerfile": f"{context}/Dockerfile", "context": str(context)}
+    return project.spec(command, image={"build": {**build, "args": {"BASE_IMAGE": BASE_IMAGE}}})
 
 
 def test_a_job_cannot_copy_host_files_into_its_record(
@@ -129,8 +123,7 @@ def test_the_code_pin_and_mount_leave_out_git(
 
     git(project.root, "add", "-A")
     git(project.root, "commit", "-qm", "peek")
-    spec = project.spec(["python3", "/code/code/peek.py"])
-    spec.write_text(spec.read_text().replace('[code]\npath = "code"', '[code]\npath = "."'))
+    spec = project.spec(["python3", "/code/code/peek.py"], code={"path": "."})
     locked = tmp_path / "locked.toml"
     rexec("lock", spec, "-o", locked)
     git(project.root, "commit", "-q", "--allow-empty", "-m", "an empty commit")

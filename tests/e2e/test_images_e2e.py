@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import textwrap
 import tomllib
 import urllib.request
 import uuid
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import BASE_IMAGE, Rexec
+from tests.e2e.conftest import BASE_IMAGE, Rexec, gen, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.usefixtures("engine")]
 
@@ -81,19 +80,10 @@ def push(image_id: str, ref: str) -> None:
     docker("push", "-q", ref)
 
 
-def spec_text(image: str, *, name: str = "img") -> str:
-    return textwrap.dedent(f"""\
-        version = 1
-        name = "{name}"
-
-        [image]
-        {image}
-
-        [run]
-        command = ["sh", "-c", "cp /which.txt $REXEC_OUTPUTS/which.txt"]
-        seed = 1
-        timeout = "1m"
-        """)
+def job(image: dict[str, Any]) -> dict[str, Any]:
+    """A spec that copies the image's /which.txt to its outputs."""
+    command = ["sh", "-c", "cp /which.txt $REXEC_OUTPUTS/which.txt"]
+    return spec("img", command, image=image, run={"timeout": "1m"})
 
 
 def statement(run_dir: Path) -> dict[str, Any]:
@@ -105,11 +95,6 @@ def image_dependency(run_dir: Path) -> dict[str, Any]:
     deps = statement(run_dir)["predicate"]["buildDefinition"]["resolvedDependencies"]
     found: dict[str, Any] = next(d for d in deps if d["name"] == "image")
     return found
-
-
-def run_json(rexec: Rexec, spec: Path, runs: Path, *extra: str) -> Path:
-    out = rexec("run", spec, "--sign", "none", "--runs-dir", runs, "--json", "-q", *extra)
-    return Path(json.loads(out.stdout)["run_dir"])
 
 
 @pytest.fixture
@@ -135,7 +120,7 @@ def test_lock_pins_the_tag_and_the_run_pulls_exactly_that_digest(
     first_digest = registry_tag_digest(registry, repo, "latest")
 
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_text(f'ref = "{tag_ref}"'))
+    gen(spec, job({"ref": tag_ref}))
     refused = rexec("run", spec, "--sign", "none", check=int(ExitCode.BAD_INPUT))
     assert "is not pinned" in refused.stderr and "rexec lock" in refused.stderr
 
@@ -149,7 +134,7 @@ def test_lock_pins_the_tag_and_the_run_pulls_exactly_that_digest(
     assert registry_tag_digest(registry, repo, "latest") != first_digest
     docker("rmi", "-f", first)
 
-    run_dir = run_json(rexec, locked, tmp_path / "runs")
+    run_dir = rexec.run(locked, None, tmp_path / "runs", "-q")
     assert (run_dir / "outputs" / "which.txt").read_text() == "first\n"
     dep = image_dependency(run_dir)
     assert dep["digest"]["sha256"] == first_digest.removeprefix("sha256:")
@@ -157,7 +142,7 @@ def test_lock_pins_the_tag_and_the_run_pulls_exactly_that_digest(
     assert dep["annotations"]["imageId"] == first
 
     # --allow-unpinned resolves the tag now (to the second image) and says so.
-    run_dir = run_json(rexec, spec, tmp_path / "runs", "--allow-unpinned")
+    run_dir = rexec.run(spec, None, tmp_path / "runs", "-q", "--allow-unpinned")
     assert (run_dir / "outputs" / "which.txt").read_text() == "second\n"
     internal = statement(run_dir)["predicate"]["buildDefinition"]["internalParameters"]
     assert internal["optIns"]["allowUnpinned"] is True
@@ -175,7 +160,7 @@ def test_pulled_image_with_another_digest_is_refused(
     push(image, f"{registry}/{repo}:v1")
     wrong = "sha256:" + "0" * 64
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_text(f'ref = "{registry}/{repo}@{wrong}"'))
+    gen(spec, job({"ref": f"{registry}/{repo}@{wrong}"}))
     # The registry has no such manifest: nothing is pulled, nothing runs.
     out = rexec("run", spec, "--sign", "none", check=int(ExitCode.INFRASTRUCTURE))
     assert f"cannot pull {registry}/{repo}@{wrong}" in out.stderr
@@ -186,7 +171,7 @@ def test_unpinned_from_fails_with_the_line_number(rexec: Rexec, tmp_path: Path) 
     ctx.mkdir()
     (ctx / "Dockerfile").write_text("# a job image\n\nFROM rexec/base:bookworm\n")
     spec = tmp_path / "spec.toml"
-    spec.write_text(spec_text(f'build = {{ dockerfile = "{ctx}/Dockerfile", context = "{ctx}" }}'))
+    gen(spec, job({"build": {"dockerfile": f"{ctx}/Dockerfile", "context": str(ctx)}}))
     out = rexec("run", spec, "--sign", "none", check=int(ExitCode.BAD_INPUT))
     assert f"{ctx}/Dockerfile:3: FROM rexec/base:bookworm" in out.stderr
     assert "@sha256:" in out.stderr  # says how to pin it
@@ -200,15 +185,11 @@ def test_build_twice_reuses_and_push_records_the_repo_digest(
     (ctx / "which.txt").write_text(f"{uuid.uuid4()}\n")
     (ctx / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nCOPY which.txt /which.txt\n")
     spec = tmp_path / "spec.toml"
-    spec.write_text(
-        spec_text(
-            f'build = {{ dockerfile = "{ctx}/Dockerfile", context = "{ctx}", '
-            f'args = {{ BASE = "{BASE_IMAGE}" }} }}'
-        )
-    )
-    first = image_dependency(run_json(rexec, spec, tmp_path / "runs"))["annotations"]["build"]
+    build = {"dockerfile": f"{ctx}/Dockerfile", "context": str(ctx), "args": {"BASE": BASE_IMAGE}}
+    gen(spec, job({"build": build}))
+    first = image_dependency(rexec.run(spec, None, tmp_path / "runs", "-q"))["annotations"]["build"]
     repo = f"e2e-{uuid.uuid4().hex[:10]}/pushed"
-    run_dir = run_json(rexec, spec, tmp_path / "runs", "--push", f"{registry}/{repo}:v1")
+    run_dir = rexec.run(spec, None, tmp_path / "runs", "-q", "--push", f"{registry}/{repo}:v1")
     dep = image_dependency(run_dir)
     second = dep["annotations"]["build"]
     assert (first["reused"], second["reused"]) == (False, True)
@@ -229,13 +210,13 @@ def test_archive_is_checked_before_it_is_loaded(rexec: Rexec, tmp_path: Path) ->
     docker("save", "-o", str(archive), image)
     spec = tmp_path / "spec.toml"
     wrong = "sha256:" + "e" * 64
-    spec.write_text(spec_text(f'archive = {{ path = "img.tar", id = "{wrong}" }}'))
+    gen(spec, job({"archive": {"path": "img.tar", "id": wrong}}))
     out = rexec("run", spec, "--sign", "none", check=int(ExitCode.MISMATCH))
     assert image in out.stderr  # names what the archive does hold
 
     docker("rmi", "-f", image)
-    spec.write_text(spec_text(f'archive = {{ path = "img.tar", id = "{image}" }}'))
-    run_dir = run_json(rexec, spec, tmp_path / "runs")
+    gen(spec, job({"archive": {"path": "img.tar", "id": image}}))
+    run_dir = rexec.run(spec, None, tmp_path / "runs", "-q")
     assert (run_dir / "outputs" / "which.txt").read_text() == "archived\n"
     dep = image_dependency(run_dir)
     assert dep["digest"]["sha256"] == image.removeprefix("sha256:")

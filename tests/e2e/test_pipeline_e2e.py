@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from executor.runtime import RUN_LABEL
-from tests.e2e.conftest import BASE_IMAGE, Rexec, statement
+from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, gen, pinned, spec, statement
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -53,19 +52,15 @@ READS = {  # stage -> (upstream stage, its output directory)
     "evaluate": ("train-a", "model"),
     "inspect-b": ("train-b", "model"),
 }
-CONTRACT = """
-[inputs.contract]
-files = "*.csv"
-min_rows = 3
-[inputs.contract.columns.id]
-type = "int"
-[inputs.contract.columns.x]
-type = "float"
-min = 0
-max = 100
-[inputs.contract.columns.y]
-type = "float"
-"""
+CONTRACT: dict[str, Any] = {
+    "files": "*.csv",
+    "min_rows": 3,
+    "columns": {
+        "id": {"type": "int"},
+        "x": {"type": "float", "min": 0, "max": 100},
+        "y": {"type": "float"},
+    },
+}
 ROWS = "id,x,y\n1,10,1.5\n2,20,2.5\n3,30,3.5\n4,40,4.5\n"
 
 
@@ -86,40 +81,22 @@ class Project:
         labels.mkdir()
         (labels / "l.txt").write_text("cat dog\n")
         for name, job in JOBS.items():
+            inputs: list[dict[str, Any]]
             if name == "extract":
-                data = self.pinned("data", self.raw, "/data")
+                inputs = [pinned(rexec, "data", self.raw, "/data")]
             else:
                 up, directory = READS[name]
-                data = f'[[inputs]]\nname = "data"\nfrom = "latest:{up}:{directory}"\nmount = "/data"\n'
-                data += CONTRACT if name == "validate" else ""
+                upstream = {"name": "data", "from": f"latest:{up}:{directory}", "mount": "/data"}
+                inputs = [{**upstream, "contract": CONTRACT} if name == "validate" else upstream]
             if name == "evaluate":
-                data += self.pinned("labels", labels, "/labels")
-            (root / f"{name}.toml").write_text(
-                textwrap.dedent(f"""\
-                version = 1
-                name = "{name}"
-                [image]
-                ref = "{BASE_IMAGE}"
-                [run]
-                command = ["python3", "-c", {json.dumps(job)}]
-                seed = 1
-                [determinism]
-                frameworks = []
-                """)
-                + data
-            )
-        (root / "pipeline.toml").write_text(
-            'version = 1\nname = "demo"\nstages = ['
-            + ", ".join(
-                f'"{n}.toml"'
-                for n in ("evaluate", "inspect-b", "train-a", "train-b", "validate", "extract")
-            )
-            + "]\n"
+                inputs.append(pinned(rexec, "labels", labels, "/labels"))
+            doc = spec(name, ["python3", "-c", job], inputs=inputs, determinism=NO_FRAMEWORKS)
+            gen(root / f"{name}.toml", doc)
+        order = ("evaluate", "inspect-b", "train-a", "train-b", "validate", "extract")
+        gen(
+            root / "pipeline.toml",
+            {"version": 1, "name": "demo", "stages": [f"{n}.toml" for n in order]},
         )
-
-    def pinned(self, name: str, path: Path, mount: str) -> str:
-        digest = self.rexec("snapshot", "hash", path, "--quiet").stdout.strip()
-        return f'[[inputs]]\nname = "{name}"\npath = "{path}"\ndigest = "{digest}"\nmount = "{mount}"\n'
 
     def trust(self) -> list[str | Path]:
         return ["--key", self.keys[1], "--signing-key", self.keys[0], "--runs-dir", self.runs]

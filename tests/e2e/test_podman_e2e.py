@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import BASE_IMAGE, REPO, Rexec, build_definition, exit_status
+from tests.e2e.conftest import (
+    DEMO_IMAGE,
+    REPO,
+    Rexec,
+    build_definition,
+    exit_status,
+    gen,
+    pinned,
+    run_record,
+    spec,
+)
 from tests.e2e.test_run_e2e import PROBE
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
@@ -140,47 +152,25 @@ def project(
     side.git(root, "add", "-A")
     side.git(root, "commit", "-qm", "init")
     digest = side.rexec("snapshot", "hash", root / "data", "--quiet").stdout.strip()
-    cmd = ", ".join(json.dumps(c) for c in command)
-    spec = textwrap.dedent(f"""\
-        version = 1
-        name = "podman-e2e"
-        [image]
-        build = {{ dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo", args = {{ BASE_IMAGE = "{BASE_IMAGE}" }} }}
-        [run]
-        command = [{cmd}]
-        workdir = "/code"
-        seed = 7
-        timeout = "2m"
-        [[inputs]]
-        name = "data"
-        path = "data"
-        digest = "{digest}"
-        mount = "/data"
-        [code]
-        path = "code"
-        [params]
-        scale = 2
-        [resources]
-        cpus = 1
-        memory = "512m"
-        [runtime]
-        engine = "podman"
-        """) + textwrap.dedent(extra)  # fmt: skip
-    side.sh("sh", "-c", f"cat > {root}/spec.toml <<'EOF'\n{spec}EOF\n")
+    doc = spec(
+        "podman-e2e",
+        command,
+        image=DEMO_IMAGE,
+        run={"workdir": "/code", "seed": 7, "timeout": "2m"},
+        inputs=[{"name": "data", "path": "data", "digest": digest, "mount": "/data"}],
+        code={"path": "code"},
+        params={"scale": 2},
+        resources={"cpus": 1, "memory": "512m"},
+        runtime={"engine": "podman"},
+    )
+    text = tomli_w.dumps(doc) + textwrap.dedent(extra)
+    side.sh("sh", "-c", f"cat > {root}/spec.toml <<'EOF'\n{text}EOF\n")
     return root / "spec.toml"
 
 
 def keys(side: Side) -> tuple[Path, Path]:
     side.rexec("keygen", "--out", side.root / "keys" / "signing")
     return side.root / "keys" / "signing.key", side.root / "keys" / "signing.pub"
-
-
-def run(side: Side, spec: Path, key: Path, *more: str, check: int = 0) -> Path:
-    out = side.rexec(
-        "run", spec, "--signing-key", key, "--runs-dir", side.root / "runs", "--json", *more,
-        check=check,
-    )  # fmt: skip
-    return Path(json.loads(out.stdout)["run_dir"])
 
 
 def engine_facts(run_dir: Path) -> dict[str, Any]:
@@ -191,7 +181,7 @@ def engine_facts(run_dir: Path) -> dict[str, Any]:
 def test_the_job_is_hardened_under_podman(side: Side) -> None:
     key, pub = keys(side)
     spec = project(side, ["python3", "/code/probe.py"], code={"probe.py": PROBE})
-    run_dir = run(side, spec, key)
+    run_dir = run_record(side.rexec, spec, key, side.root / "runs")
     report = json.loads((run_dir / "outputs" / "probe.json").read_text())
     expected_uid = 65534 if side.user is None else side.user.pw_uid
     assert report["uid"] == expected_uid != 0
@@ -232,9 +222,10 @@ def test_failures_and_timeouts_are_recorded_under_podman(side: Side) -> None:
     assert "failed (exit code 3)" in out.stderr
     (run_dir,) = (side.root / "runs").iterdir()
     assert exit_status(run_dir)["exitCode"] == 3
-    side.sh("sh", "-c", f'sed -i \'s/timeout = "2m"/timeout = "2s"/; s#/code/fail.py#-c#\' {spec}')
-    side.sh("sh", "-c", f'sed -i \'s#"-c"\\]#"-c", "import time; time.sleep(60)"]#\' {spec}')
-    timed = run(side, spec, key, check=ExitCode.JOB_FAILED)
+    doc = tomllib.loads(spec.read_text())
+    doc["run"].update(timeout="2s", command=["python3", "-c", "import time; time.sleep(60)"])
+    side.sh("sh", "-c", f"cat > {spec} <<'EOF'\n{tomli_w.dumps(doc)}EOF\n")
+    timed = run_record(side.rexec, spec, key, side.root / "runs", check=ExitCode.JOB_FAILED)
     assert exit_status(timed)["status"] == "timed-out"
     side.rexec("verify", timed, "--key", pub, check=ExitCode.JOB_FAILED)  # the gate refuses
     side.rexec("verify", timed, "--key", pub, "--allow-failed")
@@ -245,7 +236,9 @@ def test_a_podman_run_replays_bitwise_under_podman(side: Side) -> None:
     code = {
         "job.py": "import json,os\njson.dump({'seed': os.environ['REXEC_SEED']}, open('/outputs/m.json','w'))\n"
     }
-    original = run(side, project(side, ["python3", "/code/job.py"], code=code), key)
+    original = run_record(
+        side.rexec, project(side, ["python3", "/code/job.py"], code=code), key, side.root / "runs"
+    )
     out = side.rexec(
         "replay", original, "--key", pub, "--signing-key", key, "--runs-dir", side.root / "runs",
         "--json",
@@ -265,7 +258,7 @@ def test_the_demo_runs_under_podman(side: Side) -> None:
     side.git(tree, "commit", "-qm", "demo")
     locked = side.root / "demo.lock.toml"  # as scripts/demo does: pins the base for this engine
     side.rexec("lock", tree / "specs" / "demo.toml", "-o", locked, "--runtime", "podman")
-    run_dir = run(side, locked, key, "--runtime", "podman")
+    run_dir = run_record(side.rexec, locked, key, side.root / "runs", "--runtime", "podman")
     metrics = json.loads((run_dir / "outputs" / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.8
     assert engine_facts(run_dir)["mode"] == side.mode
@@ -279,28 +272,15 @@ def test_a_docker_record_replays_under_podman_with_the_same_verdict(
     data = tmp_path / "data"
     data.mkdir()
     (data / "x.txt").write_text("x\n")
-    digest = rexec("snapshot", "hash", data, "--quiet").stdout.strip()
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "cross"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "-c", "open('/outputs/y.txt','w').write(open('/data/x.txt').read()*3)"]
-        seed = 1
-        [[inputs]]
-        name = "data"
-        path = "data"
-        digest = "{digest}"
-        mount = "/data"
-        """)
+    job = "open('/outputs/y.txt','w').write(open('/data/x.txt').read()*3)"
+    data_input = {**pinned(rexec, "data", data, "/data"), "path": "data"}
+    spec_file = gen(
+        tmp_path / "spec.toml", spec("cross", ["python3", "-c", job], inputs=[data_input])
     )
     rexec("keygen", "--out", tmp_path / "keys" / "signing")
     key, pub = tmp_path / "keys" / "signing.key", tmp_path / "keys" / "signing.pub"
     runs = tmp_path / "runs"
-    original = rexec.run(spec, key, runs)
+    original = rexec.run(spec_file, key, runs)
     assert engine_facts(original)["name"] == "docker"
     out = rexec(
         "replay", original, "--runtime", "podman", "--key", pub, "--signing-key", key,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import REPO, Rexec, build_definition, statement
+from tests.e2e.conftest import REPO, Rexec, build_definition, gen, statement
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -16,37 +18,35 @@ PORTING = REPO / "specs" / "porting.toml"
 
 
 def variant(
-    tmp_path: Path, *, drop: str = "", run_extra: str = "", command: str | None = None
+    tmp_path: Path,
+    *,
+    drop: tuple[str, ...] = (),
+    run: dict[str, Any] | None = None,
+    command: list[str] | None = None,
 ) -> Path:
-    """specs/porting.toml elsewhere, with its relative paths made absolute and one change."""
-    text = (
-        PORTING.read_text()
-        .replace('"../images/demo', f'"{REPO}/images/demo')
-        .replace('path = "demo/data"', f'path = "{REPO}/specs/demo/data"')
-        .replace('path = "porting"', f'path = "{REPO}/specs/porting"')
-        .replace('\nparams_as = "flags"', f'\nparams_as = "flags"\n{run_extra}')
+    """specs/porting.toml elsewhere, its relative paths made absolute, with one change:
+    words dropped from its command, another command, or more ``[run]`` keys."""
+    doc = tomllib.loads(PORTING.read_text())
+    doc["image"]["build"].update(
+        dockerfile=f"{REPO}/images/demo/Dockerfile", context=f"{REPO}/images/demo"
     )
+    doc["inputs"][0]["path"] = f"{REPO}/specs/demo/data"
+    doc["code"]["path"] = f"{REPO}/specs/porting"
     if drop:
-        assert drop in text
-        text = text.replace(drop, "")
+        assert all(word in doc["run"]["command"] for word in drop)
+        doc["run"]["command"] = [w for w in doc["run"]["command"] if w not in drop]
     if command is not None:
-        start, end = text.index("command = ["), text.index("]\nparams_as")
-        text = text[:start] + f"command = {command}" + text[end + 1 :]
-    path = tmp_path / "porting.toml"
-    path.write_text(text)
-    return path
-
-
-def run(rexec: Rexec, spec: Path, keys: tuple[Path, Path], runs: Path, *more: str) -> Path:
-    return rexec.run(spec, keys[0], runs, "--allow-dirty", *more)
+        doc["run"]["command"] = command
+    doc["run"].update(run or {})
+    return gen(tmp_path / "porting.toml", doc)
 
 
 def test_the_trainer_runs_unchanged_bitwise_twice_and_on_replay(
     rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    first = run(rexec, PORTING, keys, runs, "--param", "lr=0.25", "--seed", "3")
-    second = run(rexec, PORTING, keys, runs, "--param", "lr=0.25", "--seed", "3")
+    first = rexec.run(PORTING, keys[0], runs, "--allow-dirty", "--param", "lr=0.25", "--seed", "3")
+    second = rexec.run(PORTING, keys[0], runs, "--allow-dirty", "--param", "lr=0.25", "--seed", "3")
     names = sorted(p.name for p in (first / "outputs").iterdir())
     assert names == ["metrics.json", "weights.npy"]  # it saved where {outputs} pointed it
     for name in names:
@@ -78,7 +78,7 @@ def test_the_trainer_runs_unchanged_bitwise_twice_and_on_replay(
     ).stdout  # fmt: skip
     assert "metrics.json accuracy:" in rerun and "metrics.json epochs: 30 (same)" in rerun
 
-    default = run(rexec, PORTING, keys, runs)
+    default = rexec.run(PORTING, keys[0], runs, "--allow-dirty")
     diff = rexec("diff", first, default).stdout  # exit 0: compared, whatever differs
     assert "param lr: 0.25 → 0.5" in diff
     assert 'argv[3]: "3" → "1"' in diff
@@ -90,7 +90,7 @@ def test_writing_next_to_itself_gets_a_hint_and_scratch_workdir_runs_it(
     rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    plain = variant(tmp_path, drop='  "--save-dir", "{outputs}",\n')
+    plain = variant(tmp_path, drop=("--save-dir", "{outputs}"))
     failed = rexec(
         "run",
         plain,
@@ -104,9 +104,7 @@ def test_writing_next_to_itself_gets_a_hint_and_scratch_workdir_runs_it(
     assert "the job wrote to a read-only path (/code/weights.npy)" in failed.stderr
     assert "scratch_workdir = true" in failed.stderr and '"{outputs}"' in failed.stderr
 
-    scratch = variant(
-        tmp_path, drop='  "--save-dir", "{outputs}",\n', run_extra="scratch_workdir = true"
-    )
+    scratch = variant(tmp_path, drop=("--save-dir", "{outputs}"), run={"scratch_workdir": True})
     out = rexec(
         "run", scratch, "--signing-key", keys[0], "--runs-dir", runs, "--allow-dirty", "--json"
     )
@@ -128,7 +126,7 @@ def test_writing_next_to_itself_gets_a_hint_and_scratch_workdir_runs_it(
 def test_a_job_that_never_reports_is_warned_about_and_recorded(
     rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    spec = variant(tmp_path, command='["sh", "-c", "echo trained > $REXEC_OUTPUTS/model.txt"]')
+    spec = variant(tmp_path, command=["sh", "-c", "echo trained > $REXEC_OUTPUTS/model.txt"])
     out = rexec(
         "run",
         spec,

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import secrets
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from executor.registry.oci import INDEX, MANIFEST, Registry, descriptor
-from tests.e2e.conftest import BASE_IMAGE, Rexec
+from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, gen, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.usefixtures("engine")]
 
@@ -26,21 +25,8 @@ JOB = (
 
 @pytest.fixture
 def published(rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path) -> dict[str, Any]:
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "model"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "-c", {json.dumps(JOB)}]
-        seed = 1
-        [determinism]
-        frameworks = []
-        """)
-    )
-    run = rexec.run(spec, keys[0], tmp_path / "runs")
+    doc = spec("model", ["python3", "-c", JOB], determinism=NO_FRAMEWORKS)
+    run = rexec.run(gen(tmp_path / "spec.toml", doc), keys[0], tmp_path / "runs")
     repo = f"rexec-test/model-{secrets.token_hex(4)}"
     doc = json.loads(
         rexec("publish", run, f"{REGISTRY}/{repo}:v1", "--key", keys[1], "--json").stdout
@@ -214,21 +200,9 @@ def test_the_registry_path_applies_the_approval_and_status_gate(
 def test_a_failed_run_is_not_published_or_deployed_as_a_success(
     rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "broken"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["sh", "-c", "echo half > /outputs/model.txt; exit 3"]
-        seed = 1
-        [determinism]
-        frameworks = []
-        """)
-    )
-    run = rexec.run(spec, keys[0], tmp_path / "runs", check=5)
+    command = ["sh", "-c", "echo half > /outputs/model.txt; exit 3"]
+    doc = spec("broken", command, determinism=NO_FRAMEWORKS)
+    run = rexec.run(gen(tmp_path / "spec.toml", doc), keys[0], tmp_path / "runs", check=5)
     target = f"{REGISTRY}/rexec-test/broken-{secrets.token_hex(4)}:v1"
     refused = rexec("publish", run, target, "--key", keys[1], check=5)
     assert "did not succeed" in refused.stderr

@@ -8,16 +8,16 @@ import json
 import shutil
 import signal
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.conftest import BASE_IMAGE, Rexec
+from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, gen, pinned, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -39,41 +39,27 @@ class Chain:
         root.mkdir(parents=True, exist_ok=True)
         self.names = [f"s{i}" for i in range(length)]
         self.raw = self.data("1", "first")
+        self.docs: dict[str, dict[str, Any]] = {}
         for i, name in enumerate(self.names):
-            if i == 0:
-                digest = rexec("snapshot", "hash", self.raw, "--quiet").stdout.strip()
-                data = (
-                    f'[[inputs]]\nname = "data"\npath = "{self.raw}"\ndigest = "{digest}"\n'
-                    'mount = "/data"\n'
-                )
-            else:
-                data = (
-                    f'[[inputs]]\nname = "data"\nfrom = "latest:{self.names[i - 1]}:d"\n'
-                    'mount = "/data"\n'
-                )
-            (root / f"{name}.toml").write_text(
-                textwrap.dedent(f"""\
-                version = 1
-                name = "{name}"
-                [image]
-                ref = "{BASE_IMAGE}"
-                [run]
-                command = ["python3", "-c", {json.dumps(JOB)}]
-                seed = 1
-                [determinism]
-                frameworks = []
-                """)
-                + data
+            data = (
+                pinned(rexec, "data", self.raw, "/data")
+                if i == 0
+                else {"name": "data", "from": f"latest:{self.names[i - 1]}:d", "mount": "/data"}
             )
-        stages = ", ".join(f'"{n}.toml"' for n in self.names)
-        (root / "pipeline.toml").write_text(f'version = 1\nname = "c"\nstages = [{stages}]\n')
+            self.docs[name] = spec(
+                name, ["python3", "-c", JOB], inputs=[data], determinism=NO_FRAMEWORKS
+            )
+            gen(root / f"{name}.toml", self.docs[name])
+        gen(root / "pipeline.toml", self.pipeline_doc(self.names))
+
+    @staticmethod
+    def pipeline_doc(names: list[str]) -> dict[str, Any]:
+        return {"version": 1, "name": "c", "stages": [f"{n}.toml" for n in names]}
 
     def command(self, name: str, argv: list[str]) -> str:
         """Stage ``name``'s spec with another command."""
-        text = (self.root / f"{name}.toml").read_text()
-        old = f'command = ["python3", "-c", {json.dumps(JOB)}]'
-        assert old in text
-        return text.replace(old, f"command = {json.dumps(argv)}")
+        doc = self.docs[name]
+        return tomli_w.dumps({**doc, "run": {**doc["run"], "command": argv}})
 
     def data(self, number: str, comment: str) -> Path:
         """A new raw snapshot (readable by the job's unprivileged user)."""
@@ -270,13 +256,9 @@ def test_a_pipeline_reads_an_outside_upstream_only_from_a_record_that_verifies(
     rexec("keygen", "--out", tmp_path / "evil")
     poison = chain.data("666", "poison")
     evil_spec = tmp_path / "evil.toml"
-    digest = rexec("snapshot", "hash", poison, "--quiet").stdout.strip()
-    evil_spec.write_text(
-        (chain.root / "s0.toml").read_text().split("[[inputs]]")[0]
-        + f'[[inputs]]\nname = "data"\npath = "{poison}"\ndigest = "{digest}"\nmount = "/data"\n'
-    )
+    gen(evil_spec, {**chain.docs["s0"], "inputs": [pinned(rexec, "data", poison, "/data")]})
     rexec.run(evil_spec, tmp_path / "evil.key", tmp_path / "evil-runs", "-q")  # newer
-    (chain.root / "pipeline.toml").write_text('version = 1\nname = "c"\nstages = ["s1.toml"]\n')
+    gen(chain.root / "pipeline.toml", chain.pipeline_doc(["s1"]))
     doc = chain.pipeline()
     (stage,) = doc["stages"]
     made = Path(stage["runDir"])

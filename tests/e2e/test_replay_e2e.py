@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from executor.errors import ExitCode
-from tests.e2e.conftest import BASE_IMAGE, REPO, Project, Rexec, strict_parse
+from tests.e2e.conftest import BASE_IMAGE, Project, Rexec, strict_parse
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -42,24 +42,23 @@ if params.get("clock"):
 """
 
 
-def make_spec(project: Project, tmp_path: Path, *, params: str = "", extra: str = "") -> Path:
+def make_spec(
+    project: Project,
+    tmp_path: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    command: list[str] | None = None,
+    **tables: Any,
+) -> Path:
     """The e2e project's spec, with the image built from the base image directly."""
     image_dir = tmp_path / "image"
     image_dir.mkdir(exist_ok=True)
     (image_dir / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\n")
     project.write_code("train.py", TRAIN)
-    spec = project.spec(["python3", "/code/train.py"], extra=extra)
-    text = spec.read_text().replace(
-        f'dockerfile = "{REPO}/images/demo/Dockerfile", context = "{REPO}/images/demo"',
-        f'dockerfile = "{image_dir}/Dockerfile", context = "{image_dir}"',
+    build = {"dockerfile": f"{image_dir}/Dockerfile", "context": str(image_dir)}
+    return project.spec(
+        command or ["python3", "/code/train.py"], image={"build": build}, params=params, **tables
     )
-    text = text.replace("scale = 2\n", "scale = 2\n" + textwrap.dedent(params))
-    spec.write_text(text)
-    return spec
-
-
-def run(rexec: Rexec, spec: Path, keys: tuple[Path, Path], runs: Path, *params: str) -> Path:
-    return rexec.run(spec, keys[0], runs, "-q", *(f"--param={p}" for p in params))
 
 
 def replay(
@@ -91,7 +90,7 @@ def test_replay_is_bitwise_with_a_signed_verdict(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    original = run(rexec, make_spec(project, tmp_path), keys, runs)
+    original = rexec.run(make_spec(project, tmp_path), keys[0], runs, "-q")
     out = replay(rexec, original, keys, runs, "--json")
     doc = json.loads(out.stdout)
     assert doc["verdict"] == "reproduced-bitwise"
@@ -145,7 +144,7 @@ def test_nondeterministic_job_is_not_reproduced_and_the_file_is_named(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    original = run(rexec, make_spec(project, tmp_path, params="clock = true\n"), keys, runs)
+    original = rexec.run(make_spec(project, tmp_path, params={"clock": True}), keys[0], runs, "-q")
     out = replay(rexec, original, keys, runs, check=ExitCode.NOT_REPRODUCED)
     assert "different: stamp.txt" in out.stderr
     assert "not-reproduced" in out.stdout
@@ -173,15 +172,12 @@ def test_tolerance_policy_decides_small_versus_large_differences(
     code: int,
 ) -> None:
     runs = tmp_path / "runs"
-    tolerance = """
-        [replay]
-        tolerance = [
-          { pattern = "*.npy", rtol = 1e-9, atol = 0.0 },
-          { pattern = "metrics.json", rtol = 1e-9 },
-        ]
-        """
-    spec = make_spec(project, tmp_path, params="noise = 0.0\n", extra=tolerance)
-    original = run(rexec, spec, keys, runs, f"noise={noise}")
+    tolerance = [
+        {"pattern": "*.npy", "rtol": 1e-9, "atol": 0.0},
+        {"pattern": "metrics.json", "rtol": 1e-9},
+    ]
+    spec = make_spec(project, tmp_path, params={"noise": 0.0}, replay={"tolerance": tolerance})
+    original = rexec.run(spec, keys[0], runs, "-q", f"--param=noise={noise}")
     doc = json.loads(replay(rexec, original, keys, runs, "--json", check=code).stdout)
     assert doc["verdict"] == expected
     w = next(f for f in doc["outputs"] if f["name"] == "w.npy")
@@ -195,7 +191,7 @@ def test_tampered_or_untrusted_record_is_refused(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    original = run(rexec, make_spec(project, tmp_path), keys, runs)
+    original = rexec.run(make_spec(project, tmp_path), keys[0], runs, "-q")
     no_policy = rexec("replay", original, "--runs-dir", runs, check=ExitCode.BAD_INPUT)
     assert "no trust policy" in no_policy.stderr
 
@@ -214,7 +210,7 @@ def test_missing_snapshot_is_a_clear_error_and_input_points_at_a_copy(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    original = run(rexec, make_spec(project, tmp_path), keys, runs)
+    original = rexec.run(make_spec(project, tmp_path), keys[0], runs, "-q")
     moved = tmp_path / "moved-data"
     shutil.move(project.data, moved)
     out = replay(rexec, original, keys, runs, check=ExitCode.BAD_INPUT)
@@ -234,7 +230,7 @@ def test_rerun_with_a_corrected_input_names_changed_files_and_outputs(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    original = run(rexec, make_spec(project, tmp_path), keys, runs)
+    original = rexec.run(make_spec(project, tmp_path), keys[0], runs, "-q")
     fixed = tmp_path / "data-fixed"
     shutil.copytree(project.data, fixed)
     (fixed / "sub" / "more.txt").write_text("4\n50\n")
@@ -277,13 +273,10 @@ def test_replay_hands_the_job_the_original_params_bytes(
 ) -> None:
     """A whole-number float is 20 in canonical JSON; the replayed job must still read 20.0."""
     runs = tmp_path / "runs"
-    spec = make_spec(project, tmp_path, params="lr = 20.0\n")
-    text = spec.read_text().replace(
-        '"/code/train.py"]',
-        "\"-c\", \"import os, shutil; shutil.copy(os.environ['REXEC_PARAMS'], os.environ['REXEC_OUTPUTS'])\"]",
-    )
-    spec.write_text(text)
-    original = run(rexec, spec, keys, runs)
+    copy = "import os, shutil; shutil.copy(os.environ['REXEC_PARAMS'], os.environ['REXEC_OUTPUTS'])"
+    command = ["python3", "-c", copy]
+    spec = make_spec(project, tmp_path, params={"lr": 20.0}, command=command)
+    original = rexec.run(spec, keys[0], runs, "-q")
     assert json.loads((original / "outputs" / "params.json").read_text())["lr"] == 20.0
     assert b"20.0" in (original / "outputs" / "params.json").read_bytes()
     doc = json.loads(replay(rexec, original, keys, runs, "--json").stdout)
@@ -295,7 +288,7 @@ def test_replay_acts_only_on_verified_record_files(
 ) -> None:
     """An edited host capture would steer --strict-env and diff: verify refuses it first."""
     runs = tmp_path / "runs"
-    original = run(rexec, make_spec(project, tmp_path), keys, runs)
+    original = rexec.run(make_spec(project, tmp_path), keys[0], runs, "-q")
     host = original / "host.json"
     host.write_bytes(host.read_bytes().replace(b'"os":', b'"os" :'))
     out = replay(rexec, original, keys, runs, "--strict-env", check=ExitCode.MISMATCH)

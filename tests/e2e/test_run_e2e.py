@@ -105,9 +105,7 @@ def test_timeout_is_recorded(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     project.write_code("slow.py", "import time\ntime.sleep(60)\n")
-    spec = project.spec(["python3", "/code/slow.py"])
-    text = spec.read_text().replace('timeout = "2m"', 'timeout = "2s"')
-    spec.write_text(text)
+    spec = project.spec(["python3", "/code/slow.py"], run={"timeout": "2s"})
     run_dir = rexec.run(spec, keys[0], tmp_path / "runs", check=ExitCode.JOB_FAILED)
     assert exit_status(run_dir)["status"] == "timed-out"
 

@@ -17,8 +17,7 @@ def test_memory_limit_kills_and_is_recorded(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     project.write_code("hog.py", "blocks = [bytearray(16 << 20) for _ in range(64)]\n")
-    spec = project.spec(["python3", "/code/hog.py"])
-    spec.write_text(spec.read_text().replace('memory = "512m"', 'memory = "64m"'))
+    spec = project.spec(["python3", "/code/hog.py"], resources={"memory": "64m"})
     run_dir = rexec.run(spec, keys[0], tmp_path / "runs", check=ExitCode.JOB_FAILED)
     status = exit_status(run_dir)
     assert status["status"] == "failed"
@@ -39,9 +38,7 @@ def test_secret_reaches_the_job_but_never_the_record(
         open(out + "/token.sha256", "w").write(hashlib.sha256(value).hexdigest())
         """,
     )
-    spec = project.spec(["python3", "/code/secret.py"])
-    text = spec.read_text().replace('timeout = "2m"', 'timeout = "2m"\nsecrets = ["SERVICE_TOKEN"]')
-    spec.write_text(text)
+    spec = project.spec(["python3", "/code/secret.py"], run={"secrets": ["SERVICE_TOKEN"]})
     runs = tmp_path / "runs"
     # Not set: refused before anything runs.
     rexec("run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT)
@@ -63,15 +60,13 @@ def test_root_needs_an_explicit_opt_in(
         "whoami.py",
         'import os\nopen(os.environ["REXEC_OUTPUTS"] + "/uid", "w").write(str(os.getuid()))\n',
     )
-    spec = project.spec(["python3", "/code/whoami.py"])
-    base = spec.read_text().replace('timeout = "2m"', 'timeout = "2m"\nuser = "0:0"')
-    spec.write_text(base)
+    spec = project.spec(["python3", "/code/whoami.py"], run={"user": "0:0"})
     runs = tmp_path / "runs"
     refused = rexec(
         "run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT
     )
     assert "allow_root" in refused.stderr
-    spec.write_text(base + "\n[security]\nallow_root = true\n")
+    project.spec(["python3", "/code/whoami.py"], run={"user": "0:0"}, security={"allow_root": True})
     run_dir = rexec.run(spec, keys[0], runs)
     assert (run_dir / "outputs" / "uid").read_text() == "0"
     assert build_definition(run_dir)["internalParameters"]["optIns"]["allowRoot"] is True

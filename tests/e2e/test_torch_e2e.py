@@ -19,12 +19,6 @@ from tests.e2e.conftest import REPO, Rexec
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.usefixtures("engine")]
 
 
-def run(rexec: Rexec, spec: Path, runs: Path) -> Path:
-    # A developer's checkout may be dirty; the tree digest still pins the code.
-    out = rexec("run", spec, "--sign", "none", "--runs-dir", runs, "--json", "-q", "--allow-dirty")
-    return Path(json.loads(out.stdout)["run_dir"])
-
-
 def image_dependency(run_dir: Path) -> dict[str, Any]:
     statement = json.loads((run_dir / "statement.json").read_bytes())
     deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
@@ -37,8 +31,9 @@ def test_torch_trains_bit_identically_with_deterministic_algorithms(
 ) -> None:
     locked = tmp_path / "torch.lock.toml"
     rexec("lock", REPO / "specs" / "torch.toml", "-o", locked, "--allow-dirty")
-    first = run(rexec, locked, tmp_path / "runs")
-    second = run(rexec, locked, tmp_path / "runs")
+    # A developer's checkout may be dirty; the tree digest still pins the code.
+    first = rexec.run(locked, None, tmp_path / "runs", "-q", "--allow-dirty")
+    second = rexec.run(locked, None, tmp_path / "runs", "-q", "--allow-dirty")
 
     names = sorted(p.name for p in (first / "outputs").iterdir())
     assert names == sorted(

@@ -5,12 +5,10 @@ Screenshots of each page are saved under build/screenshots/ (CI keeps them).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BASE_IMAGE, REPO, Rexec
+from tests.e2e.conftest import NO_FRAMEWORKS, REPO, Rexec, gen, pinned, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -28,33 +26,14 @@ SHOTS = REPO / "build" / "screenshots"
 EVIL = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
 
 
-def spec(
+def stage(
     root: Path, name: str, job: str, params: dict[str, Any], data: Path | None, rexec: Rexec
 ) -> Path:
-    inputs = ""
-    if data is not None:
-        digest = rexec("snapshot", "hash", data, "--quiet").stdout.strip()
-        inputs = (
-            f'[[inputs]]\nname = "data"\npath = "{data}"\ndigest = "{digest}"\nmount = "/data"\n'
-        )
-    path = root / f"{name}-{len(list(root.glob('*.toml')))}.toml"
-    path.write_text(
-        textwrap.dedent(f"""\
-        version = 1
-        name = "{name}"
-        [image]
-        ref = "{BASE_IMAGE}"
-        [run]
-        command = ["python3", "-c", {json.dumps(job)}]
-        seed = 1
-        [determinism]
-        frameworks = []
-        [params]
-        """)
-        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in params.items())
-        + inputs
+    inputs = [pinned(rexec, "data", data, "/data")] if data is not None else []
+    doc = spec(
+        name, ["python3", "-c", job], inputs=inputs, determinism=NO_FRAMEWORKS, params=params
     )
-    return path
+    return gen(root / f"{name}-{len(list(root.glob('*.toml')))}.toml", doc)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +50,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (raw / "rows.txt").write_text("a\nb\n")
     out = root / "runs"
     prepare = rexec.run(
-        spec(
+        stage(
             root,
             "prepare",
             "import os, shutil; os.makedirs('/outputs/d'); shutil.copy('/data/rows.txt', '/outputs/d/')",
@@ -88,12 +67,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     )
     trains = [
         rexec.run(
-            spec(root, "train", train_job, {"lr": lr}, prepare / "outputs" / "d", rexec), key, out
+            stage(root, "train", train_job, {"lr": lr}, prepare / "outputs" / "d", rexec), key, out
         )
         for lr in (0.1, 0.2)
     ]
     hostile_job = f"import json; json.dump({{{EVIL!r}: 1.5}}, open('/outputs/' + {EVIL!r}.replace('/', '_') + '.json', 'w'))"
-    hostile = rexec.run(spec(root, "hostile", hostile_job, {"note": EVIL}, None, rexec), key, out)
+    hostile = rexec.run(stage(root, "hostile", hostile_job, {"note": EVIL}, None, rexec), key, out)
     return {
         "rexec": rexec,
         "root": root,
