@@ -309,38 +309,34 @@ class Catalog:
 
     def records(self, statements: Sequence[str]) -> list[dict[str, Any]]:
         """The runs rows of these records."""
-        marks = ", ".join("?" for _ in statements) or "NULL"
-        return self.rows(
-            f"SELECT * FROM runs WHERE statement_sha256 IN ({marks})"
+        return self._rows_in(
+            "SELECT * FROM runs WHERE statement_sha256 IN ({marks})"
             " ORDER BY run_id, statement_sha256",
             statements,
         )
 
     def inputs_of(self, statements: Sequence[str]) -> list[dict[str, Any]]:
         """The snapshot inputs of these records (not image or code)."""
-        marks = ", ".join("?" for _ in statements) or "NULL"
-        return self.rows(
-            f"SELECT * FROM inputs WHERE role = 'input' AND statement_sha256 IN ({marks})"
+        return self._rows_in(
+            "SELECT * FROM inputs WHERE role = 'input' AND statement_sha256 IN ({marks})"
             " ORDER BY statement_sha256, name",
             statements,
         )
 
     def outputs_of(self, statements: Sequence[str]) -> list[dict[str, Any]]:
         """The outputs (files and trees) of these records."""
-        marks = ", ".join("?" for _ in statements) or "NULL"
-        return self.rows(
-            f"SELECT * FROM outputs WHERE statement_sha256 IN ({marks})"
+        return self._rows_in(
+            "SELECT * FROM outputs WHERE statement_sha256 IN ({marks})"
             " ORDER BY statement_sha256, name",
             statements,
         )
 
     def successors(self, statements: Sequence[str]) -> list[dict[str, Any]]:
         """Records that claim to supersede these (a regeneration's): claims to verify."""
-        marks = ", ".join("?" for _ in statements) or "NULL"
-        return self.rows(
+        return self._rows_in(
             "SELECT s.old_statement, r.* FROM supersedes s JOIN runs r"
             " ON r.statement_sha256 = s.statement_sha256"
-            f" WHERE s.old_statement IN ({marks}) ORDER BY r.run_id, r.statement_sha256",
+            " WHERE s.old_statement IN ({marks}) ORDER BY r.run_id, r.statement_sha256",
             statements,
         )
 
