@@ -37,7 +37,7 @@ from executor.errors import InputError
 from executor.progress import Say
 from executor.record import writer
 
-__all__ = ["export_names", "render_script", "submit", "with_resources"]
+__all__ = ["export_names", "render_script", "submit", "time_limit", "with_resources"]
 
 # What the node's rexec needs from the submit shell, when set there. Names only: the values
 # travel in Slurm's job environment, never into the script, the submission or the record.
@@ -196,10 +196,13 @@ def submit(
 
 
 def with_resources(run_spec: spec.RunSpec, site: SiteOptions) -> SiteOptions:
-    """``[resources]`` as sbatch asks for it, where the command line did not say:
-    ``cpus`` → ``--cpus-per-task``, ``memory`` → ``--mem``, a GPU count → ``--gpus-per-node``."""
+    """``[resources]`` and the timeout as sbatch asks for them, where the command line did
+    not say: ``cpus`` → ``--cpus-per-task``, ``memory`` → ``--mem``, a GPU count →
+    ``--gpus-per-node``, ``run.timeout`` → ``--time`` with :func:`time_limit`'s margin."""
     res = run_spec.resources
     changes: dict[str, object] = {}
+    if site.time is None:
+        changes["time"] = time_limit(run_spec.run.timeout_s)
     if site.cpus_per_task is None and res.cpus is not None:
         changes["cpus_per_task"] = max(1, math.ceil(res.cpus))
     if site.mem is None and res.memory_bytes is not None:
@@ -207,6 +210,18 @@ def with_resources(run_spec: spec.RunSpec, site: SiteOptions) -> SiteOptions:
     if site.gpus_per_node is None and isinstance(res.gpus, int):
         changes["gpus_per_node"] = res.gpus
     return replace(site, **changes) if changes else site  # type: ignore[arg-type]
+
+
+# Beyond the job's own timeout, what the node's rexec needs: verify the inputs, ready the
+# image, collect, sign and write the record. A tenth more, and never less than 5 minutes.
+TIME_MARGIN = (0.1, 300.0)
+
+
+def time_limit(timeout_s: float) -> str:
+    """Slurm's ``--time`` for a job whose container may run ``timeout_s``: whole minutes,
+    with the margin, so Slurm does not kill a job rexec is still recording."""
+    share, floor = TIME_MARGIN
+    return str(math.ceil((timeout_s + max(floor, share * timeout_s)) / 60))
 
 
 def _check_resources(run_spec: spec.RunSpec, site: SiteOptions) -> None:

@@ -272,3 +272,21 @@ def test_a_refused_submission_says_why_on_shared_storage(tmp_path: Path) -> None
     assert "changed after it was submitted" in refused["reason"] and refused["jobId"] == "77"
     with pytest.raises(MismatchError, match="names no submission digest"):
         run_on_node(sub.directory, sha256=None, say=lambda t: None, env=env)
+
+
+def test_the_specs_timeout_becomes_the_time_limit_with_a_margin_for_recording(
+    tmp_path: Path,
+) -> None:
+    from executor.cluster.submit import render_script, time_limit, with_resources
+
+    assert time_limit(120) == "7"  # 2 minutes and the 5-minute floor
+    assert time_limit(10 * 3600) == "660"  # 10 hours and a tenth
+    (tmp_path / "s.toml").write_text(
+        'version = 1\nname = "t"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        '[run]\ncommand = ["t"]\nseed = 1\ntimeout = "2h"\n'
+    )
+    run_spec = spec.load(tmp_path / "s.toml")
+    assert with_resources(run_spec, SiteOptions()).time == "132"
+    assert with_resources(run_spec, SiteOptions(time="4:00:00")).time == "4:00:00"
+    sub = submission(tmp_path, time=with_resources(run_spec, SiteOptions()).time)
+    assert "#SBATCH --time=132" in render_script(sub, name="t", export=[], sha256="0" * 64)
