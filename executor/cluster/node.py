@@ -44,6 +44,7 @@ from executor.cluster.slurm import Slurm
 from executor.cluster.submission import LISTINGS, REFUSED, Submission, load_submission
 from executor.errors import InputError, JobFailed, MismatchError, RexecError
 from executor.progress import Say
+from executor.runner import PREEMPT_SIGNAL
 from executor.runtime import default_runtime
 from executor.signing import SignOptions
 
@@ -178,6 +179,8 @@ def run_on_node(
         allocated_cpus=allocated_cpus(env),
         allocated_memory=allocated_memory(env),
         peers=_wait_for_peers(sub, restart, len(nodes)) if rank == 0 and len(nodes) > 1 else None,
+        # kept on shared storage from one attempt to the next, one per task and node
+        checkpoint_dir=sub.directory / f"checkpoint-{task or 0}{f'-node{rank}' if rank else ''}",
     )
     if rank != 0:
         options = replace(options, runs_dir=_attempt_dir(sub, restart))
@@ -188,6 +191,11 @@ def run_on_node(
     except (RexecError, KeyboardInterrupt) as exc:
         if rank != 0:  # rank 0 must not wait for a report that never comes
             _report_failure(sub, restart, rank, exc)
+        elif getattr(exc, "signal_name", None) == PREEMPT_SIGNAL and sub.site.requeue:
+            # The warning before pre-emption or the time limit: this attempt is recorded as
+            # `preempted`; the job goes back to the queue to resume from its checkpoint.
+            slurm.requeue(_job_ref(env))
+            say(f"requeued Slurm job {_job_ref(env)}: the next attempt resumes the work")
         raise
     if rank != 0:
         _report_to_rank0(sub, restart, rank, result)
@@ -198,6 +206,12 @@ def run_on_node(
             hint=runner.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
         )
     return 0
+
+
+def _job_ref(env: Mapping[str, str]) -> str:
+    """This job as scontrol names it: an array task is ``<array job>_<task>``."""
+    array, task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else str(env.get("SLURM_JOB_ID", ""))
 
 
 def _rendezvous(

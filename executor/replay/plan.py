@@ -241,7 +241,14 @@ def _spec_from_record(
         tolerances=record.tolerances,
         seed_override=_seed_override(view),
         engine=record.engine,
+        checkpoint=_checkpoint(view.get("checkpoint")),
     )
+
+
+def _checkpoint(view: Any) -> spec.Checkpoint | None:
+    if not view:
+        return None
+    return spec.Checkpoint(str(view["mount"]), float(view["graceSeconds"]))
 
 
 def _seed_override(view: Mapping[str, Any]) -> spec.ParamOverride | None:

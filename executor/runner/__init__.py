@@ -17,6 +17,7 @@ from executor import catalog, spec
 from executor.canonical import sha256_hex
 from executor.record import RunRecord, writer
 from executor.runner.attest import attest
+from executor.runner.collect import PREEMPT_SIGNAL
 from executor.runner.diagnose import failure_hint
 from executor.runner.execute import Execution, execute
 from executor.runner.options import RunOptions, RunResult
@@ -25,7 +26,15 @@ from executor.runner.request import Job, request
 from executor.runtime import ContainerRuntime, default_runtime
 from executor.signing import Signer, make_signer
 
-__all__ = ["RunOptions", "RunResult", "check_pins", "check_runs_dir", "failure_hint", "run"]
+__all__ = [
+    "PREEMPT_SIGNAL",
+    "RunOptions",
+    "RunResult",
+    "check_pins",
+    "check_runs_dir",
+    "failure_hint",
+    "run",
+]
 
 
 def run(

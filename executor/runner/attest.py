@@ -86,6 +86,11 @@ def _internal(
             if ran.collected.scratch is not None
             else {}
         ),
+        **(
+            {"checkpoint": dict(ran.collected.checkpoint)}
+            if ran.collected.checkpoint is not None
+            else {}
+        ),
         "determinism": dict(ran.determinism),
         "invoker": owner.invoker(),
         **({"unenforcedLimits": list(job.unenforced)} if job.unenforced else {}),

@@ -43,6 +43,7 @@ class Collected:
     # logs/stdout.log and logs/stderr.log → sha256: any size, hashed as a stream
     logs: Mapping[str, str] = field(default_factory=dict)
     scratch: Mapping[str, object] | None = None  # the scratch workdir's account
+    checkpoint: Mapping[str, object] | None = None  # [checkpoint]: started from, left
 
 
 def status_of(
@@ -89,6 +90,7 @@ def collect(staging: Staging, say: Say) -> Collected:
     )
     safeio.rmtree(reports)
     scratch = staging.scratch.finish(say) if staging.scratch is not None else None
+    checkpoint = staging.checkpoint.finish() if staging.checkpoint is not None else None
     if os.geteuid() == 0:
         safeio.chown_tree(outputs, 0, 0)
     if staging.git_cover is not None:
@@ -102,4 +104,5 @@ def collect(staging: Staging, say: Say) -> Collected:
         {f"{writer.OUTPUTS}/{name}": digest for name, digest in trees.items()},
         logs,
         scratch,
+        checkpoint,
     )

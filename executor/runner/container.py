@@ -106,6 +106,7 @@ def job_container(
         pids_limit=run_spec.resources.pids,
         gpu_uuids=checked.gpu_uuids,
         timeout_s=run_spec.run.timeout_s,
+        stop_grace_s=run_spec.checkpoint.grace_s if run_spec.checkpoint else 0.0,
     )
 
 
@@ -174,6 +175,11 @@ def _mounts(run_spec: spec.RunSpec, code: ResolvedCode | None, staging: Staging)
         Mount(determinism.HELPER_DIR, determinism.CONTAINER_HELPER_DIR),
         Mount(staging.outputs, run_spec.outputs_mount, read_only=False),
         Mount(staging.reports, REPORTS_MOUNT, read_only=False),
+        *(
+            [Mount(staging.checkpoint.path, staging.checkpoint.mount, read_only=False)]
+            if staging.checkpoint is not None
+            else []
+        ),
     ]
 
 

@@ -52,6 +52,9 @@ class RunOptions:
     peers: Callable[[], Mapping[str, Any]] | None = None
     # More container labels (a scheduler's job id, for its epilog's reaper).
     labels: Mapping[str, str] = field(default_factory=dict)
+    # `[checkpoint]`: where a scheduler keeps the job's checkpoint from one attempt to the
+    # next (the submission's directory); None gives the job a fresh one that is not kept.
+    checkpoint_dir: Path | None = None
     # Whose records `from` inputs may be read from (each is verified under it first);
     # None refuses any `from` input. ``upstream_verified``: records already verified.
     upstream: TrustPolicy | None = None

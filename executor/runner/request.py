@@ -76,7 +76,14 @@ def request(
         if options.params_json is not None
         else writer.json_file(run_spec.params)
     )
-    staging = stage(staging_dir, run_spec, checked.code, user, params=params)
+    staging = stage(
+        staging_dir,
+        run_spec,
+        checked.code,
+        user,
+        params=params,
+        checkpoint_dir=options.checkpoint_dir,
+    )
     portability = determinism.portability_notes(
         cpu_threads=determinism.cpu_threads(run_spec.resources.cpus)
     )

@@ -21,14 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from executor import safeio, spec
+from executor import safeio, snapshot, spec
 from executor.code import ResolvedCode
+from executor.errors import InputError, RexecError
 from executor.progress import Say
 from executor.record import writer
 
 REPORTS_STAGING = ".job-reports"  # beside the outputs, never inside
 SCRATCH = ".scratch-workdir"
 GIT_COVER = ".git-cover"
+CHECKPOINT = ".checkpoint"  # a checkpoint directory no scheduler keeps
 
 
 @dataclass(frozen=True)
@@ -73,10 +75,34 @@ class Staging:
     params: Path
     git_cover: Path | None  # mounted over the code's .git, when the code has one
     scratch: Scratch | None
+    checkpoint: Checkpointed | None = None
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """``[checkpoint]``'s directory for this attempt, and what was in it when it began."""
+
+    path: Path
+    mount: str
+    kept: bool  # a scheduler keeps it for the next attempt (else removed after the run)
+    start: str | None  # its tree digest before the job (None: it could not be hashed)
+
+    def finish(self) -> dict[str, object]:
+        """The record's account: what the attempt started from and what it left."""
+        end = _digest(self.path)
+        if not self.kept:
+            safeio.rmtree(self.path)
+        return {"mount": self.mount, "kept": self.kept, "start": self.start, "end": end}
 
 
 def stage(
-    root: Path, run_spec: spec.RunSpec, code: ResolvedCode | None, user: str, *, params: bytes
+    root: Path,
+    run_spec: spec.RunSpec,
+    code: ResolvedCode | None,
+    user: str,
+    *,
+    params: bytes,
+    checkpoint_dir: Path | None = None,
 ) -> Staging:
     """Make the job's directories and its params file under ``root``, and give the
     writable ones to its user."""
@@ -87,6 +113,7 @@ def stage(
         if owner is not None:
             os.chown(path, *owner)
     cover = _cover_git(code, root / GIT_COVER) if code is not None else None
+    checkpoint = _checkpoint(run_spec, checkpoint_dir or root / CHECKPOINT, checkpoint_dir, user)
     scratch = _scratch(run_spec, code, root / SCRATCH, user)
     safeio.write_atomic(root / writer.PARAMS, params)
     return Staging(
@@ -97,6 +124,7 @@ def stage(
         params=root / writer.PARAMS,
         git_cover=cover,
         scratch=scratch,
+        checkpoint=checkpoint,
     )
 
 
@@ -128,6 +156,31 @@ def _scratch(
         safeio.chown_tree(path, *_ids(user))
     before = frozenset(e.rel for e in safeio.walk(path))
     return Scratch(path, kind, target, before, time.time_ns())
+
+
+def _checkpoint(
+    run_spec: spec.RunSpec, path: Path, kept: Path | None, user: str
+) -> Checkpointed | None:
+    if run_spec.checkpoint is None:
+        return None
+    path.mkdir(parents=True, exist_ok=True)
+    if not stat.S_ISDIR(os.lstat(path).st_mode):  # a link there would send the job elsewhere
+        raise InputError(
+            f"{path}: the checkpoint directory is not a directory (a link?)",
+            hint="remove it; rexec makes it on the first attempt and keeps it for the next",
+        )
+    if os.geteuid() == 0:
+        safeio.chown_tree(path, *_ids(user))
+    return Checkpointed(path, run_spec.checkpoint.mount, kept is not None, _digest(path))
+
+
+def _digest(path: Path) -> str | None:
+    """The tree digest of what the job wrote there (links hashed as links, never followed),
+    or None when it holds what no tree digest names (a FIFO, a device)."""
+    try:
+        return snapshot.hash_tree(path, use_cache=False, allow_external_links=True).digest
+    except RexecError:
+        return None
 
 
 def _top_git(root: Path) -> Callable[[str, list[str]], list[str]]:

@@ -73,6 +73,9 @@ class ContainerRequest:
     pids_limit: int = 512
     gpu_uuids: Sequence[str] = ()
     timeout_s: float = 3600.0
+    # When rexec is asked to stop: 0 removes the container at once; more passes the signal
+    # rexec received on to the job and gives it this long to end (to write a checkpoint).
+    stop_grace_s: float = 0.0
 
 
 @dataclass(frozen=True)

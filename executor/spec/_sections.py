@@ -1,5 +1,5 @@
 """Reading the spec's smaller tables: [image], [resources], [determinism], [signing],
-[security] and [replay], each into its model type with every problem reported.
+[security], [replay] and [checkpoint], each into its model type with every problem reported.
 """
 
 from __future__ import annotations
@@ -7,25 +7,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from executor.signing import SigningMethod
-from executor.spec._table import Table, host_path
+from executor.spec._table import Table, container_path, host_path
 from executor.spec.model import (
     FRAMEWORKS,
     IMAGE_DIGEST_RE,
     IMAGE_ID_RE,
     LOCK_HINT,
     MAX_CPUS,
+    MAX_GRACE_S,
     MAX_MEMORY,
     MAX_PIDS,
     MIN_MEMORY,
     SIGNING_METHODS,
     ArchiveSpec,
     BuildSpec,
+    Checkpoint,
     Determinism,
     ImageSpec,
     Resources,
     Security,
     Signing,
     Tolerance,
+    parse_duration,
     parse_size,
 )
 
@@ -193,3 +196,27 @@ def parse_replay(top: Table) -> tuple[Tolerance, ...]:
         if pattern:
             tolerances.append(Tolerance(pattern, float(rtol or 0.0), float(atol or 0.0)))
     return tuple(tolerances)
+
+
+def parse_checkpoint(top: Table) -> Checkpoint | None:
+    """``[checkpoint] mount = "/checkpoint"`` (and ``grace``, ``"30s"`` unless said)."""
+    tab = top.table("checkpoint")
+    if tab is None:
+        return None
+    mount = container_path(tab, "mount", required=True)
+    raw = tab.get("grace", (int, float, str))
+    tab.finish()
+    grace = 30.0
+    if raw is not None:
+        try:
+            grace = parse_duration(raw)
+        except ValueError as exc:
+            top.errors.add("checkpoint.grace", str(exc))
+        else:
+            if not 1 <= grace <= MAX_GRACE_S:
+                top.errors.add(
+                    "checkpoint.grace",
+                    f"expected 1 s to {MAX_GRACE_S:.0f} s, got {raw!r}: time the job needs to "
+                    "write its checkpoint, and Slurm's --signal warning must leave it",
+                )
+    return Checkpoint(mount, grace) if mount else None

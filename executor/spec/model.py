@@ -204,6 +204,20 @@ class ParamOverride:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """``[checkpoint]``: a directory the job writes its progress to, kept from one attempt
+    to the next when a scheduler requeues the job, and the time it has to write it when
+    it is asked to stop (the signal rexec received is passed on to it)."""
+
+    mount: str
+    grace_s: float = 30.0
+
+
+# How long a job may take to write its checkpoint once asked to stop.
+MAX_GRACE_S = 600.0
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """A whole run spec, frozen and validated: what every later stage reads."""
 
@@ -227,6 +241,7 @@ class RunSpec:
     seed_override: ParamOverride | None = None
     # `[runtime] engine`: "docker" or "podman"; None: the default (docker), or --runtime.
     engine: str | None = None
+    checkpoint: Checkpoint | None = None
 
     @property
     def base_dir(self) -> Path:

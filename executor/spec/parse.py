@@ -17,6 +17,7 @@ from typing import Any
 from executor.contracts import parse_contract
 from executor.errors import SpecError
 from executor.spec._sections import (
+    parse_checkpoint,
     parse_image,
     parse_replay,
     parse_resources,
@@ -39,6 +40,7 @@ from executor.spec.model import (
     SPEC_VERSION,
     TREE_DIGEST_RE,
     UNRESOLVED_DIGEST,
+    Checkpoint,
     CodeSpec,
     InputSpec,
     ParamOverride,
@@ -291,6 +293,7 @@ def parse_document(
     resources = parse_resources(top)
     determinism, signing, security = parse_small_tables(top, base)
     tolerances = parse_replay(top)
+    checkpoint = parse_checkpoint(top)
     engine = None
     runtime_tab = top.table("runtime")
     if runtime_tab is not None:
@@ -308,7 +311,7 @@ def parse_document(
                 f"{which}: running the job so needs `[security] allow_root = true` "
                 "(recorded); prefer a non-root uid, the outputs directory is made writable for it",
             )
-    _check_mounts(inputs, code, outputs_mount, errors)
+    _check_mounts(inputs, code, outputs_mount, errors, checkpoint)
     if run is not None and run.scratch_workdir:
         _check_scratch(run.workdir, inputs, outputs_mount, errors)
     _check_unique(inputs, "name", lambda i: i.name, errors)
@@ -333,6 +336,7 @@ def parse_document(
         tolerances=tolerances,
         seed_override=seed_override,
         engine=engine,
+        checkpoint=checkpoint,
     )
 
 
@@ -367,13 +371,19 @@ def _check_scratch(workdir: str, inputs: Sequence[InputSpec], outputs: str, erro
 
 
 def _check_mounts(
-    inputs: Sequence[InputSpec], code: CodeSpec | None, outputs: str, errors: Errors
+    inputs: Sequence[InputSpec],
+    code: CodeSpec | None,
+    outputs: str,
+    errors: Errors,
+    checkpoint: Checkpoint | None = None,
 ) -> None:
     """Two mounts at one target would silently hide one of them."""
     targets = [(f"inputs[{i}].mount", s.mount) for i, s in enumerate(inputs)]
     if code:
         targets.append(("code.mount", code.mount))
     targets.append(("outputs.mount", outputs))
+    if checkpoint:
+        targets.append(("checkpoint.mount", checkpoint.mount))
     seen: dict[str, str] = {}
     for key, target in targets:
         reserved = next((r for r in RESERVED_MOUNTS if _under(target, r)), None)

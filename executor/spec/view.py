@@ -68,6 +68,11 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
         }
     if spec.code:
         view["code"] = {"mount": spec.code.mount}
+    if spec.checkpoint:
+        view["checkpoint"] = {
+            "mount": spec.checkpoint.mount,
+            "graceSeconds": spec.checkpoint.grace_s,
+        }
     if spec.tolerances:
         view["replay"] = {
             "tolerance": [

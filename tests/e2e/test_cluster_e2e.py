@@ -437,3 +437,72 @@ def test_the_spec_edited_after_submitting_changes_nothing_that_runs(
     record = Path(done["tasks"][0]["record"])
     assert (record / "outputs" / "seed.txt").read_text() == "7"  # the spec as submitted
     slurm("verify", record, "--key", keys[1])
+
+
+TRAINER = """\
+import json, os, signal, sys, time
+ckpt = "/checkpoint/state.json"
+state = json.load(open(ckpt)) if os.path.exists(ckpt) else {"step": 0, "w": 1, "attempts": 0}
+state["attempts"] += 1
+stop = []
+signal.signal(signal.SIGUSR2, lambda signum, frame: stop.append(signum))
+print("started", flush=True)
+while state["step"] < 40:
+    state["w"] = (state["w"] * 48271 + state["step"]) % 2147483647  # one deterministic step
+    state["step"] += 1
+    with open(ckpt + ".tmp", "w") as f:
+        json.dump(state, f)
+    os.replace(ckpt + ".tmp", ckpt)
+    if stop:
+        sys.exit(0)  # the checkpoint holds every step taken: the next attempt resumes it
+    time.sleep(0.25)
+with open(os.path.join(os.environ["REXEC_OUTPUTS"], "model.json"), "w") as f:
+    json.dump({"step": state["step"], "w": state["w"]}, f)
+"""
+
+
+def test_a_preempted_job_resumes_from_its_checkpoint_to_the_uninterrupted_model(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The warning before pre-emption reaches the job, which checkpoints and stops; the
+    attempt is signed `preempted` and requeued; the next resumes from the checkpoint, and
+    the model is bitwise the one an uninterrupted run makes."""
+    project.write_code("trainer.py", TRAINER)
+    spec = project.spec(["python3", "/code/trainer.py"], checkpoint={"mount": "/checkpoint"})
+    runs = tmp_path / "runs"
+    alone = slurm.run(spec, keys[0], tmp_path / "alone", "-q")  # no scheduler, no stop
+    sub = submit(slurm, spec, keys[0], runs, "--requeue", "--signal", "USR2@60")
+    until(
+        "a few steps",
+        lambda: log_of(runs, sub).is_file() and "started" in log_of(runs, sub).read_text(),
+    )
+    time.sleep(2)
+    sh(slurm.env, "scancel", "--signal=USR2", "--batch", sub["job_id"])  # Slurm's warning, now
+    first = runs / sub["run_id"]
+    until("the preempted attempt's record", lambda: (first / "record.json").is_file())
+    assert json.loads((first / "record.json").read_text())["status"] == "preempted"
+
+    def later() -> list[Path]:
+        return sorted(d for d in runs.glob(f"{sub['run_id']}-r*") if (d / "record.json").is_file())
+
+    def release() -> bool:  # Slurm holds a requeued job back ~2 minutes: let it go now
+        subprocess.run(
+            ["scontrol", "update", f"JobId={sub['job_id']}", "StartTime=now"],
+            env=slurm.env, capture_output=True, check=False,
+        )  # fmt: skip
+        return bool(later())
+
+    until("the resumed attempt's record", release, timeout=150)
+    (second,) = later()
+    assert json.loads((second / "record.json").read_text())["status"] == "succeeded"
+    model = (second / "outputs" / "model.json").read_bytes()
+    assert model == (alone / "outputs" / "model.json").read_bytes()  # bitwise
+    marks = [build_definition(r)["internalParameters"]["checkpoint"] for r in (first, second)]
+    assert marks[0]["end"] == marks[1]["start"] != marks[0]["start"]  # the chain of attempts
+    assert marks[0]["kept"] is True
+    state = json.loads(
+        (runs / ".rexec-jobs" / sub["run_id"] / "checkpoint-0" / "state.json").read_text()
+    )
+    assert state["attempts"] == 2 and state["step"] == 40
+    for record in (first, second):
+        slurm("verify", record, "--key", keys[1], "--allow-failed")

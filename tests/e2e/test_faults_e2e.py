@@ -324,3 +324,50 @@ def test_a_registry_that_is_down_is_an_infrastructure_error_for_lock_and_run(
         assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
     finally:
         _restart_engine()
+
+
+CHECKPOINTER = """\
+import json, os, signal, sys, time
+state = {"step": 0}
+def save(signum, frame):
+    state["stopped_by"] = signal.Signals(signum).name
+    for where in ("/checkpoint", os.environ["REXEC_OUTPUTS"]):  # the same bytes twice
+        with open(os.path.join(where, "state.json"), "w") as f:
+            json.dump(state, f, sort_keys=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save)
+open(os.path.join(os.environ["REXEC_OUTPUTS"], "started"), "w").write("x")
+while True:
+    state["step"] += 1
+    time.sleep(0.05)
+"""
+
+
+def test_a_job_with_a_checkpoint_is_handed_the_signal_and_its_grace(
+    rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path, project: Project
+) -> None:
+    """Asked to stop, rexec passes the signal on and lets the job write its checkpoint
+    (a job without `[checkpoint]` is removed at once, the test above); the record signs
+    the checkpoint the job left."""
+    project.write_code("ckpt.py", CHECKPOINTER)
+    spec = project.spec(["python3", "/code/ckpt.py"], checkpoint={"mount": "/checkpoint"})
+    runs = tmp_path / "runs"
+    proc = start_run(rexec, spec, keys[0], runs)
+    wait_for_job(runs, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 143, stderr
+    (record,) = runs.iterdir()
+    assert exit_status(record)["status"] == "interrupted"
+    saved = json.loads((record / "outputs" / "state.json").read_text())
+    assert saved["stopped_by"] == "SIGTERM" and saved["step"] > 0
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / "state.json").write_bytes((record / "outputs" / "state.json").read_bytes())
+    internal = json.loads((record / "statement.json").read_bytes())["predicate"]["buildDefinition"][
+        "internalParameters"
+    ]
+    checkpoint = internal["checkpoint"]
+    assert checkpoint["end"] == rexec("snapshot", "hash", left, "--quiet").stdout.strip()
+    assert checkpoint["kept"] is False and checkpoint["start"] != checkpoint["end"]
+    assert containers_of(spec) == []

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from executor.errors import EngineLost, InfrastructureError, InputError
+from executor.runtime.docker.lifecycle import (
+    engine_lost,
+    is_connection_trouble,
+    let_it_stop,
+    pump_logs,
+    start,
+)
 from executor.runtime.types import (
     ContainerInfo,
     ContainerRequest,
@@ -235,22 +242,25 @@ class DockerRuntime:
         # Attach before start, as `docker run` does: a job that exits at once
         # would otherwise be gone before a late attach, and its output lost.
         stream = container.attach(stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        reader = threading.Thread(target=_pump_logs, args=(stream, sink), daemon=True)
+        reader = threading.Thread(target=pump_logs, args=(stream, sink), daemon=True)
         timed_out = False
         started = _now()
         try:
-            _start(container, request)
+            start(container, request)
             started = _now()
             reader.start()
             try:
                 status = container.wait(timeout=request.timeout_s)
                 exit_code: int | None = int(status.get("StatusCode", -1))
+            except KeyboardInterrupt as stop:
+                let_it_stop(container, request.stop_grace_s, stop)
+                raise
             except Exception as exc:  # requests' ReadTimeout: the job ran past its timeout
-                if not _is_connection_trouble(exc):
+                if not is_connection_trouble(exc):
                     raise
                 if (_now() - started).total_seconds() < request.timeout_s * 0.99:
                     # The wait broke off early: the engine went away, not the clock.
-                    raise _engine_lost(exc, self.title) from exc
+                    raise engine_lost(exc, self.title) from exc
                 timed_out = True
                 exit_code = None
                 with contextlib.suppress(docker.errors.APIError):
@@ -273,11 +283,11 @@ class DockerRuntime:
         except EngineLost:
             raise
         except Exception as exc:
-            if not _is_connection_trouble(exc):
+            if not is_connection_trouble(exc):
                 raise
             # The engine went away at another step than the wait (its answer to
             # start, the reload after the job): the same failure, recorded as such.
-            raise _engine_lost(exc, self.title) from exc
+            raise engine_lost(exc, self.title) from exc
         finally:
             # Best effort: with the engine gone this fails too, and `rexec gc` finds the
             # container by its labels later.
@@ -390,49 +400,6 @@ class DockerRuntime:
             return
         except docker.errors.APIError as exc:
             raise InfrastructureError(f"cannot remove container {container_id}: {exc}") from exc
-
-
-def _engine_lost(exc: BaseException, title: str) -> EngineLost:
-    """The engine went away while the job ran: an infrastructure failure, recorded as one."""
-    return EngineLost(
-        f"the {title} engine stopped answering while the job ran ({exc})",
-        hint="the run is recorded as infrastructure-failed; restart the engine "
-        "and run `rexec gc` to remove what it left",
-    )
-
-
-def _start(container: Any, request: ContainerRequest) -> None:
-    """Start the job; a command the image does not have is the spec's error, not the engine's."""
-    import docker.errors
-
-    try:
-        container.start()
-    except docker.errors.APIError as exc:
-        text = str(exc.explanation or exc)
-        if "executable file not found" in text or "no such file or directory" in text:
-            raise InputError(
-                f"run.command[0]: {request.command[0]!r} is not an executable in the image "
-                f"(the engine said: {text.strip()})",
-                hint="name a program the image has (an absolute path, or one on its PATH), "
-                "or a script inside a mounted input or the code mount",
-            ) from exc
-        raise
-
-
-def _pump_logs(stream: Iterator[tuple[bytes | None, bytes | None]], sink: LogSink) -> None:
-    for out, err in stream:
-        if out:
-            sink("stdout", out)
-        if err:
-            sink("stderr", err)
-
-
-def _is_connection_trouble(exc: BaseException) -> bool:
-    """A wait that ended without an answer: the timeout (docker-py reports a read timeout
-    on its socket as a ConnectionError), or an engine that went away mid-answer."""
-    import requests.exceptions
-
-    return isinstance(exc, requests.exceptions.RequestException)
 
 
 def _image_info(attrs: Mapping[str, Any]) -> ImageInfo:
