@@ -55,6 +55,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--dry-run", action="store_true", help="list what would be removed, remove nothing"
     )
+    p.add_argument(
+        "--partials-only",
+        action="store_true",
+        help="only partial records; leave the engine alone (the Slurm epilog runs this as "
+        "the job's user, who may have no engine access)",
+    )
     p.add_argument("--json", action="store_true", help="print what was found as JSON")
     add_runtime_option(p)
     p.set_defaults(handler=handle)
@@ -75,12 +81,16 @@ def orphan_containers(runtime: ContainerRuntime) -> list[tuple[str, str]]:
 
 def handle(args: argparse.Namespace, runtime: ContainerRuntime | None = None) -> int:
     """Remove orphan containers and partial records; ``runtime`` is the seam tests fill."""
-    runtime = runtime or default_runtime(getattr(args, "runtime", None))
-    containers = orphan_containers(runtime)
+    if args.partials_only:
+        runtime = None
+    else:
+        runtime = runtime or default_runtime(getattr(args, "runtime", None))
+    containers = [] if runtime is None else orphan_containers(runtime)
     partials = writer.stale_partials(args.runs_dir)
     verb = "would remove" if args.dry_run else "removed"
     if not args.dry_run:
         for container_id, _ in containers:
+            assert runtime is not None
             runtime.remove_container(container_id)
         for path, _ in partials:
             safeio.rmtree(path)

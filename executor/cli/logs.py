@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from executor import cluster, safeio
@@ -32,11 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _log_files(sub: cluster.Submission, task: int | None) -> list[Path]:
-    assert sub.job_id is not None
-    if not sub.is_array:
-        return [sub.directory / f"slurm-{sub.job_id}.out"]
-    tasks = range(len(sub.tasks)) if task is None else [task]
-    return [sub.directory / f"slurm-{sub.job_id}_{i}.out" for i in tasks]
+    """Each task's logs, one per attempt, in order."""
+    tasks: Sequence[int | None] = (
+        [task] if task is not None else range(len(sub.tasks)) if sub.is_array else [None]
+    )
+    return [path for t in tasks for path in sub.logs(t)]
 
 
 def _copy(path: Path, offset: int) -> int:
@@ -61,18 +62,22 @@ def _copy(path: Path, offset: int) -> int:
 def handle(args: argparse.Namespace) -> int:
     """Print (and with --follow, keep printing) the run's Slurm log files."""
     sub = cluster.find_submission(args.ref, args.runs_dir)
-    files = _log_files(sub, args.task)
-    offsets = dict.fromkeys(files, 0)
+    offsets: dict[Path, int] = {}
     slurm = cluster.Slurm()
-    while True:
+
+    def copy_all() -> list[Path]:
+        files = _log_files(sub, args.task)  # a requeue adds an attempt's log as it goes
         for path in files:
-            offsets[path] = _copy(path, offsets[path])
-        if not args.follow:
-            break
-        tasks = cluster.poll([sub], slurm)[sub.run_id]
-        if all(t.finished for t in tasks):
-            for path in files:
-                offsets[path] = _copy(path, offsets[path])
+            offsets[path] = _copy(path, offsets.get(path, 0))
+        return files
+
+    while True:
+        # Known finished before the last copy, so that copy holds the end of every log.
+        finished = not args.follow or all(
+            t.finished for t in cluster.poll([sub], slurm)[sub.run_id]
+        )
+        files = copy_all()
+        if finished:
             break
         time.sleep(1.0)
     if not any(offsets.values()) and not any(p.exists() for p in files):

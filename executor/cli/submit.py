@@ -170,6 +170,8 @@ def handle(args: argparse.Namespace) -> int:
         print(f"submitted run {sub.run_id} as Slurm job {sub.job_id}{tasks_text}")
         print(f"script and logs: {sub.directory}")
     if args.wait:
-        final = cluster.wait(sub, cluster.Slurm(), on_change=lambda t: print_tasks(t, err=True))
-        return max(t.exit_code for t in final)
+        final = cluster.wait(
+            [sub], cluster.Slurm(), on_change=lambda _, tasks: print_tasks(tasks, err=True)
+        )
+        return max(t.exit_code for t in final[sub.run_id])
     return 0

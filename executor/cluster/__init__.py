@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from executor.cluster.node import run_on_node
 from executor.cluster.slurm import JobState, Slurm
-from executor.cluster.status import TaskStatus, find_submission, poll, wait
+from executor.cluster.status import TaskStatus, find_submission, poll, tracked, wait
 from executor.cluster.submission import (
     SiteOptions,
     Submission,
@@ -37,5 +37,6 @@ __all__ = [
     "site_defaults",
     "submit",
     "sweep_tasks",
+    "tracked",
     "wait",
 ]

@@ -32,6 +32,8 @@ TIMEOUT_S = 60.0
 # squeue's fields: job id (array tasks as 123_4), state, reason, node list.
 SQUEUE_FORMAT = "%i|%T|%r|%N"
 SACCT_FIELDS = "JobID,State,ExitCode,Reason,NodeList"
+# What Slurm's clients print when the controller does not answer (not a refused job).
+UNREACHABLE = ("unable to contact slurm controller", "socket timed out", "connection refused")
 
 
 @dataclass(frozen=True)
@@ -101,14 +103,10 @@ def parse_sacct(text: str) -> dict[str, JobState]:
             left, _, right = exit_code.partition(":")
             if left.isdigit() and right.isdigit():
                 code, sig = int(left), int(right)
-        found[job_id] = JobState(
-            job_id,
-            state.split(" ", 1)[0],
-            "" if reason == "None" else reason,
-            code,
-            sig,
-            nodes,
-        )
+        for one in _expand_array(job_id):  # an array cancelled while pending: 123_[0-5]
+            found[one] = JobState(
+                one, state.split(" ", 1)[0], "" if reason == "None" else reason, code, sig, nodes
+            )
     return found
 
 
@@ -153,6 +151,8 @@ class Slurm:
         proc = self._run(["sbatch", "--parsable", os.fspath(script)], check=False)
         if proc.returncode != 0:
             reason = (proc.stderr or proc.stdout).strip()
+            if any(words in reason.lower() for words in UNREACHABLE):
+                raise _failure("sbatch", reason)  # not the job's fault: exit 6
             raise InputError(
                 f"sbatch refused the job: {reason}",
                 hint="check the site options (--partition, --account, --qos, --time, "

@@ -117,6 +117,22 @@ class Submission:
         run_id = self.run_id if task is None or not self.is_array else f"{self.run_id}-t{task}"
         return run_id if restart == 0 else f"{run_id}-r{restart}"
 
+    def job_ref(self, task: int | None) -> str:
+        """One task as Slurm names it: ``123``, or ``123_4`` for an array task."""
+        assert self.job_id is not None
+        return f"{self.job_id}_{task}" if self.is_array and task is not None else self.job_id
+
+    def logs(self, task: int | None) -> list[Path]:
+        """This task's Slurm logs, one per attempt, oldest first: ``slurm-<job>.out``, then
+        ``slurm-<job>-r1.out``…, so a requeue never truncates an earlier attempt's log."""
+        first = f"slurm-{self.job_ref(task)}"
+        attempts: list[tuple[int, Path]] = []
+        for path in self.directory.glob(f"{first}-r*.out"):
+            restart = path.name.removeprefix(f"{first}-r").removesuffix(".out")
+            if restart.isdigit():
+                attempts.append((int(restart), path))
+        return [self.directory / f"{first}.out", *(p for _, p in sorted(attempts))]
+
     def to_json(self) -> dict[str, Any]:
         """The JSON form (``submit --json``); ``submission.json`` is this without the job id."""
         doc = asdict(self)

@@ -70,13 +70,20 @@ def node_command() -> list[str]:
     return [sys.executable, "-m", "executor"]
 
 
+def log_name(sub: Submission) -> str:
+    """A later attempt's log name before its ``-r<n>.out``, as the batch shell sees it."""
+    if sub.is_array:
+        return "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"
+    return "slurm-${SLURM_JOB_ID}"
+
+
 def render_script(sub: Submission, *, name: str, export: Sequence[str], sha256: str) -> str:
     """A plain sbatch script: every choice an ``#SBATCH`` line, then rexec on the node with
     the sha256 of the submission it must find (Slurm keeps this script; the job owner
     cannot rewrite Slurm's copy on shared storage)."""
     site = sub.site
     directory = sub.directory
-    log = "slurm-%A_%a.out" if sub.is_array else "slurm-%j.out"
+    log = ("slurm-%A_%a" if sub.is_array else "slurm-%j") + ".out"
     flags = [
         f"--job-name=rexec-{name}",
         f"--output={directory / log}",
@@ -84,6 +91,7 @@ def render_script(sub: Submission, *, name: str, export: Sequence[str], sha256: 
         f"--nodes={site.nodes}",
         "--ntasks-per-node=1",
         "--requeue" if site.requeue else "--no-requeue",
+        "--open-mode=append",  # Slurm's own lines of every attempt are kept
     ]
     for flag, value in (
         ("partition", site.partition),
@@ -115,6 +123,11 @@ def render_script(sub: Submission, *, name: str, export: Sequence[str], sha256: 
         "# the node runs that copy only if submission.json still has the sha256 named below.",
         *(f"#SBATCH {shlex.quote(f)}" for f in flags),
         "set -u",
+        # Each attempt of a requeued job writes its own log beside the first one's.
+        'restart="${SLURM_RESTART_COUNT:-0}"',
+        'if [ "$restart" != 0 ]; then',
+        f'    exec >>{shlex.quote(str(directory))}/"{log_name(sub)}-r$restart.out" 2>&1',
+        "fi",
         # exec: rexec is the batch shell, so Slurm's TERM and --signal=B: reach it directly.
         "exec " + " ".join(shlex.quote(c) for c in command),
         "",

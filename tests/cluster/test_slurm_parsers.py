@@ -22,6 +22,7 @@ SACCT = """\
 10|FAILED|3:0|NonZeroExitCode|n2
 11|TIMEOUT|0:0|TimeLimit|n1
 14_0|OUT_OF_MEMORY|0:125|OutOfMemory|n1
+15_[0-2]|CANCELLED by 0|0:0|None|None assigned
 """
 
 
@@ -43,6 +44,10 @@ def test_sacct_states_and_exit_codes() -> None:
     )
     assert jobs["11"].state == "TIMEOUT"
     assert jobs["14_0"].state == "OUT_OF_MEMORY"
+    # an array cancelled while pending is one line; each of its tasks was cancelled
+    assert {j: jobs[j].state for j in jobs if j.startswith("15_")} == dict.fromkeys(
+        ("15_0", "15_1", "15_2"), "CANCELLED"
+    )
 
 
 def test_junk_lines_are_skipped() -> None:

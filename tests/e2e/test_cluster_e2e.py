@@ -7,12 +7,15 @@ their configs in REXEC_TEST_SLURM_CONF and REXEC_TEST_SLURM_CONF_NOACCT.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from executor import owner
 from executor.errors import ExitCode
 from tests.e2e.conftest import Project, Rexec, build_definition
 
@@ -116,10 +120,32 @@ def test_a_failing_job_is_state_failed_and_exit_5(
     followed = slurm("logs", sub["run_id"], "--runs-dir", runs, "--follow").stdout  # to the end
     assert "going down" in followed and "signing the statement" in followed
     out = slurm("status", sub["run_id"], "--runs-dir", runs, "--wait", check=ExitCode.JOB_FAILED)
-    assert "FAILED" in out.stdout and "record: failed" in out.stdout
+    assert "FAILED" in out.stdout and "record: failed  exit 3" in out.stdout
+    assert "last error: going down" in out.stdout  # the job's own last line of stderr
     doc = status(slurm, sub["run_id"], runs, check=ExitCode.JOB_FAILED)
-    assert doc["tasks"][0]["state"] == "FAILED"
+    (task,) = doc["tasks"]
+    assert (task["state"], task["exitCode"], task["lastError"]) == ("FAILED", 3, "going down")
     assert "going down" in log_of(runs, sub).read_text()
+
+
+def test_status_without_a_run_waits_for_every_tracked_run(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    codes = {0: 0, 1: 4, 2: 0}
+    subs = [
+        submit(slurm, project.spec(["sh", "-c", f"sleep {n}; exit {code}"]), keys[0], runs)
+        for n, code in codes.items()
+    ]
+    out = slurm("status", "--runs-dir", runs, "--wait", "--json", check=ExitCode.JOB_FAILED)
+    doc = json.loads(out.stdout)
+    assert doc["schema"] == "rexec.status-list/v1" and doc["controller"] is None
+    found = {run["runId"]: run["tasks"][0] for run in doc["runs"]}
+    assert sorted(found) == sorted(s["run_id"] for s in subs)
+    for n, sub in enumerate(subs):
+        task = found[sub["run_id"]]
+        assert task["finished"] and task["exitCode"] == codes[n]
+        assert task["recordStatus"] == ("succeeded" if codes[n] == 0 else "failed")
 
 
 def test_cancel_stops_the_container_and_signs_interrupted(
@@ -217,6 +243,10 @@ def test_a_requeued_job_is_a_second_attempt_with_its_own_record(
     assert ident["restartCount"] == restart >= 1 and ident["submission"]["attempt"] == restart
     doc = status(slurm, sub["run_id"], runs)
     assert doc["tasks"][0]["record"] == str(second)
+    # each attempt kept its own log: the requeue truncated nothing
+    again = log_of(runs, sub).with_name(f"slurm-{sub['job_id']}-r{restart}.out")
+    assert "started" in log_of(runs, sub).read_text() and "started" in again.read_text()
+    assert slurm("logs", sub["run_id"], "--runs-dir", runs).stdout.count("started") == 2
 
 
 def test_two_nodes_one_record_with_both_host_captures(
@@ -349,7 +379,38 @@ def test_the_epilog_removes_what_a_job_left_behind(slurm: Rexec) -> None:
     sh(slurm.env, "docker", "rm", "-f", *left)
 
 
-def test_an_unreachable_controller_is_exit_6(slurm: Rexec, tmp_path: Path) -> None:
+def test_the_epilog_removes_a_killed_jobs_container_and_partial_record(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """rexec SIGKILLed (an OOM kill, a dying step daemon): nothing of it can clean up, so
+    the epilog removes its container and, as the job's user, its half-assembled record."""
+    from tests.e2e.conftest import REPO
+
+    runs = tmp_path / "runs"
+    sub = submit(slurm, project.spec(["sh", "-c", "echo started; sleep 120"]), keys[0], runs)
+    until("the job to start", started(runs, sub))
+    (partial,) = runs.glob(".*.partial")
+    os.kill(int(json.loads((partial / ".owner").read_text())["pid"]), signal.SIGKILL)
+    label = f"label=dev.rexec.slurm-job={sub['job_id']}"
+    assert sh(slurm.env, "docker", "ps", "-q", "--filter", label).strip()  # it outlived rexec
+    alive = runs / ".20261201T000000Z-alive-000000.partial"  # a run in progress on this host
+    alive.mkdir()
+    (alive / ".owner").write_text(json.dumps(owner.me().to_json()))
+    epilog = {
+        "SLURM_JOB_ID": sub["job_id"],
+        "SLURM_JOB_USER": getpass.getuser(),
+        "REXEC": str(Path(sys.executable).parent / "rexec"),
+    }
+    subprocess.run(
+        ["sh", str(REPO / "scripts" / "slurm-epilog")], env=slurm.env | epilog, check=True
+    )
+    assert sh(slurm.env, "docker", "ps", "-aq", "--filter", label).strip() == ""
+    assert not partial.exists() and alive.is_dir()
+
+
+def test_an_unreachable_controller_is_exit_6_and_the_records_on_disk_are_still_shown(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
     conf = Path(slurm.env["SLURM_CONF"]).read_text()
     dead = tmp_path / "etc" / "slurm.conf"
     dead.parent.mkdir()
@@ -369,9 +430,24 @@ def test_an_unreachable_controller_is_exit_6(slurm: Rexec, tmp_path: Path) -> No
         )
     )  # fmt: skip
     (job / "job-id").write_text("1\n")
+    (runs / job.name).mkdir()  # the run's record, as the node left it
+    (runs / job.name / "record.json").write_text('{"status": "failed", "exitCode": 3}')
     slurm.env["SLURM_CONF"] = str(dead)
     out = slurm("status", job.name, "--runs-dir", runs, check=ExitCode.INFRASTRUCTURE)
     assert "squeue failed" in out.stderr and "scontrol ping" in out.stderr
+    assert "record: failed  exit 3" in out.stdout
+    out = slurm("status", "--runs-dir", runs, "--json", check=ExitCode.INFRASTRUCTURE)
+    doc = json.loads(out.stdout)
+    assert "squeue failed" in doc["controller"]
+    ((task,),) = [run["tasks"] for run in doc["runs"] if run["runId"] == job.name]
+    assert (task["recordStatus"], task["exitCode"]) == ("failed", 3)
+    before = sorted((runs / ".rexec-jobs").iterdir())
+    out = slurm(
+        "submit", project.spec(["true"]), "--signing-key", keys[0], "--runs-dir", runs,
+        check=ExitCode.INFRASTRUCTURE,
+    )  # fmt: skip
+    assert "sbatch failed" in out.stderr and "scontrol ping" in out.stderr
+    assert sorted((runs / ".rexec-jobs").iterdir()) == before  # nothing left half-written
 
 
 @pytest.mark.skipif(
