@@ -11,8 +11,10 @@ with the job's identity signed into the record. A requeued job is a new
 attempt: its run id gains ``-r<restart>``, so each attempt has its own record.
 
 Multi-node (``--nodes N``): the batch script starts one of these per node with
-srun. Every rank runs its own container with the rendezvous variables
-(``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``, ``NODE_RANK``); ranks
+srun. Every rank runs its own container on the host's network (the spec's
+recorded opt-in) with the rendezvous variables (``MASTER_ADDR``, ``MASTER_PORT``,
+``WORLD_SIZE``, ``RANK``, ``NODE_RANK``, ``LOCAL_RANK``) and the node's
+InfiniBand devices, if it has any; ranks
 other than 0 write what they ran (host capture, status, outputs) to
 ``attempt-<restart>/node-<rank>.json`` in the submission directory, and rank
 0 waits for them and signs one record that lists every node. A failure on any
@@ -24,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -50,7 +53,8 @@ from executor.signing import SignOptions
 
 __all__ = ["run_on_node"]
 
-MASTER_PORT = 29500
+MASTER_PORT = 29500  # and the next 999: one per job, from its id, so jobs sharing a node differ
+INFINIBAND = Path("/dev/infiniband")
 # The container's label naming its Slurm job: scripts/slurm-epilog removes what a job left.
 JOB_LABEL = "dev.rexec.slurm-job"
 PEER_WAIT_S = 600.0
@@ -158,8 +162,12 @@ def run_on_node(
                 {"seed": sub.tasks[task or 0].seed} if sub.tasks[task or 0].seed is not None else {}
             ),
         }
+    devices: tuple[str, ...] = ()
     if len(nodes) > 1:
-        run_spec, identity = _rendezvous(run_spec, identity, slurm=slurm, nodes=nodes, rank=rank)
+        run_spec, identity = _rendezvous(
+            run_spec, identity, slurm=slurm, nodes=nodes, rank=rank, job_id=env["SLURM_JOB_ID"]
+        )
+        devices = infiniband_devices(INFINIBAND)
     run_id = sub.task_run_id(task, restart)
     sign = dict(sub.sign)
     options = runner.RunOptions(
@@ -175,6 +183,7 @@ def run_on_node(
         run_id=run_id if rank == 0 else f"{run_id}-node{rank}",
         scheduler=identity,
         labels={JOB_LABEL: str(env.get("SLURM_JOB_ID", ""))},
+        devices=devices,
         allocated_gpus=gpus,
         allocated_cpus=allocated_cpus(env),
         allocated_memory=allocated_memory(env),
@@ -221,18 +230,33 @@ def _rendezvous(
     slurm: Slurm,
     nodes: list[str],
     rank: int,
+    job_id: str,
 ) -> tuple[spec.RunSpec, dict[str, Any]]:
-    """The rendezvous variables of a multi-node job, in the job's environment and the record."""
+    """The rendezvous variables of a multi-node job (one process per node: its rank is the
+    node's), in the job's environment and the record."""
     master = slurm.node_address(nodes[0])
     rendezvous = {
         "MASTER_ADDR": master,
-        "MASTER_PORT": str(MASTER_PORT),
+        "MASTER_PORT": str(MASTER_PORT + int(job_id) % 1000 if job_id.isdigit() else MASTER_PORT),
         "WORLD_SIZE": str(len(nodes)),
+        "RANK": str(rank),
         "NODE_RANK": str(rank),
+        "LOCAL_RANK": "0",
     }
     env = {**run_spec.run.env, **rendezvous}
-    identity = {**identity, "rendezvous": {**rendezvous, "NODE_RANK": None}, "nodeRank": rank}
+    per_node = {"RANK": None, "NODE_RANK": None}  # each node's record names its own rank
+    identity = {**identity, "rendezvous": {**rendezvous, **per_node}, "nodeRank": rank}
     return replace(run_spec, run=replace(run_spec.run, env=env)), identity
+
+
+def infiniband_devices(directory: Path) -> tuple[str, ...]:
+    """The node's InfiniBand character devices (verbs, RDMA CM), for the ranks' container;
+    none where the node has no InfiniBand."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
+    return tuple(e.path for e in entries if stat.S_ISCHR(e.stat(follow_symlinks=False).st_mode))
 
 
 def _attempt_dir(sub: Submission, restart: int) -> Path:

@@ -253,3 +253,10 @@ def _check_resources(run_spec: spec.RunSpec, site: SiteOptions) -> None:
         )
     if site.nodes < 1:
         raise InputError(f"--nodes {site.nodes}: expected 1 or more")
+    if site.nodes > 1 and not run_spec.security.allow_host_network:
+        raise InputError(
+            f"--nodes {site.nodes}: the ranks could not reach each other: the job's container "
+            f"has network {run_spec.security.network!r}, its own namespace on each node",
+            hint="add `[security] allow_host_network = true` to the spec (the host's network, "
+            "as HPC containers use it; recorded as an opt-in); nothing was queued",
+        )

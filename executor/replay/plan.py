@@ -235,6 +235,7 @@ def _spec_from_record(
         signing=spec.Signing(method=view.get("signing", {}).get("method", "key"), key=None),
         security=spec.Security(
             allow_network=bool(sec.get("allowNetwork")),
+            allow_host_network=bool(sec.get("allowHostNetwork")),
             allow_root=bool(sec.get("allowRoot")),
             allow_writable_root=bool(sec.get("allowWritableRoot")),
         ),

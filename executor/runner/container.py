@@ -98,8 +98,9 @@ def job_container(
         user=user,
         labels=labels,
         hardening=Hardening(
-            network=run_spec.security.allow_network,
+            network=run_spec.security.network,
             read_only_root=not run_spec.security.allow_writable_root,
+            devices=options.devices,
         ),
         cpus=cpus,
         memory_bytes=memory,

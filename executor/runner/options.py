@@ -52,6 +52,8 @@ class RunOptions:
     peers: Callable[[], Mapping[str, Any]] | None = None
     # More container labels (a scheduler's job id, for its epilog's reaper).
     labels: Mapping[str, str] = field(default_factory=dict)
+    # Host devices the job gets (a multi-node job's InfiniBand), recorded in the hardening.
+    devices: tuple[str, ...] = ()
     # `[checkpoint]`: where a scheduler keeps the job's checkpoint from one attempt to the
     # next (the submission's directory); None gives the job a fresh one that is not kept.
     checkpoint_dir: Path | None = None

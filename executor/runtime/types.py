@@ -39,20 +39,25 @@ class Hardening:
     """What the container may do. Every field defaults to the locked-down value;
     anything looser is an explicit opt-in that the manifest records."""
 
-    network: bool = False
+    network: str = "none"  # or an opt-in: "bridge", "host"
     read_only_root: bool = True
     tmpfs_size: str = "256m"
     cap_drop_all: bool = True
     no_new_privileges: bool = True
+    # Host devices passed in (InfiniBand's verbs and RDMA CM on a multi-node job's node).
+    # RDMA also needs locked memory: the engine's default ulimit (docs/cluster.md), since
+    # raising it per container fails wherever the engine may not (seen here).
+    devices: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """The hardening as the record states it."""
         return {
-            "network": "bridge" if self.network else "none",
+            "network": self.network,
             "readOnlyRootFilesystem": self.read_only_root,
             "tmpfs": {"/tmp": f"size={self.tmpfs_size},nosuid,nodev"},
             "capabilities": "drop ALL" if self.cap_drop_all else "engine default",
             "noNewPrivileges": self.no_new_privileges,
+            **({"devices": list(self.devices)} if self.devices else {}),
         }
 
 

@@ -160,10 +160,17 @@ def parse_small_tables(top: Table, base: Path) -> tuple[Determinism, Signing, Se
     if sec is not None:
         security = Security(
             allow_network=bool(sec.get("allow_network", bool)),
+            allow_host_network=bool(sec.get("allow_host_network", bool)),
             allow_root=bool(sec.get("allow_root", bool)),
             allow_writable_root=bool(sec.get("allow_writable_root", bool)),
         )
         sec.finish()
+        if security.allow_network and security.allow_host_network:
+            top.errors.add(
+                "security.allow_host_network",
+                "both allow_network (a bridge) and allow_host_network (the host's network) "
+                "are true: keep the one the job needs",
+            )
     return (
         Determinism(tuple(f for f in frameworks if f in FRAMEWORKS), strict, automatic),
         Signing(method, key),

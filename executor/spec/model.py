@@ -181,8 +181,16 @@ class Security:
     """Explicit, recorded opt-outs of the hardened defaults. All default to off."""
 
     allow_network: bool = False
+    # The host's network stack, as HPC containers use it: what lets the ranks of a
+    # multi-node job reach each other (and InfiniBand). Required for `submit --nodes` > 1.
+    allow_host_network: bool = False
     allow_root: bool = False
     allow_writable_root: bool = False
+
+    @property
+    def network(self) -> str:
+        """The container's network: ``none`` unless opted in to ``bridge`` or ``host``."""
+        return "host" if self.allow_host_network else "bridge" if self.allow_network else "none"
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
         "signing": {"method": spec.signing.method},
         "security": {
             "allowNetwork": spec.security.allow_network,
+            "allowHostNetwork": spec.security.allow_host_network,
             "allowRoot": spec.security.allow_root,
             "allowWritableRoot": spec.security.allow_writable_root,
         },

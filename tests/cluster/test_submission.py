@@ -290,3 +290,15 @@ def test_the_specs_timeout_becomes_the_time_limit_with_a_margin_for_recording(
     assert with_resources(run_spec, SiteOptions(time="4:00:00")).time == "4:00:00"
     sub = submission(tmp_path, time=with_resources(run_spec, SiteOptions()).time)
     assert "#SBATCH --time=132" in render_script(sub, name="t", export=[], sha256="0" * 64)
+
+
+def test_infiniband_devices_are_the_character_devices_there_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """/dev stands in for /dev/infiniband: its character devices count, its links and
+    directories do not; a node without the directory has none."""
+    from executor.cluster.node import infiniband_devices
+
+    found = infiniband_devices(Path("/dev"))
+    assert "/dev/null" in found and "/dev/stdin" not in found and "/dev/pts" not in found
+    assert infiniband_devices(tmp_path / "infiniband") == ()

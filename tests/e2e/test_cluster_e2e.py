@@ -25,7 +25,7 @@ import pytest
 
 from executor import owner
 from executor.errors import ExitCode
-from tests.e2e.conftest import Project, Rexec, build_definition
+from tests.e2e.conftest import BASE_IMAGE, REPO, Project, Rexec, build_definition
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -83,6 +83,8 @@ def started(runs: Path, sub: dict[str, Any]) -> Callable[[], bool]:
     return lambda: log_of(runs, sub).is_file() and "started" in log_of(runs, sub).read_text()
 
 
+# The ranks of a multi-node job reach each other on the host's network (a recorded opt-in).
+HOST_NETWORK = {"allow_host_network": True}
 SLEEPER = ["sh", "-c", "echo started; sleep 8; echo done > $REXEC_OUTPUTS/done.txt"]
 
 
@@ -254,7 +256,8 @@ def test_two_nodes_one_record_with_both_host_captures(
 ) -> None:
     runs = tmp_path / "runs"
     spec = project.spec(
-        ["sh", "-c", "echo $NODE_RANK/$WORLD_SIZE@$MASTER_ADDR > $REXEC_OUTPUTS/rank.txt"]
+        ["sh", "-c", "echo $NODE_RANK/$WORLD_SIZE@$MASTER_ADDR > $REXEC_OUTPUTS/rank.txt"],
+        security=HOST_NETWORK,
     )
     sub = submit(slurm, spec, keys[0], runs, "--nodes", "2", "--wait")
     record = runs / sub["run_id"]
@@ -327,6 +330,11 @@ def test_bad_submit_input_queues_nothing(
     assert not list((runs / ".rexec-jobs").glob("2*"))  # the submission directory is gone
     bad = slurm("submit", spec, "--runs-dir", runs, "--sweep", "nope=1,2", check=ExitCode.BAD_INPUT)
     assert "no such parameter" in bad.stderr
+    apart = slurm(
+        "submit", spec, "--signing-key", keys[0], "--runs-dir", runs, "--nodes", "2",
+        check=ExitCode.BAD_INPUT,
+    )  # fmt: skip
+    assert "could not reach each other" in apart.stderr and "allow_host_network" in apart.stderr
     (project.data / "numbers.txt").write_text("changed\n")
     changed = slurm(
         "submit", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.MISMATCH
@@ -339,7 +347,9 @@ def test_a_failure_on_any_node_fails_the_run(
     slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
-    spec = project.spec(["sh", "-c", "if [ $NODE_RANK = 1 ]; then exit 4; fi; true"])
+    spec = project.spec(
+        ["sh", "-c", "if [ $NODE_RANK = 1 ]; then exit 4; fi; true"], security=HOST_NETWORK
+    )
     sub = submit(slurm, spec, keys[0], runs, "--nodes", "2")
     slurm("status", sub["run_id"], "--runs-dir", runs, "--wait", check=ExitCode.JOB_FAILED)
     record = runs / sub["run_id"]
@@ -351,8 +361,6 @@ def test_a_failure_on_any_node_fails_the_run(
 
 def test_the_epilog_removes_what_a_job_left_behind(slurm: Rexec) -> None:
     """The admins' backstop for SIGKILL, OOM and node failure: containers by job label."""
-    from tests.e2e.conftest import BASE_IMAGE, REPO
-
     label = "dev.rexec.slurm-job=999999"
     other = "dev.rexec.slurm-job=999998"
     for lab in (label, other):
@@ -384,8 +392,6 @@ def test_the_epilog_removes_a_killed_jobs_container_and_partial_record(
 ) -> None:
     """rexec SIGKILLed (an OOM kill, a dying step daemon): nothing of it can clean up, so
     the epilog removes its container and, as the job's user, its half-assembled record."""
-    from tests.e2e.conftest import REPO
-
     runs = tmp_path / "runs"
     sub = submit(slurm, project.spec(["sh", "-c", "echo started; sleep 120"]), keys[0], runs)
     until("the job to start", started(runs, sub))
@@ -582,3 +588,85 @@ def test_a_preempted_job_resumes_from_its_checkpoint_to_the_uninterrupted_model(
     assert state["attempts"] == 2 and state["step"] == 40
     for record in (first, second):
         slurm("verify", record, "--key", keys[1], "--allow-failed")
+
+
+DDP = """\
+import json, os, subprocess, sys
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+def train(rank, world):
+    dist.init_process_group("gloo", rank=rank, world_size=world)  # MASTER_ADDR, MASTER_PORT
+    total = torch.tensor([float(rank + 1)])
+    dist.all_reduce(total)  # every rank's number, summed across nodes
+    torch.manual_seed(0)
+    model = DistributedDataParallel(torch.nn.Linear(4, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    data = torch.Generator().manual_seed(100 + rank)  # each rank its own shard
+    for _ in range(5):
+        x = torch.randn(16, 4, generator=data)
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), x.sum(1, keepdim=True)).backward()
+        optimizer.step()  # gradients all-reduced by DDP
+    if rank == 0:
+        out = os.environ["REXEC_OUTPUTS"]
+        with open(out + "/model.bin", "wb") as f:
+            for p in model.module.parameters():
+                f.write(p.detach().numpy().tobytes())
+        with open(out + "/metrics.json", "w") as f:
+            json.dump({"allreduce": total.item(), "world": world}, f)
+    dist.destroy_process_group()
+
+
+if "RANK" in os.environ:  # one rank per node, as rexec submit --nodes starts them
+    train(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+else:  # the same job as two processes on one node
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT="29400", WORLD_SIZE="2")
+    ranks = [subprocess.Popen([sys.executable, __file__], env=dict(env, RANK=str(r))) for r in (0, 1)]
+    sys.exit(max(p.wait() for p in ranks))
+"""
+TORCH_IMAGE = {
+    "build": {
+        "dockerfile": f"{REPO}/images/torch/Dockerfile",
+        "context": f"{REPO}/images/torch",
+        "args": {"BASE_IMAGE": BASE_IMAGE},
+    }
+}
+
+
+def test_two_nodes_train_with_torch_distributed_to_the_model_one_node_makes(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Nodes that talk: gloo's all-reduce and DDP steps across the two Slurm nodes, one
+    signed record naming both, and bitwise the model of the same job as two processes on
+    one node."""
+    project.write_code("ddp.py", DDP)
+    spec = project.spec(
+        ["python3", "/code/ddp.py"],
+        image=TORCH_IMAGE,
+        resources={"memory": "2g"},
+        determinism={"frameworks": ["torch"]},
+        security=HOST_NETWORK,
+        run={"timeout": "5m"},
+    )
+    one_node = slurm.run(spec, keys[0], tmp_path / "one-node", "-q")
+    runs = tmp_path / "runs"
+    sub = submit(slurm, spec, keys[0], runs, "--nodes", "2", "--wait")
+    record = runs / sub["run_id"]
+    assert json.loads((record / "outputs" / "metrics.json").read_text()) == {
+        "allreduce": 3.0,  # 1 + 2: rank 1's number crossed to node n1
+        "world": 2,
+    }
+    model = (record / "outputs" / "model.bin").read_bytes()
+    assert model == (one_node / "outputs" / "model.bin").read_bytes()
+    internal = build_definition(record)["internalParameters"]
+    assert internal["scheduler"]["nodes"] == ["n1", "n2"]
+    assert internal["hardening"]["network"] == "host" and internal["optIns"]["allowHostNetwork"]
+    rendezvous = internal["scheduler"]["rendezvous"]
+    assert rendezvous["WORLD_SIZE"] == "2" and rendezvous["LOCAL_RANK"] == "0"
+    assert int(rendezvous["MASTER_PORT"]) == 29500 + int(sub["job_id"]) % 1000
+    (peer,) = internal["nodes"]
+    assert (peer["rank"], peer["node"], peer["status"]) == (1, "n2", "succeeded")
+    slurm("verify", record, "--key", keys[1])

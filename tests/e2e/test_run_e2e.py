@@ -194,3 +194,27 @@ def test_unreachable_engine_is_an_infrastructure_error(
         "run", spec, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.INFRASTRUCTURE
     )
     assert "cannot reach the Docker engine" in out.stderr
+
+
+def test_a_device_handed_to_the_job_is_there_and_recorded() -> None:
+    """What a multi-node job's node does with its InfiniBand devices (this machine has
+    none: a tty stands in, as it stands in for GPUs in the test cluster's gres)."""
+    from executor.runtime import ContainerRequest, Hardening
+    from executor.runtime.docker import DockerRuntime
+    from tests.e2e.conftest import BASE_IMAGE
+
+    chunks: list[bytes] = []
+    request = ContainerRequest(
+        image=BASE_IMAGE,
+        command=["sh", "-c", "test -c /dev/tty2 && echo there"],
+        workdir="/",
+        env={},
+        mounts=[],
+        user="65534:65534",
+        labels={"dev.rexec.test": "devices"},
+        hardening=Hardening(devices=("/dev/tty2",)),
+        timeout_s=60,
+    )
+    result = DockerRuntime().run(request, lambda _, chunk: chunks.append(chunk))
+    assert result.exit_code == 0 and b"".join(chunks).strip() == b"there"
+    assert Hardening(devices=("/dev/tty2",)).describe()["devices"] == ["/dev/tty2"]

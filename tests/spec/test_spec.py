@@ -256,6 +256,10 @@ def test_build_image(tmp_path: Path) -> None:
             "security.allow_everything: unknown key",
         ),
         (
+            {"sec": "[security]\nallow_network = true\nallow_host_network = true\n"},
+            "security.allow_host_network: both allow_network (a bridge) and allow_host_network",
+        ),
+        (
             {"par": "[params]\nwhen = 1979-05-27\n"},
             "params.when: date values cannot be passed as JSON",
         ),
@@ -367,3 +371,13 @@ def test_an_input_may_come_from_another_run(
         assert item.from_ref is not None and item.digest == spec.UNRESOLVED_DIGEST
     else:
         assert any(p.startswith(expected) for p in problems(text, tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("table", "network"),
+    [("", "none"), ("allow_network = true", "bridge"), ("allow_host_network = true", "host")],
+)
+def test_the_network_is_none_unless_opted_in(tmp_path: Path, table: str, network: str) -> None:
+    s = parse(minimal(sec=f"[security]\n{table}\n"), tmp_path)
+    assert s.security.network == network
+    assert spec.resolved_view(s)["security"]["allowHostNetwork"] is (network == "host")

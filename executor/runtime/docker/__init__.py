@@ -307,13 +307,15 @@ class DockerRuntime:
                 DockerMount(m.target, str(m.source), type="bind", read_only=m.read_only)
                 for m in request.mounts
             ],
-            "network_mode": "bridge" if h.network else "none",
+            "network_mode": h.network,
             "read_only": h.read_only_root,
             "tmpfs": {"/tmp": f"rw,nosuid,nodev,size={h.tmpfs_size}"},
             "cap_drop": ["ALL"] if h.cap_drop_all else None,
             "security_opt": ["no-new-privileges:true"] if h.no_new_privileges else None,
             "pids_limit": request.pids_limit,
         }
+        if h.devices:
+            host["devices"] = [f"{d}:{d}:rwm" for d in h.devices]
         if request.cpus:
             host["nano_cpus"] = int(request.cpus * 1e9)
         if request.memory_bytes:
