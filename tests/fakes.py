@@ -58,6 +58,9 @@ class FakeRuntime:
     def unenforced_limits(self, request: ContainerRequest) -> list[str]:
         return []
 
+    def close(self) -> None:
+        self.closed = True
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
         raise AssertionError(f"the pipeline called runtime.{name}, which this fake does not expect")
 

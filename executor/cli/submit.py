@@ -87,6 +87,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_signing_options(p, default=None)
     add_runtime_option(p)
     p.add_argument("--allow-dirty", action="store_true", help="code with uncommitted changes")
+    p.add_argument(
+        "--rehash-inputs",
+        action="store_true",
+        help="nodes read and hash every input again (default: each node checks every "
+        "entry's lstat against the submit host's, and hashes only what changed)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the sbatch script; queue nothing")
     p.add_argument("--json", action="store_true", help="print the submission as JSON")
     p.add_argument(
@@ -156,6 +162,7 @@ def handle(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         sign=sign,
         allow_dirty=args.allow_dirty,
+        rehash_inputs=args.rehash_inputs,
         dry_run=args.dry_run,
         say=say,
         engine=args.runtime,

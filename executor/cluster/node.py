@@ -58,6 +58,7 @@ INFINIBAND = Path("/dev/infiniband")
 # The container's label naming its Slurm job: scripts/slurm-epilog removes what a job left.
 JOB_LABEL = "dev.rexec.slurm-job"
 PEER_WAIT_S = 600.0
+REQUEUE_WAIT_S = 120.0
 
 
 def _task(sub: Submission, env: Mapping[str, str]) -> int | None:
@@ -81,15 +82,26 @@ def _load_spec(sub: Submission, task: int | None) -> spec.RunSpec:
     )
 
 
-def _keep_listings(sub: Submission) -> None:
-    """The inputs' listings as verified on the submit host, so a changed input is named
-    file by file; each must be the file the submission names by its sha256."""
+def _vouched(sub: Submission) -> dict[str, snapshot.Vouched]:
+    """The inputs as verified on the submit host: their listings (kept, so a changed input
+    is named file by file; each the file the submission names by its sha256) and stamps
+    (each node's check)."""
+    found = {}
     for name, digest in sorted(sub.listings.items()):
-        path = sub.directory / LISTINGS / f"{name}.listing.json"
-        data = safeio.read_capped(path, cap=1 << 30)
-        if sha256_hex(data) != digest:
-            raise MismatchError(f"{path}: not the listing the submission names (sha256 {digest})")
-        snapshot.keep_listing(snapshot.Listing.from_json(data, where=str(path)))
+        where, data = _bound(sub, f"{name}.listing.json", digest)
+        listing = snapshot.Listing.from_json(data, where=where)
+        snapshot.keep_listing(listing)
+        if name in sub.stamps:
+            found[name] = snapshot.Vouched(listing, sub.stamps[name])
+    return found
+
+
+def _bound(sub: Submission, name: str, sha256: str) -> tuple[str, bytes]:
+    path = sub.directory / LISTINGS / name
+    data = safeio.read_capped(path, cap=1 << 30)
+    if sha256_hex(data) != sha256:
+        raise MismatchError(f"{path}: not the file the submission names (sha256 {sha256})")
+    return str(path), data
 
 
 def _refuse(directory: Path, exc: RexecError, env: Mapping[str, str]) -> None:
@@ -132,7 +144,7 @@ def run_on_node(
                 hint="submit it again",
             )
         sub = load_submission(directory, sha256=sha256)
-        _keep_listings(sub)
+        vouched = _vouched(sub)
     except RexecError as exc:
         _refuse(directory, exc, env)
         raise
@@ -184,6 +196,7 @@ def run_on_node(
         scheduler=identity,
         labels={JOB_LABEL: str(env.get("SLURM_JOB_ID", ""))},
         devices=devices,
+        vouched_inputs=None if sub.rehash_inputs else vouched,
         allocated_gpus=gpus,
         allocated_cpus=allocated_cpus(env),
         allocated_memory=allocated_memory(env),
@@ -194,8 +207,12 @@ def run_on_node(
     if rank != 0:
         options = replace(options, runs_dir=_attempt_dir(sub, restart))
         _attempt_dir(sub, restart).mkdir(exist_ok=True)
+    # A service of the job's own (Podman's), on its own socket: it ends with the job, and
+    # another job of the same user on this node never loses its engine when this one ends.
+    runtime = default_runtime(
+        sub.extra.get("runtime") or run_spec.engine, service=f"slurm-{_job_ref(env)}-{rank}"
+    )
     try:
-        runtime = default_runtime(sub.extra.get("runtime") or run_spec.engine)
         result = runner.run(run_spec, options=options, runtime=runtime)
     except (RexecError, KeyboardInterrupt) as exc:
         if rank != 0:  # rank 0 must not wait for a report that never comes
@@ -205,7 +222,13 @@ def run_on_node(
             # `preempted`; the job goes back to the queue to resume from its checkpoint.
             slurm.requeue(_job_ref(env))
             say(f"requeued Slurm job {_job_ref(env)}: the next attempt resumes the work")
+            # Slurm ends this attempt itself once the requeue is under way (SIGTERM, then
+            # Interrupted here): the attempt's end is the requeue's, never a race with it.
+            time.sleep(REQUEUE_WAIT_S)
+            say(f"Slurm did not end this attempt within {REQUEUE_WAIT_S:g} s of its requeue")
         raise
+    finally:
+        runtime.close()
     if rank != 0:
         _report_to_rank0(sub, restart, rank, result)
     if result.status.status != "succeeded":

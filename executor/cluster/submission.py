@@ -101,6 +101,8 @@ class Submission:
     extra: dict[str, Any] = field(default_factory=dict)
     spec_text: str = ""  # the spec exactly as submitted (the node never re-reads the path)
     listings: dict[str, str] = field(default_factory=dict)  # input name -> listing sha256
+    stamps: dict[str, str] = field(default_factory=dict)  # input name -> its stamps (lstat)
+    rehash_inputs: bool = False  # nodes hash every input again instead of checking stamps
 
     @property
     def directory(self) -> Path:
@@ -215,6 +217,8 @@ def _parse(doc: Any) -> Submission:
         extra=dict(doc.get("extra", {})),
         spec_text=str(doc["spec_text"]),
         listings={str(k): str(v) for k, v in dict(doc.get("listings", {})).items()},
+        stamps={str(k): str(v) for k, v in dict(doc.get("stamps", {})).items()},
+        rehash_inputs=bool(doc.get("rehash_inputs")),
     )
 
 

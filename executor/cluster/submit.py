@@ -10,9 +10,11 @@ half-written.
 
 from __future__ import annotations
 
+import grp
 import json
 import math
 import os
+import pwd
 import shlex
 import socket
 import sys
@@ -21,7 +23,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from executor import runner, safeio, spec
+from executor import runner, safeio, snapshot, spec
 from executor.canonical import sha256_hex
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import (
@@ -33,7 +35,7 @@ from executor.cluster.submission import (
     Submission,
     SweepTask,
 )
-from executor.errors import InputError
+from executor.errors import InputError, MismatchError
 from executor.progress import Say
 from executor.record import writer
 
@@ -147,6 +149,7 @@ def submit(
     say: Say,
     slurm: Slurm | None = None,
     engine: str | None = None,
+    rehash_inputs: bool = False,
 ) -> tuple[Submission, str]:
     """Check, render and (unless ``dry_run``) queue; the submission and its script."""
     data, _ = spec.read_document(spec_path)
@@ -156,8 +159,11 @@ def submit(
         spec.loads(data, source=source, overrides=task.params, seed=task.seed)
     site = with_resources(run_spec, site)
     _check_resources(run_spec, site)
+    engine_check(engine or run_spec.engine or "docker", say=say)
     runner.check_runs_dir(run_spec, runs_dir)
+    before = _stamps(run_spec)
     snapshots, _ = runner.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    stamps = _unchanged(before, _stamps(run_spec), snapshots)
     try:
         spec_text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # spec.loads read it as UTF-8 already
@@ -182,6 +188,8 @@ def submit(
         extra={"runtime": engine} if engine else {},
         spec_text=spec_text,
         listings={name: sha256_hex(data) for name, data in listings.items()},
+        stamps=stamps,
+        rehash_inputs=rehash_inputs,
     )
     encoded = sub.encoded()
     script = render_script(
@@ -206,6 +214,85 @@ def submit(
     index.mkdir(exist_ok=True)
     safeio.write_atomic(index / job_id, sub.run_id.encode() + b"\n")
     return sub, script
+
+
+def engine_check(
+    engine: str, *, say: Say, etc: Path = Path("/etc"), uid: int | None = None
+) -> None:
+    """Whether the submitting user can use ``engine`` on the nodes, as far as the submit
+    host can tell (the same users and groups): Docker needs root or the docker group,
+    rootless Podman subordinate ids. What cannot be told is said, not refused."""
+    uid = os.geteuid() if uid is None else uid
+    if uid == 0:
+        return
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        say(f"uid {uid} has no name here: the engine on the nodes is not checked")
+        return
+    if engine == "docker":
+        _check_docker(user, uid, say)
+    else:
+        _check_subordinate_ids(user, uid, etc)
+
+
+def _check_docker(user: str, uid: int, say: Say) -> None:
+    try:
+        group = grp.getgrnam("docker")
+    except KeyError:
+        say("no docker group here: whether you may use Docker on the nodes is not checked")
+        return
+    if user in group.gr_mem or group.gr_gid in os.getgrouplist(user, pwd.getpwuid(uid).pw_gid):
+        return
+    raise InputError(
+        f"the job would run under Docker on the nodes, which {user} may not use (neither root "
+        "nor in the docker group)",
+        hint="submit with --runtime podman (rootless; your subordinate ids in /etc/subuid), or "
+        "ask an admin for the docker group (root-equivalent on the nodes); nothing was queued",
+    )
+
+
+def _check_subordinate_ids(user: str, uid: int, etc: Path) -> None:
+    for table in ("subuid", "subgid"):
+        try:
+            lines = (etc / table).read_text().splitlines()
+        except OSError:
+            lines = []
+        if not any(line.split(":", 1)[0] in (user, str(uid)) for line in lines):
+            raise InputError(
+                f"rootless Podman on the nodes needs subordinate ids for {user}: "
+                f"{etc / table} has none",
+                hint=f"ask an admin to add `{user}:100000:65536` to /etc/subuid and /etc/subgid "
+                "on the nodes (`usermod --add-subuids`); nothing was queued",
+            )
+
+
+def _stamps(run_spec: spec.RunSpec) -> dict[str, snapshot.stamps.Taken]:
+    """Every input's stamps (check_pins names an input that is not a directory)."""
+    return {
+        item.name: snapshot.stamps.take(item.path) for item in run_spec.inputs if item.path.is_dir()
+    }
+
+
+def _unchanged(
+    before: Mapping[str, snapshot.stamps.Taken],
+    after: Mapping[str, snapshot.stamps.Taken],
+    snapshots: Mapping[str, snapshot.Snapshot],
+) -> dict[str, str]:
+    """The stamps the nodes check against, if nothing was written while the inputs were
+    hashed (else the hash may be of bytes no longer there); an input whose stamps do not
+    cover its whole listing (a file system mounted inside it) is hashed on each node."""
+    for name, taken in before.items():
+        if taken != after[name]:
+            raise MismatchError(
+                f"input {name!r} changed while it was being verified",
+                hint="submit again once nothing writes to it; nothing was queued",
+            )
+    return {
+        name: taken.stamps
+        for name, taken in after.items()
+        if taken.entries == len(snapshots[name].listing.entries) + 1
+    }
 
 
 def with_resources(run_spec: spec.RunSpec, site: SiteOptions) -> SiteOptions:

@@ -113,6 +113,9 @@ def _internal(
             name: {"used": s.cache_used, "hits": s.cache_hits, "files": s.files}
             for name, s in sorted(job.checked.snapshots.items())
         },
+        # How each input was found to match its pin: "hash" (read, or the stat cache),
+        # or "stat" (the submit host's hash, every entry's lstat unchanged since).
+        "inputChecks": {name: s.check for name, s in sorted(job.checked.snapshots.items())},
     }
 
 

@@ -55,7 +55,11 @@ def execute(job: Job, *, runtime: ContainerRuntime, options: RunOptions) -> Exec
                 interrupted = exc
             outcome = ContainerResult(None, started, datetime.now(UTC), False, False, "")
     status = status_of(outcome, interrupted=interrupted, lost=lost)
-    changed = inputs_changed(job.spec, say) if interrupted is None and lost is None else None
+    changed = (
+        inputs_changed(job.spec, say, options.vouched_inputs)
+        if interrupted is None and lost is None
+        else None
+    )
     if changed is not None:
         status = RunStatus("failed", outcome.exit_code, reason=changed.message)
         changed.message += f"; the run is recorded as failed in {options.runs_dir / job.run_id}"

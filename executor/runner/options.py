@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from executor import snapshot
 from executor.progress import Say
 from executor.record import RunStatus, Subject
 from executor.signing import Signer, SignOptions, TrustPolicy
@@ -54,6 +55,8 @@ class RunOptions:
     labels: Mapping[str, str] = field(default_factory=dict)
     # Host devices the job gets (a multi-node job's InfiniBand), recorded in the hardening.
     devices: tuple[str, ...] = ()
+    # Inputs the submit host hashed, by name: checked by lstat against its stamps.
+    vouched_inputs: Mapping[str, snapshot.Vouched] | None = None
     # `[checkpoint]`: where a scheduler keeps the job's checkpoint from one attempt to the
     # next (the submission's directory); None gives the job a fresh one that is not kept.
     checkpoint_dir: Path | None = None

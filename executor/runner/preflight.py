@@ -58,6 +58,7 @@ def preflight(
     allow_dirty: bool,
     say: Say,
     allocated_gpus: tuple[str, ...] | None = None,
+    vouched: Mapping[str, snapshot.Vouched] | None = None,
 ) -> Preflight:
     """Check every input against its pin before anything runs.
 
@@ -67,18 +68,24 @@ def preflight(
     _check_secrets(run_spec)  # the checks that take no time first
     _check_cpus(run_spec)
     engine = runtime.engine_info()
-    snapshots, code = check_pins(run_spec, allow_dirty=allow_dirty, say=say)
+    snapshots, code = check_pins(run_spec, allow_dirty=allow_dirty, say=say, vouched=vouched)
     gpus = resolve_gpus(run_spec.resources.gpus) if allocated_gpus is None else allocated_gpus
     return Preflight(snapshots=snapshots, code=code, gpu_uuids=gpus, engine=engine)
 
 
 def check_pins(
-    run_spec: spec.RunSpec, *, allow_dirty: bool, say: Say
+    run_spec: spec.RunSpec,
+    *,
+    allow_dirty: bool,
+    say: Say,
+    vouched: Mapping[str, snapshot.Vouched] | None = None,
 ) -> tuple[dict[str, snapshot.Snapshot], ResolvedCode | None]:
     """Every input snapshot and the code against their pins; no engine needed.
 
     ``rexec submit`` runs this on the submit host, before anything is queued,
-    and the node runs it again (through :func:`preflight`) before its container.
+    and the node runs it again (through :func:`preflight`) before its container:
+    an input ``vouched`` for by the submit host is checked by lstat alone, and
+    re-hashed only if any entry differs.
     """
     snapshots: dict[str, snapshot.Snapshot] = {}
     for index, item in enumerate(run_spec.inputs):
@@ -87,8 +94,7 @@ def check_pins(
                 f"inputs[{index}].path: {item.path} is not a directory (input {item.name!r})",
                 hint="paths in a spec are relative to the spec file's directory",
             )
-        say(f"verifying input {item.name} against {item.digest}")
-        snapshots[item.name] = snapshot.verify_tree(item.path, item.digest)
+        snapshots[item.name] = _verified(item, (vouched or {}).get(item.name), say)
         snapshot.keep_listing(snapshots[item.name].listing)
         if item.contract is not None:  # the verified bytes, by the verified listing's names
             say(f"checking input {item.name} against its data contract")
@@ -110,6 +116,23 @@ def check_pins(
     return snapshots, code
 
 
+def _verified(
+    item: spec.InputSpec, vouched: snapshot.Vouched | None, say: Say
+) -> snapshot.Snapshot:
+    if vouched is not None:
+        found = snapshot.check_vouched(item.path, item.digest, vouched)
+        if found is not None:
+            say(
+                f"input {item.name}: every file as the submit host hashed it "
+                f"(lstat, {found.seconds:.3f} s)"
+            )
+            return found
+        say(f"input {item.name}: changed since it was submitted (lstat); hashing it")
+    say(f"verifying input {item.name} against {item.digest}")
+    reference = vouched.listing if vouched is not None else None  # names what changed
+    return snapshot.verify_tree(item.path, item.digest, reference=reference)
+
+
 def _check_cpus(run_spec: spec.RunSpec) -> None:
     """The engine refuses more CPUs than the host has, but only once it creates the container."""
     wanted, have = run_spec.resources.cpus, os.cpu_count() or 1
@@ -129,10 +152,16 @@ def _check_secrets(run_spec: spec.RunSpec) -> None:
         )
 
 
-def inputs_changed(run_spec: spec.RunSpec, say: Say) -> MismatchError | None:
+def inputs_changed(
+    run_spec: spec.RunSpec, say: Say, vouched: Mapping[str, snapshot.Vouched] | None = None
+) -> MismatchError | None:
     """Every input again, after the job: the record must not claim a pinned digest for
-    data that changed while the job read it. The stat cache makes this cheap."""
+    data that changed while the job read it. The stat cache (or the stamps) makes this
+    cheap."""
     for item in run_spec.inputs:
+        stamped = (vouched or {}).get(item.name)
+        if stamped is not None and snapshot.check_vouched(item.path, item.digest, stamped):
+            continue
         try:
             snapshot.verify_tree(item.path, item.digest)
         except MismatchError as exc:

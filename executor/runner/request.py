@@ -61,6 +61,7 @@ def request(
         allow_dirty=options.allow_dirty,
         say=say,
         allocated_gpus=options.allocated_gpus,
+        vouched=options.vouched_inputs,
     )
     image = image_for_run(
         run_spec.image,

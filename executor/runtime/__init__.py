@@ -56,10 +56,12 @@ __all__ = [
 ENGINES = ("docker", "podman")
 
 
-def default_runtime(engine: str | None = None) -> ContainerRuntime:
+def default_runtime(engine: str | None = None, *, service: str | None = None) -> ContainerRuntime:
     """The engine named (``--runtime``, the spec's ``[runtime] engine``), else Docker.
 
     The one place that chooses; every command and stage that needs an engine asks here.
+    ``service``: a name for an engine service of this process's own (a batch job's):
+    Podman starts one on its own socket, which :meth:`close` stops.
     """
     if engine not in (None, *ENGINES):
         raise InputError(
@@ -68,7 +70,7 @@ def default_runtime(engine: str | None = None) -> ContainerRuntime:
     if engine == "podman":
         from executor.runtime.podman import PodmanRuntime
 
-        return PodmanRuntime()
+        return PodmanRuntime(service=service)
     from executor.runtime.docker import DockerRuntime
 
     return DockerRuntime()

@@ -19,7 +19,9 @@ import json
 import os
 import shutil
 import socket as socketlib
+import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -115,12 +117,42 @@ def global_flags(*, rootless: bool) -> list[str]:
     return flags
 
 
-def default_socket(*, rootless: bool) -> Path:
-    """Where Podman's API socket lives: ``/run/podman`` as root, the runtime dir rootless."""
-    if not rootless:
-        return Path("/run/podman/podman.sock")
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return Path(runtime_dir) / "podman" / "podman.sock"
+def default_socket(*, rootless: bool, service: str | None = None) -> Path:
+    """Where Podman's API socket lives: ``/run/podman`` as root, the runtime dir rootless;
+    a ``service`` of this process's own has its own socket there."""
+    directory = runtime_dir() / "podman" if rootless else Path("/run/podman")
+    return directory / (f"rexec-{service}.sock" if service else "podman.sock")
+
+
+def runtime_dir() -> Path:
+    """Rootless Podman's runtime dir: ``$XDG_RUNTIME_DIR``, else the login session's
+    ``/run/user/<uid>``, else (a batch job on a node gives none) a private one in /tmp."""
+    given = os.environ.get("XDG_RUNTIME_DIR")
+    if given:
+        return Path(given)
+    uid = os.geteuid()
+    session = Path(f"/run/user/{uid}")
+    if _private(session, uid):
+        return session
+    private = Path(tempfile.gettempdir()) / f"rexec-runtime-{uid}"
+    with contextlib.suppress(FileExistsError):
+        private.mkdir(mode=0o700)
+    if not _private(private, uid):
+        raise InfrastructureError(
+            f"{private}: not a directory of yours that only you can use, for Podman's "
+            "runtime files (another user made it?)",
+            hint="remove it, or set XDG_RUNTIME_DIR to a directory of yours (mode 0700)",
+        )
+    return private
+
+
+def _private(path: Path, uid: int) -> bool:
+    """A directory (not a link) that ``uid`` owns and no one else may enter."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid and stat.S_IMODE(st.st_mode) & 0o077 == 0
 
 
 def _answers(path: Path) -> bool:
@@ -139,12 +171,33 @@ class PodmanRuntime(DockerRuntime):
     name = "podman"
     title = "Podman"
 
-    def __init__(self, socket: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, socket: str | os.PathLike[str] | None = None, *, service: str | None = None
+    ) -> None:
         self.rootless = os.geteuid() != 0
-        given = socket or os.environ.get("REXEC_PODMAN_SOCKET")
-        self.socket = Path(given) if given else default_socket(rootless=self.rootless)
+        given = socket or (None if service else os.environ.get("REXEC_PODMAN_SOCKET"))
+        self.socket = (
+            Path(given) if given else default_socket(rootless=self.rootless, service=service)
+        )
         self.flags = global_flags(rootless=self.rootless)
+        self.own = service is not None  # close() stops the service this process started
+        self.started: subprocess.Popen[bytes] | None = None
         super().__init__(base_url=f"unix://{self.socket}")
+
+    def close(self) -> None:
+        """Stop the service started for this process alone (a batch job's ends with the job;
+        a shared one serves the next run until it has been idle for ``IDLE_S``)."""
+        super().close()
+        if self.own and self.started is not None and self.started.poll() is None:
+            self.started.terminate()
+            try:
+                self.started.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.started.kill()
+                self.started.wait()
+        with contextlib.suppress(OSError):
+            if self.own:
+                self.socket.unlink()
 
     @property
     def client(self) -> Any:
@@ -172,8 +225,11 @@ class PodmanRuntime(DockerRuntime):
             ) from exc
         log = Path(cache_dir()) / "podman-service.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        environment = dict(os.environ)
+        if self.rootless:  # where its own runtime files go: the one the socket is in
+            environment["XDG_RUNTIME_DIR"] = str(runtime_dir())
         with open(log, "ab") as out:
-            subprocess.Popen(
+            self.started = subprocess.Popen(
                 [
                     podman,
                     *self.flags,
@@ -190,6 +246,7 @@ class PodmanRuntime(DockerRuntime):
                 # Not this rexec's directory: it may be deleted while the service lives on,
                 # and conmon and runc would then start containers from a vanished cwd.
                 cwd="/",
+                env=environment,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(self.socket):

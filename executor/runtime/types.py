@@ -164,6 +164,9 @@ class ContainerRuntime(Protocol):
     def unenforced_limits(self, request: ContainerRequest) -> list[str]:
         """The limits of ``request`` this engine accepts but cannot hold (said and recorded)."""
 
+    def close(self) -> None:
+        """Let go of the engine: a service started for this process alone is stopped."""
+
 
 @dataclass(frozen=True)
 class ContainerInfo:

@@ -36,6 +36,7 @@ from executor.errors import InputError, MismatchError, SnapshotError
 from executor.paths import cache_dir
 from executor.progress import make_progress
 from executor.safeio import write_atomic
+from executor.snapshot import stamps
 from executor.snapshot.hashing import Hashers, Sizes
 from executor.snapshot.listing import (
     ALGOS,
@@ -60,11 +61,14 @@ __all__ = [
     "Listing",
     "ListingDiff",
     "Snapshot",
+    "Vouched",
+    "check_vouched",
     "diff_listings",
     "hash_tree",
     "keep_listing",
     "load_listing",
     "parse_digest",
+    "stamps",
     "store_listing",
     "trees_of",
     "verify_tree",
@@ -93,6 +97,32 @@ class Snapshot(NamedTuple):
     cache_used: bool
     listing: Listing
     seconds: float = 0.0
+    check: str = "hash"  # or "stat": the submit host's hash, vouched for by lstat (stamps)
+
+
+class Vouched(NamedTuple):
+    """An input the submit host hashed: its listing and the stamps taken with it."""
+
+    listing: Listing
+    stamps: str  # :func:`executor.snapshot.stamps.take`
+
+
+def check_vouched(path: str | os.PathLike[str], expected: str, vouched: Vouched) -> Snapshot | None:
+    """The submit host's snapshot of ``path`` when every entry's lstat is as it was there,
+    without reading a byte; None when anything differs (then hash it)."""
+    started = time.perf_counter()
+    expected = expected.strip()
+    if vouched.listing.digest != expected:
+        return None
+    try:
+        if stamps.take(path) != (vouched.stamps, len(vouched.listing.entries) + 1):
+            return None
+    except (OSError, InputError):
+        return None
+    files, size = vouched.listing.totals()
+    algo, _ = parse_digest(expected, where="expected digest")
+    seconds = time.perf_counter() - started
+    return Snapshot(expected, algo, files, size, 0, False, vouched.listing, seconds, "stat")
 
 
 def hash_tree(

@@ -302,3 +302,75 @@ def test_infiniband_devices_are_the_character_devices_there_and_nothing_else(
     found = infiniband_devices(Path("/dev"))
     assert "/dev/null" in found and "/dev/stdin" not in found and "/dev/pts" not in found
     assert infiniband_devices(tmp_path / "infiniband") == ()
+
+
+def test_an_input_written_while_the_submit_host_hashed_it_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stamps vouch for the bytes that were hashed: a write during the hash would let
+    every node accept bytes nobody hashed, so nothing is queued."""
+    from executor import runner, snapshot
+    from executor.cluster import submit
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x\n")
+    digest = snapshot.hash_tree(tmp_path / "data", use_cache=False).digest
+    (tmp_path / "s.toml").write_text(
+        'version = 1\nname = "t"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        '[run]\ncommand = ["t"]\nseed = 1\n'
+        f'[[inputs]]\nname = "data"\npath = "data"\ndigest = "{digest}"\nmount = "/data"\n'
+    )
+    hashed = runner.check_pins
+
+    def hash_while_written(*args: object, **kwargs: object) -> object:
+        found = hashed(*args, **kwargs)  # type: ignore[arg-type]
+        (tmp_path / "data" / "y.txt").write_text("written meanwhile\n")
+        return found
+
+    def queue() -> tuple[Submission, str]:
+        return submit(
+            tmp_path / "s.toml", site=SiteOptions(), tasks=[SweepTask()],
+            runs_dir=tmp_path / "runs", sign={}, allow_dirty=False, dry_run=True,
+            say=lambda _: None,
+        )  # fmt: skip
+
+    sub, _ = queue()
+    assert set(sub.stamps) == {"data"} and not sub.rehash_inputs
+    monkeypatch.setattr(runner, "check_pins", hash_while_written)
+    with pytest.raises(MismatchError, match="input 'data' changed while it was being verified"):
+        queue()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_engine_the_user_cannot_use_on_the_nodes_is_refused_before_queueing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checked on the submit host, which shares the nodes' users and groups."""
+    import grp
+    import pwd
+
+    from executor.cluster.submit import engine_check
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    said: list[str] = []
+    engine_check("docker", say=said.append, uid=0)  # root may use anything
+    docker = grp.struct_group(("docker", "x", 4242, ["someone"]))
+    monkeypatch.setattr(grp, "getgrnam", lambda name: docker)
+    with pytest.raises(InputError, match="nobody may not use") as refused:
+        engine_check("docker", say=said.append, uid=nobody)
+    assert "--runtime podman" in (refused.value.hint or "")
+    member = grp.struct_group(("docker", "x", 4242, ["nobody"]))
+    monkeypatch.setattr(grp, "getgrnam", lambda name: member)
+    engine_check("docker", say=said.append, uid=nobody)
+    with pytest.raises(InputError, match="subordinate ids for nobody"):
+        engine_check("podman", say=said.append, uid=nobody, etc=tmp_path)
+    for table in ("subuid", "subgid"):
+        (tmp_path / table).write_text("nobody:100000:65536\n")
+    engine_check("podman", say=said.append, uid=nobody, etc=tmp_path)
+
+    def no_group(name: str) -> grp.struct_group:
+        raise KeyError(name)
+
+    monkeypatch.setattr(grp, "getgrnam", no_group)
+    engine_check("docker", say=said.append, uid=nobody)  # cannot tell: said, not refused
+    assert said == ["no docker group here: whether you may use Docker on the nodes is not checked"]

@@ -67,6 +67,24 @@ def status(rexec: Rexec, ref: str, runs: Path, *more: str, check: int | None = 0
     return doc
 
 
+def job_state(slurm: Rexec, job_id: str) -> str:
+    shown = subprocess.run(
+        ["scontrol", "show", "job", "-o", job_id],
+        env=slurm.env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    found = re.search(r"JobState=(\S+)", shown.stdout)
+    return found.group(1) if found else "UNKNOWN"
+
+
+def release_requeued(slurm: Rexec, job_id: str) -> None:
+    """Slurm holds a requeued job back ~2 minutes (BeginTime): once it is back in the
+    queue, let it go in a few seconds. Not at once: a launch in the same second as the last
+    attempt's end finds its job credential revoked, and Slurm ends the job FAILED ("Killing
+    non-startable batch job"), which the hold exists to prevent."""
+    until("the job back in the queue", lambda: job_state(slurm, job_id) == "PENDING")
+    sh(slurm.env, "scontrol", "update", f"JobId={job_id}", "StartTime=now+3")
+
+
 def until(what: str, check: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -150,6 +168,30 @@ def test_status_without_a_run_waits_for_every_tracked_run(
         assert task["recordStatus"] == ("succeeded" if codes[n] == 0 else "failed")
 
 
+def test_nodes_check_inputs_by_lstat_and_hash_only_what_changed(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    spec = project.spec(["true"])
+
+    def checks(sub: dict[str, Any], check: int = 0) -> dict[str, str]:
+        slurm("status", sub["run_id"], "--runs-dir", runs, "--wait", check=check)
+        found: dict[str, str] = build_definition(runs / sub["run_id"])["internalParameters"][
+            "inputChecks"
+        ]
+        return found
+
+    assert checks(submit(slurm, spec, keys[0], runs, "--rehash-inputs")) == {"data": "hash"}
+    held = [submit(slurm, spec, keys[0], runs, "--sbatch=--hold") for _ in range(2)]
+    os.utime(project.data / "numbers.txt")  # touched, not changed: hashed again, and it holds
+    sh(slurm.env, "scontrol", "release", held[0]["job_id"])
+    assert checks(held[0]) == {"data": "hash"}
+    (project.data / "numbers.txt").write_text("changed after submitting\n")
+    sh(slurm.env, "scontrol", "release", held[1]["job_id"])
+    slurm("status", held[1]["run_id"], "--runs-dir", runs, "--wait", check=ExitCode.JOB_FAILED)
+    assert "numbers.txt" in log_of(runs, held[1]).read_text()  # named, and nothing ran
+
+
 def test_cancel_stops_the_container_and_signs_interrupted(
     slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -204,32 +246,15 @@ def test_a_requeued_job_is_a_second_attempt_with_its_own_record(
     until("the first attempt's record", first.is_dir)
     assert json.loads((first / "record.json").read_text())["status"] == "interrupted"
 
-    def job_state() -> str:
-        shown = subprocess.run(
-            ["scontrol", "show", "job", "-o", sub["job_id"]],
-            env=slurm.env, capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        found = re.search(r"JobState=(\S+)", shown.stdout)
-        return found.group(1) if found else "UNKNOWN"
-
     def later_attempts() -> list[Path]:
         return sorted(runs.glob(f"{sub['run_id']}-r*"))
 
-    def release() -> bool:
-        # Slurm holds a requeued job back ~2 minutes (BeginTime): let it go now. On a busy
-        # host Slurm has also been seen to end the job FAILED instead (the first attempt's
-        # exit racing its requeue; no second attempt ever ran): requeue it once more then.
-        if not later_attempts() and job_state() in ("FAILED", "COMPLETED", "CANCELLED"):
-            subprocess.run(["scontrol", "requeue", sub["job_id"]], env=slurm.env, check=False)
-        for command in (
-            ["scontrol", "release", sub["job_id"]],
-            ["scontrol", "update", f"JobId={sub['job_id']}", "StartTime=now"],
-        ):
-            subprocess.run(command, env=slurm.env, capture_output=True, check=False)
-        return any((d / "record.json").is_file() for d in later_attempts())
-
+    release_requeued(slurm, sub["job_id"])
     try:
-        until("a later attempt's record", release, timeout=150)
+        until(
+            "a later attempt's record",
+            lambda: any((d / "record.json").is_file() for d in later_attempts()),
+        )
     except AssertionError as exc:  # say what Slurm thought of the job
         shown = subprocess.run(
             ["scontrol", "show", "job", sub["job_id"]],
@@ -294,8 +319,10 @@ def test_a_sweep_is_one_array_and_six_signed_runs(
         scale = json.loads((record / "outputs" / "params.json").read_text())["scale"]
         spec_view = build_definition(record)["externalParameters"]["spec"]
         seen.add((scale, spec_view["seed"]))
-        sweep = build_definition(record)["internalParameters"]["scheduler"]["sweep"]
-        assert sweep["tasks"] == 6 and sweep["runId"] == sub["run_id"]
+        internal = build_definition(record)["internalParameters"]
+        assert internal["scheduler"]["sweep"]["tasks"] == 6
+        assert internal["scheduler"]["sweep"]["runId"] == sub["run_id"]
+        assert internal["inputChecks"] == {"data": "stat"}  # hashed once, on the submit host
     assert seen == {(s, seed) for s in (1, 2, 3) for seed in (5, 6)}
     table = slurm("status", sub["run_id"], "--runs-dir", runs).stdout
     assert table.count("record: succeeded") == 6
@@ -477,6 +504,25 @@ def test_a_podman_container_dies_with_its_cancelled_job(
     assert json.loads((record / "host.json").read_text())["engine"]["name"] == "podman"
 
 
+@pytest.mark.skipif(
+    shutil.which("podman") is None, reason="podman is not installed (setup installs it)"
+)
+def test_the_podman_service_a_job_starts_ends_with_the_job(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Each job (and node) starts a service of its own, on its own socket, and stops it: it
+    no longer outlives the job by up to 10 minutes, nor ends under another job's feet."""
+    runs = tmp_path / "runs"
+    spec = project.spec(["true"], extra='[runtime]\nengine = "podman"\n')
+    sub = submit(slurm, spec, keys[0], runs, "--wait")
+    socket = f"/run/podman/rexec-slurm-{sub['job_id']}-0.sock"
+    assert (
+        "podman" in json.loads((runs / sub["run_id"] / "host.json").read_text())["engine"]["name"]
+    )
+    left = subprocess.run(["pgrep", "-f", socket], capture_output=True, text=True, check=False)
+    assert left.stdout.strip() == "" and not Path(socket).exists()
+
+
 def test_a_submission_edited_while_queued_is_refused_and_nothing_runs(
     slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -567,14 +613,8 @@ def test_a_preempted_job_resumes_from_its_checkpoint_to_the_uninterrupted_model(
     def later() -> list[Path]:
         return sorted(d for d in runs.glob(f"{sub['run_id']}-r*") if (d / "record.json").is_file())
 
-    def release() -> bool:  # Slurm holds a requeued job back ~2 minutes: let it go now
-        subprocess.run(
-            ["scontrol", "update", f"JobId={sub['job_id']}", "StartTime=now"],
-            env=slurm.env, capture_output=True, check=False,
-        )  # fmt: skip
-        return bool(later())
-
-    until("the resumed attempt's record", release, timeout=150)
+    release_requeued(slurm, sub["job_id"])
+    until("the resumed attempt's record", lambda: bool(later()))
     (second,) = later()
     assert json.loads((second / "record.json").read_text())["status"] == "succeeded"
     model = (second / "outputs" / "model.json").read_bytes()

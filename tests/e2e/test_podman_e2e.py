@@ -12,8 +12,10 @@ import json
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import tomllib
 import uuid
@@ -60,18 +62,23 @@ def podman() -> None:
     pytest.skip(problem)
 
 
-def _ensure_user() -> pwd.struct_passwd:
-    """An unprivileged user with subordinate ids and a runtime dir, as a login would give."""
+def _ensure_user(
+    name: str = USER, *, session: bool = True, first: int = 200000
+) -> pwd.struct_passwd:
+    """An unprivileged user with subordinate ids and (``session``) a runtime dir, as a login
+    would give; without one, as a batch job on a compute node has none."""
     try:
-        entry = pwd.getpwnam(USER)
+        entry = pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", USER], check=True)
-        entry = pwd.getpwnam(USER)
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+        entry = pwd.getpwnam(name)
     for table in ("/etc/subuid", "/etc/subgid"):
         lines = Path(table).read_text().splitlines() if Path(table).exists() else []
-        if not any(line.startswith(f"{USER}:") for line in lines):
+        if not any(line.startswith(f"{name}:") for line in lines):
             with open(table, "a") as f:
-                f.write(f"{USER}:200000:65536\n")
+                f.write(f"{name}:{first}:65536\n")
+    if not session:
+        return entry
     run_dir = Path(f"/run/user/{entry.pw_uid}")
     run_dir.mkdir(parents=True, exist_ok=True)
     os.chown(run_dir, entry.pw_uid, entry.pw_gid)
@@ -92,12 +99,13 @@ class Side:
         base["REXEC_CACHE_DIR"] = str(self.root / "cache")
         if self.user is None:
             return base
+        session = Path(f"/run/user/{self.user.pw_uid}")
         return {
             "PATH": base.get("PATH", "/usr/bin:/bin"),
             "HOME": self.user.pw_dir,
-            "USER": USER,
-            "LOGNAME": USER,
-            "XDG_RUNTIME_DIR": f"/run/user/{self.user.pw_uid}",
+            "USER": self.user.pw_name,
+            "LOGNAME": self.user.pw_name,
+            **({"XDG_RUNTIME_DIR": str(session)} if session.is_dir() else {}),
             "REXEC_CACHE_DIR": base["REXEC_CACHE_DIR"],
             "LANG": "C.UTF-8",
         }
@@ -105,7 +113,7 @@ class Side:
     def sh(
         self, *argv: str | Path, check: int | None = 0, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        prefix = ["runuser", "-u", USER, "--"] if self.user is not None else []
+        prefix = ["runuser", "-u", self.user.pw_name, "--"] if self.user is not None else []
         proc = subprocess.run(
             [*prefix, "env", "-i", *(f"{k}={v}" for k, v in self.env().items()), *map(str, argv)],
             capture_output=True, text=True, cwd=cwd or self.root, timeout=900,
@@ -130,7 +138,10 @@ def side(request: pytest.FixtureRequest, podman: None, tmp_path: Path) -> Iterat
     if request.param == "rootful":
         yield Side("rootful", tmp_path, None)
         return
-    user = _ensure_user()
+    yield from _rootless(_ensure_user())
+
+
+def _rootless(user: pwd.struct_passwd) -> Iterator[Side]:
     root = Path(user.pw_dir) / f"e2e-{uuid.uuid4().hex[:8]}"
     root.mkdir()
     os.chown(root, user.pw_uid, user.pw_gid)
@@ -294,3 +305,40 @@ def test_a_docker_record_replays_under_podman_with_the_same_verdict(
         build_definition(replayed)["resolvedDependencies"]
         == build_definition(original)["resolvedDependencies"]
     )  # the same image, by the same digest, and the same data
+
+
+def test_rootless_podman_without_a_login_session_gets_a_private_runtime_dir(
+    podman: None,
+) -> None:
+    """A batch job on a compute node: no XDG_RUNTIME_DIR, no /run/user/<uid>. rexec gives
+    Podman a runtime dir only this user can enter, and the run goes as with a session."""
+    user = _ensure_user("rexec-batch", session=False, first=300000)
+    assert not Path(f"/run/user/{user.pw_uid}").exists()
+    for side in _rootless(user):
+        assert "XDG_RUNTIME_DIR" not in side.env()
+        key, pub = keys(side)
+        spec = project(side, ["sh", "-c", "echo ok > $REXEC_OUTPUTS/ok.txt"])
+        run_dir = run_record(side.rexec, spec, key, side.root / "runs")
+        assert (run_dir / "outputs" / "ok.txt").read_text() == "ok\n"
+        private = Path(tempfile.gettempdir()) / f"rexec-runtime-{user.pw_uid}"
+        info = private.stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (user.pw_uid, 0o700)
+        assert engine_facts(run_dir)["mode"] == "rootless"
+        side.rexec("verify", run_dir, "--key", pub)
+
+
+def test_submit_refuses_an_engine_the_user_cannot_use_on_the_nodes(podman: None) -> None:
+    """Checked before anything is queued: an unprivileged user outside the docker group
+    cannot run Docker on the nodes; rootless Podman with subordinate ids can."""
+    for side in _rootless(_ensure_user()):
+        key, _ = keys(side)
+        spec = project(side, ["true"])
+        runs = side.root / "runs"
+        out = side.rexec(
+            "submit", spec, "--signing-key", key, "--runs-dir", runs, "--runtime", "docker",
+            check=ExitCode.BAD_INPUT,
+        )  # fmt: skip
+        assert "may not use (neither root nor in the docker group)" in out.stderr
+        assert "--runtime podman" in out.stderr and not runs.exists()
+        script = side.rexec("submit", spec, "--signing-key", key, "--runs-dir", runs, "--dry-run")
+        assert "slurm-node" in script.stdout  # Podman passes the check

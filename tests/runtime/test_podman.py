@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from executor.errors import InfrastructureError
 from executor.runtime import ContainerRequest
 from executor.runtime.podman import PodmanRuntime, global_flags
 
@@ -82,3 +88,47 @@ def test_rootless_on_cgroup_v1_says_which_limits_it_cannot_hold(
     ]
     monkeypatch.setattr("executor.runtime.podman._cgroup_v2", lambda: True)
     assert runtime.unenforced_limits(request(memory_bytes=1 << 30)) == []
+
+
+def test_rootless_podman_gets_a_private_runtime_dir_where_the_node_has_none(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A batch job on a compute node has no login session: no XDG_RUNTIME_DIR and no
+    /run/user/<uid>. rexec makes one only its user can enter, and refuses one planted."""
+    from executor.runtime import podman
+
+    uid = os.geteuid()
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(podman, "_private", _private_unless_session(podman._private))
+    made = podman.runtime_dir()
+    assert made == tmp_path / f"rexec-runtime-{uid}"
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    assert podman.default_socket(rootless=True, service="slurm-7-0") == (
+        made / "podman" / "rexec-slurm-7-0.sock"  # a job's own service, its own socket
+    )
+    made.chmod(0o777)  # as if someone else could plant files in it
+    with pytest.raises(InfrastructureError, match="not a directory of yours"):
+        podman.runtime_dir()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "session"))
+    assert podman.runtime_dir() == tmp_path / "session"
+
+
+def _private_unless_session(real: Callable[[Path, int], bool]) -> Callable[[Path, int], bool]:
+    """This machine's own /run/user/<uid> is ignored: the node in the test has none."""
+    return lambda path, uid: False if str(path).startswith("/run/user/") else real(path, uid)
+
+
+def test_a_jobs_own_service_is_stopped_when_it_lets_go_and_a_shared_one_is_not(
+    tmp_path: Path,
+) -> None:
+    shared = PodmanRuntime(socket=tmp_path / "shared.sock")
+    own = PodmanRuntime(socket=tmp_path / "own.sock", service="slurm-7-0")
+    for runtime in (shared, own):
+        runtime.started = subprocess.Popen(["sleep", "60"])  # the service it started
+    own.close()
+    shared.close()
+    assert own.started is not None and own.started.poll() is not None  # stopped
+    assert shared.started is not None and shared.started.poll() is None  # serves the next run
+    shared.started.kill()
+    shared.started.wait()

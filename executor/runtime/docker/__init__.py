@@ -392,6 +392,12 @@ class DockerRuntime:
             raise InfrastructureError(f"cannot list containers: {exc}") from exc
         return [ContainerInfo(c.id, dict(c.labels or {}), str(c.status)) for c in found]
 
+    def close(self) -> None:
+        """Close the client's connections (dockerd is the host's, never stopped)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def remove_container(self, container_id: str) -> None:
         """Remove a container and its anonymous volumes; one already gone is fine."""
         import docker.errors
