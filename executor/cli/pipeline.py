@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from executor import pipelines
+from executor import cluster, pipelines
 from executor.cli._json import print_json
 from executor.cli._options import (
     add_runtime_option,
@@ -24,6 +24,8 @@ examples:
   rexec pipeline run pipeline.toml --signing-key signing.key --key signing.pub
   rexec pipeline run pipeline.toml --key signing.pub --dry-run   (the plan: what runs, reused)
   rexec pipeline run pipeline.toml --key signing.pub --force train
+  rexec pipeline run pipeline.toml --signing-key signing.key --key signing.pub \
+      --submit --runs-dir /shared/runs        (each stage a Slurm job, after its upstream's)
 
 pipeline.toml lists stage specs and nothing else:
   version = 1
@@ -71,7 +73,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="after a failure, run the stages that do not need it",
     )
-    run.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: ./runs")
+    run.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="default: ./runs (shared, to --submit)"
+    )
+    slurm = run.add_argument_group("on a Slurm cluster")
+    slurm.add_argument(
+        "--submit",
+        action="store_true",
+        help="submit each stage that must run as a Slurm job, after the jobs of the stages "
+        "it reads (afterok); independent branches run in parallel; reuse is decided here",
+    )
+    slurm.add_argument("--partition", help="with --submit: the partition (else cluster.toml's)")
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="with --submit: another sbatch flag for every stage's job (repeatable)",
+    )
     add_trust_options(run, "whose earlier runs may be reused and read (default: the trust file)")
     add_signing_options(run, default=None)
     add_runtime_option(run)
@@ -84,6 +103,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return 2
 
     p.set_defaults(handler=usage)
+
+
+def _site(args: argparse.Namespace) -> cluster.SiteOptions:
+    """The user's site defaults (~/.config/rexec/cluster.toml), the command line winning."""
+    defaults = cluster.site_defaults()
+    extra = (*defaults.pop("extra", ()), *args.sbatch)
+    if args.partition:
+        defaults["partition"] = args.partition
+    return cluster.SiteOptions(**defaults, extra=tuple(extra))
 
 
 def handle_run(args: argparse.Namespace) -> int:
@@ -110,6 +138,7 @@ def handle_run(args: argparse.Namespace) -> int:
         echo_logs=not args.quiet,
         engine=args.runtime,
         say=say,
+        site=_site(args) if args.submit else None,
     )
     outcomes, ledger = pipelines.run_pipeline(pipe, options)
     if args.json:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from executor import cluster, spec
 from executor.cli._cluster import add_runs_dir, print_tasks
 from executor.cli._json import print_json
-from executor.cli._options import add_runtime_option, add_signing_options, sign_options
+from executor.cli._options import (
+    add_runtime_option,
+    add_signing_options,
+    add_trust_options,
+    sign_options,
+    upstream_policy,
+)
 from executor.errors import InputError
-from executor.signing import SignOptions, key_file, make_signer
 
 EPILOG = """\
 examples:
@@ -85,6 +88,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_runs_dir(p, help_text="shared directory the node writes records to (default ./runs)")
     add_signing_options(p, default=None)
+    add_trust_options(
+        p,
+        "whose records `from` inputs are read from (resolved, verified and pinned here, "
+        "before anything is queued; default: the signers in ~/.config/rexec/trust.toml)",
+    )
     add_runtime_option(p)
     p.add_argument("--allow-dirty", action="store_true", help="code with uncommitted changes")
     p.add_argument(
@@ -128,29 +136,12 @@ def _site(args: argparse.Namespace) -> cluster.SiteOptions:
     )
 
 
-def unattended_signing(chosen: SignOptions) -> dict[str, str | None]:
-    """The signing the node will do, checked here: no prompt can reach a batch job."""
-    if chosen.method == "sigstore" and chosen.identity_token:
-        raise InputError(
-            "--identity-token cannot travel to a node (it is a secret and expires)",
-            hint="use --sign key on a cluster, or ambient credentials on the nodes",
-        )
-    if chosen.method == "key":
-        make_signer(replace(chosen, allow_prompt=False))  # a missing or locked key fails now
-    path = key_file(chosen, os.environ) if chosen.method == "key" else None
-    return {
-        "method": chosen.method,
-        "key_path": str(path.resolve()) if path else None,
-        "trust_config": str(chosen.trust_config.resolve()) if chosen.trust_config else None,
-    }
-
-
 def handle(args: argparse.Namespace) -> int:
     """Check, render and queue a spec; print the run id and job id."""
     run_spec = spec.load(args.spec)
     tasks = cluster.sweep_tasks(args.sweep, parse=spec.parse_override, params=run_spec.params)
     chosen = sign_options(args, method=run_spec.signing.method, key=run_spec.signing.key)
-    sign = unattended_signing(chosen)
+    sign = cluster.node_signing(chosen)
 
     def say(text: str) -> None:
         print(f"rexec: {text}", file=sys.stderr, flush=True)
@@ -166,6 +157,9 @@ def handle(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         say=say,
         engine=args.runtime,
+        links=cluster.FromLinks(
+            policy=upstream_policy(args) if any(i.from_ref for i in run_spec.inputs) else None
+        ),
     )
     if args.dry_run:
         sys.stdout.write(script)

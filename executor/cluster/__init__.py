@@ -13,6 +13,7 @@ from executor.cluster.node import run_on_node
 from executor.cluster.slurm import JobState, Slurm
 from executor.cluster.status import TaskStatus, find_submission, poll, tracked, wait
 from executor.cluster.submission import (
+    FromLinks,
     SiteOptions,
     Submission,
     SweepTask,
@@ -20,9 +21,10 @@ from executor.cluster.submission import (
     site_defaults,
     sweep_tasks,
 )
-from executor.cluster.submit import render_script, submit
+from executor.cluster.submit import node_signing, render_script, submit
 
 __all__ = [
+    "FromLinks",
     "JobState",
     "SiteOptions",
     "Slurm",
@@ -31,6 +33,7 @@ __all__ = [
     "TaskStatus",
     "find_submission",
     "load_submission",
+    "node_signing",
     "poll",
     "render_script",
     "run_on_node",

@@ -49,7 +49,7 @@ from executor.errors import InputError, JobFailed, MismatchError, RexecError
 from executor.progress import Say
 from executor.runner import PREEMPT_SIGNAL
 from executor.runtime import default_runtime
-from executor.signing import SignOptions
+from executor.signing import AnyOf, KeyPolicy, SignOptions, TrustPolicy
 
 __all__ = ["run_on_node"]
 
@@ -74,12 +74,39 @@ def _load_spec(sub: Submission, task: int | None) -> spec.RunSpec:
     """The spec as submitted, from the submission itself: its path may have changed since
     (its relative paths are still read from its directory, and verified by their pins)."""
     chosen = sub.tasks[task or 0]
-    return spec.loads(
+    loaded = spec.loads(
         sub.spec_text.encode(),
         source=Path(sub.spec_path),
         overrides=chosen.params,
         seed=chosen.seed,
     )
+    inputs = []
+    for item in loaded.inputs:  # `from` inputs as the submit host resolved or bound them
+        said = sub.from_inputs.get(item.name, {})
+        if "from" in said:
+            item = replace(item, from_ref=said["from"])
+        elif "fromRun" in said:
+            item = replace(
+                item,
+                path=Path(said["path"]),
+                digest=said["digest"],
+                from_run=said["fromRun"],
+                from_statement=said["fromStatement"] or None,
+                from_signer=said["fromSigner"] or None,
+            )
+        inputs.append(item)
+    return replace(loaded, inputs=tuple(inputs))
+
+
+def _upstream(sub: Submission) -> TrustPolicy | None:
+    """Whose records an input bound to an upstream job is read from: the keys the
+    submission names (a pipeline's own, and the one it trusts)."""
+    keys = tuple(
+        KeyPolicy(pem.encode(), source="a key the submission names") for pem in sub.upstream_keys
+    )
+    if not keys:
+        return None
+    return keys[0] if len(keys) == 1 else AnyOf(keys, source="the keys the submission names")
 
 
 def _vouched(sub: Submission) -> dict[str, snapshot.Vouched]:
@@ -197,6 +224,7 @@ def run_on_node(
         labels={JOB_LABEL: str(env.get("SLURM_JOB_ID", ""))},
         devices=devices,
         vouched_inputs=None if sub.rehash_inputs else vouched,
+        upstream=_upstream(sub),
         allocated_gpus=gpus,
         allocated_cpus=allocated_cpus(env),
         allocated_memory=allocated_memory(env),

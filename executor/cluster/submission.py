@@ -31,6 +31,7 @@ from executor import safeio
 from executor.canonical import sha256_hex
 from executor.errors import InputError, MismatchError
 from executor.paths import config_dir
+from executor.signing import TrustPolicy
 
 __all__ = [
     "JOBS_DIR",
@@ -52,6 +53,19 @@ JOB_ID = "job-id"  # written after sbatch answered: not part of the bound submis
 REFUSED = "refused.json"  # what the node found when it refused the submission
 LISTINGS = "inputs"  # <name>.listing.json: each input's listing as verified at submit time
 MAX_TASKS = 1000
+
+
+@dataclass(frozen=True)
+class FromLinks:
+    """How a submission's ``from`` inputs are found: resolved now, each record verified
+    under ``policy``; ``refs`` (input -> ``run:<run id>:<path>``) names the run a pipeline
+    chose instead of the spec's ``latest:``; the ``deferred`` ones are runs of upstream
+    jobs that have not run yet, resolved on the node and verified there under ``keys``."""
+
+    policy: TrustPolicy | None = None
+    refs: Mapping[str, str] = field(default_factory=dict)
+    deferred: frozenset[str] = frozenset()
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,12 @@ class Submission:
     listings: dict[str, str] = field(default_factory=dict)  # input name -> listing sha256
     stamps: dict[str, str] = field(default_factory=dict)  # input name -> its stamps (lstat)
     rehash_inputs: bool = False  # nodes hash every input again instead of checking stamps
+    # `from` inputs by name: resolved and verified on the submit host ({path, digest,
+    # fromRun, fromStatement, fromSigner}), or bound to an upstream job of a pipeline that
+    # had not run yet ({from: "run:<run id>:<path>"}), resolved on the node under
+    # ``upstream_keys`` (PEM public keys) once Slurm has run it (afterok).
+    from_inputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    upstream_keys: tuple[str, ...] = ()
 
     @property
     def directory(self) -> Path:
@@ -219,6 +239,8 @@ def _parse(doc: Any) -> Submission:
         listings={str(k): str(v) for k, v in dict(doc.get("listings", {})).items()},
         stamps={str(k): str(v) for k, v in dict(doc.get("stamps", {})).items()},
         rehash_inputs=bool(doc.get("rehash_inputs")),
+        from_inputs={str(k): dict(v) for k, v in dict(doc.get("from_inputs", {})).items()},
+        upstream_keys=tuple(str(k) for k in doc.get("upstream_keys", ())),
     )
 
 

@@ -10,6 +10,7 @@ half-written.
 
 from __future__ import annotations
 
+import dataclasses
 import grp
 import json
 import math
@@ -31,6 +32,7 @@ from executor.cluster.submission import (
     LISTINGS,
     SCRIPT,
     SUBMISSION,
+    FromLinks,
     SiteOptions,
     Submission,
     SweepTask,
@@ -38,8 +40,16 @@ from executor.cluster.submission import (
 from executor.errors import InputError, MismatchError
 from executor.progress import Say
 from executor.record import writer
+from executor.signing import SignOptions, key_file, make_signer
 
-__all__ = ["export_names", "render_script", "submit", "time_limit", "with_resources"]
+__all__ = [
+    "export_names",
+    "node_signing",
+    "render_script",
+    "submit",
+    "time_limit",
+    "with_resources",
+]
 
 # What the node's rexec needs from the submit shell, when set there. Names only: the values
 # travel in Slurm's job environment, never into the script, the submission or the record.
@@ -150,16 +160,19 @@ def submit(
     slurm: Slurm | None = None,
     engine: str | None = None,
     rehash_inputs: bool = False,
+    links: FromLinks | None = None,
 ) -> tuple[Submission, str]:
     """Check, render and (unless ``dry_run``) queue; the submission and its script."""
     data, _ = spec.read_document(spec_path)
     source = spec_path.resolve()
-    run_spec = spec.loads(data, source=source)
+    declared = spec.loads(data, source=source)
     for task in tasks:  # every task's overrides are type-checked now, not on the node
         spec.loads(data, source=source, overrides=task.params, seed=task.seed)
-    site = with_resources(run_spec, site)
-    _check_resources(run_spec, site)
-    engine_check(engine or run_spec.engine or "docker", say=say)
+    site = with_resources(declared, site)
+    _check_resources(declared, site)
+    engine_check(engine or declared.engine or "docker", say=say)
+    links = links or FromLinks()
+    run_spec, from_inputs = _resolve_from(declared, links, runs_dir=runs_dir, say=say)
     runner.check_runs_dir(run_spec, runs_dir)
     before = _stamps(run_spec)
     snapshots, _ = runner.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
@@ -190,6 +203,8 @@ def submit(
         listings={name: sha256_hex(data) for name, data in listings.items()},
         stamps=stamps,
         rehash_inputs=rehash_inputs,
+        from_inputs=from_inputs,
+        upstream_keys=links.keys,
     )
     encoded = sub.encoded()
     script = render_script(
@@ -214,6 +229,63 @@ def submit(
     index.mkdir(exist_ok=True)
     safeio.write_atomic(index / job_id, sub.run_id.encode() + b"\n")
     return sub, script
+
+
+def node_signing(chosen: SignOptions) -> dict[str, str | None]:
+    """The signing the node will do, checked here: no prompt can reach a batch job."""
+    if chosen.method == "sigstore" and chosen.identity_token:
+        raise InputError(
+            "--identity-token cannot travel to a node (it is a secret and expires)",
+            hint="use --sign key on a cluster, or ambient credentials on the nodes",
+        )
+    if chosen.method == "key":
+        make_signer(replace(chosen, allow_prompt=False))  # a missing or locked key fails now
+    path = key_file(chosen, os.environ) if chosen.method == "key" else None
+    return {
+        "method": chosen.method,
+        "key_path": str(path.resolve()) if path else None,
+        "trust_config": str(chosen.trust_config.resolve()) if chosen.trust_config else None,
+    }
+
+
+def _resolve_from(
+    declared: spec.RunSpec, links: FromLinks, *, runs_dir: Path, say: Say
+) -> tuple[spec.RunSpec, dict[str, dict[str, str]]]:
+    """The spec whose inputs the submit host checks (a ``from`` input resolved and its
+    record verified now, so the node reads what was verified here; one bound to a job not
+    run yet left out), and what the submission says of each ``from`` input."""
+    unknown = sorted(set(links.refs) - {i.name for i in declared.inputs if i.from_ref})
+    if unknown:
+        raise InputError(f"inputs {unknown[0]!r}: not a `from` input of {declared.name}")
+    if links.deferred and not links.keys:
+        raise InputError(
+            "an input from a job that has not run needs the public keys its record is "
+            "verified with on the node",
+            hint="sign the pipeline with a key (--signing-key) or trust one (--key)",
+        )
+    chosen = tuple(
+        dataclasses.replace(i, from_ref=links.refs[i.name]) if i.name in links.refs else i
+        for i in declared.inputs
+    )
+    now = dataclasses.replace(
+        declared, inputs=tuple(i for i in chosen if i.name not in links.deferred)
+    )
+    resolved = runner.resolve_from_inputs(
+        now, runs_dir=runs_dir, policy=links.policy, verified=None, say=say
+    )
+    found: dict[str, dict[str, str]] = {
+        name: {"from": links.refs[name]} for name in sorted(links.deferred)
+    }
+    for item in resolved.inputs:
+        if item.from_run is not None:
+            found[item.name] = {
+                "path": str(item.path),
+                "digest": item.digest,
+                "fromRun": item.from_run,
+                "fromStatement": item.from_statement or "",
+                "fromSigner": item.from_signer or "",
+            }
+    return resolved, found
 
 
 def engine_check(

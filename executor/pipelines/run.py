@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from executor import catalog, runner, spec
+from executor import catalog, cluster, runner, spec
 from executor.contracts import ContractViolation
 from executor.errors import RexecError
 from executor.pipelines.ledger import write_ledger
 from executor.pipelines.options import StageOptions
-from executor.pipelines.pipefile import Pipeline
+from executor.pipelines.pipefile import Pipeline, Stage
 from executor.pipelines.reuse import find_reusable, key_of
 from executor.record import RunRecord, load_record, verify_record, writer
 from executor.runtime import default_runtime
@@ -29,9 +29,11 @@ SCHEMA = "rexec.pipeline-run/v1"
 
 @dataclass(frozen=True)
 class PipelineOptions(StageOptions):
-    """How stages are run, signed and trusted for reuse, and which are run regardless."""
+    """How stages are run, signed and trusted for reuse, and which are run regardless;
+    ``site``: submit each stage that must run to Slurm instead (a job graph)."""
 
     force: frozenset[str] = frozenset()
+    site: cluster.SiteOptions | None = None
 
 
 @dataclass
@@ -39,13 +41,15 @@ class StageOutcome:
     """What happened to one stage, and why."""
 
     stage: str
-    decision: str  # ran | reused | failed | contract-violated | skipped | would-run | would-reuse
+    # ran | reused | submitted | failed | contract-violated | skipped | would-run | would-reuse
+    decision: str
     reason: str
     run_id: str | None = None
     run_dir: Path | None = None
     statement_sha256: str | None = None
     key: str | None = None
     details: tuple[str, ...] = ()
+    job_id: str | None = None  # the Slurm job a submitted stage runs as
 
     def to_json(self) -> dict[str, Any]:
         """The stage's entry in the JSON summary and the signed ledger."""
@@ -58,6 +62,7 @@ class StageOutcome:
             "statementSha256": self.statement_sha256,
             "stageKey": self.key,
             "details": list(self.details),
+            "jobId": self.job_id,
         }
 
 
@@ -140,11 +145,12 @@ def _run_stages(
     used: dict[str, RunRecord] = {}
     trusted: dict[str, catalog.Upstream] = {}  # run id -> its record, verified
     stopped: dict[str, str] = {}  # stage -> why its downstream cannot run
+    queued: dict[str, StageOutcome] = {}  # stage -> its Slurm job, not run yet
     cat = catalog.open_catalog()
     try:
         for stage in pipe.stages:
             blocked = [n for n in stage.needs if n in stopped]
-            pending = [n for n in stage.needs if n not in used and n not in stopped]
+            pending = [n for n in stage.needs if n not in (*used, *stopped, *queued)]
             if blocked or (stopped and not options.keep_going):
                 why = (
                     f"upstream {blocked[0]} {stopped[blocked[0]]}"
@@ -164,9 +170,13 @@ def _run_stages(
             outcome = StageOutcome(stage.name, "failed", "")
             outcomes.append(outcome)
             try:
-                _one_stage(
-                    stage.name, stage.run_spec, outcome, (used, trusted), cat, options, signer
-                )
+                after = [queued[n] for n in stage.needs if n in queued]
+                if after:  # its inputs exist once those jobs have run: decided on the node
+                    _submit(stage, outcome, after, options, signer, bound=used)
+                else:
+                    _one_stage(stage, outcome, (used, trusted), cat, options, signer)
+                if outcome.decision == "submitted":
+                    queued[stage.name] = outcome
             except ContractViolation as exc:
                 outcome.decision, outcome.reason = "contract-violated", exc.message
                 outcome.details = tuple(exc.details)
@@ -184,8 +194,7 @@ def _run_stages(
 
 
 def _one_stage(
-    name: str,
-    declared: spec.RunSpec,
+    stage: Stage,
     outcome: StageOutcome,
     chosen: tuple[dict[str, RunRecord], dict[str, catalog.Upstream]],
     cat: catalog.Catalog,
@@ -193,9 +202,10 @@ def _one_stage(
     signer: Signer | None,
 ) -> None:
     say = options.say
+    name = stage.name
     used, trusted = chosen
     run_spec = catalog.resolve_inputs(
-        bind_stage_inputs(declared, used),
+        bind_stage_inputs(stage.run_spec, used),
         runs_dir=options.runs_dir,
         catalog=cat,
         policy=options.policy,
@@ -227,6 +237,9 @@ def _one_stage(
     if options.dry_run:
         outcome.decision, outcome.reason = "would-run", why
         return
+    if options.site is not None:
+        _submit(stage, outcome, [], options, signer, bound=used)
+        return
     say(f"stage {name}: running ({why})")
     result = runner.run(
         run_spec,
@@ -253,6 +266,68 @@ def _one_stage(
     own = _verified_own(result, _own_records(options, signer))
     if own is not None:
         trusted[own.record.run_id] = own
+
+
+def _submit(
+    stage: Stage,
+    outcome: StageOutcome,
+    after: list[StageOutcome],
+    options: PipelineOptions,
+    signer: Signer | None,
+    *,
+    bound: Mapping[str, RunRecord] | None = None,
+) -> None:
+    """Queue the stage as a Slurm job after its upstream stages' jobs (afterok): an input
+    from a stage already run is resolved and pinned now; one from a queued stage is bound
+    to that run and read on the node, its record verified there under the pipeline's keys."""
+    assert options.site is not None
+    refs, deferred = {}, set()
+    for item in stage.run_spec.inputs:
+        match = spec.FROM_RE.match(item.from_ref or "")
+        if not match or match.group(1) != "latest":
+            continue
+        upstream = next((o for o in after if o.stage == match.group(2)), None)
+        if upstream is not None:
+            refs[item.name] = f"run:{upstream.run_id}:{match.group(3)}"
+            deferred.add(item.name)
+        elif bound and match.group(2) in bound:
+            refs[item.name] = f"run:{bound[match.group(2)].run_id}:{match.group(3)}"
+    site = options.site
+    if after:
+        jobs = ":".join(str(o.job_id) for o in after)
+        site = dataclasses.replace(site, extra=(*site.extra, f"--dependency=afterok:{jobs}"))
+    sub, _ = cluster.submit(
+        stage.spec_path,
+        site=site,
+        tasks=[cluster.SweepTask()],
+        runs_dir=options.runs_dir,
+        sign=cluster.node_signing(options.sign),
+        allow_dirty=False,
+        dry_run=False,
+        say=options.say,
+        engine=options.engine,
+        links=cluster.FromLinks(
+            policy=_own_records(options, signer),
+            refs=refs,
+            deferred=frozenset(deferred),
+            keys=_keys(options, signer),
+        ),
+    )
+    waits = f" after job(s) {', '.join(str(o.job_id) for o in after)}" if after else ""
+    outcome.decision, outcome.reason = "submitted", f"Slurm job {sub.job_id}{waits}"
+    outcome.run_id, outcome.job_id = sub.run_id, sub.job_id
+    options.say(f"stage {stage.name}: submitted as Slurm job {sub.job_id}{waits}")
+
+
+def _keys(options: PipelineOptions, signer: Signer | None) -> tuple[str, ...]:
+    """The public keys a node verifies an upstream stage's record with: the pipeline's own
+    signing key, and the key it trusts."""
+    found = []
+    if signer is not None and signer.public_key_pem:
+        found.append(signer.public_key_pem)
+    if isinstance(options.policy, KeyPolicy):
+        found.append(options.policy.public_key_pem)
+    return tuple(dict.fromkeys(k.decode() if isinstance(k, bytes) else k for k in found))
 
 
 def _verified_own(result: runner.RunResult, policy: TrustPolicy | None) -> catalog.Upstream | None:

@@ -33,6 +33,7 @@ __all__ = [
     "check_pins",
     "check_runs_dir",
     "failure_hint",
+    "resolve_from_inputs",
     "run",
 ]
 

@@ -374,3 +374,38 @@ def test_an_engine_the_user_cannot_use_on_the_nodes_is_refused_before_queueing(
     monkeypatch.setattr(grp, "getgrnam", no_group)
     engine_check("docker", say=said.append, uid=nobody)  # cannot tell: said, not refused
     assert said == ["no docker group here: whether you may use Docker on the nodes is not checked"]
+
+
+def test_from_links_name_from_inputs_and_an_unrun_upstream_needs_keys(tmp_path: Path) -> None:
+    """A pipeline binds a stage's `from` input to an upstream job not run yet: the node
+    must be told whose signature that record carries; nothing else may be bound."""
+    from executor.cluster import FromLinks, submit
+
+    (tmp_path / "s.toml").write_text(
+        'version = 1\nname = "t"\n[image]\nref = "r@sha256:' + "a" * 64 + '"\n'
+        '[run]\ncommand = ["t"]\nseed = 1\n'
+        '[[inputs]]\nname = "data"\nfrom = "latest:up:table"\nmount = "/data"\n'
+    )
+
+    def queue(links: FromLinks) -> Submission:
+        sub, _ = submit(
+            tmp_path / "s.toml", site=SiteOptions(), tasks=[SweepTask()],
+            runs_dir=tmp_path / "runs", sign={}, allow_dirty=False, dry_run=True,
+            say=lambda _: None, links=links,
+        )  # fmt: skip
+        return sub
+
+    later = {"data": "run:20261201T000000Z-up-000000:table"}
+    with pytest.raises(InputError, match="needs the public keys"):
+        queue(FromLinks(refs=later, deferred=frozenset(later)))
+    with pytest.raises(InputError, match="'labels': not a `from` input"):
+        queue(FromLinks(refs={"labels": later["data"]}))
+    sub = queue(FromLinks(refs=later, deferred=frozenset(later), keys=("PEM",)))
+    assert sub.from_inputs == {"data": {"from": later["data"]}} and sub.upstream_keys == ("PEM",)
+    assert load_submission_roundtrip(sub).from_inputs == sub.from_inputs
+
+
+def load_submission_roundtrip(sub: Submission) -> Submission:
+    sub.directory.mkdir(parents=True)
+    (sub.directory / "submission.json").write_bytes(sub.encoded())
+    return load_submission(sub.directory)

@@ -25,7 +25,16 @@ import pytest
 
 from executor import owner
 from executor.errors import ExitCode
-from tests.e2e.conftest import BASE_IMAGE, REPO, Project, Rexec, build_definition
+from tests.e2e.conftest import (
+    BASE_IMAGE,
+    NO_FRAMEWORKS,
+    REPO,
+    Project,
+    Rexec,
+    build_definition,
+    gen,
+    spec,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -710,3 +719,69 @@ def test_two_nodes_train_with_torch_distributed_to_the_model_one_node_makes(
     (peer,) = internal["nodes"]
     assert (peer["rank"], peer["node"], peer["status"]) == (1, "n2", "succeeded")
     slurm("verify", record, "--key", keys[1])
+
+
+def test_a_pipeline_is_submitted_as_a_graph_of_dependent_jobs(
+    slurm: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Each stage a job after the jobs of the stages it reads (the two branches in
+    parallel), reuse decided on the submit host, every record with its job identity and
+    its inputs read from the upstream records the node verified; then all reused."""
+    from tests.e2e.test_pipeline_e2e import READS, Project, decisions
+
+    project = Project(slurm, tmp_path / "p", keys)
+    doc = project.pipeline("--submit")
+    assert set(decisions(doc).values()) == {"submitted"}
+    stages = {s["stage"]: s for s in doc["stages"]}
+    jobs = project.runs / ".rexec-jobs"
+    for stage, (upstream, _) in READS.items():  # afterok on its upstream's job alone
+        script = (jobs / stages[stage]["runId"] / "job.sbatch").read_text()
+        assert f"#SBATCH --dependency=afterok:{stages[upstream]['jobId']}\n" in script
+    assert "--dependency" not in (jobs / stages["extract"]["runId"] / "job.sbatch").read_text()
+    slurm("status", "--runs-dir", project.runs, "--wait")
+    for stage, (upstream, _) in READS.items():
+        record = project.runs / stages[stage]["runId"]
+        internal = build_definition(record)["internalParameters"]
+        assert internal["scheduler"]["jobId"] == stages[stage]["jobId"]
+        (data,) = [
+            d for d in build_definition(record)["resolvedDependencies"] if d["name"] == "input:data"
+        ]
+        assert data["annotations"]["fromRun"] == stages[upstream]["runId"], data
+        slurm("verify", record, "--key", keys[1])
+    again = project.pipeline("--submit")
+    assert set(decisions(again).values()) == {"reused"}  # decided here: nothing queued
+
+
+def test_submit_resolves_and_pins_from_inputs_before_queueing(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A `from` input is resolved on the submit host, its record verified under the
+    caller's trust and its digest pinned in the submission: the node reads that."""
+    runs = tmp_path / "runs"
+    make = project.spec(
+        ["sh", "-c", "mkdir $REXEC_OUTPUTS/table && echo 42 > $REXEC_OUTPUTS/table/x"]
+    )
+    made = slurm.run(make, keys[0], runs, "-q")
+    reader = gen(
+        tmp_path / "reader.toml",
+        spec(
+            "reader",
+            ["sh", "-c", "cp /data/x $REXEC_OUTPUTS/x"],
+            inputs=[{"name": "data", "from": "latest:e2e:table", "mount": "/data"}],
+            determinism=NO_FRAMEWORKS,
+        ),
+    )
+    refused = slurm(
+        "submit", reader, "--signing-key", keys[0], "--runs-dir", runs, check=ExitCode.BAD_INPUT
+    )
+    assert "trust" in refused.stderr  # no policy: no record is read, nothing queued
+    sub = submit(slurm, reader, keys[0], runs, "--key", keys[1], "--wait")
+    pinned_then = json.loads((runs / ".rexec-jobs" / sub["run_id"] / "submission.json").read_text())
+    said = pinned_then["from_inputs"]["data"]
+    assert said["fromRun"] == made.name and said["digest"].startswith("sha256-tree-v1:")
+    record = runs / sub["run_id"]
+    assert (record / "outputs" / "x").read_text() == "42\n"
+    (data,) = [
+        d for d in build_definition(record)["resolvedDependencies"] if d["name"] == "input:data"
+    ]
+    assert data["annotations"]["fromRun"] == made.name
