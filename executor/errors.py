@@ -96,11 +96,13 @@ class EngineLost(InfrastructureError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """rexec was asked to stop (SIGINT, SIGTERM, SIGHUP): the job is stopped and recorded."""
+    """rexec was asked to stop (SIGINT, SIGTERM, SIGHUP): the job is stopped and recorded.
+    ``preempted_by``: the scheduler said it is pre-empting the job (its SIGTERM)."""
 
-    def __init__(self, signal_name: str = "SIGINT") -> None:
+    def __init__(self, signal_name: str = "SIGINT", *, preempted_by: str | None = None) -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
+        self.preempted_by = preempted_by
 
 
 class NotReproduced(RexecError):

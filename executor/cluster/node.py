@@ -26,9 +26,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ from executor.cluster.identity import (
 )
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import LISTINGS, REFUSED, Submission, load_submission
-from executor.errors import InputError, JobFailed, MismatchError, RexecError
+from executor.errors import InputError, Interrupted, JobFailed, MismatchError, RexecError
 from executor.progress import Say
 from executor.runner import PREEMPT_SIGNAL
 from executor.runtime import default_runtime
@@ -241,7 +242,8 @@ def run_on_node(
         sub.extra.get("runtime") or run_spec.engine, service=f"slurm-{_job_ref(env)}-{rank}"
     )
     try:
-        result = runner.run(run_spec, options=options, runtime=runtime)
+        with _preemption_told(slurm, _job_ref(env)):
+            result = runner.run(run_spec, options=options, runtime=runtime)
     except (RexecError, KeyboardInterrupt) as exc:
         if rank != 0:  # rank 0 must not wait for a report that never comes
             _report_failure(sub, restart, rank, exc)
@@ -266,6 +268,26 @@ def run_on_node(
             hint=runner.failure_hint(result.run_dir, outputs_mount=run_spec.outputs_mount),
         )
     return 0
+
+
+@contextlib.contextmanager
+def _preemption_told(slurm: Slurm, job_ref: str) -> Iterator[None]:
+    """Slurm pre-empts a job with SIGTERM (then SIGKILL after the partition's GraceTime),
+    as it cancels one: ask it which this is, so the record says ``preempted``."""
+
+    def stop(signum: int, frame: object) -> None:
+        try:
+            preempting = slurm.preempting(job_ref)
+        except RexecError:
+            preempting = False
+        said = "Slurm is pre-empting the job" if preempting else None
+        raise Interrupted("SIGTERM", preempted_by=said)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _job_ref(env: Mapping[str, str]) -> str:

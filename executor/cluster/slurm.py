@@ -13,6 +13,7 @@ and the caller reads the job's own record on shared storage instead.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -187,6 +188,13 @@ class Slurm:
         """``scancel`` a job (or one array task, ``123_4``), or send it a signal."""
         argv = ["scancel", *(["--signal", signal, "--batch"] if signal else []), job_id]
         self._run(argv)
+
+    def preempting(self, job_id: str) -> bool:
+        """Whether Slurm has chosen to pre-empt the job (its ``PreemptTime`` is set): the
+        SIGTERM it sends then is a pre-emption, not a cancel."""
+        out = self._run(["scontrol", "-o", "show", "job", job_id], check=False).stdout
+        found = re.search(r"\bPreemptTime=(\S+)", out)
+        return found is not None and found.group(1) not in ("None", "Unknown", "")
 
     def hostnames(self, nodelist: str) -> list[str]:
         """``n[1-2]`` → ``["n1", "n2"]``."""

@@ -61,6 +61,11 @@ def status_of(
             return RunStatus(
                 "preempted", None, reason=f"rexec received {signal_name}, the scheduler's warning"
             )
+        preempted_by = getattr(interrupted, "preempted_by", None)
+        if preempted_by:
+            return RunStatus(
+                "preempted", None, reason=f"rexec received {signal_name}: {preempted_by}"
+            )
         return RunStatus("interrupted", None, reason=f"rexec received {signal_name}")
     if outcome.timed_out:
         return RunStatus("timed-out", None, outcome.oom_killed)

@@ -32,6 +32,7 @@ from tests.e2e.conftest import (
     Project,
     Rexec,
     build_definition,
+    exit_status,
     gen,
     spec,
 )
@@ -242,6 +243,27 @@ def test_the_preemption_signal_signs_preempted(
     record = Path(doc["tasks"][0]["record"])
     annotations = json.loads((record / "record.json").read_text())
     assert annotations["status"] == "preempted"
+
+
+def test_a_partition_preemption_is_recorded_preempted(
+    slurm: Rexec, project: Project, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A job of a higher-tier partition takes the node: Slurm sends SIGTERM, as for a
+    cancel, and rexec asks it which this is; the record says `preempted`, not
+    `interrupted`."""
+    runs = tmp_path / "runs"
+    long = ["sh", "-c", "echo started; sleep 120"]
+    sub = submit(slurm, project.spec(long), keys[0], runs, "--sbatch=--nodelist=n1")
+    until("the job to start", started(runs, sub))
+    sh(
+        slurm.env, "sbatch", "--partition=urgent", "--nodelist=n1", "--exclusive",
+        "--output=/dev/null", "--wrap", "true",
+    )  # fmt: skip
+    until("the pre-empted attempt's record", (runs / sub["run_id"] / "record.json").is_file)
+    ended = exit_status(runs / sub["run_id"])  # signed
+    assert ended["status"] == "preempted", ended
+    assert ended["reason"] == "rexec received SIGTERM: Slurm is pre-empting the job"
+    slurm("cancel", sub["run_id"], "--runs-dir", runs, check=None)  # requeued: not again
 
 
 def test_a_requeued_job_is_a_second_attempt_with_its_own_record(

@@ -145,3 +145,15 @@ def test_a_bad_checkpoint_table_names_its_key(tmp_path: Path, table: str, expect
     with pytest.raises(SpecError) as info:
         spec.loads(text.encode(), source=tmp_path / "s.toml")
     assert expected in info.value.render()
+
+
+def test_a_sigterm_the_scheduler_says_is_a_preemption_is_recorded_preempted() -> None:
+    from executor.errors import Interrupted
+    from executor.runner.collect import status_of
+
+    now = datetime.now(UTC)
+    ended = ContainerResult(None, now, now, False, False, "")
+    told = Interrupted("SIGTERM", preempted_by="Slurm is pre-empting the job")
+    assert status_of(ended, interrupted=told).status == "preempted"
+    assert status_of(ended, interrupted=Interrupted("SIGTERM")).status == "interrupted"
+    assert status_of(ended, interrupted=Interrupted("SIGUSR2")).status == "preempted"
