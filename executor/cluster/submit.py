@@ -309,6 +309,9 @@ def engine_check(
 
 
 def _check_docker(user: str, uid: int, say: Say) -> None:
+    if os.environ.get("DOCKER_HOST"):  # a rootless or remote dockerd: its socket decides
+        say("DOCKER_HOST is set: whether its engine answers on the nodes is not checked")
+        return
     try:
         group = grp.getgrnam("docker")
     except KeyError:

@@ -354,6 +354,7 @@ def test_an_engine_the_user_cannot_use_on_the_nodes_is_refused_before_queueing(
     nobody = pwd.getpwnam("nobody").pw_uid
     said: list[str] = []
     engine_check("docker", say=said.append, uid=0)  # root may use anything
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
     docker = grp.struct_group(("docker", "x", 4242, ["someone"]))
     monkeypatch.setattr(grp, "getgrnam", lambda name: docker)
     with pytest.raises(InputError, match="nobody may not use") as refused:
@@ -373,7 +374,13 @@ def test_an_engine_the_user_cannot_use_on_the_nodes_is_refused_before_queueing(
 
     monkeypatch.setattr(grp, "getgrnam", no_group)
     engine_check("docker", say=said.append, uid=nobody)  # cannot tell: said, not refused
-    assert said == ["no docker group here: whether you may use Docker on the nodes is not checked"]
+    monkeypatch.setattr(grp, "getgrnam", lambda name: docker)
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/65534/docker.sock")
+    engine_check("docker", say=said.append, uid=nobody)  # rootless Docker: its own socket
+    assert said == [
+        "no docker group here: whether you may use Docker on the nodes is not checked",
+        "DOCKER_HOST is set: whether its engine answers on the nodes is not checked",
+    ]
 
 
 def test_from_links_name_from_inputs_and_an_unrun_upstream_needs_keys(tmp_path: Path) -> None:
