@@ -10,6 +10,7 @@ from executor.cli._cluster import add_runs_dir, print_tasks
 from executor.cli._json import print_json
 from executor.cluster import TaskStatus
 from executor.errors import InfrastructureError
+from executor.outputs import display_text
 
 EPILOG = """\
 examples:
@@ -72,7 +73,7 @@ def handle(args: argparse.Namespace) -> int:
             print_json(doc)
     else:
         for sub in subs:
-            print(f"run {sub.run_id} (Slurm job {sub.job_id})")
+            print(f"run {display_text(sub.run_id)} (Slurm job {display_text(sub.job_id)})")
             print_tasks(found[sub.run_id])
         if not subs:
             print(f"no submitted runs under {args.runs_dir}")

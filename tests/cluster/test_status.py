@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+
 from executor.cluster import JobState, SiteOptions, Slurm, Submission, SweepTask, poll, tracked
 from executor.cluster.submit import render_script
 
@@ -134,3 +136,39 @@ def test_each_attempt_keeps_its_own_log(tmp_path: Path) -> None:
     script = render_script(sub, name="t", export=[], sha256="f" * 64)
     assert "#SBATCH --open-mode=append" in script  # Slurm never truncates the first
     assert '"slurm-${SLURM_JOB_ID}-r$restart.out"' in script
+
+
+def test_a_fifo_where_a_log_should_be_neither_blocks_nor_is_read(tmp_path: Path) -> None:
+    """The job owner controls the submission dir: a FIFO in place of the Slurm log would
+    hang a reader that opens it blocking."""
+    import os
+
+    runs = tmp_path / "runs"
+    sub = submission(runs, 1)
+    os.mkfifo(sub.directory / "slurm-1001.out")
+    (task,) = poll([sub], CountingSlurm({}, {"1001": JobState("1001", "FAILED")}))[sub.run_id]
+    assert task.failed and task.last_error == ""
+
+
+def test_a_run_id_planted_with_terminal_escapes_is_shown_inert(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rexec status` with no run shows every submission under the shared runs dir,
+    whoever wrote it: its run id must not reach the terminal as escape sequences."""
+    import argparse
+
+    from executor.cli import status as cli
+
+    runs = tmp_path / "runs"
+    evil = submission(runs, 1)
+    evil.run_id = "x\x1b]0;owned\x07"
+    (runs / ".rexec-jobs" / evil.run_id).mkdir()
+    (runs / ".rexec-jobs" / evil.run_id / "submission.json").write_bytes(evil.encoded())
+    (runs / ".rexec-jobs" / evil.run_id / "job-id").write_text("1001\n")
+    monkeypatch.setattr(
+        "executor.cluster.Slurm", lambda: CountingSlurm({"1001": JobState("1001", "RUNNING")}, {})
+    )
+    args = argparse.Namespace(refs=[], runs_dir=runs, wait=False, json=False)
+    assert cli.handle(args) == 0
+    shown = capsys.readouterr().out
+    assert "\x1b" not in shown and "\x07" not in shown and "owned" in shown

@@ -350,3 +350,43 @@ def test_a_copy_of_the_same_record_elsewhere_never_moves_its_row(lab: Lab, tmp_p
         cat.close()
     lab.runs = tmp_path / "empty-runs"
     assert _resolve(lab, f"run:{real.run_id}:prepare").record.path == real.run_dir
+
+
+def test_a_record_planted_where_a_queued_stage_will_look_is_refused_on_the_node(
+    lab: Lab,
+) -> None:
+    """`pipeline run --submit` binds a stage to the run id of an upstream job that has not
+    run; anyone who can write the shared runs dir can put a record there first. The node
+    reads it only under the keys the (sha256-bound) submission names: the attacker's
+    record is refused, the genuine one is read."""
+    from executor import runner
+    from executor.cluster import SiteOptions, Submission
+    from executor.cluster.node import _load_spec, _upstream
+
+    planted = Path(lab.run("up", key=lab.evil_key).run_dir)  # the run id the job will use
+    text = lab.spec_text("down", {"data": "latest:up:up"})
+    sub = Submission(
+        run_id="20261201T000000Z-down-000000",
+        spec_path=str(lab.root / "down.toml"),
+        spec_sha256="-",
+        runs_dir=str(lab.runs),
+        site=SiteOptions(),
+        sign={},
+        spec_text=text,
+        from_inputs={"data": {"from": f"run:{planted.name}:up"}},
+        upstream_keys=(lab.pub.read_text(),),
+    )
+
+    def read() -> object:
+        return runner.resolve_from_inputs(
+            _load_spec(sub, None), runs_dir=lab.runs, policy=_upstream(sub), verified=None,
+            say=lambda _: None,
+        )  # fmt: skip
+
+    with pytest.raises(VerificationError, match=r"verifies under key .*a key the submission"):
+        read()
+    shutil.rmtree(planted)
+    genuine = Path(lab.run("up").run_dir)
+    sub.from_inputs = {"data": {"from": f"run:{genuine.name}:up"}}
+    (item,) = read().inputs  # type: ignore[attr-defined]
+    assert item.from_run == genuine.name and item.from_signer
