@@ -54,7 +54,7 @@ RANKS = {
     # the orchestration, and what drives it
     "runner": 5,
     "replay": 6,
-    "cluster": 6,
+    "cluster": 6.2,  # a job on a node may be a rerun (regenerate --submit)
     "pipelines": 6.5,
     "web": 6.5,
     "cli": 7,

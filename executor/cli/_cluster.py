@@ -1,4 +1,4 @@
-"""What the cluster commands share: the runs-dir option and the task table."""
+"""What the cluster commands share: the runs-dir and --submit options, the task table."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from executor import cluster
 from executor.cli._render import console, safe
 from executor.cluster import TaskStatus
 
@@ -19,6 +20,32 @@ def add_runs_dir(p: argparse.ArgumentParser, *, help_text: str | None = None) ->
         default=Path("runs"),
         help=help_text or "the --runs-dir the job was submitted with (default ./runs)",
     )
+
+
+def add_submit_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--submit`` (each run that must be made a Slurm job) with where the jobs go."""
+    slurm = p.add_argument_group("on a Slurm cluster")
+    slurm.add_argument("--submit", action="store_true", help=what)
+    slurm.add_argument("--partition", help="with --submit: the partition (else cluster.toml's)")
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="with --submit: another sbatch flag for every job (repeatable)",
+    )
+
+
+def submit_site(args: argparse.Namespace) -> cluster.SiteOptions | None:
+    """With ``--submit``: the user's site defaults (~/.config/rexec/cluster.toml), the
+    command line winning; None without it."""
+    if not args.submit:
+        return None
+    defaults = cluster.site_defaults()
+    extra = (*defaults.pop("extra", ()), *args.sbatch)
+    if args.partition:
+        defaults["partition"] = args.partition
+    return cluster.SiteOptions(**defaults, extra=tuple(extra))
 
 
 def print_tasks(
@@ -45,3 +72,5 @@ def print_tasks(
         )
         if t.last_error:
             out.print(f"      last error: {safe(t.last_error)}")
+        if t.never:
+            out.print("      never starts: a job it runs after failed (`rexec cancel` it)")

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from executor import cluster, pipelines
+from executor import pipelines
+from executor.cli._cluster import add_submit_options, submit_site
 from executor.cli._json import print_json
 from executor.cli._options import (
     add_runtime_option,
@@ -76,20 +77,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--runs-dir", type=Path, default=Path("runs"), help="default: ./runs (shared, to --submit)"
     )
-    slurm = run.add_argument_group("on a Slurm cluster")
-    slurm.add_argument(
-        "--submit",
-        action="store_true",
-        help="submit each stage that must run as a Slurm job, after the jobs of the stages "
-        "it reads (afterok); independent branches run in parallel; reuse is decided here",
-    )
-    slurm.add_argument("--partition", help="with --submit: the partition (else cluster.toml's)")
-    slurm.add_argument(
-        "--sbatch",
-        action="append",
-        default=[],
-        metavar="FLAG",
-        help="with --submit: another sbatch flag for every stage's job (repeatable)",
+    add_submit_options(
+        run,
+        "submit each stage that must run as a Slurm job, after the jobs of the stages it reads "
+        "(afterok); independent branches run in parallel; reuse is decided here",
     )
     add_trust_options(run, "whose earlier runs may be reused and read (default: the trust file)")
     add_signing_options(run, default=None)
@@ -103,15 +94,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         return 2
 
     p.set_defaults(handler=usage)
-
-
-def _site(args: argparse.Namespace) -> cluster.SiteOptions:
-    """The user's site defaults (~/.config/rexec/cluster.toml), the command line winning."""
-    defaults = cluster.site_defaults()
-    extra = (*defaults.pop("extra", ()), *args.sbatch)
-    if args.partition:
-        defaults["partition"] = args.partition
-    return cluster.SiteOptions(**defaults, extra=tuple(extra))
 
 
 def handle_run(args: argparse.Namespace) -> int:
@@ -138,7 +120,7 @@ def handle_run(args: argparse.Namespace) -> int:
         echo_logs=not args.quiet,
         engine=args.runtime,
         say=say,
-        site=_site(args) if args.submit else None,
+        site=submit_site(args),
     )
     outcomes, ledger = pipelines.run_pipeline(pipe, options)
     if args.json:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from executor import catalog, pipelines, safeio
 from executor.cli._catalog import add_catalog_option
+from executor.cli._cluster import add_submit_options, submit_site
 from executor.cli._json import print_json
 from executor.cli._options import (
     add_runtime_option,
@@ -26,12 +27,16 @@ examples:
   rexec regenerate sha256-tree-v1:5be7d7ad --with data/raw-fixed --key signing.pub \\
       --signing-key signing.key --report regeneration.html
   rexec regenerate --input data=data/raw-fixed --of <run> --key signing.pub
+  rexec regenerate sha256-tree-v1:5be7d7ad --with /shared/raw-fixed --key signing.pub \\
+      --signing-key signing.key --runs-dir /shared/runs --submit    (each run a Slurm job)
 
 Finds every current run built on the old digest (directly, or through other runs'
 outputs) in the catalog, checks every record and every pin that is not being
 replaced before anything runs (all misses are listed together), then re-runs them
 in order on the corrected data. A run whose outputs come out identical stops the
-cascade below it (pruned). Old records stay, marked superseded; `rexec runs --stale`
+cascade below it (pruned); with --submit each run is a Slurm job queued after the
+jobs it reads, and a job pruned on its node runs nothing (`rexec status` says so).
+Old records stay, marked superseded; `rexec runs --stale`
 lists current runs still built on a corrected digest.
 exit codes: 0 done, 2 bad input or a missing pin, 3 a record does not verify,
 4 a data contract is broken, 5 a job failed
@@ -64,6 +69,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_signing_options(p, default="key")
     add_runtime_option(p)
+    add_submit_options(
+        p,
+        "submit each run as a Slurm job after the jobs of the runs it reads (afterok); "
+        "a job whose inputs come out of its upstream unchanged runs nothing (pruned)",
+    )
     add_catalog_option(p)
     p.add_argument("--json", action="store_true", help="print the campaign summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no job output or progress")
@@ -103,6 +113,7 @@ def handle(args: argparse.Namespace) -> int:
         echo_logs=not args.quiet,
         engine=args.runtime,
         say=say,
+        site=submit_site(args),
     )
     cat = catalog.open_catalog(args.catalog, create=False)
     try:

@@ -44,6 +44,7 @@ from executor.cluster.identity import (
     job_identity,
     resolve_allocated,
 )
+from executor.cluster.rerun import prune, rerun_on_node
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import LISTINGS, REFUSED, Submission, load_submission
 from executor.errors import InputError, Interrupted, JobFailed, MismatchError, RexecError
@@ -178,7 +179,12 @@ def run_on_node(
         raise
     task = _task(sub, env)
     restart = int(env.get("SLURM_RESTART_COUNT") or 0)
-    run_spec = _load_spec(sub, task)
+    rerun = rerun_on_node(sub, upstream=_upstream(sub), say=say) if sub.rerun else None
+    if sub.rerun and rerun is None:
+        prune(sub.directory, "every input it replaces came out of its upstream unchanged")
+        say("pruned: every input this step replaces came out of its upstream unchanged")
+        return 0
+    run_spec = rerun.run_spec if rerun is not None else _load_spec(sub, task)
     slurm = Slurm(env)
     nodelist = env.get("SLURM_JOB_NODELIST", "")
     nodes = slurm.hostnames(nodelist) if nodelist else []
@@ -233,6 +239,8 @@ def run_on_node(
         # kept on shared storage from one attempt to the next, one per task and node
         checkpoint_dir=sub.directory / f"checkpoint-{task or 0}{f'-node{rank}' if rank else ''}",
     )
+    if rerun is not None:  # a regeneration step: the record says what it derives from
+        options = replace(options, lineage=rerun.lineage, params_json=rerun.params_json)
     if rank != 0:
         options = replace(options, runs_dir=_attempt_dir(sub, restart))
         _attempt_dir(sub, restart).mkdir(exist_ok=True)

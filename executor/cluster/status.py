@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from executor import safeio
+from executor.cluster.rerun import pruned
 from executor.cluster.slurm import JobState, Slurm
 from executor.cluster.submission import (
     JOBS_DIR,
@@ -34,6 +35,8 @@ __all__ = ["TaskStatus", "find_submission", "poll", "tracked", "wait"]
 TAIL = 1 << 16  # how much of a log's end is read for its last line
 MAX_LINE = 300
 UNKNOWN_POLLS = 10  # polls before a task nothing knows of is reported as it is
+# A job queued after one that failed (afterok): Slurm keeps it pending for ever.
+NEVER = "DependencyNeverSatisfied"
 
 LIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
 FAILED = {
@@ -64,14 +67,27 @@ class TaskStatus:
     last_error: str = ""  # a failed task's last line of stderr (its record's, else Slurm's log)
 
     @property
+    def never(self) -> bool:
+        """Pending after a job that failed: it will never start (``rexec cancel`` it)."""
+        return self.state == "PENDING" and self.reason == NEVER
+
+    @property
     def finished(self) -> bool:
-        """Out of the queue: a final state, or a record with no live state."""
-        return self.state not in LIVE
+        """Out of the queue (a final state, or a record with no live state), or never to
+        start."""
+        return self.state not in LIVE or self.never
 
     @property
     def failed(self) -> bool:
-        """Ended other than succeeded."""
-        return self.finished and (self.record_status != "succeeded" or self.state in FAILED)
+        """Ended other than succeeded (or pruned: a regeneration step with nothing to do)."""
+        ended_well = self.record_status in ("succeeded", "pruned")
+        return self.finished and (not ended_well or self.state in FAILED or self.never)
+
+    @property
+    def settled(self) -> bool:
+        """Finished, with what shared storage says of it landed (or Slurm's failure)."""
+        told = self.record is not None or self.record_status == "pruned"
+        return self.finished and (told or self.state in FAILED or self.never)
 
     @property
     def exit_code(self) -> int:
@@ -157,7 +173,9 @@ def _newest_record(sub: Submission, task: int | None) -> _Record:
     runs = Path(sub.runs_dir)
     found = [p for p in runs.glob(f"{base}*") if p.name == base or p.name.startswith(base + "-r")]
     if not found:
-        return _Record(status="refused" if refusal(sub) is not None else None)
+        if refusal(sub) is not None:
+            return _Record(status="refused")
+        return _Record(status="pruned" if pruned(sub.directory) is not None else None)
 
     def attempt(p: Path) -> int:
         tail = p.name.removeprefix(base).removeprefix("-r")
@@ -207,8 +225,8 @@ def poll(subs: Sequence[Submission], slurm: Slurm | None) -> dict[str, list[Task
             state = JobState(job, "FAILED", f"refused: {refusal(sub)}")
         if state is None:
             # No accounting (or not yet): the record on shared storage is the truth.
-            name = "COMPLETED" if record.status == "succeeded" else "UNKNOWN"
-            if record.status not in (None, "succeeded"):
+            name = "COMPLETED" if record.status in ("succeeded", "pruned") else "UNKNOWN"
+            if record.status not in (None, "succeeded", "pruned"):
                 name = "FAILED"
             state = JobState(job, name, "from the record" if record.path else "not in the queue")
         status = TaskStatus(
@@ -252,7 +270,8 @@ def wait(
         # one that nothing knows of (no queue entry, no accounting, no record) for a few
         # polls is reported as it is.
         unknown_polls = unknown_polls + 1 if any(t.state == "UNKNOWN" for t in tasks) else 0
-        settled = all(t.finished and (t.record is not None or t.state in FAILED) for t in tasks)
-        if settled or (unknown_polls >= UNKNOWN_POLLS and all(t.finished for t in tasks)):
+        if all(t.settled for t in tasks) or (
+            unknown_polls >= UNKNOWN_POLLS and all(t.finished for t in tasks)
+        ):
             return found
         time.sleep(every_s)

@@ -36,6 +36,7 @@ from executor.signing import TrustPolicy
 __all__ = [
     "JOBS_DIR",
     "LISTINGS",
+    "PRUNED",
     "REFUSED",
     "SiteOptions",
     "Submission",
@@ -51,6 +52,7 @@ SUBMISSION = "submission.json"
 SCRIPT = "job.sbatch"
 JOB_ID = "job-id"  # written after sbatch answered: not part of the bound submission
 REFUSED = "refused.json"  # what the node found when it refused the submission
+PRUNED = "pruned.json"  # a regeneration step whose inputs came out unchanged: nothing ran
 LISTINGS = "inputs"  # <name>.listing.json: each input's listing as verified at submit time
 MAX_TASKS = 1000
 
@@ -123,6 +125,11 @@ class Submission:
     # ``upstream_keys`` (PEM public keys) once Slurm has run it (afterok).
     from_inputs: dict[str, dict[str, str]] = field(default_factory=dict)
     upstream_keys: tuple[str, ...] = ()
+    # A regeneration step (cluster/rerun.py): ``spec_text`` is then the original record's
+    # Statement (``spec_path`` its directory), and this says which inputs it replaces
+    # ({name: {path, digest}} corrected here, or {name: {from, was}} an upstream job's
+    # output) and the lineage the new record signs. Empty for a spec.
+    rerun: dict[str, Any] = field(default_factory=dict)
 
     @property
     def directory(self) -> Path:
@@ -241,6 +248,7 @@ def _parse(doc: Any) -> Submission:
         rehash_inputs=bool(doc.get("rehash_inputs")),
         from_inputs={str(k): dict(v) for k, v in dict(doc.get("from_inputs", {})).items()},
         upstream_keys=tuple(str(k) for k in doc.get("upstream_keys", ())),
+        rerun=dict(doc.get("rerun") or {}),
     )
 
 

@@ -11,11 +11,9 @@ half-written.
 from __future__ import annotations
 
 import dataclasses
-import grp
 import json
 import math
 import os
-import pwd
 import shlex
 import socket
 import sys
@@ -23,9 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from executor import runner, safeio, snapshot, spec
 from executor.canonical import sha256_hex
+from executor.cluster.engines import engine_check
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import (
     JOBS_DIR,
@@ -43,8 +43,11 @@ from executor.record import writer
 from executor.signing import SignOptions, key_file, make_signer
 
 __all__ = [
+    "checked_site",
     "export_names",
+    "new_submission",
     "node_signing",
+    "queue",
     "render_script",
     "submit",
     "time_limit",
@@ -168,47 +171,76 @@ def submit(
     declared = spec.loads(data, source=source)
     for task in tasks:  # every task's overrides are type-checked now, not on the node
         spec.loads(data, source=source, overrides=task.params, seed=task.seed)
-    site = with_resources(declared, site)
-    _check_resources(declared, site)
-    engine_check(engine or declared.engine or "docker", say=say)
+    site = checked_site(declared, site, engine=engine, say=say)
     links = links or FromLinks()
     run_spec, from_inputs = _resolve_from(declared, links, runs_dir=runs_dir, say=say)
-    runner.check_runs_dir(run_spec, runs_dir)
-    before = _stamps(run_spec)
-    snapshots, _ = runner.check_pins(run_spec, allow_dirty=allow_dirty, say=say)
-    stamps = _unchanged(before, _stamps(run_spec), snapshots)
     try:
         spec_text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # spec.loads read it as UTF-8 already
         raise InputError(f"{spec_path}: not UTF-8 ({exc})") from exc
-    listings = {
-        name: json.dumps(snap.listing.to_json(), sort_keys=True).encode()
-        for name, snap in snapshots.items()
-    }
-    env = dict(os.environ)
-    sub = Submission(
-        run_id=writer.new_run_id(run_spec.name),
+    sub = new_submission(
+        run_spec,
         spec_path=str(source),
-        spec_sha256=sha256_hex(data),
-        runs_dir=str(runs_dir.resolve()),
+        spec_text=spec_text,
+        runs_dir=runs_dir,
         site=site,
         sign=sign,
         tasks=tuple(tasks),
         allow_dirty=allow_dirty,
-        secret_names=tuple(run_spec.run.secrets),
-        submit_host=socket.gethostname(),
-        submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
         extra={"runtime": engine} if engine else {},
-        spec_text=spec_text,
-        listings={name: sha256_hex(data) for name, data in listings.items()},
-        stamps=stamps,
         rehash_inputs=rehash_inputs,
         from_inputs=from_inputs,
         upstream_keys=links.keys,
     )
+    return queue(sub, run_spec, dry_run=dry_run, say=say, slurm=slurm)
+
+
+def checked_site(
+    run_spec: spec.RunSpec, site: SiteOptions, *, engine: str | None, say: Say
+) -> SiteOptions:
+    """The site options with the spec's resources filled in, checked with the engine the
+    nodes will use, before anything is written."""
+    site = with_resources(run_spec, site)
+    _check_resources(run_spec, site)
+    engine_check(engine or run_spec.engine or "docker", say=say)
+    return site
+
+
+def new_submission(run_spec: spec.RunSpec, *, runs_dir: Path, **fields: Any) -> Submission:
+    """A submission of ``run_spec`` from this host, now, under a new run id."""
+    text = fields.pop("spec_text")
+    return Submission(
+        run_id=writer.new_run_id(run_spec.name),
+        spec_sha256=sha256_hex(text.encode()),
+        spec_text=text,
+        runs_dir=str(runs_dir.resolve()),
+        secret_names=tuple(run_spec.run.secrets),
+        submit_host=socket.gethostname(),
+        submitted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        **fields,
+    )
+
+
+def queue(
+    sub: Submission, run_spec: spec.RunSpec, *, dry_run: bool, say: Say, slurm: Slurm | None
+) -> tuple[Submission, str]:
+    """Verify ``run_spec``'s inputs and code (their listings and stamps travel with the
+    submission), render the script and, unless ``dry_run``, write it all and sbatch it."""
+    runner.check_runs_dir(run_spec, Path(sub.runs_dir))
+    before = _stamps(run_spec)
+    snapshots, _ = runner.check_pins(run_spec, allow_dirty=sub.allow_dirty, say=say)
+    sub.stamps = _unchanged(before, _stamps(run_spec), snapshots)
+    listings = {
+        name: json.dumps(snap.listing.to_json(), sort_keys=True).encode()
+        for name, snap in snapshots.items()
+    }
+    sub.listings = {name: sha256_hex(data) for name, data in listings.items()}
     encoded = sub.encoded()
     script = render_script(
-        sub, name=run_spec.name, export=export_names(run_spec, env), sha256=sha256_hex(encoded)
+        sub,
+        name=run_spec.name,
+        export=export_names(run_spec, dict(os.environ)),
+        sha256=sha256_hex(encoded),
     )
     if dry_run:
         return sub, script
@@ -286,60 +318,6 @@ def _resolve_from(
                 "fromSigner": item.from_signer or "",
             }
     return resolved, found
-
-
-def engine_check(
-    engine: str, *, say: Say, etc: Path = Path("/etc"), uid: int | None = None
-) -> None:
-    """Whether the submitting user can use ``engine`` on the nodes, as far as the submit
-    host can tell (the same users and groups): Docker needs root or the docker group,
-    rootless Podman subordinate ids. What cannot be told is said, not refused."""
-    uid = os.geteuid() if uid is None else uid
-    if uid == 0:
-        return
-    try:
-        user = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        say(f"uid {uid} has no name here: the engine on the nodes is not checked")
-        return
-    if engine == "docker":
-        _check_docker(user, uid, say)
-    else:
-        _check_subordinate_ids(user, uid, etc)
-
-
-def _check_docker(user: str, uid: int, say: Say) -> None:
-    if os.environ.get("DOCKER_HOST"):  # a rootless or remote dockerd: its socket decides
-        say("DOCKER_HOST is set: whether its engine answers on the nodes is not checked")
-        return
-    try:
-        group = grp.getgrnam("docker")
-    except KeyError:
-        say("no docker group here: whether you may use Docker on the nodes is not checked")
-        return
-    if user in group.gr_mem or group.gr_gid in os.getgrouplist(user, pwd.getpwuid(uid).pw_gid):
-        return
-    raise InputError(
-        f"the job would run under Docker on the nodes, which {user} may not use (neither root "
-        "nor in the docker group)",
-        hint="submit with --runtime podman (rootless; your subordinate ids in /etc/subuid), or "
-        "ask an admin for the docker group (root-equivalent on the nodes); nothing was queued",
-    )
-
-
-def _check_subordinate_ids(user: str, uid: int, etc: Path) -> None:
-    for table in ("subuid", "subgid"):
-        try:
-            lines = (etc / table).read_text().splitlines()
-        except OSError:
-            lines = []
-        if not any(line.split(":", 1)[0] in (user, str(uid)) for line in lines):
-            raise InputError(
-                f"rootless Podman on the nodes needs subordinate ids for {user}: "
-                f"{etc / table} has none",
-                hint=f"ask an admin to add `{user}:100000:65536` to /etc/subuid and /etc/subgid "
-                "on the nodes (`usermod --add-subuids`); nothing was queued",
-            )
 
 
 def _stamps(run_spec: spec.RunSpec) -> dict[str, snapshot.stamps.Taken]:

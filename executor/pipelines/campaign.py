@@ -52,9 +52,11 @@ class Step:
     old_statement: str = ""
     needs: tuple[str, ...] = ()  # the same, as the records' Statement digests
     original: replay.Original | None = None
-    decision: str = "planned"  # regenerated | pruned | failed | contract-violated | skipped
+    # regenerated | pruned | submitted | failed | contract-violated | skipped
+    decision: str = "planned"
     reason: str = ""
     new_run: str | None = None
+    job_id: str | None = None  # the Slurm job a submitted step runs as
     new_dir: Path | None = None
     statement_sha256: str | None = None
     new_signer: str | None = None  # who the new record verified as (with a trust policy)
@@ -72,6 +74,7 @@ class Step:
             "decision": self.decision,
             "reason": self.reason,
             "runId": self.new_run,
+            "jobId": self.job_id,
             "runDir": str(self.new_dir) if self.new_dir else None,
             "statementSha256": self.statement_sha256,
             "upstream": list(self.upstream),

@@ -15,12 +15,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from executor import catalog, replay
+from executor import catalog, cluster, replay
 from executor.compare import metric_changes
 from executor.contracts import ContractViolation
 from executor.errors import RexecError
 from executor.pipelines.campaign import Campaign, RegenOptions, Step, Sub
 from executor.pipelines.ledger import write_ledger
+from executor.pipelines.options import node_keys
 from executor.record import RunRecord, load_record, verify_record
 from executor.runtime import default_runtime
 from executor.signing import make_signer
@@ -34,9 +35,13 @@ def regenerate(campaign: Campaign, options: RegenOptions) -> Campaign:
     if options.dry_run:
         return campaign
     started = datetime.now(UTC)
+    signer = make_signer(options.sign)
     interrupted: KeyboardInterrupt | None = None
     try:
-        _run_steps(campaign, options)
+        if options.site is not None:
+            _submit_steps(campaign, options, node_keys(options, signer))
+        else:
+            _run_steps(campaign, options)
     except KeyboardInterrupt as exc:
         interrupted = exc
         for step in campaign.steps:
@@ -53,7 +58,7 @@ def regenerate(campaign: Campaign, options: RegenOptions) -> Campaign:
             **({"interrupted": str(interrupted)} if interrupted is not None else {}),
         },
         started=started,
-        signer=make_signer(options.sign),
+        signer=signer,
     )
     if interrupted is not None:
         raise interrupted
@@ -130,6 +135,74 @@ def _run_steps(campaign: Campaign, options: RegenOptions) -> None:
         ]
         if all(o["same"] for o in step.outputs):
             step.reason = "re-ran; its outputs are identical, so nothing below it changes"
+
+
+def _submit_steps(campaign: Campaign, options: RegenOptions, keys: tuple[str, ...]) -> None:
+    """Each step a Slurm job after the jobs of the steps it reads (afterok; independent
+    branches in parallel): the corrected input and every kept pin checked here, an
+    upstream step's output read on the node, where a step whose replaced inputs all came
+    out unchanged is pruned (its job runs nothing)."""
+    assert options.site is not None
+    trigger = cluster.Change(campaign.new_path, campaign.new_digest)
+    # (upstream old record, its old output tree) -> the job that remakes it, and the ref
+    queued: dict[tuple[str, str], tuple[str, str]] = {}
+    failed: dict[str, Step] = {}
+    for step in campaign.steps:
+        assert step.original is not None
+        record = step.original.record
+        bad = [failed[u] for u in step.needs if u in failed]
+        if bad or (failed and not options.keep_going):
+            step.decision = "skipped"
+            step.reason = f"upstream {bad[0].old_run} {bad[0].decision}" if bad else "stopped"
+            failed[step.old_statement] = step
+            continue
+        changes: dict[str, cluster.Change] = {}
+        after: list[str] = []
+        for item in record.spec.get("inputs", []):
+            name, digest = str(item.get("name")), str(item.get("digest"))
+            if digest == campaign.old_digest:
+                changes[name] = trigger
+            for (upstream, tree), (job, ref) in queued.items():
+                if tree == digest and upstream in step.needs:
+                    changes[name] = cluster.Change(from_ref=ref, was=digest)
+                    after.append(job)
+        try:
+            if not changes:  # it reads an upstream's whole outputs: no `from` names those
+                raise RexecError(
+                    "none of its inputs can be named for its job (an upstream run's whole "
+                    "outputs directory, not a directory in it)",
+                    hint="regenerate without --submit",
+                )
+            sub = cluster.submit_rerun(
+                step.original,
+                changes=changes,
+                regeneration={
+                    "id": campaign.id,
+                    "trigger": {"from": campaign.old_digest, "to": campaign.new_digest},
+                },
+                site=options.site,
+                after=sorted(set(after)),
+                runs_dir=options.runs_dir,
+                sign=cluster.node_signing(options.sign),
+                keys=keys,
+                say=options.say,
+                engine=options.engine,
+            )
+        except RexecError as exc:
+            step.decision, step.reason, step.details = "failed", exc.message, tuple(exc.details)
+            failed[step.old_statement] = step
+            continue
+        waits = f" after job(s) {', '.join(sorted(set(after)))}" if after else ""
+        step.decision, step.reason = "submitted", f"Slurm job {sub.job_id}{waits}"
+        step.new_run, step.job_id = sub.run_id, sub.job_id
+        options.say(f"{step.name}: submitted as Slurm job {sub.job_id}{waits}")
+        for tree_name, tree in record.output_trees.items():
+            rel = tree_name.removeprefix("outputs/").rstrip("/")
+            if rel:
+                queued[(record.statement_sha256, tree)] = (
+                    str(sub.job_id),
+                    f"run:{sub.run_id}:{rel}",
+                )
 
 
 def _changes(

@@ -15,7 +15,7 @@ from executor import catalog, cluster, runner, spec
 from executor.contracts import ContractViolation
 from executor.errors import RexecError
 from executor.pipelines.ledger import write_ledger
-from executor.pipelines.options import StageOptions
+from executor.pipelines.options import StageOptions, node_keys
 from executor.pipelines.pipefile import Pipeline, Stage
 from executor.pipelines.reuse import find_reusable, key_of
 from executor.record import RunRecord, load_record, verify_record, writer
@@ -29,11 +29,9 @@ SCHEMA = "rexec.pipeline-run/v1"
 
 @dataclass(frozen=True)
 class PipelineOptions(StageOptions):
-    """How stages are run, signed and trusted for reuse, and which are run regardless;
-    ``site``: submit each stage that must run to Slurm instead (a job graph)."""
+    """How stages are run, signed and trusted for reuse, and which are run regardless."""
 
     force: frozenset[str] = frozenset()
-    site: cluster.SiteOptions | None = None
 
 
 @dataclass
@@ -310,24 +308,13 @@ def _submit(
             policy=_own_records(options, signer),
             refs=refs,
             deferred=frozenset(deferred),
-            keys=_keys(options, signer),
+            keys=node_keys(options, signer),
         ),
     )
     waits = f" after job(s) {', '.join(str(o.job_id) for o in after)}" if after else ""
     outcome.decision, outcome.reason = "submitted", f"Slurm job {sub.job_id}{waits}"
     outcome.run_id, outcome.job_id = sub.run_id, sub.job_id
     options.say(f"stage {stage.name}: submitted as Slurm job {sub.job_id}{waits}")
-
-
-def _keys(options: PipelineOptions, signer: Signer | None) -> tuple[str, ...]:
-    """The public keys a node verifies an upstream stage's record with: the pipeline's own
-    signing key, and the key it trusts."""
-    found = []
-    if signer is not None and signer.public_key_pem:
-        found.append(signer.public_key_pem)
-    if isinstance(options.policy, KeyPolicy):
-        found.append(options.policy.public_key_pem)
-    return tuple(dict.fromkeys(k.decode() if isinstance(k, bytes) else k for k in found))
 
 
 def _verified_own(result: runner.RunResult, policy: TrustPolicy | None) -> catalog.Upstream | None:

@@ -121,6 +121,28 @@ def test_without_the_controller_the_records_on_disk_answer(tmp_path: Path) -> No
     assert states == [("COMPLETED", "succeeded"), ("FAILED", "preempted"), ("UNKNOWN", None)]
 
 
+def test_a_pruned_regeneration_step_ends_well_and_one_after_a_failure_ends(
+    tmp_path: Path,
+) -> None:
+    """A regeneration job that ran nothing (pruned) is settled and not a failure; a job
+    queued after one that failed is pending for ever in Slurm: status --wait ends on it."""
+    runs = tmp_path / "runs"
+    pruned, after_failure, still_waiting = (submission(runs, n) for n in range(3))
+    (pruned.directory / "pruned.json").write_text(json.dumps({"reason": "unchanged"}))
+    queue = {
+        "1001": JobState("1001", "PENDING", "DependencyNeverSatisfied"),
+        "1002": JobState("1002", "PENDING", "Dependency"),
+    }
+    found = poll(
+        [pruned, after_failure, still_waiting],
+        CountingSlurm(queue, {"1000": JobState("1000", "COMPLETED")}),
+    )
+    ((done,), (never,), (waiting,)) = found.values()
+    assert (done.record_status, done.settled, done.failed) == ("pruned", True, False)
+    assert (never.finished, never.settled, never.failed) == (True, True, True)
+    assert not waiting.finished
+
+
 def test_each_attempt_keeps_its_own_log(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     sub = submission(runs, 1)

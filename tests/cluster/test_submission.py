@@ -349,7 +349,7 @@ def test_an_engine_the_user_cannot_use_on_the_nodes_is_refused_before_queueing(
     import grp
     import pwd
 
-    from executor.cluster.submit import engine_check
+    from executor.cluster.engines import engine_check
 
     nobody = pwd.getpwnam("nobody").pw_uid
     said: list[str] = []
@@ -416,3 +416,22 @@ def load_submission_roundtrip(sub: Submission) -> Submission:
     sub.directory.mkdir(parents=True)
     (sub.directory / "submission.json").write_bytes(sub.encoded())
     return load_submission(sub.directory)
+
+
+def test_an_upstream_job_counts_as_pruned_only_when_it_made_no_record(tmp_path: Path) -> None:
+    """A regeneration step reads its upstream job's record when there is one: a
+    `pruned.json` planted beside a job that did run never hides its new outputs."""
+    from executor.cluster.rerun import _pruned_upstream, prune
+
+    runs = tmp_path / "runs"
+    jobs = runs / ".rexec-jobs"
+    for run_id in ("ran", "pruned", "lost"):
+        (jobs / run_id).mkdir(parents=True)
+    (runs / "ran").mkdir()
+    prune(jobs / "ran", "planted")
+    prune(jobs / "pruned", "unchanged")
+    assert not _pruned_upstream("run:ran:d", runs)
+    assert _pruned_upstream("run:pruned:d", runs)
+    assert not _pruned_upstream("run:lost:d", runs)  # neither: resolving it fails, loudly
+    with pytest.raises(InputError):
+        _pruned_upstream("latest:ran:d", runs)

@@ -807,3 +807,73 @@ def test_submit_resolves_and_pins_from_inputs_before_queueing(
         d for d in build_definition(record)["resolvedDependencies"] if d["name"] == "input:data"
     ]
     assert data["annotations"]["fromRun"] == made.name
+
+
+def test_regenerate_submits_each_run_after_the_jobs_it_reads(
+    slurm: Rexec, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`regenerate --submit`: each affected run a job after the jobs of the runs it reads
+    (the branch beside s1 in parallel with it). A correction that comes out identical at
+    s0 prunes every job below it on its node (nothing runs, status says pruned); a real
+    one regenerates them all, each record signing its job and its regeneration, read from
+    the upstream records the nodes verified, and the lineage is consistent once indexed."""
+    from tests.e2e.test_regenerate_e2e import JOB, Chain
+
+    chain = Chain(slurm, keys, tmp_path / "c", 3)
+    gen(
+        chain.root / "b.toml",
+        spec(
+            "b",
+            ["python3", "-c", JOB],
+            inputs=[{"name": "data", "from": "latest:s0:d", "mount": "/data"}],
+            determinism=NO_FRAMEWORKS,
+        ),
+    )
+    gen(chain.root / "pipeline.toml", Chain.pipeline_doc([*chain.names, "b"]))
+    chain.pipeline()
+    reads = {"s1": "s0", "b": "s0", "s2": "s1"}
+    jobs = chain.runs / ".rexec-jobs"
+
+    def regenerate(new: Path) -> dict[str, dict[str, Any]]:
+        old = slurm("snapshot", "hash", chain.raw, "--quiet").stdout.strip()
+        out = slurm("regenerate", old, "--with", new, *chain.trust(), "--submit", "--json", "-q")
+        chain.raw = new
+        steps = {s["stage"]: s for s in json.loads(out.stdout)["stages"]}
+        assert {s["decision"] for s in steps.values()} == {"submitted"}, steps
+        for name, upstream in reads.items():  # afterok on the job of the run it reads alone
+            script = (jobs / steps[name]["runId"] / "job.sbatch").read_text()
+            assert f"#SBATCH --dependency=afterok:{steps[upstream]['jobId']}\n" in script
+        assert "--dependency" not in (jobs / steps["s0"]["runId"] / "job.sbatch").read_text()
+        slurm("status", "--runs-dir", chain.runs, "--wait")
+        slurm("catalog", "index", chain.runs, "--verify", "--key", keys[1])
+        return steps
+
+    same = regenerate(chain.data("1", "only a comment changed"))
+    assert (chain.runs / same["s0"]["runId"] / "outputs" / "d" / "v.txt").read_text() == "2\n"
+    for name in reads:  # s0 came out identical: nothing below it ran
+        assert not (chain.runs / same[name]["runId"]).exists()
+        assert (jobs / same[name]["runId"] / "pruned.json").is_file()
+        (task,) = status(slurm, same[name]["runId"], chain.runs)["tasks"]
+        assert (task["state"], task["recordStatus"]) == ("COMPLETED", "pruned")
+
+    steps = regenerate(chain.data("5", "the corrected number"))
+    made = {name: chain.runs / step["runId"] for name, step in steps.items()}
+    assert (made["s2"] / "outputs" / "d" / "v.txt").read_text() == "8\n"
+    assert (made["b"] / "outputs" / "d" / "v.txt").read_text() == "7\n"
+    for name, record in made.items():
+        internal = build_definition(record)["internalParameters"]
+        assert internal["scheduler"]["jobId"] == steps[name]["jobId"]
+        assert internal["lineage"]["regeneration"]["trigger"]["to"].startswith("sha256-tree-v1:")
+        slurm("verify", record, "--key", keys[1])
+    for name, upstream in reads.items():
+        (data,) = [
+            d
+            for d in build_definition(made[name])["resolvedDependencies"]
+            if d["name"] == "input:data"
+        ]
+        assert data["annotations"]["fromRun"] == steps[upstream]["runId"], data
+        assert build_definition(made[name])["internalParameters"]["lineage"]["regeneration"][
+            "upstreamRuns"
+        ] == [steps[upstream]["runId"]]
+    # Indexed verified, the new records supersede the old: nothing current is stale.
+    assert json.loads(slurm("runs", "--stale", "--json").stdout)["runs"] == []
