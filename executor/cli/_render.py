@@ -5,22 +5,29 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markup import escape
-
-from executor.compare import BREAKS, MAY_BREAK, EnvDiff, OutputComparison
 from executor.outputs import display_text
+
+# rich and the comparisons are imported where text is drawn: a command that prints JSON,
+# or nothing, starts without them (a twentieth of a second).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from executor.compare import EnvDiff, OutputComparison
 
 
 def safe(value: object) -> str:
     """What a record holds, printed inert: control characters and rich markup escaped."""
+    from rich.markup import escape
+
     return escape(display_text(value))
 
 
 def console() -> Console:
     """Colour on a terminal only; never re-wrap lines (they may be pasted into tickets)."""
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True, no_color=not sys.stdout.isatty())
 
 
@@ -95,11 +102,16 @@ def _short(value: Any) -> str:
 
 
 def print_env(out: Console, env: EnvDiff, *, indent: str = "") -> None:
+    from rich.markup import escape
+
+    from executor.compare import BREAKS, MAY_BREAK
+
+    styles = {BREAKS: "red", MAY_BREAK: "yellow"}
     if not env.differences:
         out.print(f"{indent}[green]same host capture[/]")
         return
     for d in env.differences:
-        style = _IMPACT_STYLE.get(d.impact, "dim")
+        style = styles.get(d.impact, "dim")
         out.print(
             f"{indent}[{style}]{d.impact:<17}[/] {escape(d.path)}: "
             f"{escape(_short(d.recorded))} → {escape(_short(d.current))}"
@@ -107,6 +119,8 @@ def print_env(out: Console, env: EnvDiff, *, indent: str = "") -> None:
 
 
 def print_outputs(out: Console, comparison: OutputComparison, *, indent: str = "") -> None:
+    from rich.markup import escape
+
     for f in comparison.files:
         style = _STATUS_STYLE.get(f.status, "")
         line = f"{indent}[{style}]{f.status:<16}[/] {escape(f.name)}"
@@ -136,6 +150,3 @@ _STATUS_STYLE = {
     "missing": "red",
     "extra": "red",
 }
-
-
-_IMPACT_STYLE = {BREAKS: "red", MAY_BREAK: "yellow"}

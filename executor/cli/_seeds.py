@@ -8,11 +8,12 @@ override); the spread is computed from their JSON outputs.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from rich.markup import escape
+from executor.cli._render import console, safe
 
-from executor.cli._render import console
-from executor.compare import MetricSpread
+if TYPE_CHECKING:
+    from executor.compare import MetricSpread
 
 MAX_SEEDS = 100
 
@@ -52,8 +53,8 @@ def print_spread(seeds: list[int], spreads: list[MetricSpread]) -> None:
     for s in spreads:
         values = " ".join(f"{v:.6g}" for v in s.values)
         out.print(
-            f"  {escape(s.file)} {escape(s.key)}: mean {s.mean:.6g} ± {s.stdev:.3g} (sd), "
-            f"range {min(s.values):.6g}…{max(s.values):.6g}  [dim]\\[{escape(values)}][/]"
+            f"  {safe(s.file)} {safe(s.key)}: mean {s.mean:.6g} ± {s.stdev:.3g} (sd), "
+            f"range {min(s.values):.6g}…{max(s.values):.6g}  [dim]\\[{safe(values)}][/]"
         )
     out.print(
         "  a difference smaller than about twice the sd is within seed noise; "

@@ -17,7 +17,6 @@ from executor.cli._options import (
     upstream_policy,
 )
 from executor.cli._seeds import print_spread, seed_list, seeds_value
-from executor.compare import metric_spread
 from executor.errors import InputError, JobFailed
 from executor.runtime import default_runtime
 
@@ -132,6 +131,8 @@ def handle(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rexec: seed {seed} ({len(results) + 1} of {len(seeds)})", file=sys.stderr)
         results.append(_run_once(args, seed=seed))
+    from executor.compare import metric_spread  # --seeds only
+
     spreads = metric_spread([r.run_dir / "outputs" for r, _ in results])
     if args.json:
         doc = {

@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from executor import replay, runner, safeio, spec
+from executor import runner, safeio, spec
 from executor.canonical import sha256_hex
 from executor.cluster.slurm import Slurm
 from executor.cluster.submission import JOBS_DIR, PRUNED, SiteOptions, Submission
@@ -31,6 +31,9 @@ from executor.errors import InputError, MismatchError
 from executor.progress import Say
 from executor.record import RunRecord, load_record, writer
 from executor.signing import TrustPolicy
+
+if TYPE_CHECKING:
+    from executor.replay import Original
 
 __all__ = ["Change", "Rerun", "prune", "pruned", "rerun_on_node", "submit_rerun"]
 
@@ -62,7 +65,7 @@ class Rerun:
 
 
 def submit_rerun(
-    original: replay.Original,
+    original: Original,
     *,
     changes: Mapping[str, Change],
     regeneration: Mapping[str, Any],
@@ -77,6 +80,8 @@ def submit_rerun(
 ) -> Submission:
     """Queue ``original`` to run again with ``changes``, after the jobs ``after``: every
     pin it keeps and each corrected snapshot checked here, nothing queued on a failure."""
+    from executor import replay  # here: every job's node imports this module
+
     record = original.record
     payload = _statement(record)
     direct = {n: c for n, c in changes.items() if c.from_ref is None}
@@ -133,6 +138,8 @@ def _statement(record: RunRecord) -> bytes:
 def rerun_on_node(sub: Submission, *, upstream: TrustPolicy | None, say: Say) -> Rerun | None:
     """The run this node must make, or None when every change came out of its upstream
     unchanged (the step is pruned)."""
+    from executor import replay  # only a regeneration step's node needs it
+
     record = load_record(Path(sub.spec_path), payload=sub.spec_text.encode())
     as_recorded = replay.spec_from_record(record, paths={}, digests={})
     recorded = {i.name: i for i in as_recorded.inputs}

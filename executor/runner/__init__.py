@@ -13,18 +13,23 @@ is recorded and signed with its status. Only this module writes into the record.
 
 from __future__ import annotations
 
-from executor import catalog, spec
+from typing import TYPE_CHECKING
+
+from executor import spec
 from executor.canonical import sha256_hex
 from executor.record import RunRecord, writer
-from executor.runner.attest import attest
 from executor.runner.collect import PREEMPT_SIGNAL
 from executor.runner.diagnose import failure_hint
-from executor.runner.execute import Execution, execute
 from executor.runner.options import RunOptions, RunResult
 from executor.runner.preflight import check_pins, check_runs_dir, resolve_from_inputs
-from executor.runner.request import Job, request
 from executor.runtime import ContainerRuntime, default_runtime
 from executor.signing import Signer, make_signer
+
+# The phases are imported by run(): what `rexec submit` takes from here (the pin checks)
+# starts without the image, container and attestation machinery.
+if TYPE_CHECKING:
+    from executor.runner.execute import Execution
+    from executor.runner.request import Job
 
 __all__ = [
     "PREEMPT_SIGNAL",
@@ -42,6 +47,9 @@ def run(
     run_spec: spec.RunSpec, *, options: RunOptions, runtime: ContainerRuntime | None = None
 ) -> RunResult:
     """Run a spec through its phases; every ending after the job starts is recorded."""
+    from executor.runner.execute import execute
+    from executor.runner.request import request
+
     run_spec = resolve_from_inputs(
         run_spec,
         runs_dir=options.runs_dir,
@@ -80,6 +88,8 @@ def _record(
     options: RunOptions,
 ) -> RunResult:
     """Attest, sign, write and commit the record, then index it from what is in hand."""
+    from executor.runner.attest import attest
+
     attestation = attest(job, ran, options)
     files = {**attestation.files, writer.STATEMENT: attestation.payload}
     if signer is not None:
@@ -101,7 +111,10 @@ def _record(
     if options.before_commit is not None:
         files.update(options.before_commit(job.staging.outputs, result, attestation.statement))
     record.commit(files)
-    # best effort: warns, never fails the run
+    # best effort: warns, never fails the run. Imported here, after the job: the catalog
+    # (its indexer, comparisons, approvals) is a tenth of rexec's start-up.
+    from executor import catalog
+
     catalog.remember(
         RunRecord(
             path=record.final,

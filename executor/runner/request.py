@@ -1,13 +1,17 @@
 """A run's first phase: everything checked, and the container the job gets, decided.
 
-Preflight checks every input against its pin, then the image is made ready and the
-host captured; only then are the job's directories staged and its container decided.
-Nothing of the job has run when this returns.
+Preflight checks every input against its pin, then the image is made ready; only then
+are the job's directories staged and its container decided. The host is captured on a
+thread meanwhile (NVML, /proc: nothing the container depends on), so the job's first
+instruction does not wait for it; the record waits for it. Nothing of the job has run
+when this returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +35,17 @@ class Job:
     run_id: str
     checked: Preflight
     image: RunImage
-    host: Mapping[str, Any]
+    capture: Future[dict[str, Any]]  # this host (rexec.host/v1), captured on a thread
     staging: Staging
     container: ContainerRequest
     params: bytes  # params.json, exactly as the job reads it (its digest is signed)
     portability: tuple[str, ...]  # what may differ on another host (determinism notes)
     unenforced: tuple[str, ...]  # limits this engine cannot enforce
+
+    @property
+    def host(self) -> Mapping[str, Any]:
+        """This host as captured, once the capture has finished (its errors raised here)."""
+        return self.capture.result()
 
     @property
     def secret_names(self) -> list[str]:
@@ -71,7 +80,7 @@ def request(
         allow_unpinned=options.allow_unpinned,
         push=options.push,
     )
-    host = capture_host(engine=checked.engine)
+    capture = in_thread(lambda: capture_host(engine=checked.engine))
     params = (
         options.params_json
         if options.params_json is not None
@@ -110,10 +119,25 @@ def request(
         run_id=run_id,
         checked=checked,
         image=image,
-        host=host,
+        capture=capture,
         staging=staging,
         container=container,
         params=params,
         portability=tuple(portability),
         unenforced=tuple(unenforced),
     )
+
+
+def in_thread(work: Callable[[], dict[str, Any]]) -> Future[dict[str, Any]]:
+    """``work`` started on a daemon thread (never holding up an interrupted rexec's exit);
+    its value or its exception in the future."""
+    future: Future[dict[str, Any]] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to whoever waits for it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="rexec-host-capture", daemon=True).start()
+    return future

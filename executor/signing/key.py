@@ -17,10 +17,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from executor.errors import InputError
 from executor.paths import config_dir
@@ -28,20 +25,24 @@ from executor.signing.bundle import key_dsse_bundle
 from executor.signing.dsse import pae
 from executor.signing.types import IN_TOTO_PAYLOAD_TYPE, SignOptions
 
+# cryptography is imported where a key is made, read or used: a command that signs and
+# verifies nothing starts without it (a fiftieth of a second).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
 ENV_KEY = "REXEC_SIGNING_KEY"
 ENV_KEY_FILE = "REXEC_SIGNING_KEY_FILE"
 ENV_PASSWORD = "REXEC_SIGNING_KEY_PASSWORD"
 
-# The hash cosign/sigstore-go pair with each ECDSA curve.
-_CURVE_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "secp256r1": hashes.SHA256,
-    "secp384r1": hashes.SHA384,
-    "secp521r1": hashes.SHA512,
-}
+# The hash cosign/sigstore-go pair with each ECDSA curve (by its name in cryptography).
+_CURVE_HASHES = {"secp256r1": "SHA256", "secp384r1": "SHA384", "secp521r1": "SHA512"}
 
 
 def key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
     """cosign's key hint: base64(sha256(DER SubjectPublicKeyInfo))."""
+    from cryptography.hazmat.primitives import serialization
+
     der = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -49,6 +50,8 @@ def key_hint(public_key: ec.EllipticCurvePublicKey) -> str:
 
 
 def _public_pem(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -56,13 +59,16 @@ def _public_pem(public_key: ec.EllipticCurvePublicKey) -> bytes:
 
 def hash_for(public_key: ec.EllipticCurvePublicKey, *, source: str) -> hashes.HashAlgorithm:
     """The hash a key's curve signs with (P-256: SHA-256), as cosign and Sigstore pair them."""
+    from cryptography.hazmat.primitives import hashes
+
     algorithm = _CURVE_HASHES.get(public_key.curve.name)
     if algorithm is None:
         raise InputError(
             f"{source}: ECDSA curve {public_key.curve.name} is not supported",
             hint="use a P-256 key, e.g. one made by `rexec keygen` or `cosign generate-key-pair`",
         )
-    return algorithm()
+    found: hashes.HashAlgorithm = getattr(hashes, algorithm)()
+    return found
 
 
 def _write_new(path: Path, data: bytes, *, mode: int) -> None:
@@ -89,6 +95,9 @@ def generate_keypair(private_path: Path, public_path: Path, *, password: bytes |
                 f"{path}: already exists; refusing to overwrite a key",
                 hint="choose another --out prefix, or move the old key away to retire it",
             )
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     private_key = ec.generate_private_key(ec.SECP256R1())
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(password)
@@ -183,6 +192,10 @@ def load_private_key(
 ) -> ec.EllipticCurvePrivateKey:
     """Load the key named by ``options`` (or the environment), asking for a password
     only when the key is actually encrypted."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     environ = os.environ if env is None else env
     pem, source = _read_key_source(options, environ)
     try:
@@ -231,6 +244,8 @@ class KeySigner:
 
     def sign_dsse(self, payload: bytes) -> bytes:
         """Sign ``payload`` as in-toto DSSE and return a Sigstore bundle v0.3."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         signature = self._key.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload), ec.ECDSA(self._hash))
         return key_dsse_bundle(
             payload_type=IN_TOTO_PAYLOAD_TYPE,

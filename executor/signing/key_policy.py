@@ -10,12 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+from typing import TYPE_CHECKING, Any
 
 from executor.canonical import CHUNK
 from executor.errors import InputError, MismatchError, VerificationError
@@ -25,9 +20,16 @@ from executor.signing.dsse import pae
 from executor.signing.key import hash_for, key_hint
 from executor.signing.types import Verified
 
+if TYPE_CHECKING:  # cryptography itself is imported where a key is read or used
+    from cryptography.hazmat.primitives.asymmetric import ec
+
 
 def load_public_key(pem: bytes, *, source: str) -> ec.EllipticCurvePublicKey:
     """A PEM public key, or a clear error naming ``source``."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -174,6 +176,9 @@ class KeyPolicy:
         expected: str,
         artifact: Path | None,
     ) -> Verified:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         assert parsed.dsse is not None
         env = parsed.dsse
         try:
@@ -207,6 +212,11 @@ class KeyPolicy:
         expected: str,
         artifact: Path | None,
     ) -> Verified:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
         assert parsed.message is not None
         msg = parsed.message
         if artifact is None:
