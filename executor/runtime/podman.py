@@ -274,25 +274,10 @@ class PodmanRuntime(DockerRuntime):
         which recreates its socket, so they are cached under the socket's identity.
         """
         self._ensure_service()
-        try:
-            st = os.stat(self.socket)
-            identity: list[int] | None = [st.st_ino, st.st_ctime_ns]
-        except OSError:
-            identity = None
-        cache = Path(cache_dir()) / "podman-engine.json"
-        with contextlib.suppress(OSError, ValueError):
-            kept = json.loads(cache.read_text())
-            if identity is not None and kept.get("socket") == [str(self.socket), *identity]:
-                return dict(kept["facts"])
-        facts = self._facts(self.libpod_info())
-        if identity is not None:
-            with contextlib.suppress(OSError):
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                doc = {"socket": [str(self.socket), *identity], "facts": facts}
-                safeio.write_atomic(cache, json.dumps(doc).encode(), durable=False)
-        return facts
+        return self.kept_facts(Path(self.socket), self._facts)
 
-    def _facts(self, info: dict[str, Any]) -> dict[str, Any]:
+    def _facts(self) -> dict[str, Any]:
+        info = self.libpod_info()
         host, store, version = info.get("host", {}), info.get("store", {}), info.get("version", {})
         rootless = bool(host.get("security", {}).get("rootless", self.rootless))
         distribution = host.get("distribution") or {}

@@ -8,6 +8,7 @@ connection error that the CLI would mistake for a file problem.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,3 +87,30 @@ def test_an_engine_lost_at_any_step_of_the_run_is_engine_lost(step: str) -> None
     with pytest.raises(EngineLost, match="stopped answering while the job ran"):
         runtime.run(request, lambda name, data: None)
     assert container.removed  # tried, at least: gc finds it by its labels otherwise
+
+
+def test_engine_facts_are_kept_per_daemon_and_asked_again_when_it_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The facts describe the daemon: kept under its socket's identity, asked again once
+    the socket is recreated (a restart), never kept for an engine over TCP."""
+    monkeypatch.setenv("REXEC_CACHE_DIR", str(tmp_path / "cache"))
+    sock = tmp_path / "docker.sock"
+    sock.touch()
+    asked: list[int] = []
+
+    def facts() -> dict[str, Any]:
+        asked.append(1)
+        return {"name": "docker", "version": f"v{len(asked)}"}
+
+    local = DockerRuntime(base_url=f"unix://{sock}")
+    assert local.kept_facts(local.socket_path(), facts) == {"name": "docker", "version": "v1"}
+    assert local.kept_facts(local.socket_path(), facts)["version"] == "v1"  # kept
+    sock.unlink()
+    sock.touch()  # the daemon restarted: a new socket
+    assert local.kept_facts(local.socket_path(), facts)["version"] == "v2"
+    remote = DockerRuntime(base_url="tcp://10.0.0.1:2376")
+    assert remote.socket_path() is None
+    remote.kept_facts(remote.socket_path(), facts)
+    remote.kept_facts(remote.socket_path(), facts)
+    assert len(asked) == 4

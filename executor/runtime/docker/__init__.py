@@ -6,6 +6,7 @@ Docker socket until a method needs it.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from executor.errors import EngineLost, InfrastructureError, InputError
+from executor.runtime.docker.facts import kept
 from executor.runtime.docker.lifecycle import (
     engine_lost,
     is_connection_trouble,
@@ -83,7 +85,22 @@ class DockerRuntime:
         return self._client
 
     def engine_info(self) -> dict[str, Any]:
-        """Engine facts for the record: version, API, storage and cgroup drivers."""
+        """Engine facts for the record (version, API, storage and cgroup drivers), kept
+        while the same daemon runs (:meth:`kept_facts`): two round trips fewer a run."""
+        return self.kept_facts(self.socket_path(), self._facts)
+
+    def socket_path(self) -> Path | None:
+        """The engine's local socket (``DOCKER_HOST`` or the default), None over TCP/SSH."""
+        url = self._base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        return Path(url.removeprefix("unix://")) if url.startswith("unix://") else None
+
+    def kept_facts(
+        self, socket: Path | None, compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The engine's facts, computed once per daemon (:func:`.facts.kept`)."""
+        return kept(self.name, socket, compute)
+
+    def _facts(self) -> dict[str, Any]:
         info = self.client.info()
         version = self.client.version()
         return {
