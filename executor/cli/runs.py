@@ -4,6 +4,7 @@ filtered."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option, print_rows
@@ -23,6 +24,9 @@ condition (all must hold). Runs are read from the catalog (`rexec catalog index`
 """
 
 COLUMNS = ("run_id", "kind", "status", "name", "seed", "started", "verification")
+# The newest runs a plain `rexec runs` shows: a catalog of 100,000 runs printed whole took
+# 12 s and a screen's worth is what is read; --limit N or --all ask for more.
+DEFAULT_LIMIT = 50
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,10 +57,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="current runs built (at any distance) on a digest a regeneration corrected",
     )
     p.add_argument("--where", action="append", default=[], metavar="COND", help="see below")
-    p.add_argument("--limit", type=int, help="at most this many runs")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--limit",
+        type=_positive,
+        default=DEFAULT_LIMIT,
+        metavar="N",
+        help=f"at most the newest N runs (default {DEFAULT_LIMIT})",
+    )
+    shown.add_argument("--all", action="store_true", help="every run that matches, however many")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     add_catalog_option(p)
     p.set_defaults(handler=handle)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of runs from 1 up, got {text!r}")
+    return int(text)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -76,12 +94,19 @@ def handle(args: argparse.Namespace) -> int:
             code_commit=args.commit,
             signer=args.signer,
             stale=args.stale,
-            limit=args.limit,
+            limit=None if args.all else args.limit + 1,  # one more: are there more?
         )
     finally:
         cat.close()
+    more = not args.all and len(rows) > args.limit
+    rows = rows if args.all else rows[: args.limit]
     if args.json:
-        print_json({"schema": "rexec.log/v1", "runs": rows})
+        print_json({"schema": "rexec.log/v1", "runs": rows, "more": more})
     else:
         print_rows(rows, COLUMNS)
+    if more:
+        print(
+            f"rexec: the newest {args.limit} runs shown; there are more (--limit N, or --all)",
+            file=sys.stderr,
+        )
     return 0

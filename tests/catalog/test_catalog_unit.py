@@ -326,3 +326,36 @@ def test_a_damaged_catalog_is_a_clear_error_not_a_traceback(tmp_path: Path) -> N
         cat.put({"runs": [{"run_id": "r", "statement_sha256": "0" * 64, "path": "/x"}]})
     assert str(tmp_path / "c.sqlite") in info.value.message and info.value.hint
     cat.close()
+
+
+def test_runs_shows_the_newest_fifty_by_default_and_says_there_are_more(
+    catalog_location: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A catalog of many runs printed whole took 12 s: the ledger shows a screen's worth,
+    newest first, says there are more, and gives them with --limit or --all."""
+    import json
+
+    from executor.cli import main
+
+    cat = catalog.open_catalog(catalog_location)
+    try:
+        for n in range(60):
+            run_id = f"2026120{n // 10}T0000{n % 10}0Z-r"
+            cat.put({"runs": [{**_key(run_id), "path": f"/x/{run_id}", "started": run_id}]})
+    finally:
+        cat.close()
+
+    def runs(*more: str) -> tuple[dict[str, object], str]:
+        assert main(["runs", "--catalog", catalog_location, "--json", *more]) == 0
+        out, err = capsys.readouterr()
+        return json.loads(out), err
+
+    shown, said = runs()
+    ids = [r["run_id"] for r in shown["runs"]]  # type: ignore[union-attr]
+    assert len(ids) == 50 and ids[0] == "20261205T000090Z-r" and shown["more"] is True
+    assert "--all" in said
+    assert len(runs("--all")[0]["runs"]) == 60  # type: ignore[arg-type]
+    few, said = runs("--limit", "60")
+    assert len(few["runs"]) == 60 and few["more"] is False and said == ""  # type: ignore[arg-type]
+    with pytest.raises(SystemExit):
+        main(["runs", "--catalog", catalog_location, "--limit", "0"])
