@@ -73,7 +73,10 @@ def synthetic(n: int) -> list[dict[str, list[dict[str, object]]]]:
                 ],
                 "inputs": [{**key, "name": "data", "digest": upstream, "role": "input"}],
                 "outputs": [{**key, "name": "outputs/x/", "digest": produced, "role": "tree"}],
-                "params": [{**key, "key": "lr", "value": "0.01", "num": 0.01, "overridden": 0}],
+                "params": [
+                    {**key, "key": "lr", "value": "0.01", "num": 0.01, "overridden": 0},
+                    {**key, "key": "opt", "value": f'"{("adam", "sgd", "lion")[chain % 3]}"'},
+                ],
                 "metrics": [
                     {
                         **key,
@@ -123,6 +126,12 @@ def queries(location: str, n: int, label: str) -> dict[str, float]:
     down = best_ms(lambda: catalog.lineage(cat, root, direction="downstream"))
     up = best_ms(lambda: catalog.lineage(cat, leaf, direction="upstream"))
     where = best_ms(lambda: catalog.log(cat, where=["metrics.acc > 0.998"], limit=50))
+    digest = tree(n // 6, "model")  # a full digest, mid-catalog
+    by_digest = best_ms(lambda: catalog.lineage(cat, digest, direction="downstream"))
+    shown = best_ms(lambda: catalog.show(cat, digest))
+    text = best_ms(lambda: catalog.log(cat, where=["params.opt = lion"], limit=50))
+    train = n // 6 * 3 + 1  # a train run mid-catalog: its page is show_record's answer
+    page = best_ms(lambda: catalog.show_record(cat, f"{train:064x}"))
     peer = best_ms(
         lambda: cat.rows("SELECT statement_sha256 FROM inputs WHERE digest = ?", [tree(0, "model")])
     )
@@ -131,6 +140,10 @@ def queries(location: str, n: int, label: str) -> dict[str, float]:
     print(f"  lineage --downstream of a root      {down:8.2f} ms   (target <= 100)")
     print(f"  lineage --upstream of a leaf        {up:8.2f} ms   (target <= 100)")
     print(f"  log --where metrics.acc > 0.998     {where:8.2f} ms   (target <= 100)")
+    print(f"  lineage of a full digest            {by_digest:8.2f} ms   (target <= 5)")
+    print(f"  show of a full digest               {shown:8.2f} ms   (target <= 5)")
+    print(f"  log --where params.opt = lion       {text:8.2f} ms   (target <= 5)")
+    print(f"  a run page's question (show_record) {page:8.2f} ms   (target <= 50)")
     print(f"  one indexed lookup (peer)           {peer:8.2f} ms")
     return {"down": down, "up": up, "where": where}
 

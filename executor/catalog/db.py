@@ -17,9 +17,12 @@ CTEs; a run whose output equals its input cannot loop (``UNION``, not
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from executor import safeio
+from executor.canonical import sha256_hex
 from executor.catalog.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION, TABLES
 from executor.errors import InputError
 
@@ -63,6 +66,8 @@ class Backend(Protocol):
 
 
 CHUNK = 500  # values bound in one IN (…): well inside every backend's limit
+# The algorithms of the digests rexec records (files and images; trees), for a bare hex.
+ALGOS = ("sha256", "sha256-tree-v1", "blake3-tree-v1")
 
 
 def like_pattern(value: str) -> str:
@@ -104,7 +109,29 @@ class Catalog:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         backend.rows(statement.format(text=text))
+                if 0 < version < 5:
+                    self._absolute_paths()
                 backend.set_version(SCHEMA_VERSION)
+
+    def _absolute_paths(self) -> None:
+        """Schema 5 keeps record paths absolute (a relative one meant nothing from another
+        directory: the stage cache missed, regenerate refused). An older row's relative
+        path becomes absolute from where this rexec runs if the record there is that row's
+        (its Statement has the row's sha256); `catalog index DIR` moves the others."""
+        for row in self.backend.rows("SELECT statement_sha256, path FROM runs"):
+            path = str(row["path"])
+            if os.path.isabs(path):
+                continue
+            there = os.path.abspath(path)
+            try:
+                payload = safeio.read_capped(os.path.join(there, "statement.json"), cap=64 << 20)
+            except (OSError, safeio.UnsafeFile):
+                continue
+            if sha256_hex(payload) == row["statement_sha256"]:
+                self.backend.rows(
+                    "UPDATE runs SET path = ? WHERE statement_sha256 = ?",
+                    [there, row["statement_sha256"]],
+                )
 
     def close(self) -> None:
         """Close the database."""
@@ -243,14 +270,18 @@ class Catalog:
         return found[0] if found else None
 
     def digests_starting(self, ref: str) -> list[str]:
-        """Digests that start with ``ref``: ``algo:hex…``, or the hex of any algorithm."""
-        pattern = like_pattern(ref) + "%" if ":" in ref else "%:" + like_pattern(ref.lower()) + "%"
-        query = (
-            "SELECT DISTINCT digest FROM"
-            " (SELECT digest FROM outputs UNION SELECT digest FROM inputs) AS d"
-            " WHERE digest LIKE ? ESCAPE '\\'"
-        )
-        return sorted(r["digest"] for r in self.rows(query, [pattern]))
+        """Digests that start with ``ref``: ``algo:hex…``, or the hex of any algorithm
+        rexec writes. Each a range on the inputs' and outputs' digest indexes (a LIKE over
+        both tables scanned them: 0.24 s at 100,000 runs, a full digest too)."""
+        algo, sep, hexpart = ref.rpartition(":")
+        prefixes = [f"{algo}:{hexpart.lower()}"] if sep else [f"{a}:{ref.lower()}" for a in ALGOS]
+        found: set[str] = set()
+        for prefix in prefixes:
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            for table in ("inputs", "outputs"):
+                query = f"SELECT DISTINCT digest FROM {table} WHERE digest >= ? AND digest < ?"
+                found.update(r["digest"] for r in self.rows(query, [prefix, upper]))
+        return sorted(found)
 
     def walk(self, digests: Sequence[str], *, direction: str) -> list[str]:
         """The records reachable from ``digests``: upstream (who produced them, from what)

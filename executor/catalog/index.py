@@ -13,8 +13,10 @@ top-level directories, by the signed tree digests a later run pins.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,12 @@ def verification_text(verdict: Verdict) -> str:
     return f"verified by {verdict.signer}"
 
 
+def absolute(path: Path) -> Path:
+    """A record's path as the catalog keeps it: absolute, so that it means the same from
+    any directory (lexically: a link in it is kept as named, never followed here)."""
+    return path if path.is_absolute() else Path(os.path.abspath(path))
+
+
 def rows_at(path: Path, *, verification: str | None = None) -> Rows:
     """The rows of the record at ``path``, by the reader for its manifest schema, as its
     files claim (``verification``: what the caller proved of it)."""
@@ -104,7 +112,9 @@ def rows_held(record: RunRecord, *, verification: str | None = None) -> Rows:
     """The rows of a record its writer still holds (the runner, which just wrote it), by
     the reader for its manifest schema: from those values, nothing read back."""
     reader = READERS[StatementView(record.statement).manifest_schema or ""]
-    return reader(record, verification=verification)
+    return reader(
+        dataclasses.replace(record, path=absolute(record.path)), verification=verification
+    )
 
 
 def verified_rows_at(path: Path, policy: TrustPolicy) -> Rows:
@@ -127,6 +137,7 @@ def verified_rows_at(path: Path, policy: TrustPolicy) -> Rows:
 def _rows(
     path: Path, payload: bytes, verification: str | None, approvals: ApprovalVerifier | None
 ) -> Rows:
+    path = absolute(path)
     view = StatementView(load_statement(payload, source=str(path / writer.STATEMENT)))
     reader = READERS.get(view.manifest_schema or "")
     if reader is None:

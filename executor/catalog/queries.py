@@ -265,9 +265,14 @@ def show_record(catalog: Catalog, value: str) -> dict[str, Any]:
         " WHERE statement_sha256 = ? ORDER BY old_run",
         [value],
     )
-    replays = catalog.rows(
-        "SELECT * FROM runs WHERE original_statement = ? AND kind = 'replay' ORDER BY started",
-        [value],
+    # Sorted here, not by SQL: with ORDER BY the planner walked the runs by start time
+    # (most runs replay nothing, so its statistics rate the index on the original low):
+    # 0.25 s for a run page at 100,000 runs, against a millisecond by the index.
+    replays = sorted(
+        catalog.rows(
+            "SELECT * FROM runs WHERE original_statement = ? AND kind = 'replay'", [value]
+        ),
+        key=lambda r: (r["started"] or "", r["statement_sha256"]),
     )
     return {
         "run": run,

@@ -224,26 +224,29 @@ def _statement(tmp_path: Path, name: str, doc: dict[str, object]) -> Path:
     return record
 
 
+FUTURE: dict[str, object] = {
+    "_type": "https://in-toto.io/Statement/v1",
+    "subject": [
+        {"name": "model.bin", "digest": {"sha256": "ab" * 32}},
+        {"name": 3, "digest": {"sha256": "cd" * 32}},  # not a name: left out
+    ],
+    "predicateType": "https://slsa.dev/provenance/v1",
+    "predicate": {
+        "buildDefinition": {"internalParameters": {"manifestSchema": "rexec.manifest/v9"}},
+        "runDetails": {
+            "metadata": {"invocationId": "20991231T000000Z-future-abcdef"},
+            "byproducts": [
+                {"name": "exit-status", "annotations": {"status": "succeeded", "exitCode": 0}}
+            ],
+        },
+    },
+}
+
+
 def test_a_record_of_an_unknown_manifest_schema_is_indexed_partially_and_said_so(
     tmp_path: Path, catalog_location: str
 ) -> None:
-    future = {
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [
-            {"name": "model.bin", "digest": {"sha256": "ab" * 32}},
-            {"name": 3, "digest": {"sha256": "cd" * 32}},  # not a name: left out
-        ],
-        "predicateType": "https://slsa.dev/provenance/v1",
-        "predicate": {
-            "buildDefinition": {"internalParameters": {"manifestSchema": "rexec.manifest/v9"}},
-            "runDetails": {
-                "metadata": {"invocationId": "20991231T000000Z-future-abcdef"},
-                "byproducts": [
-                    {"name": "exit-status", "annotations": {"status": "succeeded", "exitCode": 0}}
-                ],
-            },
-        },
-    }
+    future = FUTURE
     _statement(tmp_path, "future", future)
     nameless = {**future, "predicate": {"buildDefinition": {}, "runDetails": {}}}
     _statement(tmp_path, "nameless", nameless)
@@ -359,3 +362,79 @@ def test_runs_shows_the_newest_fifty_by_default_and_says_there_are_more(
     assert len(few["runs"]) == 60 and few["more"] is False and said == ""  # type: ignore[arg-type]
     with pytest.raises(SystemExit):
         main(["runs", "--catalog", catalog_location, "--limit", "0"])
+
+
+def test_records_indexed_from_a_relative_runs_dir_are_kept_by_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rexec catalog index runs` kept `runs/<id>`: from any other directory the stage
+    cache missed, regenerate refused and the web view lost the host capture."""
+    record = _statement(tmp_path, "r1", FUTURE)  # indexed partially: its path is what counts
+    monkeypatch.chdir(tmp_path)
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    try:
+        catalog.index_records(cat, catalog.find_records([Path("runs")]), say=lambda _: None)
+        (row,) = cat.rows("SELECT path FROM runs")
+    finally:
+        cat.close()
+    assert row["path"] == str(record)
+
+
+def test_a_schema_4_catalogs_relative_paths_become_absolute_where_the_record_is_theirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The migration reads the Statement at each relative path, from where rexec runs,
+    and moves the row only when it is that row's record; the others wait for an index."""
+    mine = _statement(tmp_path, "mine", {"predicate": {}})
+    sha = sha256_hex((mine / "statement.json").read_bytes())
+    location = tmp_path / "c.sqlite"
+    cat = catalog.open_catalog(location)
+    cat.put({"runs": [{**_key("mine"), "statement_sha256": sha, "path": "runs/mine"}]})
+    cat.put({"runs": [{**_key("gone"), "path": "runs/gone"}]})
+    cat.put({"runs": [{**_key("other"), "path": "runs/mine-copy"}]})
+    with cat.transaction():
+        cat.backend.set_version(4)
+    cat.close()
+    (tmp_path / "runs" / "mine-copy").mkdir()  # a record, but not that row's
+    (tmp_path / "runs" / "mine-copy" / "statement.json").write_bytes(
+        (mine / "statement.json").read_bytes()
+    )
+    monkeypatch.chdir(tmp_path)
+    cat = catalog.open_catalog(location)
+    try:
+        paths = {r["run_id"]: r["path"] for r in cat.rows("SELECT run_id, path FROM runs")}
+        assert cat.backend.version() == catalog.SCHEMA_VERSION
+    finally:
+        cat.close()
+    assert paths == {"mine": str(mine), "gone": "runs/gone", "other": "runs/mine-copy"}
+
+
+def test_a_digest_is_found_by_its_prefix_or_its_bare_hex_through_the_indexes(
+    catalog_location: str,
+) -> None:
+    tree, file = "sha256-tree-v1:" + "ab" * 32, "sha256:" + "ab" * 31 + "cd"
+    cat = catalog.open_catalog(catalog_location)
+    try:
+        cat.put(
+            {
+                "runs": [{**_key("r"), "path": "/x/r"}],
+                "inputs": [
+                    {**_key("r"), "name": "data", "digest": tree, "role": "input"},
+                ],
+                "outputs": [{**_key("r"), "name": "m", "digest": file, "role": "output"}],
+            }
+        )
+        assert cat.digests_starting(tree) == [tree]
+        assert cat.digests_starting("sha256-tree-v1:ABAB") == [tree]
+        assert cat.digests_starting("abababab") == sorted([tree, file])
+        assert cat.digests_starting("sha256:abab") == [file]
+        assert cat.digests_starting("sha256:abac") == []
+        if catalog_location.endswith(".sqlite"):  # the range is answered from the index
+            plan = cat.rows(
+                "EXPLAIN QUERY PLAN SELECT DISTINCT digest FROM inputs"
+                " WHERE digest >= ? AND digest < ?",
+                [tree, tree + "~"],
+            )
+            assert any("inputs_by_digest" in str(p.get("detail")) for p in plan), plan
+    finally:
+        cat.close()
