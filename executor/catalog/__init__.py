@@ -22,6 +22,7 @@ from executor.canonical import sha256_hex
 from executor.catalog.db import SCHEMA_VERSION, Catalog
 from executor.catalog.index import (
     Rows,
+    absolute,
     dependency_digest,
     read_statement,
     rows_at,
@@ -108,7 +109,7 @@ def open_catalog(location: str | Path | None = None, *, create: bool = True) -> 
 def find_records(roots: Iterable[Path]) -> list[Path]:
     """Every record directly under each runs dir (a ``statement.json`` in it), or a record."""
     found: list[Path] = []
-    for root in roots:
+    for root in map(absolute, roots):  # the catalog keeps absolute paths
         if (root / "statement.json").is_file():
             found.append(root)
             continue
@@ -169,7 +170,9 @@ def index_records(
             if policy is None and same_place and files == approvals.get(sha, set()):
                 report.unchanged += 1  # the common case of an incremental pass: one hash
                 continue
-            if sha in known and not same_place and _holds(Path(known[sha]), sha):
+            # a relative path (an older catalog's) holds nothing: the row moves here
+            held = os.path.isabs(known.get(sha, "")) and _holds(Path(known[sha]), sha)
+            if sha in known and not same_place and held:
                 report.copies.append(f"{path}: the same record as {known[sha]}, kept there")
                 continue
             rows = verified_rows_at(path, policy) if policy is not None else rows_at(path)

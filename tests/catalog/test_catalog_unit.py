@@ -375,9 +375,16 @@ def test_records_indexed_from_a_relative_runs_dir_are_kept_by_absolute_path(
     try:
         catalog.index_records(cat, catalog.find_records([Path("runs")]), say=lambda _: None)
         (row,) = cat.rows("SELECT path FROM runs")
+        again = catalog.index_records(cat, catalog.find_records([Path("runs")]), say=print)
+        with cat.transaction():  # as an older rexec left it
+            cat.backend.rows("UPDATE runs SET path = 'runs/r1'")
+        moved = catalog.index_records(cat, catalog.find_records([Path("runs")]), say=print)
+        (after,) = cat.rows("SELECT path FROM runs")
     finally:
         cat.close()
     assert row["path"] == str(record)
+    assert (again.unchanged, again.copies) == (1, [])  # the same place, however named
+    assert moved.copies == [] and after["path"] == str(record)  # a relative path holds nothing
 
 
 def test_a_schema_4_catalogs_relative_paths_become_absolute_where_the_record_is_theirs(
