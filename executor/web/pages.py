@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from executor import catalog
 from executor.errors import RexecError
@@ -34,11 +35,14 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     rows = catalog.log(
         cat, where=where, limit=PER_PAGE + 1, offset=(page - 1) * PER_PAGE, **filters
     )
+    kept = [(k, v) for k, v in filters.items() if v] + [("where", w) for w in where]
     return {
         "runs": rows[:PER_PAGE],
         "page": page,
         "more": len(rows) > PER_PAGE,
         "filters": {**{k: v or "" for k, v in filters.items()}, "where": where},
+        # every filter, each --where too, for the previous and next links
+        "query": urlencode(kept),
     }
 
 

@@ -57,6 +57,22 @@ def test_the_ledger_pages_and_filters(tmp_path: Path) -> None:
     assert len(re.findall(r'href="/run/', best)) == 2
 
 
+def test_the_next_page_keeps_every_filter(tmp_path: Path) -> None:
+    """The next link dropped the metric filter: page 2 of "acc > 0.01 and train" listed
+    every run. It keeps each filter, each --where too, and only the page changes."""
+    client = web.create_app(_catalog(tmp_path / "c.sqlite", 240)).test_client()
+    first = client.get("/?name=train&where=metrics.acc+%3E+0.01&where=metrics.acc+%3C+0.2")
+    (link,) = re.findall(r'id="next" href="([^"]+)"', first.data.decode())
+    second = client.get("/" + link.replace("&amp;", "&")).data.decode()
+    shown = re.findall(r'href="/run/[^"]*-train-([0-9a-f]+)"', second)
+    assert shown, second
+    # runs 11..199 that are train runs (odd), newest first: page 2 is the 45 after the first 50
+    values = sorted((int(h, 16) for h in shown), reverse=True)
+    assert all(i % 2 and 10 < i < 200 for i in values) and len(values) == 45
+    (back,) = re.findall(r'id="previous" href="([^"]+)"', second)
+    assert "where=metrics.acc" in back and "name=train" in back
+
+
 def test_every_response_forbids_scripts_and_unknown_names_are_404(tmp_path: Path) -> None:
     client = web.create_app(_catalog(tmp_path / "c.sqlite", 3)).test_client()
     for path in ("/", "/compare", "/regenerations", "/run/nope", "/static/../pyproject.toml"):
