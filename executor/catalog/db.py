@@ -256,6 +256,22 @@ class Catalog:
         )
         return sorted(r["run_id"] for r in found)
 
+    def values_of(self, statements: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each record's params (``params.KEY``: the number, else the JSON text) and
+        metrics (``metrics.FILE:KEY``), for a table of runs: two queries for any number."""
+        found: dict[str, dict[str, Any]] = {sha: {} for sha in statements}
+        mine = "WHERE statement_sha256 IN ({marks})"
+        for p in self._rows_in(
+            f"SELECT statement_sha256, key, value, num FROM params {mine}", statements
+        ):
+            value = p["num"] if p["num"] is not None else p["value"]
+            found[p["statement_sha256"]][f"params.{p['key']}"] = value
+        for m in self._rows_in(
+            f"SELECT statement_sha256, file, key, value FROM metrics {mine}", statements
+        ):
+            found[m["statement_sha256"]][f"metrics.{m['file']}:{m['key']}"] = m["value"]
+        return found
+
     def _rows_in(self, sql: str, values: Sequence[Any]) -> list[dict[str, Any]]:
         """``sql`` (with ``IN ({marks})``) over ``values``, :data:`CHUNK` at a time."""
         found: list[dict[str, Any]] = []

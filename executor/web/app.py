@@ -113,6 +113,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
             abort(400)
         query["page"] = int(page)
         query["where"] = request.args.getlist("where")
+        query["column"] = request.args.getlist("column")[:20]
         with opened() as cat:
             doc = pages.ledger_page(cat, query)
         return html("ledger.html", doc=doc)

@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 PER_PAGE = 50
+MAX_COLUMNS = 6  # metric and param columns the ledger shows unless ?column= names them
 Link = Callable[[str], str]  # run id -> the URL of its page
 
 
@@ -35,15 +36,48 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     rows = catalog.log(
         cat, where=where, limit=PER_PAGE + 1, offset=(page - 1) * PER_PAGE, **filters
     )
+    shown = rows[:PER_PAGE]
+    values = cat.values_of([r["statement_sha256"] for r in shown])
+    chosen = [c for c in query.get("column", []) if c]
+    columns = chosen or _shared(list(values.values()))
     kept = [(k, v) for k, v in filters.items() if v] + [("where", w) for w in where]
+    kept += [("column", c) for c in chosen]
     return {
-        "runs": rows[:PER_PAGE],
+        "runs": [
+            {**r, "cells": [_cell(values[r["statement_sha256"]].get(c)) for c in columns]}
+            for r in shown
+        ],
+        "columns": [{"key": c, "label": c.split(":")[-1].removeprefix("params.")} for c in columns],
         "page": page,
         "more": len(rows) > PER_PAGE,
         "filters": {**{k: v or "" for k, v in filters.items()}, "where": where},
         # every filter, each --where too, for the previous and next links
         "query": urlencode(kept),
     }
+
+
+def _shared(found: list[dict[str, Any]]) -> list[str]:
+    """The ledger's default columns: the metrics, then the params, that every run on the
+    page has (what its runs can be compared by), at most :data:`MAX_COLUMNS`."""
+    keys = [set(v) for v in found if v]
+    common = set.intersection(*keys) if keys else set()
+    metrics = sorted(k for k in common if k.startswith("metrics."))
+    params = sorted(k for k in common if k.startswith("params."))
+    return (metrics + params)[:MAX_COLUMNS]
+
+
+def _cell(value: Any) -> str:
+    """A param or metric as the ledger shows it: a number to 6 digits, a string param
+    as its text (params hold JSON), nothing for a run without it."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    try:
+        text = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        text = value
+    return text if isinstance(text, str) else json.dumps(text, sort_keys=True)
 
 
 def _host(record_path: str) -> list[tuple[str, str]]:

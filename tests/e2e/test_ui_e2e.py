@@ -175,6 +175,12 @@ def test_the_ledger_lists_and_filters_runs(ui: str, browser: Any, runs: dict[str
     box.submit()
     navigated(browser, "name=train")
     assert sorted(a.text for a in by_css(browser, "#runs a")) == sorted(runs["trains"])
+    # the params and metrics the train runs share are columns, one row per run
+    heads = [h.text for h in by_css(browser, "#runs th.num")]
+    assert heads == ["acc", "lr"], heads
+    cells = [c.text for c in by_css(browser, "#runs td.num")]
+    assert sorted(zip(cells[::2], cells[1::2], strict=True)) == [("0.8", "0.2"), ("0.9", "0.1")]
+    browser.save_screenshot(str(SHOTS / "ledger-columns.png"))
     browser.get(ui + "/?where=metrics.acc+%3E+0.85")
     assert [a.text for a in by_css(browser, "#runs a")] == [runs["trains"][0]]
 

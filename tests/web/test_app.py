@@ -204,3 +204,40 @@ def test_a_run_id_two_records_claim_opens_a_conflict_page(tmp_path: Path) -> Non
     page = web.create_app(location).test_client().get(f"/run/{claimed}").data.decode()
     assert "2 records claim this run id" in page
     assert "/elsewhere/copy" in page and "/nowhere" in page and "evil-hint" in page
+
+
+def test_the_ledger_shows_the_metrics_and_params_its_runs_share(tmp_path: Path) -> None:
+    """The ledger showed no metric or param: now the ones every run on the page has are
+    columns (or those ?column= names), a string param as its text, a hostile key inert."""
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    for i, opt in enumerate(("adam", "sgd")):
+        key = _key(f"20261201T00000{i}Z-train-{i}")
+        cat.put(
+            {
+                "runs": [{**key, "name": "train", "started": f"2026-12-01T0{i}", "path": f"/x/{i}"}],
+                "params": [
+                    {**key, "key": "opt", "value": f'"{opt}"'},
+                    {**key, "key": "lr", "value": "0.5", "num": 0.5 / (i + 1)},
+                ],
+                "metrics": [
+                    {**key, "file": "m.json", "key": "acc", "value": 0.9 + i / 100},
+                    {**key, "file": "m.json", "key": "<b>x</b>", "value": float(i)},
+                    *([{**key, "file": "m.json", "key": "only0", "value": 1.0}] if i == 0 else []),
+                ],
+            }
+        )
+    cat.close()
+    client = web.create_app(str(tmp_path / "c.sqlite")).test_client()
+    page = client.get("/").data.decode()
+    heads = re.findall(r'<th class="num" title="([^"]+)">', page)
+    assert heads == [
+        "metrics.m.json:&lt;b&gt;x&lt;/b&gt;",
+        "metrics.m.json:acc",
+        "params.lr",
+        "params.opt",
+    ]
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    cells = re.findall(r'<td class="num">([^<]*)</td>', page)
+    assert cells == ["1", "0.91", "0.25", "sgd", "0", "0.9", "0.5", "adam"]  # newest first
+    chosen = client.get("/?column=metrics.m.json:only0").data.decode()
+    assert re.findall(r'<td class="num">([^<]*)</td>', chosen) == ["", "1"]
