@@ -5,13 +5,15 @@ no web framework, so the server and the one-file report render the same thing.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from executor import catalog
+from executor import catalog, safeio
 from executor.errors import RexecError
+from executor.paths import config_dir
 from executor.record import load_record
 
 __all__ = [
@@ -42,9 +44,15 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     columns = chosen or _shared(list(values.values()))
     kept = [(k, v) for k, v in filters.items() if v] + [("where", w) for w in where]
     kept += [("column", c) for c in chosen]
+    names = signer_aliases()
     return {
         "runs": [
-            {**r, "cells": [_cell(values[r["statement_sha256"]].get(c)) for c in columns]}
+            {
+                **r,
+                "cells": [_cell(values[r["statement_sha256"]].get(c)) for c in columns],
+                "who": _who(r.get("signer_kind"), r.get("signer"), names),
+                "checked": _checked(r.get("verification")),
+            }
             for r in shown
         ],
         "columns": [{"key": c, "label": c.split(":")[-1].removeprefix("params.")} for c in columns],
@@ -64,6 +72,46 @@ def _shared(found: list[dict[str, Any]]) -> list[str]:
     metrics = sorted(k for k in common if k.startswith("metrics."))
     params = sorted(k for k in common if k.startswith("params."))
     return (metrics + params)[:MAX_COLUMNS]
+
+
+def signer_aliases(path: Path | None = None) -> dict[str, str]:
+    """Short local names for signers (``~/.config/rexec/aliases.toml``, ``[signers]``,
+    a key hint or an identity = a name): shown in the ledger, marked as local and unsigned,
+    never stored in the catalog or a record. None when there is no such file."""
+    path = path or Path(config_dir()) / "aliases.toml"
+    try:
+        table = tomllib.loads(safeio.read_capped(path, cap=1 << 20).decode()).get("signers", {})
+    except (OSError, safeio.UnsafeFile, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    return {str(k): str(v) for k, v in table.items()} if isinstance(table, dict) else {}
+
+
+def _who(kind: Any, signer: Any, names: Mapping[str, str]) -> dict[str, str]:
+    """The signer as one short word (an alias, a key's first characters, an identity
+    without its issuer), the whole of it on hover."""
+    if not signer:
+        return {"short": "unsigned" if kind is None else "?", "title": "no signer recorded"}
+    text = str(signer)
+    identity = text.split(" (issuer ", 1)[0]
+    if text in names or identity in names:
+        alias = names.get(text) or names[identity]
+        return {"short": alias, "title": f"{text} (a local alias, not signed)"}
+    short = f"key {text[:8]}…" if kind == "key" else identity
+    return {"short": short, "title": text}
+
+
+def _checked(verification: Any) -> dict[str, str]:
+    """The verification as one word (verified, failed, unchecked), its detail on hover."""
+    text = str(verification or "")
+    if text.startswith("verified"):
+        return {"word": "verified", "title": text, "style": "ok"}
+    if text.startswith("failed"):
+        return {"word": "failed", "title": text, "style": "bad"}
+    return {
+        "word": "unchecked",
+        "title": "not verified when indexed: rexec catalog index --verify checks it",
+        "style": "muted",
+    }
 
 
 def _cell(value: Any) -> str:

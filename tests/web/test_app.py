@@ -214,7 +214,9 @@ def test_the_ledger_shows_the_metrics_and_params_its_runs_share(tmp_path: Path) 
         key = _key(f"20261201T00000{i}Z-train-{i}")
         cat.put(
             {
-                "runs": [{**key, "name": "train", "started": f"2026-12-01T0{i}", "path": f"/x/{i}"}],
+                "runs": [
+                    {**key, "name": "train", "started": f"2026-12-01T0{i}", "path": f"/x/{i}"}
+                ],
                 "params": [
                     {**key, "key": "opt", "value": f'"{opt}"'},
                     {**key, "key": "lr", "value": "0.5", "num": 0.5 / (i + 1)},
@@ -241,3 +243,39 @@ def test_the_ledger_shows_the_metrics_and_params_its_runs_share(tmp_path: Path) 
     assert cells == ["1", "0.91", "0.25", "sgd", "0", "0.9", "0.5", "adam"]  # newest first
     chosen = client.get("/?column=metrics.m.json:only0").data.decode()
     assert re.findall(r'<td class="num">([^<]*)</td>', chosen) == ["", "1"]
+
+
+def test_the_ledger_names_signers_short_and_verification_in_one_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half the ledger's width was signer keys and verification text: now a short name
+    (a local alias, marked so, or a key's first characters, or an identity without its
+    issuer) and one word, the whole of each on hover."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    (tmp_path / "config" / "rexec").mkdir(parents=True)
+    (tmp_path / "config" / "rexec" / "aliases.toml").write_text(
+        '[signers]\n"alice@example.com" = "alice"\n'
+    )
+    cat = catalog.open_catalog(tmp_path / "c.sqlite")
+    signed = [
+        ("key", "4uMIA0ouYVgxgjCYj1iEAhU=", "verified by key 4uMIA0ou"),
+        ("sigstore", "alice@example.com (issuer https://accounts.example)", None),
+        ("sigstore", "<i>bob</i>@example.com (issuer x)", "failed: <b>no</b>"),
+    ]
+    for i, (kind, who, verification) in enumerate(signed):
+        key = _key(f"20261201T00000{i}Z-r-{i}")
+        row = {**key, "started": f"2026-12-01T0{i}", "path": f"/x/{i}", "signer_kind": kind}
+        cat.put({"runs": [{**row, "signer": who, "verification": verification}]})
+    cat.close()
+    page = web.create_app(str(tmp_path / "c.sqlite")).test_client().get("/").data.decode()
+    cells = re.findall(
+        r'<td class="mono" title="([^"]*)">([^<]*)</td><td class="(\w+)" title="([^"]*)">(\w+)</td>',
+        page,
+    )
+    assert [(short, style, word) for _, short, style, _, word in cells] == [
+        ("&lt;i&gt;bob&lt;/i&gt;@example.com", "bad", "failed"),
+        ("alice", "muted", "unchecked"),
+        ("key 4uMIA0ou…", "ok", "verified"),
+    ]
+    assert "(a local alias, not signed)" in cells[1][0] and "<b>" not in page
+    assert cells[0][3] == "failed: &lt;b&gt;no&lt;/b&gt;"
