@@ -142,7 +142,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
     @app.get("/compare")
     def compare() -> Any:
         runs = [r for r in request.args.getlist("run") if r]
-        if not 2 <= len(runs) <= 5:
+        if not 2 <= len(runs) <= pages.MAX_COMPARED:
             return html("compare.html", doc=None, runs=runs)
         with opened() as cat:
             doc = pages.compare_page(cat, runs, everything=request.args.get("all") == "1")

@@ -27,6 +27,7 @@ __all__ = [
 
 PER_PAGE = 50
 MAX_COLUMNS = 6  # metric and param columns the ledger shows unless ?column= names them
+MAX_COMPARED = 20  # runs side by side (rexec compare's own limit)
 Link = Callable[[str], str]  # run id -> the URL of its page
 
 

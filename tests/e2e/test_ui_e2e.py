@@ -237,6 +237,21 @@ def test_compare_shows_the_changed_param(ui: str, browser: Any, runs: dict[str, 
     browser.save_screenshot(str(SHOTS / "compare.png"))
 
 
+def test_runs_ticked_in_the_ledger_are_compared(
+    ui: str, browser: Any, runs: dict[str, Any]
+) -> None:
+    """Comparing meant typing 2 to 5 run ids: tick any number in the ledger instead."""
+    browser.get(ui + "/?name=train")
+    for box in by_css(browser, "#runs input[name=run]"):
+        box.click()
+    by_css(browser, "#compare-picked")[0].click()
+    navigated(browser, "/compare?")
+    shown = [a.text for a in by_css(browser, "#compare th a")]
+    assert sorted(shown) == sorted(runs["trains"])
+    rows = {r.text.split(" ")[0] for r in by_css(browser, "#compare tr.changed")}
+    assert "params.lr" in rows
+
+
 def test_a_hostile_record_renders_inert(ui: str, browser: Any, runs: dict[str, Any]) -> None:
     browser.get(f"{ui}/run/{runs['hostile']}")
     time.sleep(0.5)

@@ -279,3 +279,12 @@ def test_the_ledger_names_signers_short_and_verification_in_one_word(
     ]
     assert "(a local alias, not signed)" in cells[1][0] and "<b>" not in page
     assert cells[0][3] == "failed: &lt;b&gt;no&lt;/b&gt;"
+
+
+def test_compare_takes_more_than_five_runs(tmp_path: Path) -> None:
+    """Ticked in the ledger, any number up to rexec compare's 20 are compared (it took 5)."""
+    client = web.create_app(_catalog(tmp_path / "c.sqlite", 7)).test_client()
+    ids = [f"20261201T{i:06d}Z-train-{i:06x}" for i in range(7)]
+    page = client.get("/compare?" + "&".join(f"run={r}" for r in ids)).data.decode()
+    assert re.findall(r'<th><a class="mono" href="/run/([^"]+)"', page) == ids
+    assert 'type="checkbox" name="run"' in client.get("/").data.decode()
