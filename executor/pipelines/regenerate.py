@@ -189,7 +189,10 @@ def _submit_steps(campaign: Campaign, options: RegenOptions, keys: tuple[str, ..
                 engine=options.engine,
             )
         except RexecError as exc:
-            step.decision, step.reason, step.details = "failed", exc.message, tuple(exc.details)
+            if not queued:  # nothing queued yet: its own error and exit code, no ledger
+                raise
+            step.decision, step.reason = "failed", f"not queued: {exc.message}"
+            step.details = tuple(exc.details)
             failed[step.old_statement] = step
             continue
         waits = f" after job(s) {', '.join(sorted(set(after)))}" if after else ""

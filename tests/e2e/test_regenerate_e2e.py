@@ -300,3 +300,23 @@ def test_a_regeneration_stopped_by_a_signal_signs_an_interrupted_ledger(
     assert stages == {"s0": "regenerated", "s1": "interrupted"}
     assert doc["predicate"]["kind"] == "regeneration" and doc["predicate"]["interrupted"]
     assert (ledger / "statement.sigstore.json").is_file()
+
+
+def test_regenerate_submit_that_slurm_refuses_queues_nothing_and_says_why(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """`regenerate --submit` with no Slurm to take the first job exited 5, "s0 failed", as
+    if a job had run: it is sbatch's refusal (exit 2), nothing queued, no ledger written."""
+    from executor.errors import ExitCode
+
+    ledgers = sorted((chain.runs / "pipelines").iterdir())
+    old = chain.rexec("snapshot", "hash", chain.raw, "--quiet").stdout.strip()
+    (tmp_path / "slurm.conf").write_text("# names no cluster: sbatch refuses at once\n")
+    chain.rexec.env["SLURM_CONF"] = str(tmp_path / "slurm.conf")
+    refused = chain.rexec(
+        "regenerate", old, "--with", chain.data("3", "x"), *chain.trust(), "--submit", "-q",
+        check=ExitCode.BAD_INPUT,
+    )  # fmt: skip
+    assert "sbatch refused the job" in refused.stderr and "nothing was queued" in refused.stderr
+    assert list((chain.runs / ".rexec-jobs").glob("*")) == []  # no submission kept
+    assert sorted((chain.runs / "pipelines").iterdir()) == ledgers
