@@ -28,9 +28,16 @@ class FakeRuntime:
     """Answers like an engine; records every request; runs ``job`` on the host against
     the outputs and reports directories the request mounts."""
 
-    def __init__(self, job: Job = _train, *, exit_code: int = 0) -> None:
+    def __init__(
+        self,
+        job: Job = _train,
+        *,
+        exit_code: int = 0,
+        stdout: Callable[[ContainerRequest], bytes] = lambda request: b"trained\n",
+    ) -> None:
         self.job = job
         self.exit_code = exit_code
+        self.stdout = stdout  # what the job prints, from its request (its seed, say)
         self.requests: list[ContainerRequest] = []
         self.builds = 0
 
@@ -48,7 +55,7 @@ class FakeRuntime:
         self.requests.append(request)
         by_target = {m.target: m.source for m in request.mounts}
         self.job(by_target[request.env["REXEC_OUTPUTS"]], by_target[request.env["REXEC_REPORTS"]])
-        sink("stdout", b"trained\n")
+        sink("stdout", self.stdout(request))
         now = datetime.now(UTC)
         return ContainerResult(self.exit_code, now, now, False, False, "fake")
 

@@ -37,6 +37,7 @@ RANKS = {
     "signing": 1,
     "determinism": 1,
     "contracts": 1.5,
+    "metrics": 1.6,
     # what a run is made of
     "spec": 2,
     "code": 2,

@@ -31,6 +31,7 @@ from executor.catalog.index import (
     verified_rows_at,
 )
 from executor.catalog.inputs import Upstream, find_upstream, pin_from, resolve_inputs
+from executor.catalog.noise import Reference, seed_reference
 from executor.catalog.queries import (
     CURRENT,
     STALE,
@@ -58,6 +59,7 @@ __all__ = [
     "STALE",
     "Catalog",
     "IndexReport",
+    "Reference",
     "Upstream",
     "claim",
     "compare",
@@ -77,6 +79,7 @@ __all__ = [
     "resolve",
     "resolve_inputs",
     "resolve_record",
+    "seed_reference",
     "show",
     "show_record",
     "verification_text",

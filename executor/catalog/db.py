@@ -248,6 +248,14 @@ class Catalog:
             [stage_key, limit],
         )
 
+    def seeded(self, seed_key: str, *, limit: int) -> list[dict[str, Any]]:
+        """The newest succeeded records of one spec with any seed (a noise reference)."""
+        return self.rows(
+            "SELECT run_id, statement_sha256, path, seed FROM runs WHERE seed_key = ?"
+            " AND status = 'succeeded' ORDER BY started DESC NULLS LAST, run_id DESC LIMIT ?",
+            [seed_key, limit],
+        )
+
     def claimed_twice(self, run_ids: Sequence[str]) -> list[str]:
         """Those of ``run_ids`` that more than one record claims."""
         found = self._rows_in(

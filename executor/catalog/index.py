@@ -14,7 +14,6 @@ top-level directories, by the signed tree digests a later run pins.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -24,7 +23,7 @@ from typing import Any
 from executor import safeio
 from executor.approvals import BUNDLE_SUFFIX, list_approvals, verify_approval
 from executor.canonical import sha256_hex, strict_loads
-from executor.compare import flatten
+from executor.compare import flatten, series_of
 from executor.errors import InputError, RexecError
 from executor.record import (
     MANIFEST_SCHEMA,
@@ -41,7 +40,7 @@ from executor.record import (
     writer,
 )
 from executor.signing import TrustPolicy, parse_bundle
-from executor.spec import stage_key
+from executor.spec import seed_key_of, stage_key
 
 __all__ = [
     "READERS",
@@ -53,7 +52,6 @@ __all__ = [
     "verification_text",
 ]
 
-METRICS_CAP = 1 << 20
 BUNDLE_CAP = 16 << 20
 Rows = dict[str, list[dict[str, Any]]]
 # An approval file and the Statement it must be about -> "verified by …" or "failed: …".
@@ -225,6 +223,7 @@ def rows_of(
     meta = record.metadata
     lineage = dict(record.lineage) or None
     code = record.dependency("code") or {}
+    image = dependency_digest(record.dependency("image"))
     run = {
         "statement_sha256": sha,
         "run_id": run_id,
@@ -235,7 +234,7 @@ def rows_of(
         "started": meta.get("startedOn"),
         "finished": meta.get("finishedOn"),
         "seed": view.get("seed") if isinstance(view.get("seed"), int) else None,
-        "image": dependency_digest(record.dependency("image")),
+        "image": image,
         "code_commit": (code.get("digest") or {}).get("gitCommit"),
         "code_tree": dependency_digest(code),
         "invoker": json.dumps(internal.get("invoker"), sort_keys=True),
@@ -250,9 +249,8 @@ def rows_of(
         "purpose": view.get("purpose") if isinstance(view.get("purpose"), str) else None,
         "verdict": _verdict(record, lineage or {}),
         **dict(zip(("signer_kind", "signer"), _signer(record.path), strict=True)),
-        "stage_key": stage_key(
-            view, image=dependency_digest(record.dependency("image")), code=dependency_digest(code)
-        ),
+        "stage_key": stage_key(view, image=image, code=dependency_digest(code)),
+        "seed_key": seed_key_of(view, image=image, code=dependency_digest(code)),
     }
     key = {"statement_sha256": sha, "run_id": run_id}
     inputs = [
@@ -294,14 +292,12 @@ def rows_of(
     metrics = [
         {
             **key,
-            "file": name,
-            "key": leaf,
-            "value": value,
-            "file_digest": f"sha256:{digest}",
+            "file": series.source,
+            "key": series.name,
+            "value": series.value,
+            "file_digest": _source_digest(record, series.source),
         }
-        for name, digest in sorted(record.outputs.items())
-        if name.endswith(".json")
-        for leaf, value in sorted(_metrics(record.outputs_dir / name, digest).items())
+        for series in series_of(record)
     ]
     supersedes, corrections = _regeneration_rows(key, lineage or {})
     approvals = _approval_rows(record, approvals_verified)
@@ -409,19 +405,14 @@ def _regeneration_rows(
     return supersedes, corrections
 
 
-def _metrics(path: Path, signed: str) -> dict[str, float]:
-    """Numeric leaves of a JSON output, as `rerun` shows them, only from the signed bytes:
-    a file edited after signing (or unreadable) gives none."""
-    try:
-        data = safeio.read_capped(path, cap=METRICS_CAP)
-        if hashlib.sha256(data).hexdigest() != signed:
-            return {}
-        doc = strict_loads(data)
-    except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
-        return {}
-    leaves: dict[str, Any] = {}
-    flatten(doc, "", leaves)
-    return {k: v for k, v in ((k, _number(v)) for k, v in leaves.items()) if v is not None}
+def _source_digest(record: RunRecord, source: str) -> str | None:
+    """The signed digest of what a metric was read from: an output, the log, a directory."""
+    if source in record.outputs:
+        return f"sha256:{record.outputs[source]}"
+    if source == "stdout":
+        digest = StatementView(record.statement).file_digests().get(writer.STDOUT_LOG)
+        return f"sha256:{digest}" if digest else None
+    return record.output_trees.get(f"{writer.OUTPUTS}/{source.rstrip('/')}/")
 
 
 # The reader of each manifest schema this rexec knows; others are indexed partially.

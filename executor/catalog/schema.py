@@ -9,12 +9,11 @@ from __future__ import annotations
 
 __all__ = ["INDEXES", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "TABLES", "TABLE_COLUMNS"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Every table is keyed by the Statement's sha256 (a record), never by the run id it claims:
 # two records that claim one run id are two rows, a conflict shown as such (docs/catalog.md).
 # {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does).
-TABLE_COLUMNS = {
-    "runs": """
+_RUNS_V4 = """
         statement_sha256 {text} PRIMARY KEY, run_id {text} NOT NULL,
         name {text}, kind {text}, status {text}, exit_code INTEGER,
         started {text}, finished {text}, seed BIGINT,
@@ -22,7 +21,11 @@ TABLE_COLUMNS = {
         invoker {text}, engine {text}, signed INTEGER,
         verification {text}, replay_of {text}, derived_from {text}, original_statement {text},
         path {text} NOT NULL, partial {text}, signer_kind {text}, signer {text}, stage_key {text},
-        purpose {text}, verdict {text}""",
+        purpose {text}, verdict {text}"""
+TABLE_COLUMNS = {
+    # seed_key (schema 6): the stage key but for the seed, what runs of one spec with
+    # other seeds (`run --seeds`) share: the noise reference of a metric
+    "runs": _RUNS_V4 + ", seed_key {text}",
     "inputs": """
         statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, name {text} NOT NULL,
         digest {text} NOT NULL, role {text} NOT NULL, from_run {text}, from_statement {text},
@@ -55,6 +58,7 @@ CREATE INDEX IF NOT EXISTS runs_by_run_id ON runs (run_id);
 CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key) WHERE stage_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_path ON runs (path);
+CREATE INDEX IF NOT EXISTS runs_by_seed_key ON runs (seed_key) WHERE seed_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_original ON runs (original_statement)
     WHERE original_statement IS NOT NULL;
 CREATE INDEX IF NOT EXISTS inputs_by_digest ON inputs (digest);
@@ -122,7 +126,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         # tables a schema 1 or 2 catalog may not have yet, as schema 3 had them
         *(f"CREATE TABLE IF NOT EXISTS {t} ({c})" for t, c in _V3_TABLES.items()),
-        *(f"CREATE TABLE {t}_v4 ({c})" for t, c in TABLE_COLUMNS.items()),
+        *(f"CREATE TABLE {t}_v4 ({c})" for t, c in {**TABLE_COLUMNS, "runs": _RUNS_V4}.items()),
         *(f"INSERT INTO {t}_v4 {sql}" for t, sql in _V3_COPY.items()),
         *(f"DROP TABLE {t}" for t in TABLE_COLUMNS),
         *(f"ALTER TABLE {t}_v4 RENAME TO {t}" for t in TABLE_COLUMNS),
@@ -132,5 +136,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # statistics rated them useless and it scanned every run: 0.25 s a run page at
     # 100,000); record paths absolute (Catalog._absolute_paths: not SQL, it reads files)
     4: ("DROP INDEX IF EXISTS runs_by_stage_key", "DROP INDEX IF EXISTS runs_by_original"),
+    # 5 → 6: the seed key; older rows have none until `catalog index --rebuild` reads them
+    5: ("ALTER TABLE runs ADD COLUMN seed_key {text}",),
 }
 TABLES = tuple(TABLE_COLUMNS)

@@ -48,7 +48,10 @@ def print_spread(seeds: list[int], spreads: list[MetricSpread]) -> None:
     out = console()
     out.print(f"[bold]metrics over {len(seeds)} seeds[/] ({', '.join(map(str, seeds))})")
     if not spreads:
-        out.print("  no numeric values in the runs' .json outputs")
+        out.print(
+            "  no metrics: none in the runs' .json outputs, and the spec declares none; "
+            "[[metrics]] reads them from stdout, TensorBoard, JSON Lines or CSV (docs/spec.md)"
+        )
         return
     for s in spreads:
         values = " ".join(f"{v:.6g}" for v in s.values)

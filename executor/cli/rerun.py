@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
@@ -17,9 +18,13 @@ from executor import replay, runner
 from executor.cli._json import print_json
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
-from executor.compare import MetricChange, diff_records, metric_changes
-from executor.errors import JobFailed
-from executor.record import load_record
+from executor.compare import MetricChange, diff_records, metric_changes, series_of
+from executor.errors import JobFailed, RexecError
+from executor.record import RunRecord, load_record
+from executor.signing import TrustPolicy
+
+if TYPE_CHECKING:
+    from executor import catalog
 from executor.runtime import default_runtime
 
 EPILOG = """\
@@ -59,6 +64,21 @@ def _side_by_side(m: MetricChange) -> str:
     return f"{m.before:.6g} → {m.after:.6g} ({m.after - m.before:+.3g})"
 
 
+def seed_reference(record: RunRecord, policy: TrustPolicy | None) -> catalog.Reference:
+    """The runs of the record's spec with other seeds, from the catalog (best effort: no
+    catalog, no reference, and the verdicts say so)."""
+    from executor import catalog  # only once the rerun is done
+
+    try:
+        cat = catalog.open_catalog(create=False)
+    except RexecError:
+        return catalog.Reference()
+    try:
+        return catalog.seed_reference(cat, record, policy)
+    finally:
+        cat.close()
+
+
 def handle(args: argparse.Namespace) -> int:
     """Rerun a record on corrected inputs and show what changed, metric by metric."""
     options = exec_options(args)
@@ -67,18 +87,17 @@ def handle(args: argparse.Namespace) -> int:
     runtime = default_runtime(args.runtime or original.record.engine)
     plan = replay.plan_rerun(original, changes=changes, runtime=runtime, say=options.say)
     outcome = replay.execute(plan, options=options, runtime=runtime)
-    diff = diff_records(original.record, load_record(outcome.result.run_dir))
-    metrics = metric_changes(
-        original.record.outputs_dir,
-        outcome.result.run_dir / "outputs",
-        [f.name for f in diff.outputs.files if f.status != "missing" and f.status != "extra"],
-    )
+    new = load_record(outcome.result.run_dir)
+    diff = diff_records(original.record, new)
+    reference = seed_reference(original.record, trust_policy(args))
+    metrics = metric_changes(series_of(original.record), series_of(new), reference.values)
     if args.json:
         doc = {
             "run": outcome.result.to_json(),
             "lineage": dict(plan.lineage),
             "diff": diff.to_json(),
             "metrics": [m.to_json() for m in metrics],
+            "seedReference": {"seeds": list(reference.seeds), "refused": reference.refused},
         }
         print_json(doc)
     else:
@@ -100,6 +119,8 @@ def handle(args: argparse.Namespace) -> int:
             out.print("[bold]metrics[/] (original → rerun)")
             for m in metrics:
                 out.print(f"  {escape(m.file)} {escape(m.key)}: {_side_by_side(m)}")
+                if m.noise is not None:
+                    out.print(f"    {escape(m.noise.describe())}")
     if outcome.result.status.status != "succeeded":
         raise JobFailed(
             f"the rerun {outcome.result.status.status} (exit {outcome.result.status.exit_code})",

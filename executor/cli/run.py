@@ -131,9 +131,10 @@ def handle(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rexec: seed {seed} ({len(results) + 1} of {len(seeds)})", file=sys.stderr)
         results.append(_run_once(args, seed=seed))
-    from executor.compare import metric_spread  # --seeds only
+    from executor.compare import metric_spread, series_of  # --seeds only
+    from executor.record import load_record
 
-    spreads = metric_spread([r.run_dir / "outputs" for r, _ in results])
+    spreads = metric_spread([series_of(load_record(r.run_dir)) for r, _ in results])
     if args.json:
         doc = {
             "seeds": seeds,

@@ -7,7 +7,13 @@ tensors and JSON numbers with the standard library only.
 from __future__ import annotations
 
 from executor.compare.env import BREAKS, MAY_BREAK, EnvDiff, classify
-from executor.compare.metrics import MetricChange, MetricSpread, metric_changes, metric_spread
+from executor.compare.metrics import (
+    MetricChange,
+    MetricSpread,
+    metric_changes,
+    metric_spread,
+    series_of,
+)
 from executor.compare.numeric import (
     NUMERIC_CAP,
     NotNumeric,
@@ -65,4 +71,5 @@ __all__ = [
     "parse_npy",
     "parse_safetensors",
     "read_numeric",
+    "series_of",
 ]

@@ -1,72 +1,175 @@
-"""The metrics of two runs side by side: every numeric leaf of their JSON outputs."""
+"""A run's metrics read from its record, and the same metrics of several runs side by side.
+
+Only bytes the record signs are read: the job's stdout (``logs/stdout.log``) and its
+outputs, each checked against the Statement's sha256 (a file edited after signing
+gives no metrics). Where the metrics are comes from the signed spec's ``metrics``
+(docs/spec.md); every ``.json`` output it does not name is read as well, as before.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
-from executor import safeio
-from executor.canonical import strict_loads
-from executor.compare.numeric import flatten
+from executor import metrics, safeio
+from executor.metrics import Noise, Series, Source
+from executor.record import RunRecord, StatementView, writer
+
+FILE_CAP = 256 << 20  # an output the spec names for its metrics
+JSON_CAP = 16 << 20  # a .json output it does not name (not a file of weights)
+LOG_CAP = 4 << 30  # the log is streamed: a line at a time, hashed as it goes
+MAX_EVENT_FILES = 64
+
+
+def series_of(record: RunRecord) -> list[Series]:
+    """Every metric of a record, declared or found in its JSON outputs, by source and name."""
+    declared = [s for s in map(Source.from_json, _declarations(record)) if s is not None]
+    named = {s.target for s in declared if s.kind != "stdout"}
+    found: list[Series] = []
+    for source in declared:
+        found += _read(record, source)
+    for name in sorted(record.outputs):
+        if name.endswith(".json") and name not in named:
+            data = _signed_output(record, name, JSON_CAP)
+            found += metrics.from_json(data, name) if data is not None else []
+    return sorted(found, key=lambda s: (s.source, s.name))
+
+
+def _declarations(record: RunRecord) -> list[Any]:
+    raw = record.spec.get("metrics")
+    return list(raw) if isinstance(raw, list) else []
+
+
+def _read(record: RunRecord, source: Source) -> list[Series]:
+    if source.kind == "stdout":
+        return _from_stdout(record, source)
+    if source.kind == "file":
+        data = _signed_output(record, source.target)
+        reader = metrics.READERS[PurePosixPath(source.target).suffix.lower()]
+        return reader(data, source.label, source) if data is not None else []
+    points = metrics.Points(source.label, source)
+    for name in _event_files(record, source.target):
+        data = _signed_output(record, name)
+        if data is not None:
+            metrics.add_events(data, points)
+    return points.series()
+
+
+def _event_files(record: RunRecord, target: str) -> list[str]:
+    """The TensorBoard event files at or under ``target`` (as the Statement names them)."""
+    prefix = target.rstrip("/") + "/"
+    names = [
+        n
+        for n in sorted(record.outputs)
+        if (n == target or n.startswith(prefix))
+        and PurePosixPath(n).name.startswith("events.out.tfevents.")
+    ]
+    return names[:MAX_EVENT_FILES]
+
+
+def _signed_output(record: RunRecord, name: str, cap: int = FILE_CAP) -> bytes | None:
+    digest = record.outputs.get(name)
+    if digest is None:
+        return None
+    try:
+        data = safeio.read_capped(record.outputs_dir / name, cap=cap)
+    except (OSError, safeio.UnsafeFile):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == digest else None
+
+
+def _from_stdout(record: RunRecord, source: Source) -> list[Series]:
+    digest = StatementView(record.statement).file_digests().get(writer.STDOUT_LOG)
+    if digest is None:
+        return []
+    hasher = hashlib.sha256()
+    try:
+        found = metrics.from_log(_lines(record.path / writer.STDOUT_LOG, hasher), source)
+    except (OSError, safeio.UnsafeFile, _TooLarge):
+        return []
+    return found if hasher.hexdigest() == digest else []
+
+
+class _TooLarge(Exception):
+    """A log past :data:`LOG_CAP`."""
+
+
+def _lines(path: os.PathLike[str], hasher: Any) -> Iterator[bytes]:
+    """The lines of a file, read once, each byte passed to ``hasher`` on the way."""
+    fd = safeio.open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        total, rest = 0, b""
+        while chunk := f.read(1 << 20):
+            total += len(chunk)
+            if total > LOG_CAP:
+                raise _TooLarge
+            hasher.update(chunk)
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            yield from lines
+        if rest:
+            yield rest
 
 
 @dataclass(frozen=True)
 class MetricChange:
-    """One numeric leaf of a JSON metrics file, before and after."""
+    """One metric's value before and after (``rerun``), judged against the seeds' spread."""
 
-    file: str
-    key: str
-    before: float | None  # None: the key is new
-    after: float | None  # None: the key is gone
+    file: str  # the series' source: an output's name, or stdout
+    key: str  # the metric's name
+    before: float | None  # None: the metric is new
+    after: float | None  # None: the metric is gone
+    noise: Noise | None = None  # None: the value did not change, or has no other side
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form used by ``rerun --json``."""
-        return {"file": self.file, "key": self.key, "before": self.before, "after": self.after}
+        doc: dict[str, Any] = {
+            "file": self.file,
+            "key": self.key,
+            "before": self.before,
+            "after": self.after,
+        }
+        if self.noise is not None:
+            doc["noise"] = self.noise.to_json()
+        return doc
 
 
-def metric_changes(before_dir: Path, after_dir: Path, names: Sequence[str]) -> list[MetricChange]:
-    """Every numeric leaf of the ``.json`` outputs both runs have, side by side.
-
-    What a data fix did to the metrics is the question a rerun answers, so all
-    metrics are listed, changed or not; unreadable or non-JSON files are skipped.
-    """
-    changes: list[MetricChange] = []
-    for name in sorted(names):
-        if not name.endswith(".json"):
-            continue
-        try:
-            before = _numeric_leaves(safeio.read_capped(before_dir / name))
-            after = _numeric_leaves(safeio.read_capped(after_dir / name))
-        except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
-            continue
-        for key in sorted(set(before) | set(after)):
-            changes.append(MetricChange(name, key, before.get(key), after.get(key)))
+def metric_changes(
+    before: Sequence[Series],
+    after: Sequence[Series],
+    reference: Mapping[str, Sequence[float]] | None = None,
+) -> list[MetricChange]:
+    """Every metric of either run, side by side; a changed one judged against
+    ``reference`` (metric key → the values runs with other seeds gave) when given."""
+    old = {s.key: s for s in before}
+    new = {s.key: s for s in after}
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        source, name = (a or b).source, (a or b).name  # type: ignore[union-attr]
+        x, y = (a.value if a else None), (b.value if b else None)
+        noise = None
+        if x is not None and y is not None and reference is not None and x != y:
+            noise = metrics.noise_of(y - x, reference.get(key, ()))
+        changes.append(MetricChange(source, name, x, y, noise))
     return changes
-
-
-def _numeric_leaves(data: bytes) -> dict[str, float]:
-    leaves: dict[str, Any] = {}
-    flatten(strict_loads(data), "", leaves)
-    return {
-        key: float(value)
-        for key, value in leaves.items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
-    }
 
 
 @dataclass(frozen=True)
 class MetricSpread:
-    """One numeric leaf across runs that differ only in their seed: how much it moves."""
+    """One metric across runs that differ only in their seed: how much it moves."""
 
     file: str
     key: str
-    values: tuple[float, ...]  # in run order; a run without the key is left out
+    values: tuple[float, ...]  # in run order; a run without the metric is left out
 
     @property
     def mean(self) -> float:
-        """The mean over the runs that have the key."""
+        """The mean over the runs that have the metric."""
         return sum(self.values) / len(self.values)
 
     @property
@@ -91,20 +194,14 @@ class MetricSpread:
         }
 
 
-def metric_spread(output_dirs: Sequence[Path]) -> list[MetricSpread]:
-    """Every numeric leaf of the ``.json`` outputs of several runs, with its spread."""
-    per_run: list[dict[tuple[str, str], float]] = []
-    for directory in output_dirs:
-        leaves: dict[tuple[str, str], float] = {}
-        for path in sorted(directory.glob("*.json")):
-            try:
-                found = _numeric_leaves(safeio.read_capped(path))
-            except (OSError, ValueError, RecursionError, safeio.UnsafeFile):
-                continue
-            leaves |= {(path.name, key): value for key, value in found.items()}
-        per_run.append(leaves)
+def metric_spread(runs: Sequence[Sequence[Series]]) -> list[MetricSpread]:
+    """Each metric's summary value across several runs, with its spread."""
+    per_run = [{s.key: s for s in found} for found in runs]
     keys = sorted(set().union(*per_run)) if per_run else []
-    return [
-        MetricSpread(file, key, tuple(run[(file, key)] for run in per_run if (file, key) in run))
-        for file, key in keys
-    ]
+    spreads = []
+    for key in keys:
+        present = [run[key] for run in per_run if key in run]
+        spreads.append(
+            MetricSpread(present[0].source, present[0].name, tuple(s.value for s in present))
+        )
+    return spreads

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from executor import catalog, cluster, replay
-from executor.compare import metric_changes
+from executor.compare import metric_changes, series_of
 from executor.contracts import ContractViolation
 from executor.errors import RexecError
 from executor.pipelines.campaign import Campaign, RegenOptions, Step, Sub
@@ -129,10 +129,7 @@ def _run_steps(campaign: Campaign, options: RegenOptions) -> None:
             }
             for n in sorted(set(record.outputs) | set(new.outputs))
         ]
-        common = [n for n in record.outputs if n in new.outputs]
-        step.metrics = [
-            m.to_json() for m in metric_changes(record.outputs_dir, new.outputs_dir, common)
-        ]
+        step.metrics = [m.to_json() for m in metric_changes(series_of(record), series_of(new))]
         if all(o["same"] for o in step.outputs):
             step.reason = "re-ran; its outputs are identical, so nothing below it changes"
 

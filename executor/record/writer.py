@@ -29,6 +29,7 @@ BUNDLE = "statement.sigstore.json"
 PUBLIC_KEY = "signing-key.pub"
 OUTPUTS = "outputs"
 LOGS = "logs"
+STDOUT_LOG = f"{LOGS}/stdout.log"  # the job's stdout, as the Statement names it
 HOST = "host.json"
 INVENTORY = "image-inventory.json"
 PARAMS = "params.json"

@@ -63,7 +63,7 @@ from executor.spec.model import (
     parse_user,
 )
 from executor.spec.parse import parse_document, with_purpose
-from executor.spec.view import resolved_view, stage_key
+from executor.spec.view import resolved_view, seed_key_of, stage_key
 
 SPEC_CAP = 1 << 20  # a spec is a page of TOML; anything larger is not one
 
@@ -178,6 +178,7 @@ __all__ = [
     "read_document",
     "render_command",
     "resolved_view",
+    "seed_key_of",
     "stage_key",
     "with_purpose",
 ]

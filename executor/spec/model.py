@@ -17,6 +17,7 @@ from typing import Any
 from executor.contracts import Contract
 from executor.determinism import REASONS
 from executor.errors import SpecError
+from executor.metrics import Source
 from executor.signing import SigningMethod
 
 SPEC_VERSION = 1
@@ -250,6 +251,8 @@ class RunSpec:
     # `[runtime] engine`: "docker" or "podman"; None: the default (docker), or --runtime.
     engine: str | None = None
     checkpoint: Checkpoint | None = None
+    # ``[[metrics]]``: where the run's metrics are besides its JSON outputs (docs/spec.md).
+    metrics: tuple[Source, ...] = ()
 
     @property
     def base_dir(self) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 from executor.contracts import parse_contract
 from executor.errors import SpecError
+from executor.metrics import parse_sources
 from executor.spec._sections import (
     parse_checkpoint,
     parse_image,
@@ -294,6 +295,8 @@ def parse_document(
     determinism, signing, security = parse_small_tables(top, base)
     tolerances = parse_replay(top)
     checkpoint = parse_checkpoint(top)
+    raw_metrics = top.get("metrics", list)
+    declared = parse_sources(raw_metrics, "metrics", errors.add) if raw_metrics else ()
     engine = None
     runtime_tab = top.table("runtime")
     if runtime_tab is not None:
@@ -337,6 +340,7 @@ def parse_document(
         seed_override=seed_override,
         engine=engine,
         checkpoint=checkpoint,
+        metrics=declared,
     )
 
 

@@ -80,14 +80,17 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
                 {"pattern": t.pattern, "rtol": t.rtol, "atol": t.atol} for t in spec.tolerances
             ]
         }
+    if spec.metrics:
+        view["metrics"] = [source.to_json() for source in spec.metrics]
     # Make sure the view is what will be hashed: canonical JSON must accept it.
     canonical_json(view)
     return view
 
 
-# What a stage's result cannot depend on: how it is signed, why it was run, by which name an input
+# What a stage's result cannot depend on: how it is signed, why it was run, where its metrics
+# are read from, by which name an input
 # was looked up (`latest:`/`run:` both resolve to the digest the key does hold).
-_NOT_IN_KEY = ("signing", "purpose")
+_NOT_IN_KEY = ("signing", "purpose", "metrics")
 
 
 def stage_key(view: Mapping[str, Any], *, image: str | None, code: str | None) -> str:
@@ -100,3 +103,10 @@ def stage_key(view: Mapping[str, Any], *, image: str | None, code: str | None) -
         {k: v for k, v in item.items() if k != "from"} for item in view.get("inputs", [])
     ]
     return sha256_hex(canonical_json({"spec": doc, "image": image, "code": code}))
+
+
+def seed_key_of(view: Mapping[str, Any], *, image: str | None, code: str | None) -> str:
+    """The stage key but for the seed: runs of one spec that differ only in their seed
+    (``rexec run --seeds``) share it, and their spread is a metric's noise reference."""
+    unseeded = {k: v for k, v in view.items() if k not in ("seed", "seedOverride")}
+    return stage_key(unseeded, image=image, code=code)

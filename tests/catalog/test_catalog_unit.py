@@ -401,6 +401,8 @@ def test_a_schema_4_catalogs_relative_paths_become_absolute_where_the_record_is_
     cat.put({"runs": [{**_key("other"), "path": "runs/mine-copy"}]})
     with cat.transaction():
         cat.backend.set_version(4)
+        cat.rows("DROP INDEX runs_by_seed_key")  # the runs table as schema 4 had it
+        cat.rows("ALTER TABLE runs DROP COLUMN seed_key")
     cat.close()
     (tmp_path / "runs" / "mine-copy").mkdir()  # a record, but not that row's
     (tmp_path / "runs" / "mine-copy" / "statement.json").write_bytes(
@@ -414,6 +416,30 @@ def test_a_schema_4_catalogs_relative_paths_become_absolute_where_the_record_is_
     finally:
         cat.close()
     assert paths == {"mine": str(mine), "gone": "runs/gone", "other": "runs/mine-copy"}
+
+
+def test_a_schema_5_catalog_gains_the_seed_key_and_keeps_its_rows(tmp_path: Path) -> None:
+    """Schema 6 adds runs.seed_key (the noise reference's key); a schema 5 catalog's rows
+    stay, without one until `catalog index --rebuild` reads their records."""
+    location = tmp_path / "c.sqlite"
+    cat = catalog.open_catalog(location)
+    cat.put({"runs": [{**_key("old"), "path": "/x/old"}]})
+    with cat.transaction():
+        cat.backend.set_version(5)
+        cat.rows("DROP INDEX runs_by_seed_key")
+        cat.rows("ALTER TABLE runs DROP COLUMN seed_key")
+    cat.close()
+    cat = catalog.open_catalog(location)
+    try:
+        assert cat.backend.version() == catalog.SCHEMA_VERSION == 6
+        assert cat.rows("SELECT run_id, seed_key FROM runs") == [
+            {"run_id": "old", "seed_key": None}
+        ]
+        row = {**_key("new"), "path": "/x/new", "seed_key": "k", "status": "succeeded"}
+        cat.put({"runs": [row, {**_key("failed"), "path": "/x/f", "seed_key": "k"}]})
+        assert [r["run_id"] for r in cat.seeded("k", limit=5)] == ["new"]
+    finally:
+        cat.close()
 
 
 def test_a_digest_is_found_by_its_prefix_or_its_bare_hex_through_the_indexes(
@@ -460,6 +486,7 @@ def test_replays_and_stage_reuse_are_looked_up_by_index_when_most_runs_have_neit
             with cat.transaction():
                 cat.backend.rows("DROP INDEX runs_by_original")
                 cat.backend.rows("DROP INDEX runs_by_stage_key")
+                cat.backend.rows("DROP INDEX runs_by_seed_key")  # schema 6's
                 cat.backend.rows("CREATE INDEX runs_by_original ON runs (original_statement)")
                 cat.backend.rows("CREATE INDEX runs_by_stage_key ON runs (stage_key)")
         cat.put_many(

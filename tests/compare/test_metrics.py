@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import pytest
 
 from executor.cli._seeds import seed_list, seeds_value
 from executor.compare import metric_spread
+from executor.metrics import Series, from_json
 
 
-def outputs(tmp_path: Path, name: str, doc: object) -> Path:
-    d = tmp_path / name
-    d.mkdir()
-    (d / "metrics.json").write_text(json.dumps(doc))
-    (d / "weights.npy").write_bytes(b"not json")
-    return d
+def outputs(doc: object) -> list[Series]:
+    return from_json(json.dumps(doc).encode(), "metrics.json")
 
 
-def test_spread_per_numeric_leaf(tmp_path: Path) -> None:
+def test_spread_per_numeric_leaf() -> None:
     dirs = [
-        outputs(tmp_path, "a", {"acc": 0.8, "loss": {"final": 1.0}, "tag": "x"}),
-        outputs(tmp_path, "b", {"acc": 0.9, "loss": {"final": 2.0}, "tag": "y"}),
-        outputs(tmp_path, "c", {"acc": 1.0, "loss": {"final": 3.0}}),
+        outputs({"acc": 0.8, "loss": {"final": 1.0}, "tag": "x"}),
+        outputs({"acc": 0.9, "loss": {"final": 2.0}, "tag": "y"}),
+        outputs({"acc": 1.0, "loss": {"final": 3.0}}),
     ]
     spread = {s.key: s for s in metric_spread(dirs)}
     assert set(spread) == {"acc", "loss.final"}
@@ -36,8 +32,8 @@ def test_spread_per_numeric_leaf(tmp_path: Path) -> None:
     assert spread["loss.final"].stdev == pytest.approx(1.0)
 
 
-def test_a_run_without_the_key_is_left_out_of_its_spread(tmp_path: Path) -> None:
-    dirs = [outputs(tmp_path, "a", {"acc": 0.5}), outputs(tmp_path, "b", {"other": 1})]
+def test_a_run_without_the_key_is_left_out_of_its_spread() -> None:
+    dirs = [outputs({"acc": 0.5}), outputs({"other": 1})]
     spread = {s.key: s for s in metric_spread(dirs)}
     assert spread["acc"].values == (0.5,) and spread["acc"].stdev == 0.0
 

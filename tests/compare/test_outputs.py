@@ -29,6 +29,7 @@ from executor.compare import (
     numeric_diff,
     read_numeric,
 )
+from executor.metrics import from_json
 from executor.spec import Tolerance
 
 
@@ -265,18 +266,10 @@ def test_first_matching_tolerance_wins_and_basenames_match() -> None:
     assert match_tolerance("w.npy", ()) is None
 
 
-def test_metric_changes_lists_every_numeric_leaf_side_by_side(tmp_path: Path) -> None:
-    before, after = tmp_path / "a", tmp_path / "b"
-    for d in (before, after):
-        d.mkdir()
-    (before / "metrics.json").write_text('{"acc": 0.9, "loss": {"train": 1, "val": 2}, "tag": "x"}')
-    (after / "metrics.json").write_text('{"acc": 0.8, "loss": {"train": 1}, "new": 5}')
-    (before / "model.npy").write_bytes(b"not json")
-    (after / "model.npy").write_bytes(b"not json")
-    changes = [
-        (c.key, c.before, c.after)
-        for c in metric_changes(before, after, ["metrics.json", "model.npy"])
-    ]
+def test_metric_changes_lists_every_metric_side_by_side() -> None:
+    before = from_json(b'{"acc": 0.9, "loss": {"train": 1, "val": 2}, "tag": "x"}', "m.json")
+    after = from_json(b'{"acc": 0.8, "loss": {"train": 1}, "new": 5}', "m.json")
+    changes = [(c.key, c.before, c.after) for c in metric_changes(before, after)]
     assert changes == [
         ("acc", 0.9, 0.8),
         ("loss.train", 1.0, 1.0),
