@@ -256,6 +256,26 @@ class Catalog:
             [seed_key, limit],
         )
 
+    def seeded_metrics(self, seed_key: str, *, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The metrics of the newest succeeded runs of one spec with any seed that verified
+        when indexed, and how many such runs did not (their values are left out)."""
+        runs = self.seeded(seed_key, limit=limit)
+        shas = [r["statement_sha256"] for r in runs]
+        verified = {
+            r["statement_sha256"]
+            for r in self._rows_in(
+                "SELECT statement_sha256 FROM runs WHERE statement_sha256 IN ({marks})"
+                " AND verification LIKE 'verified%'",
+                shas,
+            )
+        }
+        rows = self._rows_in(
+            "SELECT statement_sha256, file, key, value FROM metrics"
+            " WHERE statement_sha256 IN ({marks})",
+            sorted(verified),
+        )
+        return rows, len(runs) - len(verified)
+
     def claimed_twice(self, run_ids: Sequence[str]) -> list[str]:
         """Those of ``run_ids`` that more than one record claims."""
         found = self._rows_in(

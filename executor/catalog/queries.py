@@ -13,8 +13,10 @@ from typing import Any
 from executor.canonical import sha256_hex
 from executor.catalog.db import Catalog, like_pattern
 from executor.catalog.index import read_statement
+from executor.catalog.noise import MAX_SEEDS
 from executor.catalog.where import parse_where
 from executor.errors import InputError
+from executor.metrics import noise_of
 
 __all__ = [
     "CURRENT",
@@ -344,7 +346,34 @@ def compare(catalog: Catalog, refs: Sequence[str], *, changed_only: bool = True)
         if len(numbers) == len(values):
             row["deltas"] = [v - numbers[0] for v in numbers]
         rows.append(row)
-    return {"runs": run_ids, "records": records, "rows": rows, "changedOnly": changed_only}
+    reference = _judge(catalog, records[0], rows)
+    return {
+        "runs": run_ids,
+        "records": records,
+        "rows": rows,
+        "changedOnly": changed_only,
+        "seedReference": reference,
+    }
+
+
+def _judge(catalog: Catalog, first: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each metric's change from the first run, against the spread of the runs of the first
+    run's spec with other seeds that verified when indexed (``noise`` beside ``deltas``)."""
+    seed_key = (catalog.record(first) or {}).get("seed_key")
+    found, unverified = catalog.seeded_metrics(seed_key, limit=MAX_SEEDS) if seed_key else ([], 0)
+    values: dict[str, list[float]] = {}
+    for m in found:
+        if m["value"] is not None:
+            values.setdefault(f"metrics.{m['file']}:{m['key']}", []).append(m["value"])
+    seeds = len({m["statement_sha256"] for m in found})
+    for row in rows:
+        if row["key"].startswith("metrics.") and "deltas" in row:
+            reference = values.get(row["key"], [])
+            row["noise"] = [
+                None if i == 0 or not d else noise_of(d, reference).to_json()
+                for i, d in enumerate(row["deltas"])
+            ]
+    return {"seeds": seeds, "unverified": unverified}
 
 
 def lineage(catalog: Catalog, ref: str, *, direction: str) -> dict[str, Any]:

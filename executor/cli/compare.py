@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
@@ -30,12 +31,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=handle)
 
 
-def _cell(value: object, delta: float | None) -> str:
+def _cell(value: object, delta: float | None, noise: dict[str, Any] | None) -> str:
     text = f"{value:.6g}" if isinstance(value, float) else str(value)
     if len(text) > 28:
         text = text[:27] + "…"
     if delta:
-        text += f" ({delta:+.3g})"
+        text += f" ({delta:+.3g}"
+        if noise and noise["sds"] is not None:
+            text += f"; {noise['sds']:.1f} sd, {noise['verdict'].split()[0]}"
+        text += ")"
     return text
 
 
@@ -54,8 +58,37 @@ def handle(args: argparse.Namespace) -> int:
     out.print(safe("key".ljust(width) + "  " + "  ".join(r[:30].ljust(30) for r in doc["runs"])))
     for row in doc["rows"]:
         deltas = row.get("deltas") or [None] * len(row["values"])
-        cells = [_cell(v, d).ljust(30) for v, d in zip(row["values"], deltas, strict=True)]
+        noise = row.get("noise") or [None] * len(row["values"])
+        cells = [
+            _cell(v, d, n).ljust(42 if n else 30)
+            for v, d, n in zip(row["values"], deltas, noise, strict=True)
+        ]
         out.print(safe(row["key"].ljust(width) + "  " + "  ".join(cells)))
     if not doc["rows"]:
         out.print("no differences" + ("" if args.all else " (--all shows every row)"))
+    _say_reference(doc)
     return 0
+
+
+def _say_reference(doc: dict[str, Any]) -> None:
+    """What the metric changes were judged against, or how to get a reference."""
+    if not any(r.get("noise") for r in doc["rows"]):
+        return
+    ref = doc["seedReference"]
+    left_out = (
+        f"; {ref['unverified']} not verified when indexed, left out" if ref["unverified"] else ""
+    )
+    if ref["seeds"] >= 2:
+        console().print(
+            safe(
+                f"metric changes judged against {ref['seeds']} runs of the first run's spec "
+                f"with other seeds (within 2 sd: noise){left_out}"
+            )
+        )
+    else:
+        console().print(
+            safe(
+                f"no seed reference for the metric changes ({ref['seeds']} verified run of the "
+                f"first run's spec{left_out}): `rexec run SPEC --seeds 3` gives one"
+            )
+        )

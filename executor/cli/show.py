@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from executor import catalog
 from executor.cli._catalog import add_catalog_option
 from executor.cli._json import print_json
 from executor.cli._render import console, safe
+from executor.errors import RexecError
+from executor.metrics import Series
+from executor.record import load_record
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -36,6 +40,8 @@ def handle(args: argparse.Namespace) -> int:
         doc = catalog.show(cat, args.ref)
     finally:
         cat.close()
+    if "run" in doc:
+        doc["series"] = [s.numbers() for s in _series(doc["run"]["path"])]
     if args.json:
         print_json({"schema": "rexec.show/v1", **doc})
         return 0
@@ -118,10 +124,30 @@ def handle(args: argparse.Namespace) -> int:
     for p in doc["params"]:
         mark = " (overridden)" if p["overridden"] else ""
         out.print(f"  {safe(p['key'])} = {safe(p['value'])}{mark}")
-    out.print("[bold]metrics[/]")
-    for m in doc["metrics"]:
-        out.print(f"  {safe(m['file'])} {safe(m['key'])} = {m['value']:.6g}")
+    out.print("[bold]metrics[/] (run value; for a series, what its chart shows)")
+    for s in doc["series"]:
+        line = f"  {safe(s['source'])} {safe(s['name'])} = {s['value']:.6g}"
+        if s["points"] > 1:
+            line += (
+                f" ({s['summary']} of {s['points']} points, steps {s['firstStep']:g}→"
+                f"{s['lastStep']:g}: first {s['first']:.6g}, min {s['min']:.6g}, "
+                f"max {s['max']:.6g}, last {s['last']:.6g})"
+            )
+        out.print(line)
+    if not doc["series"]:  # the record is not readable here: the catalog's summaries
+        for m in doc["metrics"]:
+            out.print(f"  {safe(m['file'])} {safe(m['key'])} = {m['value']:.6g}")
     return 0
+
+
+def _series(path: str) -> list[Series]:
+    """The record's metrics, read from its signed files (none when it is not readable)."""
+    from executor.compare import series_of  # only a run's page needs it
+
+    try:
+        return series_of(load_record(Path(path)))
+    except (RexecError, OSError):
+        return []
 
 
 def _claimed(link: dict[str, Any]) -> str:

@@ -91,6 +91,12 @@ class Series:
         """``SOURCE:NAME``, as the catalog's ``metrics.FILE:KEY`` names it."""
         return f"{self.source}:{self.name}"
 
+    def numbers(self) -> dict[str, Any]:
+        """What a chart of it shows, in numbers (``rexec show``, the run page's table)."""
+        values = self.values
+        extent = {"first": values[0], "min": min(values), "max": max(values), "last": values[-1]}
+        return self.to_json() | extent
+
     def to_json(self) -> dict[str, Any]:
         """The summary and the size of the series (its points are drawn, not listed)."""
         return {

@@ -148,6 +148,15 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
             doc = pages.compare_page(cat, runs, everything=request.args.get("all") == "1")
         return html("compare.html", doc=doc, runs=runs)
 
+    @app.get("/plots")
+    def plots() -> Any:
+        name = request.args.get("name", "")
+        if not name:
+            abort(400)
+        with opened() as cat:
+            doc = pages.plots_page(cat, name, request.args.get("metric"), run_url)
+        return html("plots.html", doc=doc)
+
     @app.get("/regenerations")
     def regenerations() -> Any:
         with opened() as cat:

@@ -12,15 +12,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from executor import catalog, safeio
+from executor.compare import series_of
 from executor.errors import RexecError
 from executor.paths import config_dir
-from executor.record import load_record
+from executor.record import RunRecord, load_record
+from executor.web import plots
 
 __all__ = [
     "PER_PAGE",
     "compare_page",
     "ledger_page",
     "lineage_page",
+    "plots_page",
     "regeneration_page",
     "run_page",
 ]
@@ -129,12 +132,9 @@ def _cell(value: Any) -> str:
     return text if isinstance(text, str) else json.dumps(text, sort_keys=True)
 
 
-def _host(record_path: str) -> list[tuple[str, str]]:
+def _host(record: RunRecord | None) -> list[tuple[str, str]]:
     """Host and GPUs from the record's signed host capture (nothing when unreadable)."""
-    try:
-        host = load_record(Path(record_path)).host or {}
-    except (RexecError, OSError):
-        return []
+    host = (record.host if record is not None else None) or {}
 
     def brief(value: Any, drop: tuple[str, ...] = ()) -> str:
         if isinstance(value, Mapping):
@@ -156,7 +156,11 @@ def run_page(cat: catalog.Catalog, statement: str) -> dict[str, Any]:
     only when verified) plus the host it ran on."""
     doc = catalog.show_record(cat, statement)
     run = doc["run"]
-    doc["host"] = _host(run["path"])
+    record = _record(run["path"])
+    found = series_of(record) if record is not None else []
+    doc["host"] = _host(record)
+    doc["series"] = [s.numbers() for s in found]
+    doc["charts"] = plots.run_charts(cat, run, found)
     who = json.loads(run["invoker"]) if run.get("invoker") else None
     doc["invoker"] = (
         f"{who.get('user')} (uid {who.get('uid')}) on {who.get('host')}"
@@ -164,6 +168,14 @@ def run_page(cat: catalog.Catalog, statement: str) -> dict[str, Any]:
         else "not recorded"
     )
     return doc
+
+
+def _record(path: str) -> RunRecord | None:
+    """The record at ``path``, its files checked as read (None: the page shows the catalog's)."""
+    try:
+        return load_record(Path(path))
+    except (RexecError, OSError):
+        return None
 
 
 def lineage_page(cat: catalog.Catalog, ref: str, direction: str, link: Link) -> dict[str, Any]:
@@ -175,8 +187,17 @@ def lineage_page(cat: catalog.Catalog, ref: str, direction: str, link: Link) -> 
 
 
 def compare_page(cat: catalog.Catalog, runs: Sequence[str], *, everything: bool) -> dict[str, Any]:
-    """2 to 5 runs side by side, changed rows only unless ``everything``."""
-    return catalog.compare(cat, list(runs), changed_only=not everything)
+    """2 to 20 runs side by side, changed rows only unless ``everything``; their curves
+    overlaid, one chart per metric."""
+    doc = catalog.compare(cat, list(runs), changed_only=not everything)
+    paths = [(run_id, (cat.records_of(run_id) or [{}])[0].get("path")) for run_id in doc["runs"]]
+    doc["charts"] = plots.overlay_charts([(r, p) for r, p in paths if p])
+    return doc
+
+
+def plots_page(cat: catalog.Catalog, name: str, metric: str | None, link: Link) -> dict[str, Any]:
+    """The runs of one name: a metric against each param that varies, and all at once."""
+    return plots.name_charts(cat, name, metric, link)
 
 
 def regeneration_page(cat: catalog.Catalog, regeneration: str | None) -> dict[str, Any]:

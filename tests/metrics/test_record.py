@@ -10,63 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from executor import catalog, runner, spec
+from executor import catalog, spec
 from executor.canonical import sha256_hex
+from executor.cli import main
 from executor.compare import metric_changes, series_of
 from executor.errors import SpecError
 from executor.record import load_record
-from executor.runtime import ContainerRequest
-from executor.signing import KeyPolicy, SignOptions
+from executor.signing import KeyPolicy
 from executor.signing.key import generate_keypair
-from tests.fakes import FakeRuntime
-
-SPEC = """
-version = 1
-name = "lm"
-[image]
-build = { dockerfile = "img/Dockerfile", context = "img", allow_unpinned_from = true }
-[run]
-command = ["train"]
-seed = 1
-[[metrics]]
-stdout = 'end of epoch\\s+(?P<step>\\d+) .*valid ppl\\s+(?P<val_ppl>[0-9.]+)'
-summary = "min"
-[[metrics]]
-file = "history.csv"
-step = "epoch"
-"""
-# What the trainer prints at the end of its epochs, by seed: the spread the issue measured.
-PPL = {1: (960.0, 921.5), 2: (950.0, 893.7), 3: (990.0, 940.6), 4: (930.0, 897.3)}
-
-
-def job(outputs: Path, reports: Path) -> None:
-    (outputs / "history.csv").write_text("epoch,train_loss\n1,7.1\n2,6.8\n")
-    (outputs / "summary.json").write_text('{"params": 1200, "curve": [3, 2, 1]}')
-
-
-def printed(request: ContainerRequest) -> bytes:
-    first, last = PPL[int(request.env["REXEC_SEED"])]
-    return (
-        f"| end of epoch   1 | time: 1.0s | valid ppl {first:8.2f}\n"
-        f"| end of epoch   2 | time: 1.0s | valid ppl {last:8.2f}\n"
-    ).encode()
+from tests.metrics.trainer import SPEC, make_key, run
 
 
 @pytest.fixture
 def key(tmp_path: Path) -> tuple[Path, Path]:
-    generate_keypair(tmp_path / "k.pem", tmp_path / "k.pub", password=None)
-    return tmp_path / "k.pem", tmp_path / "k.pub"
-
-
-def run(tmp_path: Path, key: Path, seed: int) -> Path:
-    (tmp_path / "img").mkdir(exist_ok=True)
-    (tmp_path / "img" / "Dockerfile").write_text("FROM scratch\n")
-    run_spec = spec.loads(SPEC.encode(), source=tmp_path / "spec.toml", seed=seed)
-    options = runner.RunOptions(
-        runs_dir=tmp_path / "runs", sign=SignOptions(method="key", key_path=key), echo_logs=False
-    )
-    runtime = FakeRuntime(job, stdout=printed)
-    return runner.run(run_spec, options=options, runtime=runtime).run_dir
+    return make_key(tmp_path)
 
 
 def test_declared_and_json_metrics_come_from_the_signed_log_and_outputs(
@@ -189,3 +146,52 @@ def test_where_metrics_are_read_is_not_part_of_the_stage_or_seed_key(tmp_path: P
     assert "metrics" in views[0] and "metrics" not in views[1]
     for key in (spec.stage_key, spec.seed_key_of):
         assert key(views[0], image="i", code=None) == key(views[1], image="i", code=None)
+
+
+def test_compare_judges_metric_changes_against_seeds_that_verified_when_indexed(
+    tmp_path: Path, key: tuple[Path, Path]
+) -> None:
+    paths = [run(tmp_path, key[0], seed) for seed in (1, 2, 3, 4)]
+    cat = catalog.open_catalog(create=False)
+    try:
+        unverified = catalog.compare(cat, [paths[0].name, paths[3].name])
+        catalog.index_records(cat, paths[:3], rebuild=True, policy=KeyPolicy.from_file(key[1]))
+        catalog.index_records(cat, paths[3:])  # indexed without a policy: not verified
+        judged = catalog.compare(cat, [paths[0].name, paths[3].name])
+    finally:
+        cat.close()
+    assert unverified["seedReference"] == {"seeds": 0, "unverified": 4}
+    (row,) = [r for r in unverified["rows"] if r["key"] == "metrics.stdout:val_ppl"]
+    assert row["noise"][1]["verdict"] == "no seed reference"
+    assert judged["seedReference"] == {"seeds": 3, "unverified": 1}
+    (row,) = [r for r in judged["rows"] if r["key"] == "metrics.stdout:val_ppl"]
+    assert row["deltas"][1] == pytest.approx(-24.2)
+    expected = 24.2 / statistics.stdev([921.5, 893.7, 940.6])
+    assert row["noise"][1]["sds"] == pytest.approx(expected) and expected < 2
+    assert row["noise"][1]["verdict"] == "within noise"
+
+
+def test_show_and_compare_print_the_numbers_a_chart_would_show(
+    tmp_path: Path, key: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [run(tmp_path, key[0], seed) for seed in (1, 2, 3, 4)]
+    assert main(["show", paths[0].name, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (ppl,) = [s for s in doc["series"] if s["name"] == "val_ppl"]
+    assert ppl == {
+        "source": "stdout", "name": "val_ppl", "summary": "min", "value": 921.5, "points": 2,
+        "firstStep": 1.0, "lastStep": 2.0, "first": 960.0, "min": 921.5, "max": 960.0,
+        "last": 921.5,
+    }  # fmt: skip
+    assert main(["show", paths[0].name]) == 0
+    text = capsys.readouterr().out
+    assert "stdout val_ppl = 921.5 (min of 2 points, steps 1→2: first 960" in text
+    cat = catalog.open_catalog(create=False)
+    try:
+        catalog.index_records(cat, paths[:3], rebuild=True, policy=KeyPolicy.from_file(key[1]))
+    finally:
+        cat.close()
+    assert main(["compare", paths[0].name, paths[1].name]) == 0
+    text = capsys.readouterr().out
+    assert "893.7 (-27.8; 1.2 sd, within)" in text
+    assert "judged against 3 runs of the first run's spec with other seeds" in text
