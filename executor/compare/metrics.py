@@ -27,7 +27,7 @@ MAX_EVENT_FILES = 64
 
 def series_of(record: RunRecord) -> list[Series]:
     """Every metric of a record, declared or found in its JSON outputs, by source and name."""
-    declared = [s for s in map(Source.from_json, _declarations(record)) if s is not None]
+    declared = record.metrics
     named = {s.target for s in declared if s.kind != "stdout"}
     found: list[Series] = []
     for source in declared:
@@ -37,11 +37,6 @@ def series_of(record: RunRecord) -> list[Series]:
             data = _signed_output(record, name, JSON_CAP)
             found += metrics.from_json(data, name) if data is not None else []
     return sorted(found, key=lambda s: (s.source, s.name))
-
-
-def _declarations(record: RunRecord) -> list[Any]:
-    raw = record.spec.get("metrics")
-    return list(raw) if isinstance(raw, list) else []
 
 
 def _read(record: RunRecord, source: Source) -> list[Series]:

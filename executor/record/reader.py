@@ -16,6 +16,7 @@ from typing import Any
 from executor import safeio
 from executor.canonical import StrictJSONError, sha256_hex, strict_loads
 from executor.errors import InputError, MismatchError
+from executor.metrics import Source
 from executor.record import writer
 from executor.record.manifest import MANIFEST_SCHEMA, exit_status
 from executor.record.manifest import loads as load_statement
@@ -197,6 +198,14 @@ class RunRecord:
             Tolerance(str(t["pattern"]), float(t.get("rtol", 0)), float(t.get("atol", 0)))
             for t in entries
         )
+
+    @property
+    def metrics(self) -> tuple[Source, ...]:
+        """The signed ``[[metrics]]`` declaration; an entry this rexec cannot read is left
+        out (its metrics are then not read, nothing else changes)."""
+        raw = self.spec.get("metrics")
+        found = [Source.from_json(item) for item in raw] if isinstance(raw, list) else []
+        return tuple(s for s in found if s is not None)
 
     def dependency(self, name: str) -> Mapping[str, Any] | None:
         """The resolved dependency called ``name`` (image, code, input:NAME)."""

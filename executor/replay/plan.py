@@ -243,6 +243,7 @@ def _spec_from_record(
         seed_override=_seed_override(view),
         engine=record.engine,
         checkpoint=_checkpoint(view.get("checkpoint")),
+        metrics=record.metrics,
     )
 
 

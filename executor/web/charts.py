@@ -18,8 +18,8 @@ from executor.htmlpage import drawn
 
 __all__ = ["Line", "Point", "curves", "parallel", "scatter"]
 
-WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 40
+WIDTH, HEIGHT = 640, 290
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 62, 40
 BUCKETS = 600
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 MAX_LINES = len(PALETTE) * 2  # lines in one chart; more are left out (and said so)
@@ -95,6 +95,7 @@ def scatter(title: str, x_label: str, y_label: str, points: Sequence[Point]) -> 
         max(p.x for p in points),
         min(p.y for p in points),
         max(p.y for p in points),
+        dots=True,
     )
     parts = [_open(title), *frame.axes(x_label=x_label, y_label=y_label)]
     for p in points:
@@ -123,7 +124,7 @@ def parallel(
     for i in range(len(axes)):
         column = [float(r[1][i]) for r in usable]  # type: ignore[arg-type]
         spans.append((min(column), max(column)))
-    width = WIDTH - LEFT - RIGHT
+    width = WIDTH - LEFT - RIGHT - 40  # room for the last axis's name
     step = width / (len(axes) - 1)
     parts = [_open(title)]
     for i, name in enumerate(axes):
@@ -160,8 +161,11 @@ def parallel(
 class _Frame:
     """Data coordinates to the picture's, with round ticks on both axes."""
 
-    def __init__(self, x0: float, x1: float, y0: float, y1: float) -> None:
+    def __init__(self, x0: float, x1: float, y0: float, y1: float, *, dots: bool = False) -> None:
         pad = (y1 - y0) * 0.05 or abs(y0) * 0.05 or 1.0
+        if dots:  # a dot at the very edge is half hidden: room on both sides
+            x_pad = (x1 - x0) * 0.05 or abs(x0) * 0.05 or 1.0
+            x0, x1 = x0 - x_pad, x1 + x_pad
         self.x0, self.x1 = x0, (x1 if x1 > x0 else x0 + 1)
         self.y0, self.y1 = y0 - pad, y1 + pad
 
@@ -247,24 +251,31 @@ def _ramp(share: float) -> str:
 
 
 def _legend(labels: Sequence[str], band_label: str) -> list[str]:
-    parts, x = [], float(LEFT)
+    """Two rows under the title at most; a label keeps its end (a run id's distinct part)."""
+    parts, x, row = [], float(LEFT), 0
     entries = [(PALETTE[i % len(PALETTE)], label) for i, label in enumerate(labels)]
     if band_label:
         entries.append(("#bbb", band_label))
-    for colour, label in entries[:6]:
-        text = _clip(label, 28)
+    for index, (colour, label) in enumerate(entries):
+        text = label if len(label) <= 30 else "…" + label[-29:]
+        width = 26 + 6.9 * len(text)
+        if x + width > WIDTH - RIGHT and x > LEFT:
+            row, x = row + 1, float(LEFT)
+        if row == 2:
+            parts.append(_note(f"+{len(entries) - index} more"))
+            break
+        y = 28 + 14 * row
         parts.append(
-            f'<rect x="{x}" y="8" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{x + 14}" y="17" font-size="11">{escape(text)}</text>'
+            f'<rect x="{x:.1f}" y="{y}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{x + 14:.1f}" y="{y + 9}" font-size="11">{escape(text)}</text>'
         )
-        x += 24 + 6.5 * len(text)
+        x += width
     return parts
 
 
 def _note(text: str) -> str:
     return (
-        f'<text x="{WIDTH - RIGHT}" y="{TOP + 10}" text-anchor="end" font-size="10">'
-        f"{escape(text)}</text>"
+        f'<text x="{WIDTH - RIGHT}" y="16" text-anchor="end" font-size="10">{escape(text)}</text>'
     )
 
 
@@ -273,6 +284,8 @@ def _open(title: str) -> str:
         f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(title)}">'
         f"<title>{escape(title)}</title>"
+        f'<text class="chart-title" x="{LEFT}" y="16" font-size="13" font-weight="bold">'
+        f"{escape(_clip(title, 80))}</text>"
     )
 
 

@@ -67,7 +67,8 @@ def overlay_charts(records: Sequence[tuple[str, str]]) -> list[str]:
             for run_id, found in per_run
             if key in found
         ]
-        drawn.append(charts.curves(_title(next(f[key] for _, f in per_run if key in f)), lines))
+        first = next(f[key] for _, f in per_run if key in f)
+        drawn.append(charts.curves(_title(first, value=False), lines))
     return drawn
 
 
@@ -92,7 +93,12 @@ def name_charts(cat: catalog.Catalog, name: str, metric: str | None, link: Link)
             if _is_number(v.get(param)) and _is_number(v.get(chosen))
         ]
         doc["scatters"].append(
-            charts.scatter(f"{label} by {param}", param.removeprefix("params."), label, points)
+            charts.scatter(
+                f"{label} by {param.removeprefix('params.')}",
+                param.removeprefix("params."),
+                label,
+                points,
+            )
         )
     axes = [*params[: MAX_AXES - 1], chosen]
     lines = [(r["run_id"], [_float(v.get(a)) for a in axes], link(r["run_id"])) for r, v in runs]
@@ -132,5 +138,8 @@ def _float(value: Any) -> float | None:
     return float(value) if _is_number(value) else None
 
 
-def _title(series: Series) -> str:
+def _title(series: Series, *, value: bool = True) -> str:
+    """The metric, where it is read from, and (one run's chart) the run's value."""
+    if not value:
+        return f"{series.name} ({series.source}; run value: its {series.summary})"
     return f"{series.name} ({series.source}; run value: {series.summary} {series.value:.6g})"

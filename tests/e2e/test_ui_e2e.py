@@ -6,9 +6,6 @@ Screenshots of each page are saved under build/screenshots/ (CI keeps them).
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import NO_FRAMEWORKS, REPO, Rexec, gen, pinned, spec
+from tests.e2e.browser import SHOTS, browser, by_css, navigated, serve
+from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, gen, pinned, spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+__all__ = ["browser"]  # a fixture, used by name
 
-SHOTS = REPO / "build" / "screenshots"
 EVIL = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
 
 
@@ -83,36 +81,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def serve(catalog: Path, *more: str) -> tuple[subprocess.Popen[str], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "executor",
-            "ui",
-            "--catalog",
-            str(catalog),
-            "--port",
-            str(port),
-            *more,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    line = proc.stdout.readline() if proc.stdout else ""  # "rexec ui: http://…/ (…)"
-    assert line.startswith("rexec ui: http://"), line + (proc.stderr.read() if proc.stderr else "")
-    return proc, line.split()[2]
-
-
 @pytest.fixture(scope="module")
 def ui(runs: dict[str, Any]) -> Iterator[str]:
     proc, url = serve(runs["catalog"])
@@ -121,48 +89,6 @@ def ui(runs: dict[str, Any]) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1000",
-    ):
-        options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def by_css(driver: Any, css: str) -> list[Any]:
-    from selenium.webdriver.common.by import By
-
-    return list(driver.find_elements(By.CSS_SELECTOR, css))
-
-
-def navigated(driver: Any, url_part: str) -> None:
-    """Wait until a click or a submit has loaded the page whose URL holds ``url_part``
-    (reading elements before that finds the old page's, which then go stale)."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(driver, 15).until(
-        lambda d: (
-            url_part in d.current_url
-            and d.execute_script("return document.readyState") == "complete"
-        )
-    )
 
 
 def test_the_ledger_lists_and_filters_runs(ui: str, browser: Any, runs: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from executor.cli import main
 from executor.compare import metric_changes, series_of
 from executor.errors import SpecError
 from executor.record import load_record
+from executor.replay.plan import spec_from_record
 from executor.signing import KeyPolicy
 from executor.signing.key import generate_keypair
 from tests.metrics.trainer import SPEC, make_key, run
@@ -195,3 +196,13 @@ def test_show_and_compare_print_the_numbers_a_chart_would_show(
     text = capsys.readouterr().out
     assert "893.7 (-27.8; 1.2 sd, within)" in text
     assert "judged against 3 runs of the first run's spec with other seeds" in text
+
+
+def test_a_replay_or_rerun_keeps_the_declaration_the_record_signed(
+    tmp_path: Path, key: tuple[Path, Path]
+) -> None:
+    """A rerun rebuilt its spec without [[metrics]]: its record had none, and its metrics
+    showed as gone (`val_ppl: 718.36 → None`)."""
+    record = load_record(run(tmp_path, key[0], 1))
+    rebuilt = spec_from_record(record, paths={}, digests={})
+    assert spec.resolved_view(rebuilt)["metrics"] == record.spec["metrics"]
