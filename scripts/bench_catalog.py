@@ -11,6 +11,11 @@
    (real record directories, cloned from one real run and given new ids).
 3. The catalog hook's added time per `rexec run` (indexing one record), against
    the same record's `load_record` alone. Target: ≤ 20 ms.
+4. Charts: a real run whose stdout has 100,000 steps of one metric, its run page
+   (the series read from the signed log, checked against its digest, and drawn) against
+   hashing the log alone (the floor: every byte must be read). Target: ≤ 0.5 s.
+5. The ledger with metric columns at 100,000 runs, loaded in headless Chromium (when
+   /usr/bin/chromium is there): navigation start to the load event. Target: ≤ 0.3 s.
 
 The peer for (1) is the same query as plain SQL without the recursive walk
 (an index lookup), printed beside. A benchmark, not a test: it prints.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -150,6 +156,7 @@ def queries(location: str, n: int, label: str) -> dict[str, float]:
 
 def both_backends(work: Path, n: int, postgres: str | None) -> None:
     lite = queries(str(work / f"catalog-{n}.sqlite"), n, "SQLite")
+    ledger_in_browser(str(work / f"catalog-{n}.sqlite"), n)
     if postgres is None:
         print("  (no PostgreSQL server: pass --postgres URL to measure that backend)")
         return
@@ -234,12 +241,115 @@ def indexing(work: Path, new: int) -> None:
     print(f"  of which load_record (peer)         {load:8.2f} ms")
 
 
+CURVE_JOB = (
+    "import math, sys\n"
+    "n = int(sys.argv[1])\n"
+    "sys.stdout.writelines(f'step {s} loss {math.exp(-s / n) + 0.01 * math.sin(s):.6f}\\n'"
+    " for s in range(n))\n"
+)
+
+
+def curve_record(work: Path, steps: int) -> Path:
+    """A real run (the base image, signed with none) printing ``steps`` lines of a loss."""
+    spec = work / "curve.toml"
+    spec.write_text(
+        textwrap.dedent(f"""\
+        version = 1
+        name = "curve"
+        [image]
+        ref = "{BASE_REF_FILE.read_text().strip()}"
+        [run]
+        command = ["python3", "-c", {json.dumps(CURVE_JOB)}, "{steps}"]
+        seed = 1
+        [determinism]
+        frameworks = []
+        [signing]
+        method = "none"
+        [[metrics]]
+        stdout = '^step (?P<step>\\d+) loss (?P<loss>\\S+)'
+        summary = "min"
+        """)
+    )
+    env = {"REXEC_CACHE_DIR": str(work / "cache"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [*REXEC, "run", str(spec), "--runs-dir", str(work / "runs"), "--json", "-q"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"scripts/bench: the curve run failed:\n{proc.stderr}")
+    return Path(json.loads(proc.stdout)["run_dir"])
+
+
+def charting(work: Path, steps: int) -> None:
+    from executor import web
+    from executor.web import charts, plots
+
+    record = curve_record(work, steps)
+    log = record / "logs" / "stdout.log"
+    app = web.create_app(str(work / "cache" / "catalog.sqlite"), hosts=["localhost"])
+    client = app.test_client()
+
+    def page() -> None:
+        response = client.get(f"/run/{record.name}", headers={"Host": "localhost"})
+        assert response.status_code == 200 and b'class="curve"' in response.data
+
+    (series,) = plots.series_at(record)
+    read = best_ms(lambda: plots.series_at(record), repeat=3)
+    draw = best_ms(lambda: charts.curves("loss", [charts.Line("r", series.steps, series.values)]))
+    whole = best_ms(page, repeat=3)
+    floor = best_ms(lambda: hashlib.sha256(log.read_bytes()).hexdigest())
+    size = log.stat().st_size / 1e6
+    print(f"\n== a run with {len(series.values):,} steps of one metric ({size:.1f} MB of log) ==")
+    print(f"  the run page, served                {whole:8.1f} ms   (target <= 500)")
+    print(f"  of which reading the series         {read:8.1f} ms")
+    print(f"  of which drawing it                 {draw:8.1f} ms")
+    print(f"  hashing the log alone (the floor)   {floor:8.1f} ms   ({whole / floor:.1f}x)")
+
+
+def ledger_in_browser(location: str, n: int) -> None:
+    """The ledger of the train runs with their metric and param columns, in Chromium."""
+    if not Path("/usr/bin/chromium").exists():
+        print("  (no /usr/bin/chromium: the ledger's load in a browser is not measured)")
+        return
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    proc = subprocess.Popen(
+        [*REXEC, "ui", "--catalog", location, "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    options.binary_location = "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        url = (proc.stdout.readline() if proc.stdout else "").split()[2].rstrip("/")
+        times = []
+        for _ in range(5):
+            driver.get(f"{url}/?name=train")
+            times.append(
+                driver.execute_script(
+                    "const t = performance.getEntriesByType('navigation')[0];"
+                    " return t.loadEventEnd - t.startTime;"
+                )
+            )
+        columns = len(driver.find_elements("css selector", "#runs th.num"))
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"  the ledger in Chromium ({columns} metric/param columns, {n:,} runs)"
+          f" {min(times):6.1f} ms   (target <= 300)")  # fmt: skip
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench catalog", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--new", type=int, default=1000, help="records for the incremental index")
+    parser.add_argument("--steps", type=int, default=100_000, help="steps of the charted run")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: proves it runs (CI)")
     parser.add_argument(
         "--postgres",
@@ -249,7 +359,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.runs, args.new = [300], 20
+        args.runs, args.new, args.steps = [300], 20, 1000
     with tempfile.TemporaryDirectory(prefix="rexec-bench-catalog-") as tmp:
         work = Path(tmp)
         os.environ["REXEC_CACHE_DIR"] = str(work / "cache")  # the hook's catalog, not yours
@@ -257,6 +367,7 @@ def main(argv: list[str]) -> int:
         for n in args.runs:
             both_backends(work, n, args.postgres)
         indexing(work, args.new)
+        charting(work, args.steps)
     print("\ncatalog bench done")
     return 0
 

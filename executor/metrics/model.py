@@ -173,26 +173,27 @@ def _parse_summary(raw: Any, key: str, add: AddError) -> tuple[str | None, dict[
 
 
 def compile_pattern(pattern: str) -> Any:
-    """A stdout pattern compiled by RE2, not re: a pattern from a record (which may be
-    hostile) matches in linear time, where re can backtrack for ever on one line. Raises
-    ValueError for a pattern RE2 does not read."""
-    import re2  # the one importer; only specs with a stdout pattern pay for it
+    """A stdout pattern, compiled by ``regex`` with ``^`` and ``$`` at each line: Python's
+    syntax, and a timeout on a whole search (a pattern from a record may be hostile, and
+    one line can make a backtracking pattern run for ever). Raises ValueError for a
+    pattern it does not read."""
+    import regex  # the one importer; only specs with a stdout pattern pay for it
 
     try:
-        return re2.compile(pattern)
-    except re2.error as exc:
+        return regex.compile(pattern, regex.MULTILINE)
+    except regex.error as exc:
         raise ValueError(str(exc)) from exc
 
 
 def _check_pattern(pattern: str, key: str, add: AddError) -> bool:
-    """A pattern RE2 compiles (linear time whatever the log holds), with a group to read."""
+    """A pattern that compiles, with a named group to read."""
     if len(pattern) > MAX_PATTERN:
         add(key, f"at most {MAX_PATTERN} characters")
         return False
     try:
         groups = set(compile_pattern(pattern).groupindex)
     except ValueError as exc:
-        add(key, f"not a pattern RE2 reads ({exc}); named groups are written (?P<loss>…)")
+        add(key, f"not a regular expression ({exc}); named groups are written (?P<loss>…)")
         return False
     if (NAME in groups) != (VALUE in groups):
         add(key, "(?P<name>…) and (?P<value>…) go together: the name of a metric and its value")

@@ -2,8 +2,9 @@
 
 Every byte here came from the job, so every reader is bounded: lines over
 :data:`MAX_LINE` are skipped, at most :data:`MAX_SERIES` metrics of
-:data:`MAX_POINTS` points each are kept, and patterns run on RE2 (linear time,
-whatever a line holds). What cannot be read gives no series rather than an error:
+:data:`MAX_POINTS` points each are kept, and a pattern has :data:`LOG_BUDGET`
+seconds for a whole log (a backtracking pattern can take for ever on one line). What
+cannot be read gives no series rather than an error:
 a metric is an index into a run, never a reason to refuse it.
 """
 
@@ -12,7 +13,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from executor.metrics.model import NAME, STEP, VALUE, Series, Source, compile_pattern, finite
@@ -21,6 +24,8 @@ MAX_LINE = 4096  # bytes: a longer line is not a metric line
 MAX_SERIES = 256
 MAX_POINTS = 1_000_000
 MAX_DEPTH = 32
+BLOCK = 8 << 20  # bytes of log searched at once
+LOG_BUDGET = 10.0  # seconds a pattern may take over one log
 
 
 class Points:
@@ -34,7 +39,12 @@ class Points:
     def add(self, name: str, step: float | None, value: Any) -> None:
         """One point; ``step`` None: the next index. Not a finite number: nothing."""
         number = finite(value)
-        if number is None or not name or len(name) > 200:
+        if number is not None:
+            self.put(name, step, number)
+
+    def put(self, name: str, step: float | None, number: float) -> None:
+        """One point whose value is a finite float already (the log's hot path)."""
+        if not name or len(name) > 200:
             return
         steps = self.steps.get(name)
         if steps is None:
@@ -61,24 +71,51 @@ class Points:
         ]
 
 
-def from_log(lines: Iterable[bytes], rule: Source) -> list[Series]:
-    """The metrics a pattern finds in the job's stdout, one match per line."""
+def from_log(lines: Iterable[bytes], rule: Source, *, budget: float = LOG_BUDGET) -> list[Series]:
+    """The metrics a pattern finds in the job's stdout, a block of lines at a time (one
+    search over each block, ``^`` and ``$`` at each line). A pattern that takes more than
+    ``budget`` seconds over the whole log gives nothing: half a series would sum up wrong."""
     pattern = compile_pattern(rule.target)
-    groups = [g for g in pattern.groupindex if g not in (STEP, NAME, VALUE)]
+    index = pattern.groupindex
+    metrics = [(g, i) for g, i in index.items() if g not in (STEP, NAME, VALUE)]
+    step_at, name_at, value_at = index.get(STEP), index.get(NAME), index.get(VALUE)
     points = Points(rule.label, rule)
+    deadline = time.monotonic() + budget
+    try:
+        for block in _blocks(lines):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return []
+            for match in pattern.finditer(block, timeout=left):
+                step = _number(match.group(step_at)) if step_at else None
+                if name_at and value_at:
+                    value = _number(match.group(value_at))
+                    if value is not None:
+                        points.put(match.group(name_at) or "", step, value)
+                for name, at in metrics:
+                    value = _number(match.group(at))
+                    if value is not None:
+                        points.put(name, step, value)
+    except TimeoutError:
+        return []
+    return points.series()
+
+
+def _blocks(lines: Iterable[bytes]) -> Iterator[str]:
+    """The lines as text, :data:`BLOCK` bytes or so at a time; a line over :data:`MAX_LINE`
+    is left out (no metric line is that long)."""
+    kept: list[bytes] = []
+    size = 0
     for raw in lines:
         if len(raw) > MAX_LINE:
             continue
-        match = pattern.search(raw.decode("utf-8", "replace"))
-        if match is None:
-            continue
-        found = match.groupdict()
-        step = _number(found.get(STEP))
-        if VALUE in found:
-            points.add(found.get(NAME) or "", step, _number(found[VALUE]))
-        for name in groups:
-            points.add(name, step, _number(found.get(name)))
-    return points.series()
+        kept.append(raw)
+        size += len(raw) + 1
+        if size >= BLOCK:
+            yield b"\n".join(kept).decode("utf-8", "replace")
+            kept, size = [], 0
+    if kept:
+        yield b"\n".join(kept).decode("utf-8", "replace")
 
 
 def from_json(data: bytes, source: str, rule: Source | None = None) -> list[Series]:
@@ -155,12 +192,14 @@ def _row(row: Mapping[str, Any], prefix: str, points: Points, step_key: str, ind
 
 
 def _number(text: Any) -> float | None:
+    """A finite number from text a job wrote (None for anything else)."""
     if not isinstance(text, str) or len(text) > 64:
         return None
     try:
-        return finite(float(text))
+        number = float(text)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 def _reject(name: str) -> None:
