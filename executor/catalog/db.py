@@ -249,12 +249,18 @@ class Catalog:
         )
 
     def seeded(self, seed_key: str, *, limit: int) -> list[dict[str, Any]]:
-        """The newest succeeded records of one spec with any seed (a noise reference)."""
-        return self.rows(
+        """The newest succeeded run of one spec for each seed (a noise reference): a replay
+        repeats its original's seed, and a seed run twice counts once."""
+        rows = self.rows(
             "SELECT run_id, statement_sha256, path, seed FROM runs WHERE seed_key = ?"
-            " AND status = 'succeeded' ORDER BY started DESC NULLS LAST, run_id DESC LIMIT ?",
-            [seed_key, limit],
+            " AND status = 'succeeded' AND kind <> 'replay'"
+            " ORDER BY started DESC NULLS LAST, run_id DESC LIMIT ?",
+            [seed_key, 4 * limit],
         )
+        newest: dict[Any, dict[str, Any]] = {}
+        for row in rows:
+            newest.setdefault(row["seed"], row)
+        return list(newest.values())[:limit]
 
     def seeded_metrics(self, seed_key: str, *, limit: int) -> tuple[list[dict[str, Any]], int]:
         """The metrics of the newest succeeded runs of one spec with any seed that verified

@@ -16,10 +16,13 @@ from rich.markup import escape
 
 from executor import export, replay, spec
 from executor.cli._json import print_json
+from executor.cli._metrics import judged_changes, print_metric_changes, reference_json
 from executor.cli._render import console, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
+from executor.compare import MetricChange
 from executor.errors import InputError, NotReproduced
 from executor.progress import Say
+from executor.record import load_record
 from executor.runtime import default_runtime
 
 EPILOG = """\
@@ -118,11 +121,23 @@ def handle(args: argparse.Namespace) -> int:
     if args.strict_env:
         replay.strict_env_check(plan)
     outcome = replay.execute(plan, options=options, runtime=runtime)
+    # a replay that is not bitwise: how far each metric moved, against the seeds' spread
+    metrics: list[MetricChange] = []
+    reference = None
+    if outcome.verdict != replay.BITWISE:
+        new = load_record(outcome.result.run_dir)
+        metrics, reference = judged_changes(original.record, new, trust_policy(args))
     if args.json:
-        print_json(outcome.to_json())
+        doc = outcome.to_json()
+        if reference is not None:
+            doc["metrics"] = [m.to_json() for m in metrics if m.before != m.after]
+            doc["seedReference"] = reference_json(reference)
+        print_json(doc)
     else:
         out.print("[bold]outputs[/] (original → replay)")
         print_outputs(out, outcome.comparison, indent="  ")
+        changed = [m for m in metrics if m.before != m.after]
+        print_metric_changes(out, changed, "original → replay, those that moved")
         style = "green" if outcome.verdict != replay.NOT_REPRODUCED else "red"
         out.print(f"record: {escape(str(outcome.result.run_dir))}")
         out.print(

@@ -10,21 +10,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rich.markup import escape
 
 from executor import replay, runner
 from executor.cli._json import print_json
+from executor.cli._metrics import judged_changes, print_metric_changes, reference_json
 from executor.cli._render import console, input_lines, print_env, print_outputs
 from executor.cli._replay_options import add_run_options, exec_options, parse_inputs, trust_policy
-from executor.compare import MetricChange, diff_records, metric_changes, series_of
-from executor.errors import JobFailed, RexecError
-from executor.record import RunRecord, load_record
-from executor.signing import TrustPolicy
-
-if TYPE_CHECKING:
-    from executor import catalog
+from executor.compare import diff_records
+from executor.errors import JobFailed
+from executor.record import load_record
 from executor.runtime import default_runtime
 
 EPILOG = """\
@@ -56,29 +52,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=handle)
 
 
-def _side_by_side(m: MetricChange) -> str:
-    if m.before is None or m.after is None:
-        return f"{m.before} → {m.after}"
-    if m.before == m.after:
-        return f"{m.before:.6g} (same)"
-    return f"{m.before:.6g} → {m.after:.6g} ({m.after - m.before:+.3g})"
-
-
-def seed_reference(record: RunRecord, policy: TrustPolicy | None) -> catalog.Reference:
-    """The runs of the record's spec with other seeds, from the catalog (best effort: no
-    catalog, no reference, and the verdicts say so)."""
-    from executor import catalog  # only once the rerun is done
-
-    try:
-        cat = catalog.open_catalog(create=False)
-    except RexecError:
-        return catalog.Reference()
-    try:
-        return catalog.seed_reference(cat, record, policy)
-    finally:
-        cat.close()
-
-
 def handle(args: argparse.Namespace) -> int:
     """Rerun a record on corrected inputs and show what changed, metric by metric."""
     options = exec_options(args)
@@ -89,15 +62,14 @@ def handle(args: argparse.Namespace) -> int:
     outcome = replay.execute(plan, options=options, runtime=runtime)
     new = load_record(outcome.result.run_dir)
     diff = diff_records(original.record, new)
-    reference = seed_reference(original.record, trust_policy(args))
-    metrics = metric_changes(series_of(original.record), series_of(new), reference.values)
+    metrics, reference = judged_changes(original.record, new, trust_policy(args))
     if args.json:
         doc = {
             "run": outcome.result.to_json(),
             "lineage": dict(plan.lineage),
             "diff": diff.to_json(),
             "metrics": [m.to_json() for m in metrics],
-            "seedReference": {"seeds": list(reference.seeds), "refused": reference.refused},
+            "seedReference": reference_json(reference),
         }
         print_json(doc)
     else:
@@ -115,12 +87,7 @@ def handle(args: argparse.Namespace) -> int:
         print_env(out, plan.environment, indent="  ")
         out.print("[bold]outputs and metrics[/] (original → rerun)")
         print_outputs(out, diff.outputs, indent="  ")
-        if metrics:
-            out.print("[bold]metrics[/] (original → rerun)")
-            for m in metrics:
-                out.print(f"  {escape(m.file)} {escape(m.key)}: {_side_by_side(m)}")
-                if m.noise is not None:
-                    out.print(f"    {escape(m.noise.describe())}")
+        print_metric_changes(out, metrics, "original → rerun")
     if outcome.result.status.status != "succeeded":
         raise JobFailed(
             f"the rerun {outcome.result.status.status} (exit {outcome.result.status.exit_code})",

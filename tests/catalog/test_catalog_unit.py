@@ -435,9 +435,16 @@ def test_a_schema_5_catalog_gains_the_seed_key_and_keeps_its_rows(tmp_path: Path
         assert cat.rows("SELECT run_id, seed_key FROM runs") == [
             {"run_id": "old", "seed_key": None}
         ]
-        row = {**_key("new"), "path": "/x/new", "seed_key": "k", "status": "succeeded"}
-        cat.put({"runs": [row, {**_key("failed"), "path": "/x/f", "seed_key": "k"}]})
-        assert [r["run_id"] for r in cat.seeded("k", limit=5)] == ["new"]
+        ok = {"seed_key": "k", "status": "succeeded", "kind": "run", "seed": 1}
+        rows = [
+            {**_key("new"), "path": "/x/new", **ok, "started": "2"},
+            {**_key("older"), "path": "/x/o", **ok, "started": "1"},  # seed 1 again
+            {**_key("other"), "path": "/x/s", **ok, "seed": 2},
+            {**_key("replay"), "path": "/x/r", **ok, "seed": 3, "kind": "replay"},
+            {**_key("failed"), "path": "/x/f", "seed_key": "k", "seed": 4},
+        ]
+        cat.put({"runs": rows})
+        assert sorted(r["run_id"] for r in cat.seeded("k", limit=5)) == ["new", "other"]
     finally:
         cat.close()
 

@@ -185,6 +185,12 @@ def test_tolerance_policy_decides_small_versus_large_differences(
     # runs' perturbations differ by less than that
     assert 0 < w["numeric"]["maxAbsDiff"] < 1.5 * float(noise)
     assert w["tolerance"]["pattern"] == "*.npy"
+    # not bitwise: each metric that moved, judged against the runs of the spec with other
+    # seeds; the original is the only one (its replay repeats its seed: not counted)
+    moved = [m for m in doc["metrics"] if m["file"] == "metrics.json"]
+    assert moved and all(m["before"] != m["after"] for m in moved)
+    assert all(m["noise"]["verdict"] == "no seed reference" for m in moved)
+    assert doc["seedReference"] == {"seeds": [7], "refused": 0}
 
 
 def test_tampered_or_untrusted_record_is_refused(
