@@ -14,7 +14,7 @@ from executor.canonical import sha256_hex
 from executor.catalog.db import Catalog, like_pattern
 from executor.catalog.index import read_statement
 from executor.catalog.noise import MAX_SEEDS
-from executor.catalog.where import parse_where
+from executor.catalog.where import parse_where, probe
 from executor.errors import InputError
 from executor.metrics import noise_of
 
@@ -176,7 +176,9 @@ def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[
     if filters.get("stale"):
         sql.append(f"AND r.statement_sha256 IN ({STALE})")
     for text in where:
-        clause, values = parse_where(text)
+        clause, values = parse_where(
+            text, common=bool(filters.get("limit")) and _common(catalog, text)
+        )
         sql.append(f"AND {clause}")
         args.extend(values)
     sql.append("ORDER BY r.started DESC NULLS LAST, r.run_id DESC, r.statement_sha256")
@@ -184,6 +186,15 @@ def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[
         sql.append("LIMIT ? OFFSET ?")
         args += [int(filters["limit"]), int(filters.get("offset") or 0)]
     return catalog.rows(" ".join(sql), args)
+
+
+def _common(catalog: Catalog, text: str) -> bool:
+    """Whether more than :data:`where.COMMON` rows meet the condition: then a page of the
+    newest runs is found by walking runs newest first (a string param a third of 100,000
+    runs share: 62 ms sorted, 1.5 ms walked), else by the condition's index (a rare value:
+    instant, where the walk would pass every run)."""
+    found = probe(text)
+    return found is not None and bool(catalog.rows(*found))
 
 
 def _verified(row: Mapping[str, Any] | None) -> bool:

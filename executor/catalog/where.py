@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from executor.errors import InputError
 
-__all__ = ["parse_where"]
+__all__ = ["COMMON", "parse_where", "probe"]
 
 OPS = {"=": "=", "==": "=", "!=": "!=", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 _CONDITION = re.compile(
@@ -32,8 +33,46 @@ def _value(text: str) -> Any:
         return text
 
 
-def parse_where(text: str) -> tuple[str, list[Any]]:
-    """One condition as an SQL clause over ``runs r`` and the values it binds."""
+# Past this many matching rows a condition is common: the newest runs that meet it are found
+# sooner by walking runs newest first and checking each (EXISTS) than by sorting them all.
+COMMON = 1000
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A condition met by rows of another table (``metrics m``, ``params p``)."""
+
+    table: str  # with its alias
+    alias: str
+    where: str
+    args: list[Any]
+
+
+def parse_where(text: str, *, common: bool = False) -> tuple[str, list[Any]]:
+    """One condition as an SQL clause over ``runs r`` and the values it binds. ``common``
+    (see :func:`probe`): correlated, for a page of the newest runs when many match."""
+    found = _parse(text)
+    if not isinstance(found, _Rows):
+        return found
+    if common:
+        mine = f"{found.alias}.statement_sha256 = r.statement_sha256"
+        return f"EXISTS (SELECT 1 FROM {found.table} WHERE {mine} AND {found.where})", found.args
+    # IN rather than a correlated EXISTS when few rows match: the planner filters them once
+    # (by the key's index) and looks those runs up, not every run's rows (95 → 7 ms at 100k)
+    subquery = f"SELECT {found.alias}.statement_sha256 FROM {found.table} WHERE {found.where}"
+    return f"r.statement_sha256 IN ({subquery})", found.args
+
+
+def probe(text: str) -> tuple[str, list[Any]] | None:
+    """A query that returns a row when more than :data:`COMMON` rows meet the condition
+    (an index range cut short: cheap either way); None for a condition on the runs row."""
+    found = _parse(text)
+    if not isinstance(found, _Rows):
+        return None
+    return f"SELECT 1 FROM {found.table} WHERE {found.where} LIMIT 1 OFFSET {COMMON}", found.args
+
+
+def _parse(text: str) -> tuple[str, list[Any]] | _Rows:
     match = _CONDITION.match(text)
     if match is None:
         raise InputError(
@@ -64,17 +103,7 @@ def parse_where(text: str) -> tuple[str, list[Any]]:
         file, sep, leaf = key.rpartition(":")
         clause = "m.key = ?" + (" AND m.file = ?" if sep else "")
         args: list[Any] = [leaf] + ([file] if sep else [])
-        # IN rather than a correlated EXISTS: the planner filters metrics once (by its
-        # key index) and looks the few runs up, not every run's metrics (95 → 7 ms at 100k)
-        return (
-            f"r.statement_sha256 IN (SELECT m.statement_sha256 FROM metrics m"
-            f" WHERE {clause} AND m.value {op} ?)",
-            [*args, value],
-        )
+        return _Rows("metrics m", "m", f"{clause} AND m.value {op} ?", [*args, value])
     column = "p.num" if isinstance(value, float) else "p.value"
     bound = value if isinstance(value, float) else f'"{value}"'  # params hold JSON text
-    return (
-        f"r.statement_sha256 IN (SELECT p.statement_sha256 FROM params p"
-        f" WHERE p.key = ? AND {column} {op} ?)",
-        [key, bound],
-    )
+    return _Rows("params p", "p", f"p.key = ? AND {column} {op} ?", [key, bound])
