@@ -36,6 +36,7 @@ class Backend(Protocol):
     label: str  # where it is, fit to print (no password)
     text_type: str
     text_value: str  # a placeholder typed as the text columns (collation included)
+    newest_first: str  # the ledger's order as an index column (where NULLs go differs)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """A query's rows as dicts."""
@@ -104,11 +105,11 @@ class Catalog:
             text = backend.text_type
             for old in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
                 for statement in MIGRATIONS[old]:
-                    backend.rows(statement.format(text=text))
+                    backend.rows(statement.format(text=text, newest=backend.newest_first))
             if version != SCHEMA_VERSION:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
-                        backend.rows(statement.format(text=text))
+                        backend.rows(statement.format(text=text, newest=backend.newest_first))
                 if 0 < version < 5:
                     self._absolute_paths()
                 backend.set_version(SCHEMA_VERSION)

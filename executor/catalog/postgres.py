@@ -43,6 +43,7 @@ class PostgresBackend:
 
     dialect = "postgresql"
     text_type = 'TEXT COLLATE "C"'
+    newest_first = "DESC NULLS LAST"  # PostgreSQL puts NULLs first in a DESC index
     text_value = 'CAST(? AS TEXT) COLLATE "C"'  # a bound text that compares as the columns do
 
     def __init__(self, url: str) -> None:

@@ -144,14 +144,15 @@ STALE = f"""
 
 
 def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[dict[str, Any]]:
-    """The ledger, newest first, filtered (``name``, ``status``, ``kind``, ``since``,
-    ``input`` and ``produced`` digests, ``image``, ``code_commit``, ``signer``, ``stale``)
-    and by ``--where``. Each row says how many records claim its run id (``claims``)."""
-    sql = [
-        "SELECT r.*, (SELECT count(*) FROM runs c WHERE c.run_id = r.run_id) AS claims"
-        " FROM runs r WHERE 1=1"
-    ]
-    args: list[Any] = []
+    """The ledger, newest first, filtered (``name``, ``search`` (a part of the name),
+    ``status``, ``kind``, ``since``, ``input`` and ``produced`` digests, ``image``,
+    ``code_commit``, ``signer``, ``stale``) and by ``--where``; or ordered by one metric or
+    param (``sort``: ``metrics.FILE:KEY`` or ``params.KEY``, ``ascending`` or not), runs
+    without it left out. Each row says how many records claim its run id (``claims``)."""
+    order, sql, args = _sort(filters.get("sort"), bool(filters.get("ascending")))
+    if filters.get("search"):
+        sql.append("AND r.name LIKE ? ESCAPE '\\'")
+        args.append(f"%{like_pattern(filters['search'])}%")
     for column in ("name", "status", "kind", "image", "code_commit"):
         if filters.get(column):
             sql.append(f"AND r.{column} = ?")
@@ -181,11 +182,30 @@ def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[
         )
         sql.append(f"AND {clause}")
         args.extend(values)
-    sql.append("ORDER BY r.started DESC NULLS LAST, r.run_id DESC, r.statement_sha256")
+    sql.append(f"ORDER BY {order}r.started DESC NULLS LAST, r.run_id DESC, r.statement_sha256")
     if filters.get("limit"):
         sql.append("LIMIT ? OFFSET ?")
         args += [int(filters["limit"]), int(filters.get("offset") or 0)]
     return catalog.rows(" ".join(sql), args)
+
+
+def _sort(key: str | None, ascending: bool) -> tuple[str, list[str], list[Any]]:
+    """The ORDER BY head, the FROM part and its values for the ledger ordered by a metric
+    (``metrics.FILE:KEY``) or a param (``params.KEY``: its number, else its text)."""
+    head = "SELECT r.*, (SELECT count(*) FROM runs c WHERE c.run_id = r.run_id) AS claims"
+    direction = "ASC" if ascending else "DESC"
+    if key and key.startswith("metrics.") and ":" in key:
+        file, _, leaf = key.removeprefix("metrics.").rpartition(":")
+        join = " JOIN metrics s ON s.statement_sha256 = r.statement_sha256"
+        sql = [f"{head} FROM runs r{join} WHERE s.file = ? AND s.key = ?"]
+        return f"s.value {direction}, ", sql, [file, leaf]
+    if key and key.startswith("params."):
+        join = " JOIN params s ON s.statement_sha256 = r.statement_sha256"
+        sql = [f"{head} FROM runs r{join} WHERE s.key = ?"]
+        return f"s.num {direction}, s.value {direction}, ", sql, [key.removeprefix("params.")]
+    if key:
+        raise InputError(f"cannot sort by {key!r}", hint="sort by metrics.FILE:KEY or params.KEY")
+    return "", [f"{head} FROM runs r WHERE 1=1"], []
 
 
 def _common(catalog: Catalog, text: str) -> bool:

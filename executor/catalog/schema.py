@@ -12,7 +12,8 @@ __all__ = ["INDEXES", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "TABLES", "TABLE
 SCHEMA_VERSION = 6
 # Every table is keyed by the Statement's sha256 (a record), never by the run id it claims:
 # two records that claim one run id are two rows, a conflict shown as such (docs/catalog.md).
-# {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does).
+# {text} is the backend's text type (PostgreSQL: the C collation, to sort as SQLite does);
+# {newest} the ledger's order in an index (PostgreSQL would put NULLs first).
 _RUNS_V4 = """
         statement_sha256 {text} PRIMARY KEY, run_id {text} NOT NULL,
         name {text}, kind {text}, status {text}, exit_code INTEGER,
@@ -58,6 +59,7 @@ CREATE INDEX IF NOT EXISTS runs_by_run_id ON runs (run_id);
 CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key) WHERE stage_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_path ON runs (path);
+CREATE INDEX IF NOT EXISTS runs_by_ledger ON runs (started {newest}, run_id DESC, statement_sha256);
 CREATE INDEX IF NOT EXISTS runs_by_seed_key ON runs (seed_key) WHERE seed_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_original ON runs (original_statement)
     WHERE original_statement IS NOT NULL;

@@ -44,6 +44,7 @@ class SQLiteBackend:
 
     dialect = "sqlite"
     text_type = "TEXT"
+    newest_first = "DESC"  # NULLs sort lowest: last when descending
     text_value = "?"
 
     def __init__(self, path: Path, *, create: bool = True) -> None:

@@ -38,9 +38,16 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     """The ledger, newest first, filtered like ``rexec runs``, one page at a time."""
     page = int(query.get("page") or 1)
     where = [w for w in query.get("where", []) if w]
-    filters = {k: query.get(k) or None for k in ("name", "status", "input", "signer")}
+    filters = {k: query.get(k) or None for k in ("name", "search", "status", "input", "signer")}
+    sort, ascending = query.get("sort") or None, query.get("order") == "asc"
     rows = catalog.log(
-        cat, where=where, limit=PER_PAGE + 1, offset=(page - 1) * PER_PAGE, **filters
+        cat,
+        where=where,
+        limit=PER_PAGE + 1,
+        offset=(page - 1) * PER_PAGE,
+        sort=sort,
+        ascending=ascending,
+        **filters,
     )
     shown = rows[:PER_PAGE]
     values = cat.values_of([r["statement_sha256"] for r in shown])
@@ -48,6 +55,7 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     columns = chosen or _shared(list(values.values()))
     kept = [(k, v) for k, v in filters.items() if v] + [("where", w) for w in where]
     kept += [("column", c) for c in chosen]
+    ordered = [("sort", sort), ("order", "asc" if ascending else "desc")] if sort else []
     names = signer_aliases()
     return {
         "runs": [
@@ -59,13 +67,29 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
             }
             for r in shown
         ],
-        "columns": [{"key": c, "label": c.split(":")[-1].removeprefix("params.")} for c in columns],
+        "columns": [
+            {
+                "key": c,
+                "label": c.split(":")[-1].removeprefix("params."),
+                # a click sorts by it, greatest first; a second click, least first
+                "sort": urlencode([*kept, ("sort", c), ("order", _next_order(c, sort, ascending))]),
+                "arrow": ("▲" if ascending else "▼") if c == sort else "",
+            }
+            for c in columns
+        ],
+        "sort": sort,
+        "unsorted": urlencode(kept),
         "page": page,
         "more": len(rows) > PER_PAGE,
         "filters": {**{k: v or "" for k, v in filters.items()}, "where": where},
-        # every filter, each --where too, for the previous and next links
-        "query": urlencode(kept),
+        # every filter, each --where too, and the order, for the previous and next links
+        "query": urlencode(kept + ordered),
     }
+
+
+def _next_order(column: str, sort: str | None, ascending: bool) -> str:
+    """A column's first click sorts greatest first; a click on the sorted one turns it."""
+    return "asc" if column == sort and not ascending else "desc"
 
 
 def _shared(found: list[dict[str, Any]]) -> list[str]:

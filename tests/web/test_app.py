@@ -73,6 +73,29 @@ def test_the_next_page_keeps_every_filter(tmp_path: Path) -> None:
     assert "where=metrics.acc" in back and "name=train" in back
 
 
+def test_a_column_sorts_the_ledger_and_the_order_is_kept_across_pages(tmp_path: Path) -> None:
+    """The ledger could not be sorted: a click on a metric column orders it, greatest first,
+    a second click least first; the next page keeps the order and every filter."""
+    client = web.create_app(_catalog(tmp_path / "c.sqlite", 120)).test_client()
+    page = client.get("/?search=rai").data.decode()  # a part of the name: the train runs
+    (link,) = re.findall(r'<a class="sort" title="sort by it" href="\?([^"]+)">acc</a>', page)
+    link = link.replace("&amp;", "&")
+    assert "search=rai" in link and "order=desc" in link
+    ordered = client.get("/?" + link).data.decode()
+    shown = [int(h, 16) for h in re.findall(r'href="/run/[^"]*-train-([0-9a-f]+)"', ordered)]
+    assert shown == list(range(119, 19, -2))  # acc = i / 1000: the greatest first
+    assert "sorted by metrics.m.json:acc" in ordered and "-prepare-" not in ordered
+    (more,) = re.findall(r'id="next" href="\?([^"]+)"', ordered)
+    second = client.get("/?" + more.replace("&amp;", "&")).data.decode()
+    rest = [int(h, 16) for h in re.findall(r'href="/run/[^"]*-train-([0-9a-f]+)"', second)]
+    assert rest == list(range(19, 0, -2))
+    (turn,) = re.findall(r'<a class="sort" title="sort by it" href="\?([^"]+)">acc</a>', ordered)
+    least = client.get("/?" + turn.replace("&amp;", "&")).data.decode()
+    first = [int(h, 16) for h in re.findall(r'href="/run/[^"]*-train-([0-9a-f]+)"', least)]
+    assert first[:3] == [1, 3, 5]
+    assert client.get("/?sort=bogus").status_code == 404  # an error page, not a crash
+
+
 def test_every_response_forbids_scripts_and_unknown_names_are_404(tmp_path: Path) -> None:
     client = web.create_app(_catalog(tmp_path / "c.sqlite", 3)).test_client()
     for path in ("/", "/compare", "/regenerations", "/run/nope", "/static/../pyproject.toml"):
