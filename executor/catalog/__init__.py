@@ -19,6 +19,7 @@ from typing import Any
 
 from executor.approvals import list_approvals
 from executor.canonical import sha256_hex
+from executor.catalog.annotations import Annotations, annotate, annotations_of
 from executor.catalog.db import SCHEMA_VERSION, Catalog
 from executor.catalog.index import (
     Rows,
@@ -31,6 +32,7 @@ from executor.catalog.index import (
     verified_rows_at,
 )
 from executor.catalog.inputs import Upstream, find_upstream, pin_from, resolve_inputs
+from executor.catalog.ledger import log
 from executor.catalog.noise import Reference, seed_reference
 from executor.catalog.queries import (
     CURRENT,
@@ -38,7 +40,6 @@ from executor.catalog.queries import (
     claim,
     compare,
     lineage,
-    log,
     resolve,
     resolve_record,
     show,
@@ -57,10 +58,13 @@ __all__ = [
     "FORMATS",
     "SCHEMA_VERSION",
     "STALE",
+    "Annotations",
     "Catalog",
     "IndexReport",
     "Reference",
     "Upstream",
+    "annotate",
+    "annotations_of",
     "claim",
     "compare",
     "default_location",

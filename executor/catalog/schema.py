@@ -70,8 +70,19 @@ CREATE INDEX IF NOT EXISTS supersedes_by_old ON supersedes (old_statement);
 CREATE INDEX IF NOT EXISTS params_by_key ON params (key, num);
 CREATE INDEX IF NOT EXISTS params_by_value ON params (key, value);
 """
+# Tags, notes and the archive mark (schema 6): a team's bookkeeping, not read from records,
+# so not in TABLES: `catalog index --rebuild` clears those and keeps these.
+ANNOTATIONS = """
+CREATE TABLE IF NOT EXISTS annotations (
+    statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, kind {text} NOT NULL,
+    value {text} NOT NULL, author {text}, at {text},
+    PRIMARY KEY (statement_sha256, kind, value));
+CREATE INDEX IF NOT EXISTS annotations_by_value ON annotations (kind, value);
+"""
 SCHEMA = (
-    "".join(f"CREATE TABLE IF NOT EXISTS {t} ({c});\n" for t, c in TABLE_COLUMNS.items()) + INDEXES
+    "".join(f"CREATE TABLE IF NOT EXISTS {t} ({c});\n" for t, c in TABLE_COLUMNS.items())
+    + INDEXES
+    + ANNOTATIONS
 )
 # What an older catalog's tables need to read as the next version. 1 and 2 add columns;
 # 3 → 4 re-keys every table by the Statement's sha256 (a copy into new tables: a primary

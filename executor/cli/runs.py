@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="current runs built (at any distance) on a digest a regeneration corrected",
     )
     p.add_argument("--where", action="append", default=[], metavar="COND", help="see below")
+    p.add_argument("--tag", metavar="TAG", help="carries this tag (`rexec tag`)")
+    p.add_argument("--archived", action="store_true", help="archived runs too (`rexec archive`)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument(
         "--limit",
@@ -94,6 +96,8 @@ def handle(args: argparse.Namespace) -> int:
             code_commit=args.commit,
             signer=args.signer,
             stale=args.stale,
+            tag=args.tag,
+            archived=args.archived,
             limit=None if args.all else args.limit + 1,  # one more: are there more?
         )
     finally:

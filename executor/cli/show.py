@@ -90,6 +90,18 @@ def handle(args: argparse.Namespace) -> int:
             )
         else:
             out.print(f"  claimed superseded by {_claimed(new)}")
+    notes = doc["annotations"]
+    if notes["tags"] or notes["notes"] or notes["archived"]:
+        out.print("[bold]annotations[/] (unsigned: this catalog's, not the record's)")
+        if notes["tags"]:
+            out.print(f"  tags: {safe(' '.join(t['value'] for t in notes['tags']))}")
+        for n in notes["notes"]:
+            out.print(
+                f"  note by {safe(str(n['author']))} at {safe(str(n['at']))}: {safe(n['value'])}"
+            )
+        if notes["archived"]:
+            a = notes["archived"]
+            out.print(f"  archived by {safe(str(a['author']))} at {safe(str(a['at']))}")
     out.print("[bold]inputs[/]")
     for item in doc["inputs"]:
         by = ", ".join(item["producedBy"]) or "no run in the catalog"

@@ -106,8 +106,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
     @app.get("/")
     def ledger() -> Any:
         query: dict[str, Any] = {
-            k: request.args.get(k, "")
-            for k in ("name", "search", "status", "input", "signer", "sort", "order")
+            k: request.args.get(k, "") for k in (*pages.FILTERS, "sort", "order")
         }
         page = request.args.get("page") or "1"
         if not page.isdigit() or not 1 <= int(page) <= MAX_PAGE:

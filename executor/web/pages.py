@@ -19,6 +19,7 @@ from executor.record import RunRecord, load_record
 from executor.web import plots
 
 __all__ = [
+    "FILTERS",
     "PER_PAGE",
     "compare_page",
     "ledger_page",
@@ -30,6 +31,7 @@ __all__ = [
 
 PER_PAGE = 50
 MAX_COLUMNS = 6  # metric and param columns the ledger shows unless ?column= names them
+FILTERS = ("name", "search", "status", "input", "signer", "tag", "archived")  # the ledger's
 MAX_COMPARED = 20  # runs side by side (rexec compare's own limit)
 Link = Callable[[str], str]  # run id -> the URL of its page
 
@@ -38,7 +40,7 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     """The ledger, newest first, filtered like ``rexec runs``, one page at a time."""
     page = int(query.get("page") or 1)
     where = [w for w in query.get("where", []) if w]
-    filters = {k: query.get(k) or None for k in ("name", "search", "status", "input", "signer")}
+    filters = {k: query.get(k) or None for k in FILTERS}
     sort, ascending = query.get("sort") or None, query.get("order") == "asc"
     rows = catalog.log(
         cat,
@@ -51,6 +53,7 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
     )
     shown = rows[:PER_PAGE]
     values = cat.values_of([r["statement_sha256"] for r in shown])
+    notes = catalog.annotations_of(cat, [r["statement_sha256"] for r in shown])
     chosen = [c for c in query.get("column", []) if c]
     columns = chosen or _shared(list(values.values()))
     kept = [(k, v) for k, v in filters.items() if v] + [("where", w) for w in where]
@@ -64,6 +67,8 @@ def ledger_page(cat: catalog.Catalog, query: Mapping[str, Any]) -> dict[str, Any
                 "cells": [_cell(values[r["statement_sha256"]].get(c)) for c in columns],
                 "who": _who(r.get("signer_kind"), r.get("signer"), names),
                 "checked": _checked(r.get("verification")),
+                "tags": [t["value"] for t in notes[r["statement_sha256"]].tags],
+                "archived": notes[r["statement_sha256"]].archived is not None,
             }
             for r in shown
         ],

@@ -523,7 +523,7 @@ def test_a_common_condition_walks_the_newest_runs_and_a_rare_one_uses_its_index(
     """A string param a third of the runs share was sorted in full for a page of 50 (62 ms
     at 100,000 runs); now, past COMMON matching rows, the runs are walked newest first.
     Either way the answer is the same runs, newest first."""
-    from executor.catalog import queries, where
+    from executor.catalog import ledger, where
 
     n = 3 * where.COMMON + 30
     cat = catalog.open_catalog(tmp_path / "c.sqlite")
@@ -543,8 +543,8 @@ def test_a_common_condition_walks_the_newest_runs_and_a_rare_one_uses_its_index(
                 for i in range(n)
             ]
         )
-        assert queries._common(cat, "params.opt = lion")
-        assert not queries._common(cat, "params.opt = rare")
+        assert ledger._common(cat, "params.opt = lion")
+        assert not ledger._common(cat, "params.opt = rare")
         page = [r["run_id"] for r in catalog.log(cat, where=["params.opt = lion"], limit=50)]
         every = [r["run_id"] for r in catalog.log(cat, where=["params.opt = lion"])]
         assert page == every[:50] == [f"r{i:05d}" for i in range(n - 1, -1, -1) if i % 3 == 0][:50]
