@@ -74,6 +74,40 @@ def read_capped(path: str | bytes | os.PathLike[str], *, cap: int = SMALL_CAP) -
         os.close(fd)
 
 
+def read_under(root: str | os.PathLike[str], relative: str, *, cap: int) -> bytes:
+    """The bytes of ``root/relative``, every directory on the way opened without following
+    a link (a record's ``outputs/model -> /etc`` is refused, not read through), the file a
+    regular one of at most ``cap`` bytes."""
+    parts = [p for p in relative.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise UnsafeFile(f"{relative!r}: not a path below {os.fspath(root)}")
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+    try:
+        fd = os.open(root, flags)
+    except OSError as exc:
+        raise UnsafeFile(
+            f"{os.fspath(root)}: not a directory rexec reads ({exc.strerror})"
+        ) from exc
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                raise UnsafeFile(f"{relative}: {part} is not a directory ({exc.strerror})") from exc
+            os.close(fd)
+            fd = next_fd
+        file_fd = open_regular(parts[-1], dir_fd=fd)
+    finally:
+        os.close(fd)
+    with os.fdopen(file_fd, "rb") as f:
+        if os.fstat(f.fileno()).st_size > cap:
+            raise UnsafeFile(f"{relative}: more than the {cap} bytes rexec reads here")
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise UnsafeFile(f"{relative}: grew past {cap} bytes while being read")
+    return data
+
+
 def sha256_file(path: str | bytes | os.PathLike[str], *, follow_links: bool = False) -> str:
     """SHA-256 of a regular file, streamed (as ``sha256sum``); the one file hasher.
 

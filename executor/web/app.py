@@ -22,7 +22,7 @@ from flask import Flask, abort, make_response, redirect, request, url_for
 from executor import catalog
 from executor.errors import InputError
 from executor.htmlpage import CSP, render
-from executor.web import pages
+from executor.web import artifacts, pages
 
 __all__ = ["create_app", "report_html"]
 
@@ -129,6 +129,15 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
                 return html("conflict.html", doc=doc)
             doc = pages.run_page(cat, claims[0]["statement_sha256"])
         return html("run.html", doc=doc)
+
+    @app.get("/run/<run_id>/file/<path:name>")
+    def artifact(run_id: str, name: str) -> Any:
+        with opened() as cat:
+            claims = cat.records_of(run_id)
+        if len(claims) != 1:
+            abort(404)
+        doc = artifacts.view(claims[0]["path"], name)
+        return html("artifact.html", doc=doc, run_id=run_id)
 
     @app.get("/lineage/<path:ref>")
     def lineage(ref: str) -> Any:

@@ -33,6 +33,16 @@ PPL = {1: (960.0, 921.5), 2: (950.0, 893.7), 3: (990.0, 940.6), 4: (930.0, 897.3
 def job(outputs: Path, reports: Path) -> None:
     (outputs / "history.csv").write_text("epoch,train_loss\n1,7.1\n2,6.8\n")
     (outputs / "summary.json").write_text('{"params": 1200, "curve": [3, 2, 1]}')
+    (outputs / "plots").mkdir()
+    (outputs / "plots" / "curve.png").write_bytes(PNG)
+    (outputs / "notes.txt").write_text("<script>alert(1)</script> & more\n")
+
+
+# a 1x1 PNG: what a trainer's plotting library leaves beside its metrics
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cf00000301010018dd8db40000000049454e44ae426082"
+)
 
 
 def printed(request: ContainerRequest) -> bytes:
