@@ -34,6 +34,7 @@ from executor.catalog.index import (
 from executor.catalog.inputs import Upstream, find_upstream, pin_from, resolve_inputs
 from executor.catalog.ledger import log
 from executor.catalog.noise import Reference, seed_reference
+from executor.catalog.pipelines import find_ledgers, index_ledgers, pipeline_runs
 from executor.catalog.queries import (
     CURRENT,
     STALE,
@@ -69,16 +70,20 @@ __all__ = [
     "compare",
     "default_location",
     "dependency_digest",
+    "find_ledgers",
     "find_records",
     "find_upstream",
+    "index_ledgers",
     "index_records",
     "lineage",
     "log",
     "open_catalog",
     "parse_where",
     "pin_from",
+    "pipeline_runs",
     "remember",
     "remember_at",
+    "remember_ledger",
     "render_lineage",
     "resolve",
     "resolve_inputs",
@@ -226,6 +231,19 @@ def remember(record: RunRecord, *, say: Say, verification: str | None = None) ->
 def remember_at(run_dir: Path, *, say: Say, verification: str | None = None) -> None:
     """:func:`remember` for a record the caller knows only by its directory."""
     _index(lambda: rows_at(run_dir, verification=verification), say)
+
+
+def remember_ledger(path: Path, *, say: Say) -> None:
+    """After a pipeline run or a regeneration: index its signed ledger (best effort)."""
+    try:
+        catalog = open_catalog()
+        try:
+            for problem in index_ledgers(catalog, [path], None):
+                say(f"warning: the catalog did not index the ledger: {problem}")
+        finally:
+            catalog.close()
+    except Exception as exc:  # a catalog problem must never change what was done
+        say(f"warning: the catalog was not updated ({exc}); `rexec catalog index` catches up")
 
 
 def _index(rows: Callable[[], Rows], say: Say) -> None:

@@ -53,6 +53,19 @@ TABLE_COLUMNS = {
         statement_sha256 {text} NOT NULL, run_id {text} NOT NULL, file {text} NOT NULL,
         approver_kind {text}, approver {text}, result {text}, verified_at {text},
         policy {text}, verification {text}, PRIMARY KEY (statement_sha256, file)""",
+    # schema 6: a pipeline's or a regeneration's signed ledger, one row, and its stages
+    "pipelines": """
+        statement_sha256 {text} PRIMARY KEY, id {text} NOT NULL, kind {text}, name {text},
+        started {text}, finished {text}, path {text} NOT NULL, signed INTEGER,
+        verification {text}""",
+    "stages": """
+        statement_sha256 {text} NOT NULL, position INTEGER, stage {text} NOT NULL, decision {text},
+        run_id {text}, run_statement {text}, PRIMARY KEY (statement_sha256, stage)""",
+}
+# The tables schema 4 had, as it had them: what the 3 -> 4 copy makes.
+_V4_COLUMNS = {
+    **{t: c for t, c in TABLE_COLUMNS.items() if t not in ("pipelines", "stages")},
+    "runs": _RUNS_V4,
 }
 INDEXES = """
 CREATE INDEX IF NOT EXISTS runs_by_run_id ON runs (run_id);
@@ -60,6 +73,7 @@ CREATE INDEX IF NOT EXISTS runs_by_started ON runs (started);
 CREATE INDEX IF NOT EXISTS runs_by_stage_key ON runs (stage_key) WHERE stage_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_path ON runs (path);
 CREATE INDEX IF NOT EXISTS runs_by_ledger ON runs (started {newest}, run_id DESC, statement_sha256);
+CREATE INDEX IF NOT EXISTS stages_by_run ON stages (run_statement);
 CREATE INDEX IF NOT EXISTS runs_by_seed_key ON runs (seed_key) WHERE seed_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS runs_by_original ON runs (original_statement)
     WHERE original_statement IS NOT NULL;
@@ -139,10 +153,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: (
         # tables a schema 1 or 2 catalog may not have yet, as schema 3 had them
         *(f"CREATE TABLE IF NOT EXISTS {t} ({c})" for t, c in _V3_TABLES.items()),
-        *(f"CREATE TABLE {t}_v4 ({c})" for t, c in {**TABLE_COLUMNS, "runs": _RUNS_V4}.items()),
+        *(f"CREATE TABLE {t}_v4 ({c})" for t, c in _V4_COLUMNS.items()),
         *(f"INSERT INTO {t}_v4 {sql}" for t, sql in _V3_COPY.items()),
-        *(f"DROP TABLE {t}" for t in TABLE_COLUMNS),
-        *(f"ALTER TABLE {t}_v4 RENAME TO {t}" for t in TABLE_COLUMNS),
+        *(f"DROP TABLE {t}" for t in _V4_COLUMNS),
+        *(f"ALTER TABLE {t}_v4 RENAME TO {t}" for t in _V4_COLUMNS),
     ),
     # 4 → 5: the index for string params (made with the schema's own statements); the
     # indexes of columns most runs leave empty made partial (over the NULLs, SQLite's

@@ -79,6 +79,9 @@ def handle_index(args: argparse.Namespace) -> int:
             policy=policy,
             say=lambda text: print(f"rexec: {text}", file=sys.stderr),
         )
+        # pipeline and regeneration ledgers: one row each, with their stages
+        for problem in catalog.index_ledgers(cat, catalog.find_ledgers(args.roots), policy):
+            print(f"rexec: warning: not indexed: {problem}", file=sys.stderr)
     finally:
         cat.close()
     if args.json:

@@ -19,13 +19,13 @@ from typing import Any
 
 from executor import owner, safeio
 from executor.canonical import canonical_json
-from executor.record import BUNDLE, STATEMENT, STATEMENT_TYPE
+from executor.record import BUNDLE, STATEMENT, STATEMENT_TYPE, writer
 from executor.signing import Signer
 
 __all__ = ["LEDGER_DIR", "PREDICATE_TYPE", "write_ledger"]
 
-LEDGER_DIR = "pipelines"
-PREDICATE_TYPE = "https://rexec.dev/pipeline/v1"
+LEDGER_DIR = writer.PIPELINES
+PREDICATE_TYPE = writer.PIPELINE_PREDICATE
 
 
 def write_ledger(

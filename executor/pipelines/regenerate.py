@@ -60,6 +60,7 @@ def regenerate(campaign: Campaign, options: RegenOptions) -> Campaign:
         started=started,
         signer=signer,
     )
+    catalog.remember_ledger(campaign.ledger, say=options.say)
     if interrupted is not None:
         raise interrupted
     return campaign

@@ -131,6 +131,7 @@ def run_pipeline(
         started=started,
         signer=signer,
     )
+    catalog.remember_ledger(ledger, say=options.say)
     if interrupted is not None:
         raise interrupted
     return outcomes, ledger

@@ -26,6 +26,10 @@ from executor.errors import InfrastructureError, InputError, RexecError
 
 STATEMENT = "statement.json"
 BUNDLE = "statement.sigstore.json"
+# A pipeline's or a regeneration's own signed record (executor/pipelines/ledger.py), kept in
+# RUNS_DIR/pipelines/<id>/, and its predicate type: the catalog indexes them too.
+PIPELINES = "pipelines"
+PIPELINE_PREDICATE = "https://rexec.dev/pipeline/v1"
 PUBLIC_KEY = "signing-key.pub"
 OUTPUTS = "outputs"
 LOGS = "logs"

@@ -166,6 +166,12 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
             doc = pages.plots_page(cat, name, request.args.get("metric"), run_url)
         return html("plots.html", doc=doc)
 
+    @app.get("/pipelines")
+    def pipelines() -> Any:
+        with opened() as cat:
+            doc = {"pipelines": catalog.pipeline_runs(cat, limit=pages.PER_PAGE)}
+        return html("pipelines.html", doc=doc)
+
     @app.get("/regenerations")
     def regenerations() -> Any:
         with opened() as cat:

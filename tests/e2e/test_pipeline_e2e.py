@@ -177,6 +177,36 @@ def test_first_run_runs_all_second_reuses_all_without_a_container(project: Proje
     assert set(decisions(plan).values()) == {"would-reuse"} and plan["ledger"] is None
 
 
+def test_a_pipeline_run_is_one_row_with_its_stages_in_the_catalog_and_the_web_view(
+    project: Project,
+) -> None:
+    """The ledger listed each stage as its own run: a pipeline run is now one row (its
+    signed ledger), each stage naming what was decided and linking to its run."""
+    from executor import catalog, web
+
+    first = project.pipeline()
+    location = Path(project.rexec.env["REXEC_CACHE_DIR"]) / "catalog.sqlite"
+    cat = catalog.open_catalog(location, create=False)
+    try:
+        (row,) = catalog.pipeline_runs(cat, limit=10)
+    finally:
+        cat.close()
+    assert row["kind"] == "pipeline" and row["path"] == first["ledger"] and row["signed"] == 1
+    assert row["verification"] is None  # indexed as it finished: a claim until verified
+    assert [(s["stage"], s["decision"], s["run_id"], s["status"]) for s in row["stages"]] == [
+        (s["stage"], "ran", s["runId"], "succeeded") for s in first["stages"]
+    ]
+    project.rexec(
+        "catalog", "index", project.runs, "--rebuild", "--verify", "--key", project.keys[1]
+    )
+    client = web.create_app(str(location), hosts=["localhost"]).test_client()
+    page = client.get("/pipelines", headers={"Host": "localhost"}).data.decode()
+    assert page.count('<span class="stage ok"') == len(first["stages"]) == 6
+    for stage in first["stages"]:
+        assert f'href="/run/{stage["runId"]}"' in page
+    assert "signed, verified by key" in page
+
+
 def test_a_reused_stage_must_verify(project: Project) -> None:
     first = project.pipeline()
     extract = Path(first["stages"][0]["runDir"])
