@@ -114,7 +114,15 @@ def job_container(
 def job_env(run_spec: spec.RunSpec, *, run_id: str, gpus: bool) -> dict[str, str]:
     """The job's environment: the spec's, the determinism variables, rexec's own, and the
     secrets' values (which no record holds)."""
-    env = dict(run_spec.run.env)
+    # Python writes its stdout a line at a time, so the log streams (`rexec logs --follow`)
+    # and a killed job's log keeps what it printed; `PYTHONUNBUFFERED = ""` in [run] env
+    # opts out. Recorded with the rest of the environment.
+    words = job_words(run_spec)
+    own = {
+        k: spec.render_words(v, params=run_spec.params, words=words)
+        for k, v in run_spec.run.env.items()
+    }
+    env = {"PYTHONUNBUFFERED": "1", **own}
     env.update(
         determinism.determinism_env(
             seed=run_spec.run.seed,
@@ -143,9 +151,9 @@ def job_env(run_spec: spec.RunSpec, *, run_id: str, gpus: bool) -> dict[str, str
     return {**env, **{name: os.environ[name] for name in run_spec.run.secrets}}
 
 
-def job_argv(run_spec: spec.RunSpec) -> list[str]:
-    """``run.command`` with its placeholders filled (and params as flags, if asked)."""
-    words = {
+def job_words(run_spec: spec.RunSpec) -> dict[str, str]:
+    """What each placeholder of ``run.command`` and ``run.env`` means in the container."""
+    return {
         "seed": str(run_spec.run.seed),
         "outputs": run_spec.outputs_mount,
         "reports": REPORTS_MOUNT,
@@ -153,6 +161,11 @@ def job_argv(run_spec: spec.RunSpec) -> list[str]:
         "code": run_spec.code.mount if run_spec.code else "",
         **{f"inputs.{i.name}": i.mount for i in run_spec.inputs},
     }
+
+
+def job_argv(run_spec: spec.RunSpec) -> list[str]:
+    """``run.command`` with its placeholders filled (and params as flags, if asked)."""
+    words = job_words(run_spec)
     return render_command(
         run_spec.run.command,
         params=run_spec.params,

@@ -18,7 +18,7 @@ from typing import Any
 
 from executor.canonical import sha256_hex
 from executor.errors import SpecError
-from executor.spec.argv import render_command
+from executor.spec.argv import render_command, render_words
 from executor.spec.model import (
     COMMIT_RE,
     ENV_NAME_RE,
@@ -177,6 +177,7 @@ __all__ = [
     "parse_user",
     "read_document",
     "render_command",
+    "render_words",
     "resolved_view",
     "seed_key_of",
     "stage_key",

@@ -26,7 +26,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["PARAMS_AS", "RESERVED_WORDS", "check_command", "format_value", "render_command"]
+__all__ = [
+    "PARAMS_AS",
+    "RESERVED_WORDS",
+    "check_command",
+    "check_words",
+    "format_value",
+    "render_command",
+    "render_words",
+]
 
 PARAMS_AS = ("json", "flags", "flags=")
 RESERVED_WORDS = ("seed", "outputs", "reports", "params_file", "code")
@@ -67,42 +75,19 @@ def _substitute(word: str, resolve: Callable[[str], str]) -> str:
 def check_command(
     command: Sequence[str],
     *,
+    env: Mapping[str, str] | None = None,
     params: Mapping[str, Any],
     params_as: str,
     inputs: Sequence[str],
     has_code: bool,
     add_error: Callable[[str, str], None],
 ) -> None:
-    """Report every placeholder or param that cannot become argv words, by key path."""
-    known = ", ".join(sorted(params)) or "none"
-    for i, word in enumerate(command):
-
-        def resolve(name: str, i: int = i) -> str:
-            if name.startswith("params."):
-                try:
-                    value = _lookup(params, name.removeprefix("params."))
-                except KeyError:
-                    add_error(
-                        f"run.command[{i}]",
-                        f"{{{name}}}: no such parameter in [params] (top-level keys: {known})",
-                    )
-                    return ""
-                if isinstance(value, dict | list):
-                    add_error(
-                        f"run.command[{i}]",
-                        f"{{{name}}} is {'a table' if isinstance(value, dict) else 'an array'}, "
-                        "which is not one argv word; name one of its scalar values",
-                    )
-            elif name.startswith("inputs.") and name.removeprefix("inputs.") not in inputs:
-                add_error(
-                    f"run.command[{i}]",
-                    f"{{{name}}}: no such input (inputs: {', '.join(inputs) or 'none'})",
-                )
-            elif name == "code" and not has_code:
-                add_error(f"run.command[{i}]", "{code}: the spec has no [code] table")
-            return ""
-
-        _substitute(word, resolve)
+    """Report every placeholder or param that cannot become argv words (or, in ``env``,
+    values: they take the same placeholders), by key path."""
+    where = [(f"run.command[{i}]", word) for i, word in enumerate(command)]
+    where += [(f"run.env.{name}", value) for name, value in (env or {}).items()]
+    for key, text in where:
+        check_words(text, key, params=params, inputs=inputs, has_code=has_code, add_error=add_error)
     if params_as not in PARAMS_AS:
         add_error("run.params_as", f"expected one of {', '.join(map(repr, PARAMS_AS))}")
     elif params_as != "json":
@@ -123,6 +108,55 @@ def check_command(
                 )
 
 
+def check_words(
+    text: str,
+    key: str,
+    *,
+    params: Mapping[str, Any],
+    inputs: Sequence[str],
+    has_code: bool,
+    add_error: Callable[[str, str], None],
+) -> None:
+    """Report each placeholder in ``text`` (a command word, an env value) that cannot be
+    filled, under ``key``."""
+    known = ", ".join(sorted(params)) or "none"
+
+    def resolve(name: str) -> str:
+        if name.startswith("params."):
+            try:
+                value = _lookup(params, name.removeprefix("params."))
+            except KeyError:
+                add_error(
+                    key, f"{{{name}}}: no such parameter in [params] (top-level keys: {known})"
+                )
+                return ""
+            if isinstance(value, dict | list):
+                add_error(
+                    key,
+                    f"{{{name}}} is {'a table' if isinstance(value, dict) else 'an array'}, "
+                    f"which is not one {'argv word' if 'command' in key else 'value'}; "
+                    "name one of its scalar values",
+                )
+        elif name.startswith("inputs.") and name.removeprefix("inputs.") not in inputs:
+            add_error(key, f"{{{name}}}: no such input (inputs: {', '.join(inputs) or 'none'})")
+        elif name == "code" and not has_code:
+            add_error(key, "{code}: the spec has no [code] table")
+        return ""
+
+    _substitute(text, resolve)
+
+
+def render_words(text: str, *, params: Mapping[str, Any], words: Mapping[str, str]) -> str:
+    """``text`` with its placeholders filled (checked by :func:`check_words`)."""
+
+    def resolve(name: str) -> str:
+        if name.startswith("params."):
+            return format_value(_lookup(params, name.removeprefix("params.")))
+        return words[name]
+
+    return _substitute(text, resolve)
+
+
 def render_command(
     command: Sequence[str],
     *,
@@ -137,12 +171,7 @@ def render_command(
     placeholder resolves.
     """
 
-    def resolve(name: str) -> str:
-        if name.startswith("params."):
-            return format_value(_lookup(params, name.removeprefix("params.")))
-        return words[name]
-
-    argv = [_substitute(word, resolve) for word in command]
+    argv = [render_words(word, params=params, words=words) for word in command]
     if params_as == "json":
         return argv
     joined = params_as == "flags="

@@ -285,6 +285,7 @@ def parse_document(
     if run is not None:
         check_command(
             run.command,
+            env=run.env,  # env values take the command's placeholders
             params=params,
             params_as=run.params_as,
             inputs=[i.name for i in inputs],
@@ -295,8 +296,7 @@ def parse_document(
     determinism, signing, security = parse_small_tables(top, base)
     tolerances = parse_replay(top)
     checkpoint = parse_checkpoint(top)
-    raw_metrics = top.get("metrics", list)
-    declared = parse_sources(raw_metrics, "metrics", errors.add) if raw_metrics else ()
+    declared = parse_sources(top.get("metrics", list) or [], "metrics", errors.add)
     engine = None
     runtime_tab = top.table("runtime")
     if runtime_tab is not None:

@@ -104,10 +104,13 @@ def test_failed_job_is_recorded_and_signed(
 def test_timeout_is_recorded(
     project: Project, rexec: Rexec, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    project.write_code("slow.py", "import time\ntime.sleep(60)\n")
+    project.write_code("slow.py", "import time\nprint('epoch 1 loss 0.5')\ntime.sleep(60)\n")
     spec = project.spec(["python3", "/code/slow.py"], run={"timeout": "2s"})
     run_dir = rexec.run(spec, keys[0], tmp_path / "runs", check=ExitCode.JOB_FAILED)
     assert exit_status(run_dir)["status"] == "timed-out"
+    # what it printed before it was killed: a block-buffered stdout lost it (the log was empty)
+    assert (run_dir / "logs" / "stdout.log").read_text() == "epoch 1 loss 0.5\n"
+    assert build_definition(run_dir)["internalParameters"]["environment"]["PYTHONUNBUFFERED"] == "1"
 
 
 def test_changed_snapshot_stops_the_run_before_any_container(

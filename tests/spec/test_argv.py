@@ -9,7 +9,7 @@ import pytest
 
 from executor import spec
 from executor.errors import SpecError
-from executor.runner.container import job_argv
+from executor.runner.container import job_argv, job_env
 
 IMAGE = "registry.example/demo@sha256:" + "a" * 64
 DIGEST = "sha256-tree-v1:" + "b" * 64
@@ -164,3 +164,28 @@ def test_bad_placeholders_are_refused_when_the_spec_is_read(
 def test_code_placeholder_needs_a_code_table(tmp_path: Path) -> None:
     found = problems(tmp_path, 'command = ["{code}/t.py"]\nseed = 1', code=False)
     assert any("run.command[0]: {code}: the spec has no [code] table" in p for p in found), found
+
+
+def test_env_values_take_the_commands_placeholders(tmp_path: Path) -> None:
+    """`SM_MODEL_DIR = "{outputs}"` reached the job as the literal text "{outputs}"."""
+    s = load(
+        tmp_path,
+        'command = ["train"]\nseed = 7\n[run.env]\nSM_MODEL_DIR = "{outputs}"\n'
+        'DATA = "{inputs.mnist}/train"\nLR = "{params.lr}"\nLITERAL = "{{outputs}}"',
+        PARAMS,
+    )
+    env = job_env(s, run_id="r", gpus=False)
+    assert env["SM_MODEL_DIR"] == "/outputs" and env["DATA"] == "/data/train"
+    assert env["LR"] == "0.1" and env["LITERAL"] == "{outputs}"
+    assert spec.resolved_view(s)["env"]["SM_MODEL_DIR"] == "{outputs}"  # the spec as written
+    assert env["PYTHONUNBUFFERED"] == "1"  # a killed job's log keeps what it printed
+
+
+def test_a_bad_env_placeholder_is_refused_by_key_and_unbuffered_can_be_turned_off(
+    tmp_path: Path,
+) -> None:
+    found = problems(tmp_path, 'command = ["t"]\n[run.env]\nX = "{inputs.nope}"\nY = "{params.zz}"')
+    assert any(p.startswith("run.env.X: {inputs.nope}: no such input") for p in found)
+    assert any(p.startswith("run.env.Y: {params.zz}: no such parameter") for p in found)
+    s = load(tmp_path, 'command = ["t"]\nseed = 1\n[run.env]\nPYTHONUNBUFFERED = ""')
+    assert job_env(s, run_id="r", gpus=False)["PYTHONUNBUFFERED"] == ""
