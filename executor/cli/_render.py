@@ -146,6 +146,7 @@ def print_outputs(out: Console, comparison: OutputComparison, *, indent: str = "
 _STATUS_STYLE = {
     "identical": "green",
     "within-tolerance": "yellow",
+    "volatile": "cyan",
     "different": "red",
     "missing": "red",
     "extra": "red",

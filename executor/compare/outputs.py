@@ -42,6 +42,7 @@ WITHIN_TOLERANCE = "within-tolerance"
 DIFFERENT = "different"
 MISSING = "missing"
 EXTRA = "extra"
+VOLATILE = "volatile"  # differs, is missing or new, and the spec declared it volatile
 NUMERIC_SUFFIXES = (".npy", ".npz", ".safetensors", ".json")
 
 
@@ -88,17 +89,24 @@ class OutputComparison:
 
     @property
     def bitwise(self) -> bool:
-        """True when every output is bit-identical and none is missing or extra."""
-        return all(f.status == IDENTICAL for f in self.files)
+        """True when every output is bit-identical (or declared volatile) and none is
+        missing or extra."""
+        return all(f.status in (IDENTICAL, VOLATILE) for f in self.files)
 
     @property
     def within_tolerance(self) -> bool:
         """True when every difference lies within its tolerance."""
-        return all(f.status in (IDENTICAL, WITHIN_TOLERANCE) for f in self.files)
+        return all(f.status in (IDENTICAL, VOLATILE, WITHIN_TOLERANCE) for f in self.files)
 
     def to_json(self) -> list[dict[str, Any]]:
         """The JSON form: one entry per file."""
         return [f.to_json() for f in self.files]
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    """Whether a pattern matches the output's path or its file name."""
+    base = PurePosixPath(name).name
+    return any(fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(base, p) for p in patterns)
 
 
 def match_tolerance(name: str, tolerances: Sequence[Tolerance]) -> Tolerance | None:
@@ -118,6 +126,7 @@ def compare_outputs(
     replay: Mapping[str, str],
     replay_dir: Path,
     tolerances: Sequence[Tolerance] = (),
+    volatile: Sequence[str] = (),
 ) -> OutputComparison:
     """Compare two output sets, given as ``name -> sha256`` (the signed subjects).
 
@@ -127,7 +136,10 @@ def compare_outputs(
     files: list[FileComparison] = []
     for name in sorted(set(original) | set(replay)):
         before, after = original.get(name), replay.get(name)
-        if after is None:
+        if before != after and _matches(name, volatile):
+            note = "declared volatile ([outputs] volatile): signed, not compared"
+            files.append(FileComparison(name, VOLATILE, before, after, note=note))
+        elif after is None:
             files.append(FileComparison(name, MISSING, before, None))
         elif before is None:
             files.append(FileComparison(name, EXTRA, None, after))

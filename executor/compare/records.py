@@ -55,7 +55,14 @@ class RecordDiff:
         """The JSON form (``rexec.diff/v1``, documented in docs/replay.md)."""
         counts = {
             status: len(self.outputs.named(status))
-            for status in ("identical", "within-tolerance", "different", "missing", "extra")
+            for status in (
+                "identical",
+                "volatile",
+                "within-tolerance",
+                "different",
+                "missing",
+                "extra",
+            )
         }
         return {
             "schema": DIFF_SCHEMA,
@@ -84,6 +91,7 @@ def diff_records(a: RunRecord, b: RunRecord) -> RecordDiff:
         replay=b.outputs,
         replay_dir=b.outputs_dir,
         tolerances=a.tolerances,
+        volatile=a.volatile,
     )
     return RecordDiff(a=a, b=b, inputs=diff_inputs(a, b), environment=environment, outputs=outputs)
 

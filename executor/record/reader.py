@@ -200,6 +200,12 @@ class RunRecord:
         )
 
     @property
+    def volatile(self) -> tuple[str, ...]:
+        """The signed ``[outputs] volatile`` patterns: outputs that change by nature."""
+        found = (self.spec.get("outputs") or {}).get("volatile") or []
+        return tuple(p for p in found if isinstance(p, str)) if isinstance(found, list) else ()
+
+    @property
     def metrics(self) -> tuple[Source, ...]:
         """The signed ``[[metrics]]`` declaration; an entry this rexec cannot read is left
         out (its metrics are then not read, nothing else changes)."""

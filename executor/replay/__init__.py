@@ -127,6 +127,7 @@ def execute(
             replay=_subjects(result.subjects),
             replay_dir=outputs,
             tolerances=plan.run_spec.tolerances,
+            volatile=plan.run_spec.volatile,
         )
         holder["comparison"] = comparison
         if not is_replay:

@@ -244,6 +244,7 @@ def _spec_from_record(
         engine=record.engine,
         checkpoint=_checkpoint(view.get("checkpoint")),
         metrics=record.metrics,
+        volatile=record.volatile,
     )
 
 

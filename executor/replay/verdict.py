@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from executor import runner
-from executor.compare import IDENTICAL, WITHIN_TOLERANCE, OutputComparison
+from executor.compare import IDENTICAL, VOLATILE, WITHIN_TOLERANCE, OutputComparison
 from executor.record import TEST_RESULT_TYPE, VERDICT_FILE, statement_about, writer
 from executor.replay.plan import Plan
 
@@ -49,11 +49,14 @@ def verdict_statement(
     record = plan.original.record
     status_ok = result.status.status == record.status
     passed = [f"output:{f.name}" for f in comparison.files if f.status == IDENTICAL]
-    warned = [f"output:{f.name}" for f in comparison.files if f.status == WITHIN_TOLERANCE]
+    # within tolerance, or declared volatile: not a failure, and not bitwise either
+    warned = [
+        f"output:{f.name}" for f in comparison.files if f.status in (WITHIN_TOLERANCE, VOLATILE)
+    ]
     failed = [
         f"output:{f.name}"
         for f in comparison.files
-        if f.status not in (IDENTICAL, WITHIN_TOLERANCE)
+        if f.status not in (IDENTICAL, WITHIN_TOLERANCE, VOLATILE)
     ]
     (passed if status_ok else failed).append("exit-status")
     return statement_about(

@@ -227,3 +227,22 @@ def parse_checkpoint(top: Table) -> Checkpoint | None:
                     "write its checkpoint, and Slurm's --signal warning must leave it",
                 )
     return Checkpoint(mount, grace) if mount else None
+
+
+def parse_outputs(top: Table) -> tuple[str, tuple[str, ...]]:
+    """``[outputs]``: where the job writes (``mount``) and which outputs are ``volatile``:
+    names (fnmatch patterns over a path or a file name) whose bytes change from run to run
+    by nature (a TensorBoard event file holds the time and the host). They are hashed and
+    signed as every output; replay and diff report them as volatile, not as a difference."""
+    tab = top.table("outputs")
+    if tab is None:
+        return "/outputs", ()
+    mount = container_path(tab, "mount", "/outputs") or "/outputs"
+    raw = tab.get("volatile", list) or []
+    tab.finish()
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item or "\0" in item:
+            top.errors.add(
+                f"outputs.volatile[{i}]", 'expected a pattern like "events.out.tfevents.*"'
+            )
+    return mount, tuple(p for p in raw if isinstance(p, str) and p and "\0" not in p)

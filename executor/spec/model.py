@@ -253,6 +253,8 @@ class RunSpec:
     checkpoint: Checkpoint | None = None
     # ``[[metrics]]``: where the run's metrics are besides its JSON outputs (docs/spec.md).
     metrics: tuple[Source, ...] = ()
+    # ``[outputs] volatile``: outputs replay and diff report as volatile, not as different.
+    volatile: tuple[str, ...] = ()
 
     @property
     def base_dir(self) -> Path:

@@ -20,6 +20,7 @@ from executor.metrics import parse_sources
 from executor.spec._sections import (
     parse_checkpoint,
     parse_image,
+    parse_outputs,
     parse_replay,
     parse_resources,
     parse_small_tables,
@@ -271,11 +272,7 @@ def parse_document(
         code_tab.finish()
         if code_path and code_mount:
             code = CodeSpec(code_path, code_mount, commit, tree)
-    out_tab = top.table("outputs")
-    outputs_mount = "/outputs"
-    if out_tab is not None:
-        outputs_mount = container_path(out_tab, "mount", "/outputs") or "/outputs"
-        out_tab.finish()
+    outputs_mount, volatile = parse_outputs(top)
     params = _json_value(top.get("params", dict) or {}, "params", errors)
     applied = _apply_overrides(params, overrides, errors)
     seed_override = None
@@ -341,6 +338,7 @@ def parse_document(
         engine=engine,
         checkpoint=checkpoint,
         metrics=declared,
+        volatile=volatile,
     )
 
 

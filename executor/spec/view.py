@@ -38,7 +38,8 @@ def resolved_view(spec: RunSpec) -> dict[str, Any]:
             ),
             key=lambda d: d["name"],
         ),
-        "outputs": {"mount": spec.outputs_mount},
+        "outputs": {"mount": spec.outputs_mount}
+        | ({"volatile": list(spec.volatile)} if spec.volatile else {}),
         "resources": {
             "cpus": spec.resources.cpus,
             "memoryBytes": spec.resources.memory_bytes,

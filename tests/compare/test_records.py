@@ -235,6 +235,7 @@ def test_diff_json_field_by_field(two_records: tuple[Path, Path]) -> None:
     assert files["new.txt"]["original"] is None
     assert doc["outputs"]["counts"] == {
         "identical": 1,
+        "volatile": 0,  # none declared
         "within-tolerance": 1,
         "different": 1,
         "missing": 1,
@@ -272,3 +273,29 @@ def test_diff_of_something_that_is_not_a_record(
     code = main(["diff", str(tmp_path), str(tmp_path)])
     assert code == ExitCode.BAD_INPUT
     assert "not a run record" in capsys.readouterr().err
+
+
+def test_a_volatile_output_is_reported_and_never_fails_the_comparison(tmp_path: Path) -> None:
+    """A TensorBoard event file's name and bytes carry the time and host: it made a
+    bit-identical model replay `not-reproduced`. Declared volatile, it is reported so."""
+    from executor.compare import VOLATILE, compare_outputs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    (a / "tb").mkdir(parents=True)
+    (b / "tb").mkdir(parents=True)
+    original = {"model.pt": "1" * 64, "tb/events.out.tfevents.1733.host-a.1.0": "2" * 64}
+    replay = {"model.pt": "1" * 64, "tb/events.out.tfevents.1799.host-b.7.0": "3" * 64}
+    plain = compare_outputs(original=original, original_dir=a, replay=replay, replay_dir=b)
+    assert not plain.bitwise and plain.named("missing") and plain.named("extra")
+    declared = compare_outputs(
+        original=original, original_dir=a, replay=replay, replay_dir=b,
+        volatile=["events.out.tfevents.*"],
+    )  # fmt: skip
+    assert declared.bitwise and declared.named("identical") == ["model.pt"]
+    assert sorted(declared.named(VOLATILE)) == sorted([*original, *replay][1::2])
+    changed = {"model.pt": "9" * 64, **{k: v for k, v in replay.items() if k != "model.pt"}}
+    worse = compare_outputs(
+        original=original, original_dir=a, replay=changed, replay_dir=b,
+        volatile=["events.out.tfevents.*"],
+    )  # fmt: skip
+    assert not worse.bitwise and worse.named("different") == ["model.pt"]  # only what it names

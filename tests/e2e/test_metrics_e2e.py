@@ -92,6 +92,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             determinism=NO_FRAMEWORKS,
             code={"path": str(TRAINERS), "mount": "/code"},
             **({"image": tensorboard_image(root)} if kind == "char-transformer" else {}),
+            # its event files' names and bytes hold the time and host: volatile by nature
+            **(
+                {"outputs": {"volatile": ["events.out.tfevents.*"]}}
+                if kind == "char-transformer"
+                else {}
+            ),
             **({"metrics": declared} if declared else {}),
             **({"params": {"lr": 20.0}} if kind == "word-lm" else {}),
         )
@@ -117,6 +123,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             for lr in ((10.0, 40.0) if kind == "word-lm" else ())
         ]
         found[kind] = {
+            "spec": path,
             "otherLr": other_lr,
             "metric": metric,
             "seeds": seeded,
@@ -174,6 +181,27 @@ def test_series_are_series_and_show_prints_a_curves_numbers(trained: dict[str, A
     sk = trained["sklearn"]["text"]
     assert "scores.json cv.fold_accuracy = " in sk and "of 5 points" in sk
     assert "[0]" not in sk
+
+
+def test_a_trainer_writing_tensorboard_replays_bitwise_its_event_file_volatile(
+    trained: dict[str, Any],
+) -> None:
+    """Its event file's name and bytes carry the time and host: replay said
+    `not-reproduced` (exit 7) of a bit-identical run. Declared volatile, it is reported."""
+    rexec, root = trained["rexec"], trained["root"]
+    first = Path(trained["char-transformer"]["seeds"]["runs"][0]["run_dir"])
+    out = rexec(
+        "replay", first, "--key", trained["pub"], "--signing-key", root / "keys" / "k.key",
+        "--runs-dir", root / "replays", "--json", "-q",
+    )  # fmt: skip
+    doc = json.loads(out.stdout)
+    assert doc["verdict"] == "reproduced-bitwise"
+    status = {f["name"]: f["status"] for f in doc["outputs"]}
+    volatile = [n for n, s in status.items() if s == "volatile"]
+    assert volatile and all("events.out.tfevents." in n for n in volatile)
+    assert {s for n, s in status.items() if n not in volatile} == {"identical"}
+    verdict = json.loads((Path(doc["replay"]["run_dir"]) / "verdict.json").read_bytes())
+    assert {f"output:{n}" for n in volatile} <= set(verdict["predicate"]["warnedTests"])
 
 
 @pytest.fixture(scope="module")
