@@ -21,6 +21,12 @@ def log(catalog: Catalog, *, where: Sequence[str] = (), **filters: Any) -> list[
     param (``sort``: ``metrics.FILE:KEY`` or ``params.KEY``, ``ascending`` or not), runs
     without it left out. Each row says how many records claim its run id (``claims``)."""
     order, sql, args = _sort(filters.get("sort"), bool(filters.get("ascending")))
+    if filters.get("pipeline"):  # a pipeline run's id, or every run of a pipeline's name
+        sql.append(
+            "AND r.statement_sha256 IN (SELECT s.run_statement FROM stages s JOIN pipelines p"
+            " ON p.statement_sha256 = s.statement_sha256 WHERE p.id = ? OR p.name = ?)"
+        )
+        args += [filters["pipeline"], filters["pipeline"]]
     if filters.get("tag"):
         sql.append(
             "AND r.statement_sha256 IN (SELECT a.statement_sha256 FROM annotations a"

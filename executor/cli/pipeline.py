@@ -68,6 +68,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--force", action="append", default=[], metavar="STAGE", help="run STAGE even if reusable"
     )
+    run.add_argument(
+        "--reuse-superseded",
+        action="store_true",
+        help="reuse a run a regeneration replaced (by default it warns and runs the stage)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     run.add_argument(
         "--keep-going",
@@ -115,6 +120,7 @@ def handle_run(args: argparse.Namespace) -> int:
         sign=sign_options(args),
         policy=upstream_policy(args),
         force=frozenset(args.force),
+        reuse_superseded=args.reuse_superseded,
         dry_run=args.dry_run,
         keep_going=args.keep_going,
         echo_logs=not args.quiet,

@@ -58,6 +58,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--where", action="append", default=[], metavar="COND", help="see below")
     p.add_argument("--tag", metavar="TAG", help="carries this tag (`rexec tag`)")
+    p.add_argument(
+        "--pipeline",
+        metavar="ID|NAME",
+        help="the stage runs of a pipeline run (its ledger id), or of every run of a pipeline",
+    )
     p.add_argument("--archived", action="store_true", help="archived runs too (`rexec archive`)")
     shown = p.add_mutually_exclusive_group()
     shown.add_argument(
@@ -97,6 +102,7 @@ def handle(args: argparse.Namespace) -> int:
             signer=args.signer,
             stale=args.stale,
             tag=args.tag,
+            pipeline=args.pipeline,
             archived=args.archived,
             limit=None if args.all else args.limit + 1,  # one more: are there more?
         )

@@ -53,8 +53,17 @@ def key_of(
     return key, image
 
 
-def find_reusable(catalog: Catalog, key: str, *, policy: TrustPolicy | None, say: Say) -> Reuse:
-    """The newest succeeded run with ``key`` whose record verifies under ``policy``."""
+def find_reusable(
+    catalog: Catalog,
+    key: str,
+    *,
+    policy: TrustPolicy | None,
+    say: Say,
+    superseded_too: bool = False,
+) -> Reuse:
+    """The newest succeeded run with ``key`` whose record verifies under ``policy`` and
+    that no regeneration verified under ``policy`` superseded (``superseded_too``: it may
+    have been)."""
     if policy is None:
         return Reuse(None, ())
     rows = catalog.same_computation(key, limit=CANDIDATES)
@@ -75,8 +84,29 @@ def find_reusable(catalog: Catalog, key: str, *, policy: TrustPolicy | None, say
         if record.status != "succeeded":
             refused.append(f"{row['run_id']}: its signed status is {record.status}")
             continue
+        newer = None if superseded_too else _superseded_by(catalog, record, policy)
+        if newer is not None:
+            why = f"superseded by {newer} after a corrected input: not reused, the stage runs"
+            refused.append(f"{row['run_id']}: {why}")
+            say(f"warning: {row['run_id']} was {why} (--reuse-superseded reuses it)")
+            continue
         return Reuse(Upstream(record, verdict.signer or ""), tuple(refused))
     return Reuse(None, tuple(refused))
+
+
+def _superseded_by(catalog: Catalog, record: RunRecord, policy: TrustPolicy) -> str | None:
+    """The run (and its regeneration) that replaced ``record``, if its record verifies under
+    ``policy`` and says so; a claim that does not verify is ignored."""
+    for row in catalog.successors([record.statement_sha256]):
+        verdict = verify_record(Path(row["path"]), policy)
+        if verdict.error is not None:
+            continue
+        newer = load_record(Path(row["path"]), payload=verdict.payload)
+        lineage = newer.lineage
+        if lineage.get("originalStatementSha256") == record.statement_sha256:
+            regeneration = (lineage.get("regeneration") or {}).get("id")
+            return f"{newer.run_id} (regeneration {regeneration})"
+    return None
 
 
 def spec_key_of_record(record: RunRecord) -> str:

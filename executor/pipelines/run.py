@@ -32,6 +32,9 @@ class PipelineOptions(StageOptions):
     """How stages are run, signed and trusted for reuse, and which are run regardless."""
 
     force: frozenset[str] = frozenset()
+    # reuse a run a verified regeneration superseded (by default it is not reused: the
+    # stage runs again, and the ledger says why)
+    reuse_superseded: bool = False
 
 
 @dataclass
@@ -217,7 +220,13 @@ def _one_stage(
     if name in options.force:
         why = "forced (--force)"
     else:
-        reuse = find_reusable(cat, outcome.key, policy=options.policy, say=say)
+        reuse = find_reusable(
+            cat,
+            outcome.key,
+            policy=options.policy,
+            say=say,
+            superseded_too=options.reuse_superseded,
+        )
         refused = reuse.refused
         if reuse.found is not None:
             record = reuse.found.record

@@ -205,6 +205,8 @@ def test_a_pipeline_run_is_one_row_with_its_stages_in_the_catalog_and_the_web_vi
     for stage in first["stages"]:
         assert f'href="/run/{stage["runId"]}"' in page
     assert "signed, verified by key" in page
+    listed = json.loads(project.rexec("runs", "--pipeline", row["id"], "--json").stdout)["runs"]
+    assert sorted(r["run_id"] for r in listed) == sorted(s["runId"] for s in first["stages"])
 
 
 def test_a_reused_stage_must_verify(project: Project) -> None:
@@ -255,6 +257,18 @@ def test_a_correction_regenerates_what_it_touches_and_prunes_what_it_does_not(
     assert json.loads(project.rexec("log", "--stale", "--json").stdout)["runs"] == []
     old = {s["stage"]: s["runId"] for s in first["stages"]}
     assert (project.runs / old["train-a"] / "statement.json").is_file()  # the old record stays
+    # the unchanged specs again: a superseded run came back silently; now it is said, and
+    # the stage runs (what was not superseded, the pruned inspect-b, is still reused)
+    kept = project.pipeline("--reuse-superseded", "--dry-run")
+    assert set(decisions(kept).values()) == {"would-reuse"}  # the old behaviour, asked for
+    again = project.rexec(
+        "pipeline", "run", project.root / "pipeline.toml", *project.trust(), "--json"
+    )
+    rerun = decisions(json.loads(again.stdout))
+    assert rerun["extract"] == "ran" and rerun["inspect-b"] == "reused"
+    assert (
+        f"warning: {old['extract']} was superseded by {steps['extract']['runId']}" in again.stderr
+    )
 
 
 def test_a_correction_that_breaks_the_contract_halts_before_training(project: Project) -> None:
