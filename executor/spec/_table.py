@@ -101,3 +101,9 @@ def host_path(table: Table, name: str, base: Path, *, required: bool = True) -> 
     if value is None:
         return None
     return (base / value).resolve()
+
+
+def declared_names(table: Table, key: str) -> list[str]:
+    """The ``name`` of each entry of an array of tables, valid or not (a placeholder that
+    names an unpinned input is that input's problem, not an unknown name)."""
+    return [str(i.get("name")) for i in table.data.get(key) or [] if isinstance(i, dict)]

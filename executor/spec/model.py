@@ -262,6 +262,18 @@ class RunSpec:
         return self.source.parent
 
 
+def reserved_env(name: str) -> str | None:
+    """Why ``name`` may not be set by a spec (``env`` or ``secrets``), or None."""
+    if name.startswith(RESERVED_ENV_PREFIX):
+        return "names starting with REXEC_ are set by rexec itself"
+    if name in RESERVED_ENV_NAMES:
+        return (
+            "set by rexec itself (determinism, helper path or home); "
+            "the value the record claims is rexec's, so it cannot be replaced"
+        )
+    return None
+
+
 def parse_duration(value: int | float | str) -> float:
     """Seconds from ``600``, ``"90s"``, ``"10m"`` or ``"2h"``."""
     if isinstance(value, int | float):

@@ -25,7 +25,14 @@ from executor.spec._sections import (
     parse_resources,
     parse_small_tables,
 )
-from executor.spec._table import Errors, Table, _kind_name, container_path, host_path
+from executor.spec._table import (
+    Errors,
+    Table,
+    _kind_name,
+    container_path,
+    declared_names,
+    host_path,
+)
 from executor.spec.argv import check_command
 from executor.spec.model import (
     COMMIT_RE,
@@ -35,8 +42,6 @@ from executor.spec.model import (
     LOCK_HINT,
     MAX_TIMEOUT_S,
     NAME_RE,
-    RESERVED_ENV_NAMES,
-    RESERVED_ENV_PREFIX,
     RESERVED_MOUNTS,
     SECRET_NAME_RE,
     SPEC_VERSION,
@@ -50,6 +55,7 @@ from executor.spec.model import (
     RunSpec,
     parse_duration,
     parse_user,
+    reserved_env,
 )
 
 
@@ -70,7 +76,7 @@ def _parse_run(top: Table) -> RunSection | None:
     for key, value in env.items():
         if not ENV_NAME_RE.match(key):
             top.errors.add(f"run.env.{key}", "not a valid environment variable name")
-        elif reserved := _reserved_env(key):
+        elif reserved := reserved_env(key):
             top.errors.add(f"run.env.{key}", reserved)
         elif SECRET_NAME_RE.search(key):
             top.errors.add(
@@ -88,7 +94,7 @@ def _parse_run(top: Table) -> RunSection | None:
     for i, name in enumerate(secrets):
         if not isinstance(name, str) or not ENV_NAME_RE.match(name):
             top.errors.add(f"run.secrets[{i}]", "expected an environment variable name")
-        elif reserved := _reserved_env(name):
+        elif reserved := reserved_env(name):
             top.errors.add(f"run.secrets[{i}]", f"{name}: {reserved}")
     seed = run.get("seed", int, required=True)
     if seed is not None and not 0 <= seed < 2**32:
@@ -285,7 +291,7 @@ def parse_document(
             env=run.env,  # env values take the command's placeholders
             params=params,
             params_as=run.params_as,
-            inputs=[i.name for i in inputs],
+            inputs=declared_names(top, "inputs"),  # pinned or not: a missing pin is one problem
             has_code=code is not None,
             add_error=errors.add,
         )
@@ -414,17 +420,6 @@ def _check_mounts(
 
 def _under(path: str, top: str) -> bool:
     return path == top or path.startswith(top.rstrip("/") + "/")
-
-
-def _reserved_env(name: str) -> str | None:
-    if name.startswith(RESERVED_ENV_PREFIX):
-        return "names starting with REXEC_ are set by rexec itself"
-    if name in RESERVED_ENV_NAMES:
-        return (
-            "set by rexec itself (determinism, helper path or home); "
-            "the value the record claims is rexec's, so it cannot be replaced"
-        )
-    return None
 
 
 def _check_unique(

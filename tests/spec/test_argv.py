@@ -189,3 +189,17 @@ def test_a_bad_env_placeholder_is_refused_by_key_and_unbuffered_can_be_turned_of
     assert any(p.startswith("run.env.Y: {params.zz}: no such parameter") for p in found)
     s = load(tmp_path, 'command = ["t"]\nseed = 1\n[run.env]\nPYTHONUNBUFFERED = ""')
     assert job_env(s, run_id="r", gpus=False)["PYTHONUNBUFFERED"] == ""
+
+
+def test_an_unpinned_input_is_reported_as_unpinned_not_as_unknown(tmp_path: Path) -> None:
+    """`{inputs.raw}: no such input (inputs: none)` was said of an input that was only
+    unpinned: the one problem is the pin."""
+    text = (
+        f'version = 1\nname = "t"\n[image]\nref = "{IMAGE}"\n[run]\n'
+        'command = ["python3", "t.py", "{inputs.raw}"]\nseed = 1\n'
+        '[[inputs]]\nname = "raw"\npath = "data"\nmount = "/data"\n'
+    )
+    with pytest.raises(SpecError) as info:
+        spec.loads(text.encode(), source=tmp_path / "spec.toml")
+    (only,) = info.value.details
+    assert only.startswith("inputs[0].digest: missing: the input is not pinned")
