@@ -18,7 +18,7 @@ from executor.cli._options import (
 )
 from executor.cli._seeds import print_spread, seed_list, seeds_value
 from executor.errors import InputError, JobFailed
-from executor.runtime import default_runtime
+from executor.runtime import ContainerRuntime, default_runtime
 
 EPILOG = """\
 examples:
@@ -105,6 +105,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="REGISTRY/REPO[:TAG]",
         help="push the job's image there before running and record the repository digest",
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check pins, image, that the command's program exists in the image and that "
+        "the entry script's imports resolve there; start no job (exit 2 when not)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument(
         "-q", "--quiet", action="store_true", help="do not echo the job's output or progress"
@@ -114,6 +120,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run a spec end to end; a job that did not succeed is recorded, signed and exits 5."""
+    if args.check:
+        return _check(args)
     if args.seeds is None:
         result, run_spec = _run_once(args, seed=args.seed)
         _print_result(args, result)
@@ -151,6 +159,30 @@ def handle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """``--check``: what would stop the job, found before it starts."""
+    run_spec, options, runtime = _prepared(args, seed=args.seed)
+    found = runner.check(run_spec, options=options, runtime=runtime)
+    if args.json:
+        print_json(found.to_json())
+    else:
+        where = found.found or "not found in the image"
+        print(f"program: {found.program} ({where})")
+        for name in found.modules:
+            print(f"  import {name}: {'missing' if name in found.missing else 'ok'}")
+        for note in found.notes:
+            print(f"  note: {note}")
+    problems = [] if found.found else [f"{found.program}: no such program in the image"]
+    problems += [f"import {m}: not in the image's Python" for m in found.missing]
+    if problems:
+        raise InputError(
+            f"{args.spec}: the job would fail at its start",
+            details=problems,
+            hint="add them to the image (its Dockerfile), or to the code directory",
+        )
+    return 0
+
+
 def _spec_seed(args: argparse.Namespace) -> int:
     return spec.load(args.spec).run.seed
 
@@ -158,6 +190,14 @@ def _spec_seed(args: argparse.Namespace) -> int:
 def _run_once(
     args: argparse.Namespace, *, seed: int | None
 ) -> tuple[runner.RunResult, spec.RunSpec]:
+    run_spec, options, runtime = _prepared(args, seed=seed)
+    return runner.run(run_spec, options=options, runtime=runtime), run_spec
+
+
+def _prepared(
+    args: argparse.Namespace, *, seed: int | None
+) -> tuple[spec.RunSpec, runner.RunOptions, ContainerRuntime]:
+    """The spec as the command line changes it, how it is run, and on which engine."""
     overrides = [spec.parse_override(text) for text in args.param]
     pinned_at_run_time: dict[str, object] | None = None
     if args.allow_unpinned:
@@ -184,7 +224,7 @@ def _run_once(
         push=args.push,
         upstream=upstream_policy(args) if any(i.from_ref for i in run_spec.inputs) else None,
     )
-    return runner.run(run_spec, options=options, runtime=runtime), run_spec
+    return run_spec, options, runtime
 
 
 def _print_result(args: argparse.Namespace, result: runner.RunResult) -> None:

@@ -28,6 +28,7 @@ from executor.signing import Signer, make_signer
 # The phases are imported by run(): what `rexec submit` takes from here (the pin checks)
 # starts without the image, container and attestation machinery.
 if TYPE_CHECKING:
+    from executor.runner.check import Check
     from executor.runner.execute import Execution
     from executor.runner.request import Job
 
@@ -35,12 +36,30 @@ __all__ = [
     "PREEMPT_SIGNAL",
     "RunOptions",
     "RunResult",
+    "check",
     "check_pins",
     "check_runs_dir",
     "failure_hint",
     "resolve_from_inputs",
     "run",
 ]
+
+
+def check(
+    run_spec: spec.RunSpec, *, options: RunOptions, runtime: ContainerRuntime | None = None
+) -> Check:
+    """``rexec run --check``: pins, image, the program and the entry script's imports,
+    checked in the image by one short helper; no job starts."""
+    from executor.runner.check import check as check_in_image
+
+    run_spec = resolve_from_inputs(
+        run_spec,
+        runs_dir=options.runs_dir,
+        policy=options.upstream,
+        verified=options.upstream_verified,
+        say=options.say,
+    )
+    return check_in_image(run_spec, runtime=runtime or default_runtime(), options=options)
 
 
 def run(

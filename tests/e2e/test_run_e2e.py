@@ -221,3 +221,27 @@ def test_a_device_handed_to_the_job_is_there_and_recorded() -> None:
     result = DockerRuntime().run(request, lambda _, chunk: chunks.append(chunk))
     assert result.exit_code == 0 and b"".join(chunks).strip() == b"there"
     assert Hardening(devices=("/dev/tty2",)).describe()["devices"] == ["/dev/tty2"]
+
+
+def test_check_finds_a_missing_module_or_program_before_any_job(
+    project: Project, rexec: Rexec, tmp_path: Path
+) -> None:
+    """A script that imports a package the image lacks failed after a container ran: the
+    message was clear, but only then. `run --check` says so first, and runs no job."""
+    project.write_code("helpers.py", "X = 1\n")
+    project.write_code(
+        "train.py", "import json\nimport helpers\nimport torch\nfrom sklearn import svm\n"
+    )
+    runs = tmp_path / "runs"
+    spec = project.spec(["python3", "/code/train.py"])
+    out = rexec("run", spec, "--check", "--runs-dir", runs, check=ExitCode.BAD_INPUT)
+    assert "import torch: not in the image's Python" in out.stderr
+    assert "import sklearn: not in the image's Python" in out.stderr
+    assert "import json: ok" in out.stdout and "helpers" not in out.stdout  # the code's own
+    assert not runs.exists() or list(runs.iterdir()) == []  # no job ran, nothing recorded
+    good = project.spec(["python3", "/code/helpers.py"])
+    doc = json.loads(rexec("run", good, "--check", "--runs-dir", runs, "--json").stdout)
+    assert doc["ok"] and doc["found"].endswith("/python3")
+    absent = project.spec(["trainx", "--epochs", "3"])
+    out = rexec("run", absent, "--check", "--runs-dir", runs, check=ExitCode.BAD_INPUT)
+    assert "trainx: no such program in the image" in out.stderr

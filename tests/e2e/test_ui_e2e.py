@@ -93,14 +93,14 @@ def ui(runs: dict[str, Any]) -> Iterator[str]:
 
 def test_the_ledger_lists_and_filters_runs(ui: str, browser: Any, runs: dict[str, Any]) -> None:
     browser.get(ui + "/")
-    listed = [a.text for a in by_css(browser, "#runs a")]
+    listed = [a.text for a in by_css(browser, "#runs a.mono")]
     assert set(listed) == {runs["prepare"], *runs["trains"], runs["hostile"]}
     browser.save_screenshot(str(SHOTS / "ledger.png"))
-    (box,) = by_css(browser, "input[name=name]")
-    box.send_keys("train")
+    (box,) = by_css(browser, "input[name=search]")  # a part of the name
+    box.send_keys("rai")
     box.submit()
-    navigated(browser, "name=train")
-    assert sorted(a.text for a in by_css(browser, "#runs a")) == sorted(runs["trains"])
+    navigated(browser, "search=rai")
+    assert sorted(a.text for a in by_css(browser, "#runs a.mono")) == sorted(runs["trains"])
     # the params and metrics the train runs share are columns, one row per run
     heads = [h.text for h in by_css(browser, "#runs th.num")]
     assert heads == ["acc", "lr"], heads
@@ -108,7 +108,7 @@ def test_the_ledger_lists_and_filters_runs(ui: str, browser: Any, runs: dict[str
     assert sorted(zip(cells[::2], cells[1::2], strict=True)) == [("0.8", "0.2"), ("0.9", "0.1")]
     browser.save_screenshot(str(SHOTS / "ledger-columns.png"))
     browser.get(ui + "/?where=metrics.acc+%3E+0.85")
-    assert [a.text for a in by_css(browser, "#runs a")] == [runs["trains"][0]]
+    assert [a.text for a in by_css(browser, "#runs a.mono")] == [runs["trains"][0]]
 
 
 def test_a_run_page_shows_what_its_record_holds(
