@@ -29,7 +29,7 @@ import tomli_w
 import tomlkit
 import tomlkit.exceptions
 
-from executor import snapshot
+from executor import snapshot, spec
 from executor.code import check_code_pins as check_code_pins  # re-exported
 from executor.code import resolve_code
 from executor.errors import InputError, RexecError, SpecError
@@ -277,3 +277,31 @@ def dumps(doc: dict[str, Any], *, source: str) -> str:
     """
     body = tomlkit.dumps(doc) if isinstance(doc, tomlkit.TOMLDocument) else tomli_w.dumps(doc)
     return HEADER.format(source=source) + body
+
+
+def pin_at_run_time(
+    path: Path,
+    *,
+    resolver: Resolver,
+    say: Callable[[str], None],
+    overrides: list[tuple[str, object]] | None = None,
+    seed: int | None = None,
+) -> tuple[spec.RunSpec, dict[str, object]]:
+    """What ``rexec lock`` would pin, resolved in memory now (``run --allow-unpinned``,
+    ``pipeline run --allow-unpinned``); the second value is what the record says of it."""
+    from executor.canonical import sha256_hex
+
+    source = path.resolve()
+    document = spec.read_document(source)[1]  # not yet a valid spec: it is not pinned
+    locked = lock_document(
+        document, base=source.parent, resolver=resolver, strict=False, code=False
+    )
+    for pin in locked.pins:
+        say(f"pinned at run time: {pin.describe()}")
+    record: dict[str, object] = {
+        "specSha256": sha256_hex(source.read_bytes()),
+        "pins": [p.to_json() for p in locked.pins],
+        "unresolved": list(locked.unresolved),
+    }
+    text = dumps(locked.document, source=str(path))
+    return spec.loads(text.encode(), source=source, overrides=overrides or (), seed=seed), record

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
-from executor import pipelines
+from executor import pipelines, spec
 from executor.cli._cluster import add_submit_options, submit_site
 from executor.cli._json import print_json
 from executor.cli._options import (
@@ -19,6 +20,7 @@ from executor.cli._options import (
 from executor.cli._render import console, safe
 from executor.contracts import ContractViolation
 from executor.errors import InputError, JobFailed
+from executor.runtime import default_runtime
 
 EPILOG = """\
 examples:
@@ -73,6 +75,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="reuse a run a regeneration replaced (by default it warns and runs the stage)",
     )
+    run.add_argument(
+        "--allow-unpinned",
+        action="store_true",
+        help="pin each stage spec's tags, input digests and FROM bases now instead of refusing "
+        "it (each stage's record says what was pinned; `rexec lock` pins the files instead)",
+    )
     run.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
     run.add_argument(
         "--keep-going",
@@ -108,7 +116,17 @@ def handle_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"rexec: {text}", file=sys.stderr, flush=True)
 
-    pipe = pipelines.load_pipeline(args.pipeline)
+    loader = None
+    if args.allow_unpinned:  # each stage spec pinned now, as `rexec lock` would; recorded
+
+        def loader(path: Path) -> tuple[spec.RunSpec, Mapping[str, object] | None]:
+            from executor import lock
+
+            document = spec.read_document(path.resolve())[1]
+            resolver = default_runtime(args.runtime or spec.engine_named(document))
+            return lock.pin_at_run_time(path, resolver=resolver, say=say)
+
+    pipe = pipelines.load_pipeline(args.pipeline, loader=loader)
     unknown = sorted(set(args.force) - {s.name for s in pipe.stages})
     if unknown:
         raise InputError(

@@ -251,23 +251,12 @@ def _pin_at_run_time(
 ) -> tuple[spec.RunSpec, dict[str, object]]:
     """What `rexec lock` would pin, resolved in memory now; the record says so."""
     from executor import lock
-    from executor.canonical import sha256_hex
 
-    source = path.resolve()
-    document = spec.read_document(source)[1]  # not yet a valid spec: it is not pinned
-    locked = lock.lock_document(
-        document,
-        base=source.parent,
+    document = spec.read_document(path.resolve())[1]
+    return lock.pin_at_run_time(
+        path,
         resolver=default_runtime(engine or spec.engine_named(document)),
-        strict=False,
-        code=False,
+        say=lambda text: print(f"rexec: {text}", file=sys.stderr),
+        overrides=overrides,
+        seed=seed,
     )
-    text = lock.dumps(locked.document, source=str(path))
-    for pin in locked.pins:
-        print(f"rexec: pinned at run time: {pin.describe()}", file=sys.stderr)
-    record: dict[str, object] = {
-        "specSha256": sha256_hex(source.read_bytes()),
-        "pins": [p.to_json() for p in locked.pins],
-        "unresolved": list(locked.unresolved),
-    }
-    return spec.loads(text.encode(), source=source, overrides=overrides, seed=seed), record

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import graphlib
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,8 @@ class Stage:
     spec_path: Path
     run_spec: spec.RunSpec
     needs: tuple[str, ...]
+    # ``pipeline run --allow-unpinned``: what was pinned at load time (the record says so)
+    pins: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,13 @@ def _fail(path: Path, problem: str, hint: str) -> SpecError:
     return SpecError(f"{path}: {problem}", hint=hint)
 
 
-def load_pipeline(path: Path) -> Pipeline:
-    """Read ``path`` and every spec it lists; all specs are checked before anything runs."""
+# Reads a stage spec: spec.load, or one that pins what is unpinned first (and says what).
+Loader = Callable[[Path], tuple[spec.RunSpec, Mapping[str, object] | None]]
+
+
+def load_pipeline(path: Path, *, loader: Loader | None = None) -> Pipeline:
+    """Read ``path`` and every spec it lists; all specs are checked before anything runs.
+    ``loader``: how a stage spec is read (default: as it is, every pin in it)."""
     from executor.canonical import sha256_hex
 
     try:
@@ -69,9 +77,10 @@ def load_pipeline(path: Path) -> Pipeline:
     if not isinstance(name, str) or not spec.NAME_RE.match(name):
         raise _fail(path, "name: use letters, digits, '.', '_' or '-'", example)
     specs: dict[str, tuple[Path, spec.RunSpec]] = {}
+    pins: dict[str, Mapping[str, object] | None] = {}
     for index, rel in enumerate(listed):
         spec_path = (path.parent / rel).resolve()
-        run_spec = spec.load(spec_path)
+        run_spec, pinned = loader(spec_path) if loader else (spec.load(spec_path), None)
         if run_spec.name in specs:
             raise _fail(
                 path,
@@ -79,6 +88,7 @@ def load_pipeline(path: Path) -> Pipeline:
                 "stages are linked by their spec's name: give each spec its own name",
             )
         specs[run_spec.name] = (spec_path, run_spec)
+        pins[run_spec.name] = pinned
     needs: dict[str, tuple[str, ...]] = {}
     for stage, (_, run_spec) in specs.items():
         found = []
@@ -103,5 +113,5 @@ def load_pipeline(path: Path) -> Pipeline:
         ready = sorted(sorter.get_ready(), key=position.__getitem__)
         order.extend(ready)
         sorter.done(*ready)
-    stages = tuple(Stage(s, specs[s][0], specs[s][1], needs[s]) for s in order)
+    stages = tuple(Stage(s, specs[s][0], specs[s][1], needs[s], pins[s]) for s in order)
     return Pipeline(name=name, path=path.resolve(), sha256=sha256_hex(data), stages=stages)

@@ -257,6 +257,8 @@ def _one_stage(
             signer=signer,
             echo_logs=options.echo_logs,
             say=say,
+            allow_unpinned=stage.pins is not None,
+            pinned_at_run_time=stage.pins,
         ),
         runtime=runtime,
     )

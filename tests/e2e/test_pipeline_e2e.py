@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from executor.errors import ExitCode
 from executor.runtime import RUN_LABEL
 from tests.e2e.conftest import NO_FRAMEWORKS, Rexec, gen, pinned, spec, statement
 
@@ -207,6 +208,33 @@ def test_a_pipeline_run_is_one_row_with_its_stages_in_the_catalog_and_the_web_vi
     assert "signed, verified by key" in page
     listed = json.loads(project.rexec("runs", "--pipeline", row["id"], "--json").stdout)["runs"]
     assert sorted(r["run_id"] for r in listed) == sorted(s["runId"] for s in first["stages"])
+
+
+def test_unpinned_stage_specs_are_pinned_by_the_run_that_is_asked_to(project: Project) -> None:
+    """Every stage spec had to be pinned by hand: `pipeline run --allow-unpinned` pins each
+    one as `rexec lock` would, and each stage's record says what was pinned."""
+    import tomllib
+
+    import tomli_w
+
+    for name in ("extract", "evaluate"):
+        path = project.root / f"{name}.toml"
+        doc = tomllib.loads(path.read_text())
+        for item in doc["inputs"]:
+            item.pop("digest", None)  # as a user writes it: a path, no pin
+        path.write_text(tomli_w.dumps(doc))
+    refused = project.pipeline(check=ExitCode.BAD_INPUT)
+    assert "the input is not pinned" in refused.stderr and "--allow-unpinned" in refused.stderr
+    assert "no such input" not in refused.stderr
+    done = project.pipeline("--allow-unpinned")
+    assert set(decisions(done).values()) == {"ran"}
+    steps = {s["stage"]: s for s in done["stages"]}
+    internal = statement(project.runs / steps["extract"]["runId"])["predicate"]["buildDefinition"][
+        "internalParameters"
+    ]
+    (pin,) = internal["pinnedAtRunTime"]["pins"]
+    assert pin["key"] == "inputs[0].digest" and pin["old"] is None
+    assert pin["new"] == project.rexec("snapshot", "hash", project.raw, "-q").stdout.strip()
 
 
 def test_a_reused_stage_must_verify(project: Project) -> None:
