@@ -76,6 +76,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="reuse a run a regeneration replaced (by default it warns and runs the stage)",
     )
     run.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="STAGE.KEY=VALUE",
+        help="replace a stage's param (each of its variants takes it; recorded as an override)",
+    )
+    run.add_argument(
         "--allow-unpinned",
         action="store_true",
         help="pin each stage spec's tags, input digests and FROM bases now instead of refusing "
@@ -119,15 +126,18 @@ def handle_run(args: argparse.Namespace) -> int:
     loader = None
     if args.allow_unpinned:  # each stage spec pinned now, as `rexec lock` would; recorded
 
-        def loader(path: Path) -> tuple[spec.RunSpec, Mapping[str, object] | None]:
+        def loader(
+            path: Path, overrides: pipelines.Overrides
+        ) -> tuple[spec.RunSpec, Mapping[str, object] | None]:
             from executor import lock
 
             document = spec.read_document(path.resolve())[1]
             resolver = default_runtime(args.runtime or spec.engine_named(document))
-            return lock.pin_at_run_time(path, resolver=resolver, say=say)
+            return lock.pin_at_run_time(path, resolver=resolver, say=say, overrides=list(overrides))
 
-    pipe = pipelines.load_pipeline(args.pipeline, loader=loader)
-    unknown = sorted(set(args.force) - {s.name for s in pipe.stages})
+    params = [spec.parse_override(text) for text in args.param]
+    pipe = pipelines.load_pipeline(args.pipeline, loader=loader, params=params)
+    unknown = sorted(set(args.force) - {n for s in pipe.stages for n in (s.name, s.base)})
     if unknown:
         raise InputError(
             f"--force {unknown[0]}: no such stage",

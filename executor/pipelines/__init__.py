@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from executor.pipelines.campaign import SCHEMA as REGENERATION_SCHEMA
 from executor.pipelines.campaign import Campaign, RegenOptions, plan_regeneration
-from executor.pipelines.pipefile import Pipeline, Stage, load_pipeline
+from executor.pipelines.pipefile import Overrides, Pipeline, Stage, load_pipeline
 from executor.pipelines.regenerate import regenerate
 from executor.pipelines.report import regeneration_html
 from executor.pipelines.run import SCHEMA as PIPELINE_SCHEMA
@@ -22,6 +22,7 @@ __all__ = [
     "PIPELINE_SCHEMA",
     "REGENERATION_SCHEMA",
     "Campaign",
+    "Overrides",
     "Pipeline",
     "PipelineOptions",
     "RegenOptions",

@@ -9,10 +9,12 @@ ties in the file's order; a cycle or a duplicate stage name is an error.
 from __future__ import annotations
 
 import graphlib
+import itertools
 import tomllib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from executor import safeio, spec
 from executor.errors import SpecError
@@ -32,6 +34,10 @@ class Stage:
     needs: tuple[str, ...]
     # ``pipeline run --allow-unpinned``: what was pinned at load time (the record says so)
     pins: Mapping[str, object] | None = None
+    # a variant: the spec's name (``name`` is ``train[lr=0.1]``), and for each upstream
+    # spec it reads ``latest:`` from, the variant of it this one reads
+    base: str = ""
+    binds: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,21 @@ def _fail(path: Path, problem: str, hint: str) -> SpecError:
     return SpecError(f"{path}: {problem}", hint=hint)
 
 
-# Reads a stage spec: spec.load, or one that pins what is unpinned first (and says what).
-Loader = Callable[[Path], tuple[spec.RunSpec, Mapping[str, object] | None]]
+# Reads a stage spec with param overrides: spec.load, or one that pins what is unpinned
+# first (and says what).
+Overrides = Sequence[tuple[str, Any]]
+Loader = Callable[[Path, Overrides], tuple[spec.RunSpec, Mapping[str, object] | None]]
+MAX_VARIANTS = 64
 
 
-def load_pipeline(path: Path, *, loader: Loader | None = None) -> Pipeline:
+def _load(path: Path, overrides: Overrides) -> tuple[spec.RunSpec, None]:
+    return spec.load(path, overrides=overrides), None
+
+
+def load_pipeline(path: Path, *, loader: Loader | None = None, params: Overrides = ()) -> Pipeline:
     """Read ``path`` and every spec it lists; all specs are checked before anything runs.
-    ``loader``: how a stage spec is read (default: as it is, every pin in it)."""
+    ``loader``: how a stage spec is read (default: as it is, every pin in it); ``params``:
+    ``STAGE.KEY`` overrides (``pipeline run --param``)."""
     from executor.canonical import sha256_hex
 
     try:
@@ -65,7 +79,7 @@ def load_pipeline(path: Path, *, loader: Loader | None = None) -> Pipeline:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise _fail(path, f"not TOML ({exc})", "see docs/pipelines.md for the format") from exc
     example = 'version = 1\nstages = ["extract.toml", "train.toml"]'
-    unknown = sorted(set(doc) - {"version", "name", "stages"})
+    unknown = sorted(set(doc) - {"version", "name", "stages", "variants"})
     if unknown:
         raise _fail(path, f"unknown key {unknown[0]!r}", f"a pipeline lists its specs:\n{example}")
     if doc.get("version") != 1:
@@ -76,11 +90,12 @@ def load_pipeline(path: Path, *, loader: Loader | None = None) -> Pipeline:
     name = doc.get("name", path.stem)
     if not isinstance(name, str) or not spec.NAME_RE.match(name):
         raise _fail(path, "name: use letters, digits, '.', '_' or '-'", example)
+    load = loader or _load
     specs: dict[str, tuple[Path, spec.RunSpec]] = {}
     pins: dict[str, Mapping[str, object] | None] = {}
     for index, rel in enumerate(listed):
         spec_path = (path.parent / rel).resolve()
-        run_spec, pinned = loader(spec_path) if loader else (spec.load(spec_path), None)
+        run_spec, pinned = load(spec_path, ())
         if run_spec.name in specs:
             raise _fail(
                 path,
@@ -113,5 +128,64 @@ def load_pipeline(path: Path, *, loader: Loader | None = None) -> Pipeline:
         ready = sorted(sorter.get_ready(), key=position.__getitem__)
         order.extend(ready)
         sorter.done(*ready)
-    stages = tuple(Stage(s, specs[s][0], specs[s][1], needs[s], pins[s]) for s in order)
-    return Pipeline(name=name, path=path.resolve(), sha256=sha256_hex(data), stages=stages)
+    grid = _variants(path, doc.get("variants", {}), specs)
+    given = _stage_params(path, params, specs)
+    stages: list[Stage] = []
+    made: dict[str, list[Stage]] = {}  # spec name -> its stages (one, or one per variant)
+    for base in order:
+        spec_path = specs[base][0]
+        ups = [made[n] for n in needs[base]]
+        for own in grid.get(base, [()]):
+            for chosen in itertools.product(*ups):  # a variant of each upstream it reads
+                label = ", ".join(f"{k}={spec.format_value(v)}" for k, v in own)
+                label += "".join(f", {u.name}" for u in chosen if u.name != u.base)
+                label = label.removeprefix(", ")
+                stage_name = f"{base}[{label}]" if label else base
+                if own or base in given:
+                    run_spec, pinned = load(spec_path, (*own, *given.get(base, ())))
+                else:
+                    run_spec, pinned = specs[base][1], pins[base]
+                binds = {u.base: u.name for u in chosen}
+                needed = tuple(u.name for u in chosen)
+                made.setdefault(base, []).append(
+                    Stage(stage_name, spec_path, run_spec, needed, pinned, base, binds)
+                )
+        stages += made[base]
+    if len(stages) > MAX_VARIANTS * max(1, len(order)):
+        raise _fail(path, f"{len(stages)} stage runs", "fewer variants: at most 64 a stage")
+    return Pipeline(name=name, path=path.resolve(), sha256=sha256_hex(data), stages=tuple(stages))
+
+
+def _variants(path: Path, raw: Any, specs: Mapping[str, Any]) -> dict[str, list[Overrides]]:
+    """``[variants.STAGE] KEY = [v1, v2]`` as each stage's list of param overrides (every
+    combination)."""
+    example = "[variants.train]\nlr = [0.1, 0.3]"
+    if not isinstance(raw, Mapping):
+        raise _fail(path, "variants: expected tables of params", example)
+    grid: dict[str, list[Overrides]] = {}
+    for stage, table in raw.items():
+        if stage not in specs:
+            raise _fail(path, f"variants.{stage}: no such stage", f"stages: {', '.join(specs)}")
+        if not isinstance(table, Mapping) or not all(
+            isinstance(v, list) and v for v in table.values()
+        ):
+            raise _fail(path, f"variants.{stage}: expected KEY = [values…]", example)
+        keys = sorted(table)
+        values = itertools.product(*(table[k] for k in keys))
+        combos: list[Overrides] = [tuple(zip(keys, v, strict=True)) for v in values]
+        if len(combos) > MAX_VARIANTS:
+            raise _fail(path, f"variants.{stage}: {len(combos)} combinations", "at most 64")
+        grid[stage] = combos
+    return grid
+
+
+def _stage_params(path: Path, params: Overrides, specs: Mapping[str, Any]) -> dict[str, Overrides]:
+    """``pipeline run --param STAGE.KEY=VALUE``, by stage (each of its variants takes it)."""
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for text_key, value in params:
+        stage, _, key = text_key.partition(".")
+        if stage not in specs or not key:
+            stages = ", ".join(specs)
+            raise _fail(path, f"--param {text_key}: expected STAGE.KEY", f"stages: {stages}")
+        found.setdefault(stage, []).append((key, value))
+    return {stage: tuple(items) for stage, items in found.items()}

@@ -206,8 +206,10 @@ def _one_stage(
     say = options.say
     name = stage.name
     used, trusted = chosen
+    # a variant reads the variant of each upstream it was made for
+    view = {**used, **{base: used[name] for base, name in stage.binds.items() if name in used}}
     run_spec = catalog.resolve_inputs(
-        bind_stage_inputs(stage.run_spec, used),
+        bind_stage_inputs(stage.run_spec, view),
         runs_dir=options.runs_dir,
         catalog=cat,
         policy=options.policy,
@@ -217,7 +219,7 @@ def _one_stage(
     runtime = default_runtime(options.engine or run_spec.engine)
     outcome.key, _ = key_of(run_spec, runtime=runtime, say=say)
     refused: tuple[str, ...] = ()
-    if name in options.force:
+    if name in options.force or stage.base in options.force:
         why = "forced (--force)"
     else:
         reuse = find_reusable(
@@ -296,12 +298,13 @@ def _submit(
         match = spec.FROM_RE.match(item.from_ref or "")
         if not match or match.group(1) != "latest":
             continue
-        upstream = next((o for o in after if o.stage == match.group(2)), None)
+        wanted = stage.binds.get(match.group(2), match.group(2))  # a variant's own upstream
+        upstream = next((o for o in after if o.stage == wanted), None)
         if upstream is not None:
             refs[item.name] = f"run:{upstream.run_id}:{match.group(3)}"
             deferred.add(item.name)
-        elif bound and match.group(2) in bound:
-            refs[item.name] = f"run:{bound[match.group(2)].run_id}:{match.group(3)}"
+        elif bound and wanted in bound:
+            refs[item.name] = f"run:{bound[wanted].run_id}:{match.group(3)}"
     site = options.site
     if after:
         jobs = ":".join(str(o.job_id) for o in after)

@@ -18,7 +18,7 @@ from typing import Any
 
 from executor.canonical import sha256_hex
 from executor.errors import SpecError
-from executor.spec.argv import render_command, render_words
+from executor.spec.argv import format_value, render_command, render_words
 from executor.spec.model import (
     COMMIT_RE,
     ENV_NAME_RE,
@@ -168,6 +168,7 @@ __all__ = [
     "Signing",
     "Tolerance",
     "engine_named",
+    "format_value",
     "load",
     "loads",
     "parse_document",

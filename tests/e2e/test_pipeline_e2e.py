@@ -33,7 +33,8 @@ JOBS = {
         " shutil.copy('/data/rows.csv', '/outputs/clean/rows.csv')"
     ),
     "train-a": (
-        f"{READ}; import os, json; os.makedirs('/outputs/model'); m = sum(float(r['x']) for r in rows) / len(rows);"
+        f"{READ}; import os, json; os.makedirs('/outputs/model'); w = json.load(open(os.environ['REXEC_PARAMS']))['w'];"
+        " m = w * sum(float(r['x']) for r in rows) / len(rows);"
         " open('/outputs/model/w.txt', 'w').write(repr(m)); json.dump({'mean_x': m}, open('/outputs/metrics.json', 'w'))"
     ),
     "train-b": (
@@ -91,7 +92,10 @@ class Project:
                 inputs = [{**upstream, "contract": CONTRACT} if name == "validate" else upstream]
             if name == "evaluate":
                 inputs.append(pinned(rexec, "labels", labels, "/labels"))
-            doc = spec(name, ["python3", "-c", job], inputs=inputs, determinism=NO_FRAMEWORKS)
+            params = {"params": {"w": 1}} if name == "train-a" else {}
+            doc = spec(
+                name, ["python3", "-c", job], inputs=inputs, determinism=NO_FRAMEWORKS, **params
+            )
             gen(root / f"{name}.toml", doc)
         order = ("evaluate", "inspect-b", "train-a", "train-b", "validate", "extract")
         gen(
@@ -235,6 +239,35 @@ def test_unpinned_stage_specs_are_pinned_by_the_run_that_is_asked_to(project: Pr
     (pin,) = internal["pinnedAtRunTime"]["pins"]
     assert pin["key"] == "inputs[0].digest" and pin["old"] is None
     assert pin["new"] == project.rexec("snapshot", "hash", project.raw, "-q").stdout.strip()
+
+
+def test_variants_are_stage_runs_of_their_own_and_downstream_follows_each(
+    project: Project,
+) -> None:
+    """Two learning rates needed two near-identical specs: one `[variants.STAGE]` table makes
+    each combination its own stage run, and the stage that reads it runs once per variant."""
+    path = project.root / "pipeline.toml"
+    path.write_text(path.read_text() + "\n[variants.train-a]\nw = [1, 2]\n")
+    done = project.pipeline()
+    got = decisions(done)
+    assert got["train-a[w=1]"] == got["train-a[w=2]"] == "ran" and "train-a" not in got
+    assert {"evaluate[train-a[w=1]]", "evaluate[train-a[w=2]]"} <= set(got)
+    steps = {s["stage"]: s for s in done["stages"]}
+    scores = {
+        w: json.loads(
+            (
+                project.runs / steps[f"evaluate[train-a[w={w}]]"]["runId"] / "outputs" / "eval.json"
+            ).read_text()
+        )["score"]
+        for w in (1, 2)
+    }
+    assert scores[2] - scores[1] == pytest.approx(25.0 / 100)  # mean x 25, doubled by w = 2
+    a, b = steps["train-a[w=1]"]["runId"], steps["train-a[w=2]"]["runId"]
+    shown = json.loads(project.rexec("compare", a, b, "--json").stdout)
+    rows = {r["key"]: r["values"] for r in shown["rows"]}
+    assert rows["params.w"] == [1, 2] and "name" not in rows  # one name: side by side
+    refused = project.pipeline("--param", "train-b.nothing=1", check=ExitCode.BAD_INPUT)
+    assert "--param nothing: no such parameter in [params]" in refused.stderr
 
 
 def test_a_reused_stage_must_verify(project: Project) -> None:
