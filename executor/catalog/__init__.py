@@ -37,6 +37,7 @@ from executor.catalog.noise import Reference, seed_reference
 from executor.catalog.pipelines import find_ledgers, index_ledgers, pipeline_runs
 from executor.catalog.queries import (
     CURRENT,
+    MAX_COMPARED,
     STALE,
     claim,
     compare,
@@ -57,6 +58,7 @@ from executor.signing import TrustPolicy
 __all__ = [
     "CURRENT",
     "FORMATS",
+    "MAX_COMPARED",
     "SCHEMA_VERSION",
     "STALE",
     "Annotations",

@@ -20,6 +20,7 @@ from executor.metrics import noise_of
 
 __all__ = [
     "CURRENT",
+    "MAX_COMPARED",
     "STALE",
     "claim",
     "compare",
@@ -29,6 +30,9 @@ __all__ = [
     "show",
     "show_record",
 ]
+
+# Runs side by side: any the web ledger's page shows (50), ticked, or named
+MAX_COMPARED = 50
 
 
 def _describe(claims: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -269,8 +273,8 @@ def compare(catalog: Catalog, refs: Sequence[str], *, changed_only: bool = True)
     param, metric, input and output), one column per run; the first run is the
     reference, and a numeric row carries each run's delta from it."""
     records = [resolve_record(catalog, ref) for ref in refs]
-    if not 2 <= len(records) <= 20:
-        raise InputError(f"compare takes 2 to 20 runs, got {len(records)}")
+    if not 2 <= len(records) <= MAX_COMPARED:
+        raise InputError(f"compare takes 2 to {MAX_COMPARED} runs, got {len(records)}")
     table: dict[str, dict[str, Any]] = {}
 
     def put(key: str, index: int, value: Any) -> None:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         epilog="examples:\n  rexec compare 20261201T1200 20261201T1300\n"
         "  rexec compare A B C --all --json\n",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN", help="2 to 20 runs (ids, prefixes, paths)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="2 to 50 runs (ids, prefixes, paths)")
     p.add_argument("--all", action="store_true", help="also the rows that are the same")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     add_catalog_option(p)

@@ -152,7 +152,7 @@ def create_app(location: str, *, token: str | None = None, hosts: Sequence[str])
     def compare() -> Any:
         runs = [r for r in request.args.getlist("run") if r]
         if not 2 <= len(runs) <= pages.MAX_COMPARED:
-            return html("compare.html", doc=None, runs=runs)
+            return html("compare.html", doc=None, runs=runs, max_compared=pages.MAX_COMPARED)
         with opened() as cat:
             doc = pages.compare_page(cat, runs, everything=request.args.get("all") == "1")
         return html("compare.html", doc=doc, runs=runs)

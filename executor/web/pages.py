@@ -32,7 +32,7 @@ __all__ = [
 PER_PAGE = 50
 MAX_COLUMNS = 6  # metric and param columns the ledger shows unless ?column= names them
 FILTERS = ("name", "search", "status", "input", "signer", "tag", "archived")  # the ledger's
-MAX_COMPARED = 20  # runs side by side (rexec compare's own limit)
+MAX_COMPARED = catalog.MAX_COMPARED  # runs side by side: any a ledger page shows
 Link = Callable[[str], str]  # run id -> the URL of its page
 
 
@@ -216,7 +216,7 @@ def lineage_page(cat: catalog.Catalog, ref: str, direction: str, link: Link) -> 
 
 
 def compare_page(cat: catalog.Catalog, runs: Sequence[str], *, everything: bool) -> dict[str, Any]:
-    """2 to 20 runs side by side, changed rows only unless ``everything``; their curves
+    """2 to 50 runs side by side, changed rows only unless ``everything``; their curves
     overlaid, one chart per metric."""
     doc = catalog.compare(cat, list(runs), changed_only=not everything)
     paths = [(run_id, (cat.records_of(run_id) or [{}])[0].get("path")) for run_id in doc["runs"]]

@@ -160,7 +160,7 @@ def test_compare_gives_deltas_from_the_first_run(catalog_location: str) -> None:
     (row,) = [r for r in doc["rows"] if r["key"] == "metrics.m.json:acc"]
     assert row["values"] == [0.5, 0.75] and row["deltas"] == [0.0, 0.25]
     assert not any(r["key"] == "seed" for r in doc["rows"])
-    with pytest.raises(InputError, match="2 to 20 runs"):
+    with pytest.raises(InputError, match="2 to 50 runs"):
         catalog.compare(cat, ["r-a"])
     cat.close()
 

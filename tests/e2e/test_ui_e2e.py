@@ -69,7 +69,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         )
         for lr in (0.1, 0.2)
     ]
-    hostile_job = f"import json; json.dump({{{EVIL!r}: 1.5}}, open('/outputs/' + {EVIL!r}.replace('/', '_') + '.json', 'w'))"
+    # its metric is a series named by the payload: drawn as a chart, whose text must stay text
+    hostile_job = f"import json; json.dump({{{EVIL!r}: [1.5, 2.5, 0.5]}}, open('/outputs/' + {EVIL!r}.replace('/', '_') + '.json', 'w'))"
     hostile = rexec.run(stage(root, "hostile", hostile_job, {"note": EVIL}, None, rexec), key, out)
     return {
         "rexec": rexec,
@@ -185,6 +186,8 @@ def test_a_hostile_record_renders_inert(ui: str, browser: Any, runs: dict[str, A
     assert "<script>" in by_css(browser, "table.params")[0].text  # shown as text
     assert "<script>" in by_css(browser, "table.outputs")[0].text
     assert "<img" in by_css(browser, "table.metrics")[0].text
+    (chart,) = by_css(browser, "figure.chart svg")  # the payload as the chart's title
+    assert "<script>" in chart.find_element("css selector", "text.chart-title").text
     assert by_css(browser, "main script") == [] and by_css(browser, "main img") == []
     browser.save_screenshot(str(SHOTS / "hostile.png"))
     with urllib.request.urlopen(f"{ui}/run/{runs['hostile']}") as response:
