@@ -197,13 +197,18 @@ def one_real_record(work: Path) -> Path:
         method = "none"
         """)
     )
+    return real_run(work, spec)
+
+
+def real_run(work: Path, spec: Path) -> Path:
+    """`rexec run SPEC` in the bench's own cache; the record's directory."""
     env = {"REXEC_CACHE_DIR": str(work / "cache"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [*REXEC, "run", str(spec), "--runs-dir", str(work / "runs"), "--json", "-q"],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise SystemExit(f"scripts/bench: the template run failed:\n{proc.stderr}")
+        raise SystemExit(f"scripts/bench: the run of {spec.name} failed:\n{proc.stderr}")
     return Path(json.loads(proc.stdout)["run_dir"])
 
 
@@ -270,14 +275,7 @@ def curve_record(work: Path, steps: int) -> Path:
         summary = "min"
         """)
     )
-    env = {"REXEC_CACHE_DIR": str(work / "cache"), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run(
-        [*REXEC, "run", str(spec), "--runs-dir", str(work / "runs"), "--json", "-q"],
-        capture_output=True, text=True, env=env,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise SystemExit(f"scripts/bench: the curve run failed:\n{proc.stderr}")
-    return Path(json.loads(proc.stdout)["run_dir"])
+    return real_run(work, spec)
 
 
 def charting(work: Path, steps: int) -> None:

@@ -52,14 +52,19 @@ def check(
     checked in the image by one short helper; no job starts."""
     from executor.runner.check import check as check_in_image
 
-    run_spec = resolve_from_inputs(
+    run_spec = _from_inputs_resolved(run_spec, options)
+    return check_in_image(run_spec, runtime=runtime or default_runtime(), options=options)
+
+
+def _from_inputs_resolved(run_spec: spec.RunSpec, options: RunOptions) -> spec.RunSpec:
+    """Each ``from`` input resolved to a record verified under the caller's policy."""
+    return resolve_from_inputs(
         run_spec,
         runs_dir=options.runs_dir,
         policy=options.upstream,
         verified=options.upstream_verified,
         say=options.say,
     )
-    return check_in_image(run_spec, runtime=runtime or default_runtime(), options=options)
 
 
 def run(
@@ -69,13 +74,7 @@ def run(
     from executor.runner.execute import execute
     from executor.runner.request import request
 
-    run_spec = resolve_from_inputs(
-        run_spec,
-        runs_dir=options.runs_dir,
-        policy=options.upstream,
-        verified=options.upstream_verified,
-        say=options.say,
-    )
+    run_spec = _from_inputs_resolved(run_spec, options)
     check_runs_dir(run_spec, options.runs_dir)
     run_id = options.run_id or writer.new_run_id(run_spec.name)
     runtime = runtime or default_runtime(run_spec.engine)
