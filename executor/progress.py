@@ -82,8 +82,13 @@ class BarProgress:
         self._bar.stop()
 
 
+def progress_shown() -> bool:
+    """Whether a bar would be drawn: stderr is a person's terminal."""
+    return sys.stderr.isatty()
+
+
 def make_progress(*, enabled: bool, total: int, label: str) -> Progress:
     """A bar when asked for and stderr is a terminal; otherwise nothing."""
-    if enabled and sys.stderr.isatty():
+    if enabled and progress_shown():
         return BarProgress(total=total, label=label)
     return NoProgress()

@@ -34,7 +34,7 @@ from typing import BinaryIO, NamedTuple
 from executor import safeio
 from executor.errors import InputError, MismatchError, SnapshotError
 from executor.paths import cache_dir
-from executor.progress import make_progress
+from executor.progress import make_progress, progress_shown
 from executor.safeio import write_atomic
 from executor.snapshot import stamps
 from executor.snapshot.hashing import Hashers, Sizes
@@ -143,7 +143,10 @@ def hash_tree(
     settled = time.time_ns() - RACY_MARGIN_NS  # cache only files older than this
     t0 = time.perf_counter()
     cache = open_cache() if use_cache else None
-    total, nfiles = totals(root) if progress else (0, 0)
+    # The pre-walk gives the bar its total; without a terminal there is no bar to draw, and
+    # the walk cost as much as the whole warm check (0.71 s against 0.44 s at 50,000 files)
+    drawn = progress and progress_shown()
+    total, nfiles = totals(root) if drawn else (0, 0)
     rooth = RootHasher(algo)
     entries: list[Entry] = []
     cache_used = cache is not None and cache.usable
@@ -157,7 +160,7 @@ def hash_tree(
         hashers.start_pool()  # before the bar's thread exists: fork only single-threaded
     hits = 0
     try:
-        with make_progress(enabled=progress, total=total, label="hashing") as bar:
+        with make_progress(enabled=drawn, total=total, label="hashing") as bar:
             hashers.bar = bar
             chunks = walk(
                 root,
