@@ -74,10 +74,10 @@ def read_capped(path: str | bytes | os.PathLike[str], *, cap: int = SMALL_CAP) -
         os.close(fd)
 
 
-def read_under(root: str | os.PathLike[str], relative: str, *, cap: int) -> bytes:
-    """The bytes of ``root/relative``, every directory on the way opened without following
-    a link (a record's ``outputs/model -> /etc`` is refused, not read through), the file a
-    regular one of at most ``cap`` bytes."""
+def open_under(root: str | os.PathLike[str], relative: str) -> int:
+    """A descriptor for the regular file ``root/relative``, every directory on the way
+    opened without following a link (a record's ``outputs/model -> /etc`` is refused, not
+    read through) and no ``..``: a name a record gives cannot leave ``root``."""
     parts = [p for p in relative.split("/") if p]
     if not parts or any(p in (".", "..") for p in parts):
         raise UnsafeFile(f"{relative!r}: not a path below {os.fspath(root)}")
@@ -85,9 +85,8 @@ def read_under(root: str | os.PathLike[str], relative: str, *, cap: int) -> byte
     try:
         fd = os.open(root, flags)
     except OSError as exc:
-        raise UnsafeFile(
-            f"{os.fspath(root)}: not a directory rexec reads ({exc.strerror})"
-        ) from exc
+        where = os.fspath(root)
+        raise UnsafeFile(f"{where}: not a directory rexec reads ({exc.strerror})") from exc
     try:
         for part in parts[:-1]:
             try:
@@ -96,10 +95,14 @@ def read_under(root: str | os.PathLike[str], relative: str, *, cap: int) -> byte
                 raise UnsafeFile(f"{relative}: {part} is not a directory ({exc.strerror})") from exc
             os.close(fd)
             fd = next_fd
-        file_fd = open_regular(parts[-1], dir_fd=fd)
+        return open_regular(parts[-1], dir_fd=fd)
     finally:
         os.close(fd)
-    with os.fdopen(file_fd, "rb") as f:
+
+
+def read_under(root: str | os.PathLike[str], relative: str, *, cap: int) -> bytes:
+    """The bytes of ``root/relative`` (opened by :func:`open_under`), at most ``cap``."""
+    with os.fdopen(open_under(root, relative), "rb") as f:
         if os.fstat(f.fileno()).st_size > cap:
             raise UnsafeFile(f"{relative}: more than the {cap} bytes rexec reads here")
         data = f.read(cap + 1)

@@ -71,7 +71,8 @@ def _signed_output(record: RunRecord, name: str, cap: int = FILE_CAP) -> bytes |
     if digest is None:
         return None
     try:
-        data = safeio.read_capped(record.outputs_dir / name, cap=cap)
+        # the name is the record's: below outputs/, no link followed on the way
+        data = safeio.read_under(record.outputs_dir, name, cap=cap)
     except (OSError, safeio.UnsafeFile):
         return None
     return data if hashlib.sha256(data).hexdigest() == digest else None
@@ -83,7 +84,7 @@ def _from_stdout(record: RunRecord, source: Source) -> list[Series]:
         return []
     hasher = hashlib.sha256()
     try:
-        found = metrics.from_log(_lines(record.path / writer.STDOUT_LOG, hasher), source)
+        found = metrics.from_log(_lines(record.path, writer.STDOUT_LOG, hasher), source)
     except (OSError, safeio.UnsafeFile, _TooLarge):
         return []
     return found if hasher.hexdigest() == digest else []
@@ -93,9 +94,9 @@ class _TooLarge(Exception):
     """A log past :data:`LOG_CAP`."""
 
 
-def _lines(path: os.PathLike[str], hasher: Any) -> Iterator[bytes]:
-    """The lines of a file, read once, each byte passed to ``hasher`` on the way."""
-    fd = safeio.open_regular(path)
+def _lines(root: os.PathLike[str], relative: str, hasher: Any) -> Iterator[bytes]:
+    """The lines of a file below ``root``, read once, each byte passed to ``hasher``."""
+    fd = safeio.open_under(root, relative)
     with os.fdopen(fd, "rb") as f:
         total, rest = 0, b""
         while chunk := f.read(1 << 20):

@@ -3,8 +3,10 @@ signed spec, indexed in the catalog as summaries, judged against runs with other
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import statistics
 from pathlib import Path
 
@@ -109,8 +111,6 @@ def test_a_seeded_run_that_does_not_verify_is_left_out_of_the_reference(
     log = second / "logs" / "stdout.log"
     log.chmod(0o644)
     log.write_bytes(log.read_bytes().replace(b"893.70", b"  1.00"))
-    statement = json.loads((second / "statement.json").read_bytes())
-    assert statement["predicate"]  # still the signed Statement; the log no longer matches it
     cat = catalog.open_catalog(create=False)
     try:
         reference = catalog.seed_reference(cat, load_record(first), KeyPolicy.from_file(key[1]))
@@ -206,3 +206,28 @@ def test_a_replay_or_rerun_keeps_the_declaration_the_record_signed(
     record = load_record(run(tmp_path, key[0], 1))
     rebuilt = spec_from_record(record, paths={}, digests={})
     assert spec.resolved_view(rebuilt)["metrics"] == record.spec["metrics"]
+
+
+def test_an_output_name_or_a_log_path_that_leaves_the_record_gives_no_metrics(
+    tmp_path: Path, key: tuple[Path, Path]
+) -> None:
+    """A hostile Statement may name `../outside.json` (with that file's very digest), or the
+    record's logs/ may be a link to a directory holding the same log: neither is read."""
+    path = run(tmp_path, key[0], 1)
+    outside = tmp_path / "runs" / "outside.json"
+    outside.write_text('{"stolen": 1}')
+    record = load_record(path)
+    subjects = [
+        *record.statement["subject"],
+        {"name": "../outside.json", "digest": {"sha256": sha256_hex(outside.read_bytes())}},
+    ]
+    hostile = dataclasses.replace(record, statement={**record.statement, "subject": subjects})
+    assert "../outside.json" in hostile.outputs
+    assert not any(s.name == "stolen" for s in series_of(hostile))
+    logs = path / "logs"
+    moved = tmp_path / "elsewhere-logs"
+    logs.chmod(0o755)
+    shutil.copytree(logs, moved)
+    shutil.rmtree(logs)
+    os.symlink(moved, logs)
+    assert "stdout:val_ppl" not in {s.key for s in series_of(load_record(path))}

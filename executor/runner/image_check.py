@@ -1,4 +1,4 @@
-"""``rexec run --check``: what would stop a job a minute in, found before it starts.
+"""``rexec run --check`` in the image: what would stop a job a minute in, found before it starts.
 
 Every pin is checked (as a run does) and the image resolved; then one short helper runs
 in the image, hardened like any helper, with nothing mounted: it says whether the
@@ -88,8 +88,11 @@ def check(run_spec: spec.RunSpec, *, runtime: ContainerRuntime, options: RunOpti
             f"{run_spec.source}: could not look inside the image ({exc})",
             hint="the check runs the image's python3; an image without one cannot be checked",
         ) from exc
-    found = answer.get("program") if isinstance(answer.get("program"), str) else None
-    missing = tuple(m for m in answer.get("missing") or [] if isinstance(m, str))
+    # the image answers: only a printable path is believed, only modules asked about count
+    program = answer.get("program") if isinstance(answer, dict) else None
+    found = program if isinstance(program, str) and program.isprintable() else None
+    said = answer.get("missing") if isinstance(answer, dict) else None
+    missing = tuple(m for m in modules if isinstance(said, list) and m in said)
     return Check(argv[0], found, modules, missing, notes)
 
 
