@@ -28,8 +28,8 @@ from executor.signing import Signer, make_signer
 # The phases are imported by run(): what `rexec submit` takes from here (the pin checks)
 # starts without the image, container and attestation machinery.
 if TYPE_CHECKING:
-    from executor.runner.check import Check
     from executor.runner.execute import Execution
+    from executor.runner.image_check import Check
     from executor.runner.request import Job
 
 __all__ = [
@@ -50,7 +50,7 @@ def check(
 ) -> Check:
     """``rexec run --check``: pins, image, the program and the entry script's imports,
     checked in the image by one short helper; no job starts."""
-    from executor.runner.check import check as check_in_image
+    from executor.runner.image_check import check as check_in_image
 
     run_spec = _from_inputs_resolved(run_spec, options)
     return check_in_image(run_spec, runtime=runtime or default_runtime(), options=options)
