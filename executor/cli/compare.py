@@ -86,9 +86,15 @@ def _say_reference(doc: dict[str, Any]) -> None:
             )
         )
     else:
+        # seeded runs that were indexed unverified count once verified; else there are none
+        fix = (
+            "`rexec catalog index RUNS_DIR --verify --key KEY` verifies them"
+            if ref["unverified"]
+            else "`rexec run SPEC --seeds 3` gives one"
+        )
         console().print(
             safe(
                 f"no seed reference for the metric changes ({ref['seeds']} verified run of the "
-                f"first run's spec{left_out}): `rexec run SPEC --seeds 3` gives one"
+                f"first run's spec{left_out}): {fix}"
             )
         )

@@ -187,6 +187,8 @@ def test_show_and_compare_print_the_numbers_a_chart_would_show(
     assert main(["show", paths[0].name]) == 0
     text = capsys.readouterr().out
     assert "stdout val_ppl = 921.5 (min of 2 points, steps 1→2: first 960" in text
+    assert main(["compare", paths[0].name, paths[1].name]) == 0  # indexed unverified
+    assert "catalog index RUNS_DIR --verify" in capsys.readouterr().out  # the fix is named
     cat = catalog.open_catalog(create=False)
     try:
         catalog.index_records(cat, paths[:3], rebuild=True, policy=KeyPolicy.from_file(key[1]))
