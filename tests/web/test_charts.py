@@ -4,7 +4,6 @@ metric against each param and parallel coordinates; SVG drawn here, every text e
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -71,14 +70,12 @@ def test_hostile_names_in_a_chart_are_text() -> None:
 
 
 def test_a_hundred_thousand_steps_draw_as_at_most_twelve_hundred_points_with_every_peak() -> None:
+    """How long it takes is measured by scripts/bench catalog, not asserted here."""
     steps = list(range(100_000))
     values = [1.0] * 100_000
     values[77_777] = 50.0  # one spike: a plain subsample would lose it
-    started = time.perf_counter()
     svg = charts.curves("loss", [charts.Line("run", steps, values)])
-    took = time.perf_counter() - started
     (points,) = re.findall(r'<polyline class="curve" points="([^"]+)"', svg)
     assert len(points.split()) <= 2 * charts.BUCKETS
     top = min(float(p.split(",")[1]) for p in points.split())  # SVG y grows downwards
     assert top < charts.TOP + 15  # the spike reaches the top of the plot
-    assert took < 2.0  # a generous bound: the target (0.5 s) is measured in scripts/bench
